@@ -1,0 +1,35 @@
+# The two commands a newcomer needs: `make run` and `make test`. Both set everything up.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO := $(CURDIR)/.demo
+
+.PHONY: run test bench lint fmt clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test,fast]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	BOTSTER_HOME=$(DEMO)/home BOTSTER_RUNTIME_DIR=$(DEMO)/run $(BIN)/python -m botster.demo $(DEMO)
+
+test: $(STAMP)
+	$(BIN)/ruff check botster tests bench
+	$(BIN)/ruff format --check botster tests bench
+	$(BIN)/pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+lint: $(STAMP)
+	$(BIN)/ruff check botster tests bench
+
+fmt: $(STAMP)
+	$(BIN)/ruff format botster tests bench
+	$(BIN)/ruff check --fix botster tests bench
+
+clean:
+	rm -rf $(VENV) $(DEMO) .pytest_cache

@@ -1,0 +1,92 @@
+"""The device configuration file, ``$BOTSTER_HOME/config.json``.
+
+Read once at start-up (the hub refuses to start on a broken file rather than overwrite it);
+kept in memory; every ``config.set`` is written atomically (temp file, fsync, rename) under an
+``flock`` so two hubs sharing a home never lose each other's keys.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from botster.errors import HubError
+
+__all__ = ["Config", "HUB_SETTINGS"]
+
+# Settings the hub itself reads: key -> (default, check, description).
+HUB_SETTINGS: dict[str, tuple[Any, Any, str]] = {
+    "lua_step_budget": (1.0, lambda v: isinstance(v, (int, float)) and v > 0,
+                        "CPU seconds one Lua step may use (a positive number)"),
+    "lua_memory_limit_mb": (512, lambda v: isinstance(v, int) and v >= 16,
+                            "memory cap of the Lua state in MiB (an integer >= 16)"),
+    "reload_debounce_ms": (100, lambda v: isinstance(v, int) and 0 <= v <= 5000,
+                           "plugin reload debounce in ms (an integer 0..5000)"),
+}
+
+
+class Config:
+    """The in-memory view of config.json."""
+
+    def __init__(self, path: Path, data: dict[str, Any]) -> None:
+        self.path = path
+        self.data = data
+
+    @classmethod
+    def load_blocking(cls, path: Path) -> Config:
+        """Reads and validates the file (missing = empty).
+
+        Raises:
+            HubError: the file is not a JSON object, or a hub setting has a wrong value.
+        """
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            return cls(path, {})
+        except OSError as e:
+            raise HubError(f"cannot read {path}: {e.strerror}") from None
+        try:
+            data = json.loads(text) if text.strip() else {}
+        except ValueError as e:
+            raise HubError(f"{path} is not valid JSON: {e}") from None
+        if not isinstance(data, dict):
+            raise HubError(f"{path} must hold a JSON object, not {type(data).__name__}")
+        for key, (_, check, what) in HUB_SETTINGS.items():
+            if key in data and not check(data[key]):
+                raise HubError(f"{path}: {key} must be {what}, got {data[key]!r}")
+        return cls(path, data)
+
+    def setting(self, key: str) -> Any:
+        """A hub setting, or its default."""
+        return self.data.get(key, HUB_SETTINGS[key][0])
+
+    def set_blocking(self, key: str, value: Any) -> dict[str, Any]:
+        """Sets one top-level key (None deletes it) and persists; returns the new contents."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lock = os.open(self.path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                current = json.loads(self.path.read_text() or "{}")
+                if not isinstance(current, dict):
+                    current = {}
+            except FileNotFoundError:
+                current = {}
+            if value is None:
+                current.pop(key, None)
+            else:
+                current[key] = value
+            tmp = self.path.with_suffix(f".tmp{os.getpid()}")
+            with open(tmp, "w") as f:
+                json.dump(current, f, indent=2, sort_keys=True)
+                f.write("\n")
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        finally:
+            os.close(lock)
+        self.data = current
+        return current

@@ -1,0 +1,192 @@
+"""The hub process: one asyncio loop, one Lua state, plugins, clean start and stop.
+
+Owns the hub's lifetime: taking the repo lock, creating the Lua host, installing primitives,
+booting the embedded Lua (``hub/init.lua``), tracking background work by owner, and shutting
+down in stages on ``hub.quit()``, SIGINT or SIGTERM. What each primitive does lives in
+``botster/primitives``; how plugins load and reload lives in the embedded Lua.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import signal
+import time
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from botster.hub.config import Config
+from botster.hub.context import set_current_hub
+from botster.hub.identity import HubLock
+from botster.hub.loop import loop_only, set_loop_thread
+from botster.hub.paths import Paths
+from botster.lua.owners import Owners
+from botster.lua.runtime import LuaHost
+
+__all__ = ["Hub", "PRIMITIVES"]
+
+log = logging.getLogger("hub")
+
+T = TypeVar("T")
+
+# Lua global -> module under botster.primitives, installed in this order.
+PRIMITIVES: tuple[str, ...] = (
+    "log",
+    "json",
+    "fs",
+    "config",
+    "secrets",
+    "events",
+    "timer",
+    "watch",
+    "http",
+    "websocket",
+    "hub",
+)
+
+SHUTDOWN_GRACE_S = 2.0
+
+
+class Hub:
+    """A running hub for one repository.
+
+    Args:
+        paths: where everything lives.
+        config: the device configuration.
+        hub_id: hex SHA-256 of the repo path.
+    """
+
+    def __init__(self, paths: Paths, config: Config, hub_id: str) -> None:
+        self.paths = paths
+        self.config = config
+        self.hub_id = hub_id
+        self.owners = Owners()
+        self.lock = HubLock(paths, hub_id)
+        self.started_at = time.monotonic()
+        self.host: LuaHost
+        self.loop: asyncio.AbstractEventLoop
+        self._quit: asyncio.Event
+        self._background: dict[asyncio.Task[Any], str] = {}
+        self._io_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="botster-io")
+        self._closers: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        self._exit_code = 0
+
+    # Lifetime -----------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        """Runs the hub until it is asked to quit. Returns the process exit code."""
+        set_loop_thread()
+        self.loop = asyncio.get_running_loop()
+        self._quit = asyncio.Event()
+        set_current_hub(self)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self.loop.add_signal_handler(sig, self._on_signal, sig)
+        try:
+            self.host = LuaHost(
+                budget_s=float(self.config.setting("lua_step_budget")),
+                memory_limit=int(self.config.setting("lua_memory_limit_mb")) << 20,
+                override_dirs=self.paths.override_dirs(),
+            )
+            for name in PRIMITIVES:
+                module = importlib.import_module(f"botster.primitives.{name}")
+                extras = getattr(module, "lua_extras", None)
+                self.host.install(name, module, extras(self.host) if extras else None)
+            self.host.install("_botster", importlib.import_module("botster.hub.internals"))
+            boot = self.host.lua.eval(_BOOT)
+            self.host.sched.start("hub", "hub start-up", boot)
+            await self._quit.wait()
+            await self._shutdown()
+        finally:
+            self.lock.release()
+            self._io_pool.shutdown(wait=False, cancel_futures=True)
+            set_current_hub(None)
+        return self._exit_code
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        log.info("received %s, shutting down", signal.Signals(sig).name)
+        self.quit()
+
+    @loop_only
+    def fail(self, message: str) -> None:
+        """Stops the hub with exit code 1 after a fault it cannot run without."""
+        log.critical("%s", message)
+        self._exit_code = 1
+        self.quit()
+
+    @loop_only
+    def quit(self) -> None:
+        """Asks the hub to stop after the current Lua step returns."""
+        self._quit.set()
+
+    async def _shutdown(self) -> None:
+        # Stage 1: tell Lua, and give handlers that wait (a last HTTP call) a moment.
+        notify = self.host.lua.eval("function() require('hub.init').shutdown() end")
+        self.host.sched.start("hub", "shutdown", notify)
+        deadline = time.monotonic() + SHUTDOWN_GRACE_S
+        while self.host.sched.pending_count() and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        # Stage 2: release everything every owner holds, then background work.
+        self.host.sched.cancel_all()
+        for owner in self.owners.owners():
+            self.owners.release(owner)
+        for task in list(self._background):
+            task.cancel()
+        if self._background:
+            await asyncio.wait(list(self._background), timeout=SHUTDOWN_GRACE_S)
+        for close in reversed(self._closers):
+            with contextlib.suppress(Exception):
+                await close()
+        log.info("hub stopped")
+
+    # Shared machinery for primitives ------------------------------------------------------
+
+    @loop_only
+    def spawn(self, coro: Coroutine[Any, Any, T], *, name: str, owner: str) -> asyncio.Task[T]:
+        """Runs `coro` in the background; a failure is logged with its owner; tracked."""
+        task = self.loop.create_task(coro, name=name)
+        self._background[task] = owner
+        task.add_done_callback(self._background_done)
+        return task
+
+    def _background_done(self, task: asyncio.Task[Any]) -> None:
+        owner = self._background.pop(task, "hub")
+        if not task.cancelled() and task.exception() is not None:
+            log.error("[%s] %s failed", owner, task.get_name(), exc_info=task.exception())
+
+    async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:
+        """The one doorway for blocking work: runs fn(*args) on the I/O pool."""
+        return await self.loop.run_in_executor(self._io_pool, fn, *args)
+
+    def on_close(self, close: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Registers a coroutine function to run at the end of shutdown (e.g. close a pool)."""
+        self._closers.append(close)
+
+    @loop_only
+    def release_owner(self, owner: str) -> None:
+        """Releases everything `owner` holds: suspended tasks, resources, background work."""
+        self.host.sched.cancel_owner(owner)
+        self.owners.release(owner)
+        for task, task_owner in list(self._background.items()):
+            if task_owner == owner:
+                task.cancel()
+
+    @loop_only
+    def emit(self, event: str, data: Any = None) -> None:
+        """Emits an event into the Lua bus from Python; listeners run as their own tasks."""
+        emit = self.host.globals[b"events"][b"emit"]
+        try:
+            emit(event.encode(), self.host.convert.to_lua(data))
+        except Exception:
+            log.exception("emitting %s failed", event)
+
+
+# Boot errors are fatal: a hub whose core Lua failed to start would only pretend to run.
+_BOOT = """
+function()
+  local ok, err = xpcall(function() require('hub.init').boot() end, debug.traceback)
+  if not ok then _botster.fatal('hub start-up failed: ' .. tostring(err)) end
+end
+"""

@@ -1,0 +1,121 @@
+"""``_botster``: what the embedded Lua (hub/init.lua, hub/loader.lua) needs from Python.
+
+Not a primitive and not for plugins: plugin discovery, file reads off the loop, paths,
+settings, releasing an owner's resources, and the ready signal. Documented in
+``docs/architecture.md``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from botster.hub.context import current_hub
+from botster.lua.api import lua_api
+
+__all__ = ["LUA"]
+
+log = logging.getLogger("hub")
+
+
+def _discover_blocking(layers: list[tuple[str, Path]]) -> list[dict[str, str]]:
+    found: dict[str, dict[str, str]] = {}
+    for source, root in layers:  # later layers win by name
+        try:
+            names = sorted(os.listdir(root))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for name in names:
+            init = root / name / "init.lua"
+            if name.startswith(".") or not init.is_file():
+                continue
+            found[name] = {"name": name, "dir": str(root / name), "init": str(init),
+                           "source": source}
+    return [found[n] for n in sorted(found)]
+
+
+@lua_api
+async def discover_plugins() -> list[dict[str, str]]:
+    """Every plugin in both layers, the repo layer winning by name, sorted by name."""
+    hub = current_hub()
+    return await hub.run_blocking(_discover_blocking, hub.paths.plugin_dirs())
+
+
+def _read_blocking(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+@lua_api
+async def read_file(path: str) -> bytes | tuple[None, str]:
+    """The bytes of a file, or nil, err. Missing file: nil, "missing"."""
+    try:
+        data = await current_hub().run_blocking(_read_blocking, path)
+    except OSError as e:
+        return None, f"{path}: {e.strerror}"
+    return (None, "missing") if data is None else data
+
+
+@lua_api
+async def is_dir(path: str) -> bool:
+    """Whether `path` is a directory."""
+    return await current_hub().run_blocking(os.path.isdir, path)
+
+
+@lua_api
+def paths() -> dict[str, Any]:
+    """{plugin_dirs = {{source, dir}...}, override_dirs = {...}, user_init = path}."""
+    p = current_hub().paths
+    return {
+        "plugin_dirs": [{"source": s, "dir": str(d)} for s, d in p.plugin_dirs()],
+        "override_dirs": [str(d) for d in p.override_dirs()],
+        "user_init": str(p.lua_dir / "user" / "init.lua"),
+    }
+
+
+@lua_api
+def setting(key: str) -> Any:
+    """A hub setting from config.json, or its default."""
+    return current_hub().config.setting(key)
+
+
+@lua_api
+def release_owner(owner: str) -> None:
+    """Releases what `owner` holds on the Python side (timers, watches, requests, waits)."""
+    current_hub().release_owner(owner)
+
+
+@lua_api
+def ready(loaded: int, failed: int) -> None:
+    """Logs that start-up finished: every plugin was loaded or failed."""
+    hub = current_hub()
+    ms = (time.monotonic() - hub.started_at) * 1000
+    log.info(
+        "hub ready: %d plugins loaded, %d failed, in %.0f ms (hub id %s, repo %s)",
+        loaded, failed, ms, hub.hub_id, hub.paths.repo,
+    )
+    hub.emit("hub_ready", {"plugins_loaded": loaded, "plugins_failed": failed})
+
+
+@lua_api
+def fatal(message: str) -> None:
+    """Stops the hub with exit code 1 (the core Lua could not start)."""
+    current_hub().fail(message)
+
+
+LUA = {
+    "fatal": fatal,
+    "discover_plugins": discover_plugins,
+    "read_file": read_file,
+    "is_dir": is_dir,
+    "paths": paths,
+    "setting": setting,
+    "release_owner": release_owner,
+    "ready": ready,
+}

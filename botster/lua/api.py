@@ -1,0 +1,331 @@
+"""How a Python function becomes a Lua function: argument checking and result conversion.
+
+A primitive module writes plain functions with type hints and marks them with ``@lua_api``;
+the hints are the Lua contract. ``bind`` turns each into the callable Lua sees:
+
+* arguments are checked in order, one rule per hint, and converted (Lua strings become
+  ``str``, tables become ``dict``/``list`` or a ``TypedDict`` whose unknown keys are refused);
+* a wrong argument raises a Lua error at the caller's line, shaped
+  ``fs.read: path: expected string, got nil``;
+* an ``async def`` suspends only the calling Lua task (see ``scheduler.lua``);
+* the return value is converted back; a tuple is multiple results, so ``return None, err``
+  is Lua's ``nil, err``.
+
+Supported hints: ``str``, ``bytes``, ``int``, ``float``, ``bool``, ``Any`` (any data),
+``object`` (any Lua value, unconverted), ``dict``/``dict[str, str]``/``list[str]``, a
+``TypedDict`` (an options table),
+``LuaFunction``, ``LuaTable`` (the raw table), unions, and ``X | None`` for optional arguments.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import types
+from collections.abc import Callable
+from typing import Any, Union, get_args, get_origin, get_type_hints, is_typeddict
+
+from lupa import lua54
+
+from botster.errors import ArgumentError
+from botster.lua.convert import ConversionError, lua_type_name
+
+__all__ = ["LuaFunction", "LuaTable", "bind", "describe", "exported", "lua_api", "options"]
+
+log = logging.getLogger("lua")
+
+
+class LuaFunction:
+    """Hint: a Lua function, passed through as a callable reference."""
+
+
+class LuaTable:
+    """Hint: a Lua table, passed through unconverted."""
+
+
+Checker = Callable[[Any, str, Any], Any]  # (value, argument name, converter) -> python value
+
+
+def describe(value: Any) -> str:
+    """How an error message shows the value it got: numbers by value, the rest by type."""
+    if isinstance(value, bool) or value is None:
+        return lua_type_name(value)
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return lua_type_name(value)
+
+
+def _fail(arg: str, expected: str, value: Any) -> ArgumentError:
+    return ArgumentError(f"{arg}: expected {expected}, got {describe(value)}")
+
+
+def _decode(value: bytes) -> str:
+    return value.decode("utf-8", "surrogateescape")
+
+
+def _checker(hint: Any) -> tuple[Checker, str, bool]:
+    """Returns (checker, expected-type wording, optional) for one type hint."""
+    origin = get_origin(hint)
+    if origin in (Union, types.UnionType):
+        alts = [a for a in get_args(hint) if a is not type(None)]
+        optional = len(alts) < len(get_args(hint))
+        parts = [_checker(a) for a in alts]
+        wording = "|".join(p[1] for p in parts)
+        if len(parts) == 1:
+            inner = parts[0][0]
+
+            def check_opt(v: Any, arg: str, conv: Any) -> Any:
+                return None if v is None else inner(v, arg, conv)
+
+            return check_opt, wording, optional
+
+        def check_union(v: Any, arg: str, conv: Any) -> Any:
+            if v is None and optional:
+                return None
+            for check, _, _ in parts:
+                try:
+                    return check(v, arg, conv)
+                except ArgumentError:
+                    continue
+            raise _fail(arg, wording, v)
+
+        return check_union, wording, optional
+
+    if hint is str:
+
+        def check_str(v: Any, arg: str, conv: Any) -> str:
+            if isinstance(v, bytes):
+                return _decode(v)
+            raise _fail(arg, "string", v)
+
+        return check_str, "string", False
+    if hint is bytes:
+
+        def check_bytes(v: Any, arg: str, conv: Any) -> bytes:
+            if isinstance(v, bytes):
+                return v
+            raise _fail(arg, "string", v)
+
+        return check_bytes, "string", False
+    if hint is bool:
+
+        def check_bool(v: Any, arg: str, conv: Any) -> bool:
+            if isinstance(v, bool):
+                return v
+            raise _fail(arg, "boolean", v)
+
+        return check_bool, "boolean", False
+    if hint is int:
+
+        def check_int(v: Any, arg: str, conv: Any) -> int:
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise _fail(arg, "integer", v)
+            if isinstance(v, float):
+                if not v.is_integer():
+                    raise _fail(arg, "integer", v)
+                return int(v)
+            return v
+
+        return check_int, "integer", False
+    if hint is float:
+
+        def check_num(v: Any, arg: str, conv: Any) -> float:
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise _fail(arg, "number", v)
+            return v
+
+        return check_num, "number", False
+    if hint is LuaFunction:
+
+        def check_fn(v: Any, arg: str, conv: Any) -> Any:
+            if lua54.lua_type(v) == "function":
+                return v
+            raise _fail(arg, "function", v)
+
+        return check_fn, "function", False
+    if hint is LuaTable:
+
+        def check_table(v: Any, arg: str, conv: Any) -> Any:
+            if lua54.lua_type(v) == "table":
+                return v
+            raise _fail(arg, "table", v)
+
+        return check_table, "table", False
+    if hint is object:
+
+        def check_raw(v: Any, arg: str, conv: Any) -> Any:
+            return v
+
+        return check_raw, "value", True
+    if hint is Any:
+
+        def check_any(v: Any, arg: str, conv: Any) -> Any:
+            try:
+                return conv.to_py(v)
+            except ConversionError as e:
+                raise ArgumentError(f"{arg}: {e}") from None
+
+        return check_any, "value", True
+    if is_typeddict(hint):
+        return _options_checker(hint), "table", False
+    if hint is dict or origin is dict:
+        key_t, val_t = get_args(hint) or (Any, Any)
+        vcheck = _checker(val_t)[0] if val_t is not Any else None
+
+        def check_dict(v: Any, arg: str, conv: Any) -> dict[Any, Any]:
+            if lua54.lua_type(v) != "table":
+                raise _fail(arg, "table", v)
+            out: dict[Any, Any] = {}
+            for k, item in v.items():
+                if key_t is str and not isinstance(k, bytes):
+                    raise ArgumentError(f"{arg}: keys must be strings, got {describe(k)}")
+                key = _decode(k) if isinstance(k, bytes) else k
+                if vcheck is not None:
+                    out[key] = vcheck(item, f"{arg}.{key}", conv)
+                else:
+                    out[key] = check_any(item, f"{arg}.{key}", conv)
+            return out
+
+        return check_dict, "table", False
+    if hint is list or origin is list:
+        (item_t,) = get_args(hint) or (Any,)
+        icheck = _checker(item_t)[0]
+
+        def check_list(v: Any, arg: str, conv: Any) -> list[Any]:
+            if lua54.lua_type(v) != "table":
+                raise _fail(arg, "array", v)
+            n = len(v)
+            return [icheck(v[i], f"{arg}[{i}]", conv) for i in range(1, n + 1)]
+
+        return check_list, "array", False
+    raise TypeError(f"lua_api: unsupported type hint {hint!r}")
+
+
+def _options_checker(td: Any) -> Checker:
+    hints = get_type_hints(td)
+    fields = {name: _checker(h) for name, h in hints.items()}
+    required = set(getattr(td, "__required_keys__", set()))
+    known = ", ".join(sorted(fields))
+
+    def check_opts(v: Any, arg: str, conv: Any) -> dict[str, Any]:
+        if lua54.lua_type(v) != "table":
+            raise _fail(arg, "table", v)
+        out: dict[str, Any] = {}
+        for k, item in v.items():
+            key = _decode(k) if isinstance(k, bytes) else k
+            if key not in fields:
+                raise ArgumentError(f"{arg}: unknown key {key!r} (known: {known})")
+            check, _, _ = fields[key]
+            out[key] = check(item, f"{arg}.{key}", conv)
+        for key in sorted(required - out.keys()):
+            raise _fail(f"{arg}.{key}", fields[key][1], None)
+        return out
+
+    return check_opts
+
+
+class _Spec:
+    __slots__ = ("fn", "name", "params", "is_async", "varargs")
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+        module = fn.__module__.rsplit(".", 1)[-1]
+        self.name = f"{module}.{fn.__name__}"
+        self.is_async = inspect.iscoroutinefunction(fn)
+        hints = get_type_hints(fn)
+        sig = inspect.signature(fn)
+        self.params: list[tuple[str, Checker, bool]] = []
+        for p in sig.parameters.values():
+            if p.kind is p.VAR_POSITIONAL:
+                raise TypeError(f"{self.name}: *args is not supported")
+            check, _, optional = _checker(hints.get(p.name, Any))
+            optional = optional or p.default is not inspect.Parameter.empty
+            self.params.append((p.name, check, optional))
+
+
+def options(td: Any) -> Callable[[Any, str, Any], dict[str, Any]]:
+    """A checker for an options table, for functions whose signature can't say it directly
+    (an optional table before a callback): ``check(value, "opts", conv) -> dict``."""
+    return _options_checker(td)
+
+
+def lua_api(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Marks a function as Lua-facing; its type hints are checked on every Lua call."""
+    fn.__lua_spec__ = _Spec(fn)  # type: ignore[attr-defined]
+    return fn
+
+
+def bind(fn: Callable[..., Any], conv: Any, raise_marker: Any) -> tuple[Callable[..., Any], bool]:
+    """Builds the raw callable Lua calls for a ``@lua_api`` function.
+
+    Returns (callable, is_async). The callable returns ``raise_marker, message`` for a wrong
+    argument; for an async function it returns an awaitable that yields converted results.
+    """
+    spec: _Spec = fn.__lua_spec__  # type: ignore[attr-defined]
+    params, name, target = spec.params, spec.name, spec.fn
+    nparams = len(params)
+
+    def convert_args(args: tuple[Any, ...]) -> list[Any]:
+        if len(args) > nparams:
+            raise ArgumentError(f"expected at most {nparams} arguments, got {len(args)}")
+        out = []
+        for i, (pname, check, optional) in enumerate(params):
+            v = args[i] if i < len(args) else None
+            if v is None and optional:
+                out.append(None)
+                continue
+            out.append(check(v, pname, conv))
+        # Trailing None arguments are dropped so Python defaults apply.
+        while out and out[-1] is None and params[len(out) - 1][2]:
+            out.pop()
+        return out
+
+    def message(e: ArgumentError) -> bytes:
+        text = str(e)
+        if not text.startswith(name + ":"):
+            text = f"{name}: {text}"
+        return text.encode("utf-8", "surrogateescape")
+
+    if spec.is_async:
+
+        async def finish(coro: Any) -> Any:
+            try:
+                result = await coro
+            except ArgumentError as e:
+                return raise_marker, message(e)
+            return conv.results(result)
+
+        @functools.wraps(target)
+        def call_async(*args: Any) -> Any:
+            try:
+                converted = convert_args(args)
+            except ArgumentError as e:
+                return raise_marker, message(e)
+            return finish(target(*converted))
+
+        return call_async, True
+
+    @functools.wraps(target)
+    def call(*args: Any) -> Any:
+        try:
+            return conv.results(target(*convert_args(args)))
+        except ArgumentError as e:
+            return raise_marker, message(e)
+        except ConversionError as e:
+            return raise_marker, f"{name}: {e}".encode()
+        except Exception as e:  # a bug in the primitive must not kill the calling plugin silently
+            log.exception("%s failed", name)
+            return raise_marker, f"{name}: internal error: {e!r}".encode()
+
+    return call, False
+
+
+def exported(module: types.ModuleType) -> dict[str, Callable[..., Any]]:
+    """The Lua-facing functions a primitive module lists in its ``LUA`` table."""
+    table: dict[str, Callable[..., Any]] = module.LUA
+    for lua_name, fn in table.items():
+        if not hasattr(fn, "__lua_spec__"):
+            raise TypeError(f"{module.__name__}.{lua_name} is not marked @lua_api")
+    return table
+

@@ -1,0 +1,148 @@
+"""Conversion between Lua values and Python values, in one place.
+
+Lua strings are byte strings; the runtime runs with ``encoding=None`` so nothing is decoded
+behind our back. Text crosses as UTF-8 (undecodable bytes survive as surrogate escapes).
+
+Tables become ``list`` when their keys are exactly 1..n, otherwise ``dict``. An empty table is
+a ``dict`` unless it carries the array mark (``json.array({})``, or an empty JSON array that was
+decoded). ``None`` inside a list crosses as ``json.null``; ``None`` values in a dict are dropped,
+because Lua cannot store nil in a table. This module owns these rules; ``docs/primitives.md``
+states them for plugin authors.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from lupa import lua54
+
+__all__ = ["JSON_NULL", "ConversionError", "Converter", "lua_type_name"]
+
+MAX_DEPTH = 200
+
+
+class _JsonNull:
+    """The value of ``json.null``: JSON null where Lua's nil cannot stand (array items)."""
+
+    _instance: _JsonNull | None = None
+
+    def __new__(cls) -> _JsonNull:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "json.null"
+
+    __str__ = __repr__
+
+    def __bool__(self) -> bool:
+        return False
+
+
+JSON_NULL = _JsonNull()
+
+
+class ConversionError(ValueError):
+    """A value cannot cross between Lua and Python (a function where data was expected...)."""
+
+
+def lua_type_name(value: Any) -> str:
+    """The Lua type name of a value as Lua code would see it."""
+    if value is None:
+        return "nil"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, (bytes, str)):
+        return "string"
+    t = lua54.lua_type(value)
+    return t if t is not None else "userdata"
+
+
+class Converter:
+    """Converts values for one Lua runtime.
+
+    Args:
+        lua: the runtime.
+        array_mark: the Lua metatable that marks a table as a JSON array.
+    """
+
+    def __init__(self, lua: lua54.LuaRuntime, array_mark: Any) -> None:
+        self._lua = lua
+        self._table_from = lua.table_from
+        self._mark = lua.eval("function(t, mt) return setmetatable(t, mt) end")
+        self._is_marked = lua.eval("function(t, mt) return getmetatable(t) == mt end")
+        self._array_mark = array_mark
+
+    # Python -> Lua -------------------------------------------------------------------------
+
+    def to_lua(self, value: Any, _depth: int = 0) -> Any:
+        """Converts a Python value (JSON-like data, or an existing Lua object) for Lua."""
+        if value is None or isinstance(value, (bool, int, float, bytes)):
+            return value
+        if isinstance(value, str):
+            return value.encode("utf-8", "surrogateescape")
+        if _depth > MAX_DEPTH:
+            raise ConversionError("value is nested too deeply")
+        if isinstance(value, dict):
+            return self._table_from(
+                {
+                    self.to_lua(k, _depth + 1): self.to_lua(v, _depth + 1)
+                    for k, v in value.items()
+                    if v is not None
+                }
+            )
+        if isinstance(value, (list, tuple)):
+            table = self._table_from(
+                [JSON_NULL if v is None else self.to_lua(v, _depth + 1) for v in value]
+            )
+            if not value:
+                self._mark(table, self._array_mark)
+            return table
+        # Lua objects and documented handles cross unchanged.
+        return value
+
+    def results(self, value: Any) -> Any:
+        """Converts a primitive's return value; a tuple becomes multiple Lua results."""
+        if isinstance(value, tuple):
+            return tuple(self.to_lua(v) for v in value)
+        return self.to_lua(value)
+
+    # Lua -> Python -------------------------------------------------------------------------
+
+    def to_py(self, value: Any, _depth: int = 0, _seen: set[int] | None = None) -> Any:
+        """Converts a Lua value to plain Python data; raises ConversionError for functions."""
+        if value is None or isinstance(value, (bool, int)):
+            return value
+        if isinstance(value, float):
+            if math.isnan(value) or math.isinf(value):
+                return value
+            return value
+        if isinstance(value, bytes):
+            return value.decode("utf-8", "surrogateescape")
+        if value is JSON_NULL:
+            return None
+        t = lua54.lua_type(value)
+        if t != "table":
+            raise ConversionError(f"cannot convert a Lua {t or 'userdata'}")
+        if _depth > MAX_DEPTH:
+            raise ConversionError("table is nested too deeply (or contains a cycle)")
+        items = list(value.items())
+        if not items:
+            return [] if self._is_marked(value, self._array_mark) else {}
+        n = len(items)
+        if all(type(k) is int for k, _ in items):
+            keys = sorted(k for k, _ in items)
+            if keys[0] == 1 and keys[-1] == n:
+                out: list[Any] = [None] * n
+                for k, v in items:
+                    out[k - 1] = self.to_py(v, _depth + 1)
+                return out
+        result: dict[Any, Any] = {}
+        for k, v in items:
+            key = k.decode("utf-8", "surrogateescape") if isinstance(k, bytes) else k
+            result[key] = self.to_py(v, _depth + 1)
+        return result

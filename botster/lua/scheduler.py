@@ -1,0 +1,141 @@
+"""The Python half of the task scheduler (the Lua half is ``scheduler.lua``).
+
+A Lua task that calls an ``async def`` primitive yields the awaitable; this class awaits it on
+the event loop and resumes the task with the result. Nothing else waits, so a task that waits
+on a slow server suspends only itself. Suspended tasks are tracked by owner so unloading a
+plugin cancels what it was waiting for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from botster.hub.loop import loop_only
+
+__all__ = ["Scheduler"]
+
+log = logging.getLogger("lua")
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+class Scheduler:
+    """Drives Lua tasks: starts them, resumes them when what they wait for is done.
+
+    Args:
+        lua_sched: the table returned by ``scheduler.lua``.
+        raise_marker: the Lua RAISE sentinel (an error result for a waiting task).
+        plugin_log: where task errors and slow steps are reported.
+    """
+
+    def __init__(self, lua_sched: Any, raise_marker: Any, plugin_log: logging.Logger) -> None:
+        self._lua = lua_sched
+        self._start = lua_sched[b"start"]
+        self._step = lua_sched[b"step"]
+        self._drop = lua_sched[b"drop"]
+        self._raise = raise_marker
+        self._plog = plugin_log
+        # task id -> (owner, asyncio task or handle driving its resumption)
+        self._pending: dict[int, tuple[str, asyncio.Task[Any] | asyncio.Handle]] = {}
+        self.errors: dict[str, str] = {}
+
+    # The bridge scheduler.lua calls -------------------------------------------------------
+
+    def _on_await(self, task_id: int, owner: bytes, awaitable: Any) -> None:
+        owner_s = _text(owner)
+        task = asyncio.ensure_future(self._resume_after(task_id, awaitable))
+        self._pending[task_id] = (owner_s, task)
+
+    def _on_yield(self, task_id: int, owner: bytes) -> None:
+        handle = asyncio.get_running_loop().call_soon(self._resume_now, task_id)
+        self._pending[task_id] = (_text(owner), handle)
+
+    def _on_error(self, owner: bytes, label: bytes, message: bytes) -> None:
+        owner_s = _text(owner)
+        text = _text(message)
+        self.errors[owner_s] = text
+        self._plog.error("[%s] error in %s: %s", owner_s, _text(label), text)
+
+    def _on_slow(self, owner: bytes, label: bytes, ms: float) -> None:
+        self._plog.warning("[%s] slow Lua step: %s took %.0f ms", _text(owner), _text(label), ms)
+
+    # Resumption ---------------------------------------------------------------------------
+
+    async def _resume_after(self, task_id: int, awaitable: Any) -> None:
+        try:
+            result = await awaitable
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            log.exception("a primitive failed while task %s waited", task_id)
+            result = (self._raise, f"internal error: {e!r}".encode())
+        self._pending.pop(task_id, None)
+        self._step_safely(task_id, result if isinstance(result, tuple) else (result,))
+
+    def _resume_now(self, task_id: int) -> None:
+        self._pending.pop(task_id, None)
+        self._step_safely(task_id, ())
+
+    def _step_safely(self, task_id: int, values: tuple[Any, ...]) -> None:
+        try:
+            self._step(task_id, *values)
+        except Exception:
+            # Only a fault outside any coroutine lands here (e.g. the memory cap hit while
+            # converting); the task cannot be resumed consistently, so it is dropped.
+            log.exception("resuming Lua task %s failed; task dropped", task_id)
+            self._drop(task_id)
+
+    # Public -------------------------------------------------------------------------------
+
+    @loop_only
+    def start(self, owner: str, label: str, fn: Any, *args: Any) -> str:
+        """Runs Lua function `fn(*args)` as a new task of `owner` until it waits or ends.
+
+        Returns the task's status: "done", "await", "yield" or "error".
+        """
+        try:
+            status, _ = self._start(owner.encode(), label.encode(), fn, *args)
+        except Exception:
+            log.exception("[%s] could not start %s", owner, label)
+            return "error"
+        return _text(status)
+
+    @loop_only
+    def start_tracked(self, owner: str, label: str, fn: Any, *args: Any) -> int | None:
+        """Like ``start`` but returns the task id while the task is still suspended."""
+        try:
+            _, task_id = self._start(owner.encode(), label.encode(), fn, *args)
+        except Exception:
+            log.exception("[%s] could not start %s", owner, label)
+            return None
+        return task_id if task_id in self._pending else None
+
+    def is_pending(self, task_id: int | None) -> bool:
+        """Whether the task is suspended (waiting on something or yielded)."""
+        return task_id is not None and task_id in self._pending
+
+    def pending_count(self, owner: str | None = None) -> int:
+        """How many tasks are suspended, for everyone or for one owner."""
+        if owner is None:
+            return len(self._pending)
+        return sum(1 for o, _ in self._pending.values() if o == owner)
+
+    @loop_only
+    def cancel_owner(self, owner: str) -> int:
+        """Cancels every suspended task of `owner`; they are never resumed."""
+        ids = [tid for tid, (o, _) in self._pending.items() if o == owner]
+        for tid in ids:
+            _, waiter = self._pending.pop(tid)
+            waiter.cancel()
+            self._drop(tid)
+        return len(ids)
+
+    @loop_only
+    def cancel_all(self) -> None:
+        """Cancels every suspended task (hub shutdown)."""
+        for owner in {o for o, _ in self._pending.values()}:
+            self.cancel_owner(owner)

@@ -1,0 +1,3 @@
+"""The ``config``primitive (being written)."""
+
+LUA: dict[str, object] = {}

@@ -1,0 +1,3 @@
+"""The ``fs``primitive (being written)."""
+
+LUA: dict[str, object] = {}

@@ -1,0 +1,3 @@
+"""The ``http``primitive (being written)."""
+
+LUA: dict[str, object] = {}

@@ -1,0 +1,59 @@
+"""The ``log`` primitive: plugin logging, tagged with the plugin that logged.
+
+Lines go to the hub's log (stderr) as ``LEVEL plugin [owner] message``; the last 200 lines of
+each plugin are kept for ``recent`` (the hub panel and debugging tools read them).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+
+from botster.hub.context import current_hub
+from botster.lua.api import lua_api
+
+__all__ = ["LUA", "recent"]
+
+_log = logging.getLogger("plugin")
+RING_SIZE = 200
+_rings: dict[str, deque[tuple[str, str]]] = {}
+
+
+def _emit(level: int, msg: str | float) -> None:
+    owner = current_hub().host.current_owner()
+    text = msg if isinstance(msg, str) else repr(msg)
+    _rings.setdefault(owner, deque(maxlen=RING_SIZE)).append((logging.getLevelName(level), text))
+    _log.log(level, "[%s] %s", owner, text)
+
+
+def recent(owner: str) -> list[tuple[str, str]]:
+    """The last log lines of one owner, oldest first, as (level, message)."""
+    return list(_rings.get(owner, ()))
+
+
+@lua_api
+def info(msg: str | float) -> None:
+    """log.info(msg): logs at info level. `msg` is a string (numbers are accepted)."""
+    _emit(logging.INFO, msg)
+
+
+@lua_api
+def warn(msg: str | float) -> None:
+    """log.warn(msg): logs at warning level."""
+    _emit(logging.WARNING, msg)
+
+
+@lua_api
+def error(msg: str | float) -> None:
+    """log.error(msg): logs at error level (it does not raise)."""
+    _emit(logging.ERROR, msg)
+
+
+@lua_api
+def debug(msg: str | float) -> None:
+    """log.debug(msg): logs at debug level (shown with BOTSTER_LOG=debug)."""
+    _emit(logging.DEBUG, msg)
+
+
+LUA = {"info": info, "warn": warn, "error": error, "debug": debug}
+WRONG_DOOR = {"warning": "use log.warn(msg)", "print": "use log.info(msg)"}

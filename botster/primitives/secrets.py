@@ -1,0 +1,3 @@
+"""The ``secrets``primitive (being written)."""
+
+LUA: dict[str, object] = {}

@@ -1,0 +1,3 @@
+"""The ``websocket``primitive (being written)."""
+
+LUA: dict[str, object] = {}
