@@ -11,10 +11,11 @@ the hints are the Lua contract. ``bind`` turns each into the callable Lua sees:
 * the return value is converted back; a tuple is multiple results, so ``return None, err``
   is Lua's ``nil, err``.
 
-Supported hints: ``str``, ``bytes``, ``int``, ``float``, ``bool``, ``Any`` (any data),
-``object`` (any Lua value, unconverted), ``dict``/``dict[str, str]``/``list[str]``, a
-``TypedDict`` (an options table),
-``LuaFunction``, ``LuaTable`` (the raw table), unions, and ``X | None`` for optional arguments.
+Supported hints: ``str``, ``bytes``, ``int``, ``float``, ``bool``, ``Any`` (any data,
+converted), ``object`` (any Lua value, unconverted), ``dict``/``dict[str, str]``/``list[str]``,
+a ``TypedDict`` (an options table), ``LuaFunction``, ``LuaTable`` (the raw table), unions, and
+``X | None`` for optional arguments. Lua objects that cross unconverted (functions, tables,
+``object``) are anchored (see ``Converter.anchor``), so a primitive may keep them.
 """
 
 from __future__ import annotations
@@ -140,7 +141,7 @@ def _checker(hint: Any) -> tuple[Checker, str, bool]:
 
         def check_fn(v: Any, arg: str, conv: Any) -> Any:
             if lua54.lua_type(v) == "function":
-                return v
+                return conv.anchor(v)
             raise _fail(arg, "function", v)
 
         return check_fn, "function", False
@@ -148,14 +149,14 @@ def _checker(hint: Any) -> tuple[Checker, str, bool]:
 
         def check_table(v: Any, arg: str, conv: Any) -> Any:
             if lua54.lua_type(v) == "table":
-                return v
+                return conv.anchor(v)
             raise _fail(arg, "table", v)
 
         return check_table, "table", False
     if hint is object:
 
         def check_raw(v: Any, arg: str, conv: Any) -> Any:
-            return v
+            return conv.anchor(v)
 
         return check_raw, "value", True
     if hint is Any:

@@ -76,6 +76,20 @@ class Converter:
         self._mark = lua.eval("function(t, mt) return setmetatable(t, mt) end")
         self._is_marked = lua.eval("function(t, mt) return getmetatable(t) == mt end")
         self._array_mark = array_mark
+        self._identity = lua.eval("function(x) return x end")
+
+    def anchor(self, value: Any) -> Any:
+        """Re-wraps a Lua object so Python may keep it.
+
+        lupa ties each Lua object it hands to Python to the Lua thread it came from. Objects
+        received inside a task belong to that task's coroutine; once the coroutine is
+        collected, releasing them touches freed memory (seen as heap corruption). Passing the
+        object through a call made from Python re-ties it to the main thread, which lives as
+        long as the runtime. Every Lua object a primitive keeps must go through here.
+        """
+        if value is None or isinstance(value, (bool, int, float, bytes)):
+            return value
+        return self._identity(value)
 
     # Python -> Lua -------------------------------------------------------------------------
 

@@ -67,7 +67,7 @@ end
 -- Resumes `co` as one step with its own budget; nested steps don't count against the parent.
 local function run_step(co, owner, label, ...)
   local parent = frame
-  local f = { owner = owner, label = label, parent = parent, aborting = false }
+  local f = { owner = owner, label = label, parent = parent, aborting = false, nested = 0 }
   local c0, t0 = clock(), now()
   f.deadline = c0 + py.budget
   frame = f
@@ -76,9 +76,13 @@ local function run_step(co, owner, label, ...)
   local r = pack(co_resume(co, ...))
   current = was
   frame = parent
-  if parent then parent.deadline = parent.deadline + (clock() - c0) end
   local elapsed = now() - t0
-  if elapsed > py.slow_s then py.on_slow(owner, label, elapsed * 1000) end
+  if parent then
+    parent.deadline = parent.deadline + (clock() - c0)
+    parent.nested = parent.nested + elapsed
+  end
+  local own = elapsed - f.nested -- nested steps report for themselves
+  if own > py.slow_s then py.on_slow(owner, label, own * 1000) end
   return r
 end
 
