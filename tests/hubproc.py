@@ -96,9 +96,12 @@ class HubProcess:
             ) from None
 
     async def result(self, tag: str, *, since: int = 0, timeout: float = 10.0) -> Any:
-        """Waits for ``RESULT <tag> <json>`` and returns the decoded JSON."""
+        """Waits for ``RESULT <tag> <value>``: the value decoded as JSON, else the raw text."""
         m = await self.wait_for(rf"RESULT {re.escape(tag)} (.*)$", since=since, timeout=timeout)
-        return json.loads(m.group(1))
+        try:
+            return json.loads(m.group(1))
+        except ValueError:
+            return m.group(1)
 
     async def wait_ready(self, since: int = 0, timeout: float = 20.0) -> None:
         await self.wait_for(r"hub ready:", since=since, timeout=timeout)

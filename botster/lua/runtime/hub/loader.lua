@@ -302,8 +302,9 @@ end
 local function on_override_change(root, ev)
   local rel = relative(ev.path, root)
   if not rel or not rel:match("%.lua$") then return end
-  local module = rel:gsub("%.lua$", ""):gsub("/init$", ""):gsub("/", ".")
-  if module == "user.init" then
+  local stem = rel:gsub("%.lua$", "")
+  local module = stem:gsub("/init$", ""):gsub("/", ".")
+  if stem == "user/init" then
     debounce("user", function() M.load_user_init() end)
   elseif M.is_protected(module) then
     log.warn(module .. " is protected: " .. ev.path .. " is ignored")
