@@ -10,6 +10,7 @@ its log must hold no error, slow step or traceback the test did not declare with
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -100,12 +101,14 @@ async def hub(
         for name in fixtures or []:
             shutil.copytree(PLUGIN_FIXTURES / name, target / ".botster" / "plugins" / name,
                             dirs_exist_ok=True)
-        if config is not None:
-            import json
-
-            home = Path(isolated_env["BOTSTER_HOME"])
-            home.mkdir(parents=True, exist_ok=True)
-            (home / "config.json").write_text(json.dumps(config))
+        # Slow-step lines are checked at teardown; on a loaded 2-core machine a 50 ms step
+        # can happen by chance, so tests default to 500 ms and the slow-step tests say 50.
+        home = Path(isolated_env["BOTSTER_HOME"])
+        home.mkdir(parents=True, exist_ok=True)
+        config_file = home / "config.json"
+        if config is not None or not config_file.exists():
+            settings = {"lua_slow_step_ms": 500, **(config or {})}
+            config_file.write_text(json.dumps(settings))
         proc = HubProcess(target, {**isolated_env, **(env or {})})
         await proc.start()
         started.append(proc)

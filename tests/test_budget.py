@@ -22,7 +22,7 @@ async def test_infinite_loop_is_cut_while_another_plugins_timer_keeps_firing(hub
                 end)
             """,
         },
-        config={"lua_step_budget": 0.3},
+        config={"lua_step_budget": 0.3, "lua_slow_step_ms": 50},
     )
     proc.expect_log(r"\[spin\] error in timer timer_\d+: .*init.lua:4: spin exceeded its CPU budget of 0.3 s")
     proc.expect_log(r"slow Lua step: timer timer_\d+ took")
@@ -112,7 +112,7 @@ async def test_error_is_logged_with_plugin_traceback_and_hub_carries_on(hub):
 
 
 async def test_slow_step_is_logged_with_plugin_and_callback(hub):
-    proc = await hub(plugins={
+    proc = await hub(config={"lua_slow_step_ms": 50}, plugins={
         "slowpoke": """
             timer.after(0, function()
               local t0 = os.clock()

@@ -88,6 +88,7 @@ class Hub:
             self.host = LuaHost(
                 budget_s=float(self.config.setting("lua_step_budget")),
                 memory_limit=int(self.config.setting("lua_memory_limit_mb")) << 20,
+                slow_s=int(self.config.setting("lua_slow_step_ms")) / 1000,
                 override_dirs=self.paths.override_dirs(),
             )
             for name in PRIMITIVES:

@@ -1,0 +1,44 @@
+"""Every function the spec lists for the hub core exists, with the spec's name, as a function."""
+
+from __future__ import annotations
+
+import json
+
+# From shared/spec/lua-primitives.md, for the modules the hub core provides.
+SPEC = {
+    "log": ["info", "warn", "error", "debug"],
+    "json": ["encode", "decode"],
+    "fs": ["read", "write", "exists", "is_dir", "listdir", "copy", "stat", "mkdir", "rmdir",
+           "delete", "rename", "resolve_safe"],
+    "config": ["get", "all", "set", "env", "lua_path", "data_dir"],
+    "secrets": ["get", "set", "delete"],
+    "events": ["on", "off", "emit"],
+    "timer": ["after", "every", "cancel"],
+    "watch": ["directory", "unwatch"],
+    "http": ["get", "post", "put", "delete", "request"],
+    "websocket": ["connect", "send", "close"],
+    "hub": ["hub_id", "quit"],
+    "mcp": ["tool", "remove_tool", "reset", "list_tools", "call_tool", "count"],
+    "hub.state": ["get", "set", "clear", "keys"],
+    "hub.hooks": ["on", "off", "notify", "has_observers", "enable", "disable", "intercept",
+                  "unintercept", "call", "has_interceptors"],
+    "hub.loader": ["load_plugin", "reload_plugin", "unload_plugin", "list_plugins", "reload"],
+}
+
+
+async def test_every_spec_function_exists(hub):
+    proc = await hub(plugins={"contract": f"""
+        local spec = json.decode('{json.dumps(SPEC)}')
+        local missing = {{}}
+        for module, names in pairs(spec) do
+          local t = _G
+          for part in module:gmatch("[^.]+") do t = t[part] end
+          for _, name in ipairs(names) do
+            local ok, v = pcall(function() return t[name] end)
+            if not ok or type(v) ~= "function" then missing[#missing + 1] = module .. "." .. name end
+          end
+        end
+        table.sort(missing)
+        log.info("RESULT missing " .. json.encode(json.array(missing)))
+    """})
+    assert await proc.result("missing") == []
