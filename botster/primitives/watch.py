@@ -43,11 +43,15 @@ class _Watch:
     pattern: str | None
     observer: Any
     handle: Any = None
+    handler: Any = None
 
 
 _watches: dict[str, _Watch] = {}
 _observers: dict[float | None, Any] = {}  # poll interval (None = native) -> observer
 _ids = itertools.count(1)
+# Watchdog shares one ObservedWatch between handlers on the same path; unscheduling it would
+# stop every watch on that path, so handlers are counted and removed one by one.
+_handlers_per_handle: dict[Any, int] = {}  # ObservedWatch (hashed by path) -> count
 
 
 def active_count() -> int:
@@ -137,8 +141,15 @@ def _deliver(watch_id: str, kind: str, src: str, dest: str | None, is_dir: bool)
 
 def _stop(w: _Watch) -> None:
     _watches.pop(w.id, None)
+    key = w.handle
+    remaining = _handlers_per_handle.get(key, 1) - 1
     try:
-        w.observer.unschedule(w.handle)
+        if remaining > 0:
+            _handlers_per_handle[key] = remaining
+            w.observer.remove_handler_for_watch(w.handler, w.handle)
+        else:
+            _handlers_per_handle.pop(key, None)
+            w.observer.unschedule(w.handle)
     except (KeyError, ValueError):
         pass  # the observer already dropped it (its directory was deleted)
 
@@ -170,11 +181,12 @@ def directory(path: str, opts: object = None, callback: object = None) -> Any:
     owner = hub.host.current_owner()
     observer = _observer(float(interval) if o.get("poll", False) else None)
     w = _Watch(f"watch_{next(_ids)}", owner, root, callback, o.get("pattern"), observer)
+    w.handler = _Handler(w.id, hub.loop)
     try:
-        w.handle = observer.schedule(_Handler(w.id, hub.loop), root,
-                                     recursive=o.get("recursive", True))
+        w.handle = observer.schedule(w.handler, root, recursive=o.get("recursive", True))
     except OSError as e:
         return None, f"watch.directory: {root}: {e.strerror or e}"
+    _handlers_per_handle[w.handle] = _handlers_per_handle.get(w.handle, 0) + 1
     _watches[w.id] = w
     hub.owners.add(owner, w.id, lambda: _stop(w))
     return w.id
