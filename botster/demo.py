@@ -48,7 +48,9 @@ events.on("shutdown", function() log.info("goodbye from the demo plugin") end)
 def _git(repo: Path, *args: str) -> None:
     subprocess.run(
         ["git", "-c", "user.name=Botster Demo", "-c", "user.email=demo@botster.invalid", *args],
-        cwd=repo, check=True, stdout=subprocess.DEVNULL,
+        cwd=repo,
+        check=True,
+        stdout=subprocess.DEVNULL,
     )
 
 
@@ -73,8 +75,7 @@ def main() -> None:
     repo = ensure_demo_repo(root)
     plugin = repo / ".botster" / "plugins" / "hello" / "init.lua"
     print(f"Botster demo: hub for {repo}", file=sys.stderr)
-    print(f"Edit {plugin} and save to see it hot-reload. Ctrl-C stops the hub.\n",
-          file=sys.stderr)
+    print(f"Edit {plugin} and save to see it hot-reload. Ctrl-C stops the hub.\n", file=sys.stderr)
     os.execvp(sys.executable, [sys.executable, "-m", "botster.cli", "hub", "--repo", str(repo)])
 
 

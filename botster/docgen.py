@@ -115,9 +115,11 @@ def _module_section(name: str, module: object) -> str:
             out += _format_function(f"{name}.{fname}", text, False)
     hints = getattr(module, "WRONG_DOOR", {})
     if hints:
-        out += "Hints for names that do not exist: " + "; ".join(
-            f"`{name}.{k}` → {v}" for k, v in sorted(hints.items())
-        ) + ".\n\n"
+        out += (
+            "Hints for names that do not exist: "
+            + "; ".join(f"`{name}.{k}` → {v}" for k, v in sorted(hints.items()))
+            + ".\n\n"
+        )
     return out
 
 

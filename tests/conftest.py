@@ -48,8 +48,17 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, s
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    for key in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy",
-                "ALL_PROXY", "no_proxy", "NO_PROXY", "BOTSTER_LOG"):
+    for key in (
+        "http_proxy",
+        "https_proxy",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "all_proxy",
+        "ALL_PROXY",
+        "no_proxy",
+        "NO_PROXY",
+        "BOTSTER_LOG",
+    ):
         monkeypatch.delenv(key, raising=False)
     yield env
     shutil.rmtree(runtime, ignore_errors=True)
@@ -77,9 +86,7 @@ def write_plugin(repo: Path, name: str, source: str, *, layer: Path | None = Non
 
 
 @pytest.fixture
-async def hub(
-    git_repo: Path, isolated_env: dict[str, str]
-) -> AsyncIterator[Callable[..., object]]:
+async def hub(git_repo: Path, isolated_env: dict[str, str]) -> AsyncIterator[Callable[..., object]]:
     """Factory: ``await hub(plugins={"name": "lua source"}, fixtures=["echo"])``.
 
     `fixtures` copies plugins from tests/plugins/<name>. Waits until the hub is ready.
@@ -99,8 +106,9 @@ async def hub(
         for name, source in (plugins or {}).items():
             write_plugin(target, name, source)
         for name in fixtures or []:
-            shutil.copytree(PLUGIN_FIXTURES / name, target / ".botster" / "plugins" / name,
-                            dirs_exist_ok=True)
+            shutil.copytree(
+                PLUGIN_FIXTURES / name, target / ".botster" / "plugins" / name, dirs_exist_ok=True
+            )
         # Slow-step lines are checked at teardown; on a loaded 2-core machine a 50 ms step
         # can happen by chance, so tests default to 500 ms and the slow-step tests say 50.
         home = Path(isolated_env["BOTSTER_HOME"])

@@ -37,7 +37,13 @@ class HubProcess:
 
     async def start(self, *extra_args: str) -> None:
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "botster.cli", "hub", "--repo", str(self.repo), *extra_args,
+            sys.executable,
+            "-m",
+            "botster.cli",
+            "hub",
+            "--repo",
+            str(self.repo),
+            *extra_args,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -68,7 +74,9 @@ class HubProcess:
         """Declares that lines matching `pattern` (regex) are expected, not failures."""
         self._allowed.append(re.compile(pattern))
 
-    async def wait_for(self, pattern: str, *, since: int = 0, timeout: float = 10.0) -> re.Match[str]:
+    async def wait_for(
+        self, pattern: str, *, since: int = 0, timeout: float = 10.0
+    ) -> re.Match[str]:
         """Waits for a log line matching `pattern` (regex) at or after `since`."""
         rx = re.compile(pattern)
         pos = since
@@ -82,9 +90,7 @@ class HubProcess:
                     if m:
                         return m
                 if self._reader is not None and self._reader.done():
-                    raise AssertionError(
-                        f"hub exited before logging /{pattern}/:\n{self.log}"
-                    )
+                    raise AssertionError(f"hub exited before logging /{pattern}/:\n{self.log}")
                 self._changed.clear()
                 await self._changed.wait()
 

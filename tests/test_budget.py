@@ -24,7 +24,9 @@ async def test_infinite_loop_is_cut_while_another_plugins_timer_keeps_firing(hub
         },
         config={"lua_step_budget": 0.3, "lua_slow_step_ms": 50},
     )
-    proc.expect_log(r"\[spin\] error in timer timer_\d+: .*init.lua:4: spin exceeded its CPU budget of 0.3 s")
+    proc.expect_log(
+        r"\[spin\] error in timer timer_\d+: .*init.lua:4: spin exceeded its CPU budget of 0.3 s"
+    )
     proc.expect_log(r"slow Lua step: timer timer_\d+ took")
     assert await proc.result("spinning") is True
     await proc.wait_for(r"ERROR .*\[spin\] error in timer .*exceeded its CPU budget")
@@ -94,33 +96,39 @@ async def test_memory_bomb_is_stopped_and_hub_recovers(hub):
 
 
 async def test_error_is_logged_with_plugin_traceback_and_hub_carries_on(hub):
-    proc = await hub(plugins={
-        "broken": """
+    proc = await hub(
+        plugins={
+            "broken": """
             local function inner() error("kaboom") end
             timer.after(0, function() inner() end)
             timer.after(0.05, function() log.info("RESULT still true") end)
         """,
-    })
+        }
+    )
     proc.expect_log(r"\[broken\] error in timer")
     m = await proc.wait_for(r"\[broken\] error in timer timer_\d+: .*init.lua:2: kaboom")
     assert m
     idx = proc.lines.index(m.string)
     assert "stack traceback:" in proc.lines[idx + 1]
-    assert "in upvalue 'inner'" in "\n".join(proc.lines[idx: idx + 6]) or \
-        "in local 'inner'" in "\n".join(proc.lines[idx: idx + 6])
+    assert "in upvalue 'inner'" in "\n".join(
+        proc.lines[idx : idx + 6]
+    ) or "in local 'inner'" in "\n".join(proc.lines[idx : idx + 6])
     assert await proc.result("still") is True
 
 
 async def test_slow_step_is_logged_with_plugin_and_callback(hub):
-    proc = await hub(config={"lua_slow_step_ms": 50}, plugins={
-        "slowpoke": """
+    proc = await hub(
+        config={"lua_slow_step_ms": 50},
+        plugins={
+            "slowpoke": """
             timer.after(0, function()
               local t0 = os.clock()
               while os.clock() - t0 < 0.08 do end
               log.info("RESULT done true")
             end)
         """,
-    })
+        },
+    )
     proc.expect_log(r"\[slowpoke\] slow Lua step: timer timer_\d+ took \d+ ms")
     assert await proc.result("done") is True
     await proc.wait_for(r"WARNING .*\[slowpoke\] slow Lua step: timer timer_\d+ took \d+ ms")

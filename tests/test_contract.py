@@ -8,8 +8,20 @@ import json
 SPEC = {
     "log": ["info", "warn", "error", "debug"],
     "json": ["encode", "decode"],
-    "fs": ["read", "write", "exists", "is_dir", "listdir", "copy", "stat", "mkdir", "rmdir",
-           "delete", "rename", "resolve_safe"],
+    "fs": [
+        "read",
+        "write",
+        "exists",
+        "is_dir",
+        "listdir",
+        "copy",
+        "stat",
+        "mkdir",
+        "rmdir",
+        "delete",
+        "rename",
+        "resolve_safe",
+    ],
     "config": ["get", "all", "set", "env", "lua_path", "data_dir"],
     "secrets": ["get", "set", "delete"],
     "events": ["on", "off", "emit"],
@@ -20,14 +32,26 @@ SPEC = {
     "hub": ["hub_id", "quit"],
     "mcp": ["tool", "remove_tool", "reset", "list_tools", "call_tool", "count"],
     "hub.state": ["get", "set", "clear", "keys"],
-    "hub.hooks": ["on", "off", "notify", "has_observers", "enable", "disable", "intercept",
-                  "unintercept", "call", "has_interceptors"],
+    "hub.hooks": [
+        "on",
+        "off",
+        "notify",
+        "has_observers",
+        "enable",
+        "disable",
+        "intercept",
+        "unintercept",
+        "call",
+        "has_interceptors",
+    ],
     "hub.loader": ["load_plugin", "reload_plugin", "unload_plugin", "list_plugins", "reload"],
 }
 
 
 async def test_every_spec_function_exists(hub):
-    proc = await hub(plugins={"contract": f"""
+    proc = await hub(
+        plugins={
+            "contract": f"""
         local spec = json.decode('{json.dumps(SPEC)}')
         local missing = {{}}
         for module, names in pairs(spec) do
@@ -40,5 +64,7 @@ async def test_every_spec_function_exists(hub):
         end
         table.sort(missing)
         log.info("RESULT missing " .. json.encode(json.array(missing)))
-    """})
+    """
+        }
+    )
     assert await proc.result("missing") == []

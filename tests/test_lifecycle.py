@@ -40,12 +40,14 @@ async def test_second_hub_for_same_repo_refuses(hub, git_repo: Path, isolated_en
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 async def test_signal_delivers_shutdown_and_exits_zero(hub, sig):
-    proc = await hub(plugins={
-        "bye": """
+    proc = await hub(
+        plugins={
+            "bye": """
             events.on("shutdown", function() log.info("RESULT event true") end)
             hub.hooks.on("shutdown", "bye", function() log.info("RESULT hook true") end)
         """,
-    })
+        }
+    )
     proc.signal(sig)
     assert await proc.result("event") is True
     assert await proc.result("hook") is True
@@ -53,14 +55,16 @@ async def test_signal_delivers_shutdown_and_exits_zero(hub, sig):
 
 
 async def test_shutdown_waits_for_a_handler_that_suspends(hub):
-    proc = await hub(plugins={
-        "slowbye": """
+    proc = await hub(
+        plugins={
+            "slowbye": """
             events.on("shutdown", function()
               for i = 1, 3 do coroutine.yield() end
               log.info("RESULT finished true")
             end)
         """,
-    })
+        }
+    )
     proc.signal(signal.SIGTERM)
     assert await proc.result("finished") is True
     assert await proc.wait_exit() == 0
@@ -80,30 +84,45 @@ async def test_restart_after_kill_9_leaves_nothing_blocking(hub, git_repo: Path,
 def test_not_a_git_repo_is_a_clear_error(tmp_path: Path, isolated_env):
     plain = tmp_path / "plain"
     plain.mkdir()
-    r = subprocess.run([sys.executable, "-m", "botster.cli", "hub", "--repo", str(plain)],
-                       capture_output=True, text=True, timeout=30)
+    r = subprocess.run(
+        [sys.executable, "-m", "botster.cli", "hub", "--repo", str(plain)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert r.returncode == 1
     assert "is not inside a git repository" in r.stderr
 
 
 def test_missing_repo_path_is_a_clear_error(tmp_path: Path, isolated_env):
-    r = subprocess.run([sys.executable, "-m", "botster.cli", "hub", "--repo",
-                        str(tmp_path / "nope")], capture_output=True, text=True, timeout=30)
+    r = subprocess.run(
+        [sys.executable, "-m", "botster.cli", "hub", "--repo", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert r.returncode != 0
     assert "nope" in r.stderr and "does not exist" in r.stderr
 
 
-@pytest.mark.parametrize("content, message", [
-    ("{not json", "is not valid JSON"),
-    ("[1, 2]", "must hold a JSON object"),
-    ('{"lua_step_budget": -1}', "lua_step_budget must be"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("{not json", "is not valid JSON"),
+        ("[1, 2]", "must hold a JSON object"),
+        ('{"lua_step_budget": -1}', "lua_step_budget must be"),
+    ],
+)
 def test_broken_config_refuses_to_start(git_repo: Path, isolated_env, content, message):
     home = Path(isolated_env["BOTSTER_HOME"])
     home.mkdir(parents=True, exist_ok=True)
     (home / "config.json").write_text(content)
-    r = subprocess.run([sys.executable, "-m", "botster.cli", "hub", "--repo", str(git_repo)],
-                       capture_output=True, text=True, timeout=30)
+    r = subprocess.run(
+        [sys.executable, "-m", "botster.cli", "hub", "--repo", str(git_repo)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert r.returncode == 1
     assert message in r.stderr
     assert (home / "config.json").read_text() == content  # never overwritten
@@ -122,8 +141,11 @@ async def test_hub_started_from_a_subdirectory_serves_the_repo(git_repo: Path, i
 
 def test_help_is_fast_to_import():
     # `botster --help` must not import the Lua runtime or the HTTP stack.
-    code = ("import sys, botster.cli; "
-            "print(','.join(m for m in ('lupa', 'aiohttp', 'watchdog') if m in sys.modules))")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       timeout=30, env={**os.environ})
+    code = (
+        "import sys, botster.cli; "
+        "print(','.join(m for m in ('lupa', 'aiohttp', 'watchdog') if m in sys.modules))"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, env={**os.environ}
+    )
     assert r.stdout.strip() == ""

@@ -8,18 +8,24 @@ from tests.conftest import write_plugin
 
 
 async def test_plugin_globals_are_its_own(hub):
-    proc = await hub(plugins={
-        "a": "counter = 'from a'; shared_reader = function() return counter end",
-        "b": "log.info('RESULT b_sees ' .. tostring(counter))",
-    })
+    proc = await hub(
+        plugins={
+            "a": "counter = 'from a'; shared_reader = function() return counter end",
+            "b": "log.info('RESULT b_sees ' .. tostring(counter))",
+        }
+    )
     assert await proc.result("b_sees") == "nil"
 
 
 async def test_plugin_require_finds_its_own_modules_first(hub, git_repo: Path):
     for name, value in (("one", "1"), ("two", "2")):
-        init = write_plugin(git_repo, name, f"""
+        init = write_plugin(
+            git_repo,
+            name,
+            f"""
             log.info("RESULT {name} " .. require("helper").value)
-        """)
+        """,
+        )
         (init.parent / "lua").mkdir()
         (init.parent / "lua" / "helper.lua").write_text(f"return {{value = '{value}'}}")
     proc = await hub()
@@ -42,27 +48,36 @@ async def test_syntax_error_at_start_names_file_and_line(hub):
 
 
 async def test_before_and_after_reload_callbacks(hub, git_repo: Path):
-    proc = await hub(plugins={"cb": """
+    proc = await hub(
+        plugins={
+            "cb": """
         local M = {}
         function M._before_reload() log.info("RESULT before v1") end
         function M._after_reload() log.info("RESULT after_in_v1 true") end
         return M
-    """})
+    """
+        }
+    )
     await proc.wait_for("plugin 'cb' loaded")
     mark = proc.mark()
-    write_plugin(git_repo, "cb", """
+    write_plugin(
+        git_repo,
+        "cb",
+        """
         local M = {}
         function M._after_reload() log.info("RESULT after v2") end
         return M
-    """)
+    """,
+    )
     assert await proc.result("before", since=mark) == "v1"
     assert await proc.result("after", since=mark) == "v2"
     assert "after_in_v1" not in proc.log
 
 
 async def test_plugin_reloaded_hook_and_list_plugins(hub, git_repo: Path):
-    proc = await hub(plugins={
-        "watcher": """
+    proc = await hub(
+        plugins={
+            "watcher": """
             hub.hooks.on("plugin_reloaded", "watcher", function(info)
               log.info("RESULT reloaded " .. info.name)
               local names = {}
@@ -72,8 +87,9 @@ async def test_plugin_reloaded_hook_and_list_plugins(hub, git_repo: Path):
               log.info("RESULT plugins " .. json.encode(names))
             end)
         """,
-        "target": "log.info('RESULT target 1')",
-    })
+            "target": "log.info('RESULT target 1')",
+        }
+    )
     mark = proc.mark()
     write_plugin(git_repo, "target", "log.info('RESULT target 2')")
     assert await proc.result("reloaded", since=mark) == "target"
@@ -81,12 +97,16 @@ async def test_plugin_reloaded_hook_and_list_plugins(hub, git_repo: Path):
 
 
 async def test_wrong_door_names_the_right_function(hub):
-    proc = await hub(plugins={"door": """
+    proc = await hub(
+        plugins={
+            "door": """
         local ok, err = pcall(function() return timer.set_timeout(1, print) end)
         log.info("RESULT hint " .. json.encode(err))
         local ok2, err2 = pcall(function() return fs.nope end)
         log.info("RESULT list " .. json.encode(err2))
-    """})
+    """
+        }
+    )
     hint = await proc.result("hint")
     assert "timer.set_timeout does not exist; use timer.after(seconds, fn)" in hint
     assert "door/init.lua:2:" in hint
@@ -96,7 +116,9 @@ async def test_wrong_door_names_the_right_function(hub):
 
 async def test_sync_http_style_wait_inside_plugin_coroutine_passes_through(hub):
     # A wait inside a plugin's own coroutine (coroutine.wrap) suspends the task, not the hub.
-    proc = await hub(plugins={"nested": """
+    proc = await hub(
+        plugins={
+            "nested": """
         timer.after(0, function()
           local gen = coroutine.wrap(function()
             coroutine.yield(1)
@@ -105,5 +127,7 @@ async def test_sync_http_style_wait_inside_plugin_coroutine_passes_through(hub):
           end)
           log.info("RESULT gen " .. gen() .. gen())
         end)
-    """})
+    """
+        }
+    )
     assert await proc.result("gen") == 12

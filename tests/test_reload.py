@@ -33,33 +33,48 @@ async def test_edit_reloads_within_500ms_and_releases_old_timers(hub, git_repo: 
 
 
 async def test_syntax_error_keeps_old_version_running_and_names_file_line(hub, git_repo: Path):
-    proc = await hub(plugins={"keep": """
+    proc = await hub(
+        plugins={
+            "keep": """
         timer.every(0.02, function() log.info("RESULT alive v1") end)
-    """})
+    """
+        }
+    )
     await proc.result("alive")
     proc.expect_log(r"plugin 'keep' reload failed, keeping the running version: .*init.lua:3:")
     mark = proc.mark()
     write_plugin(git_repo, "keep", "local x = 1\nlocal y = 2\nthis is not lua\n")
-    m = await proc.wait_for(r"plugin 'keep' reload failed, keeping the running version: "
-                            r"(.*init.lua):3: (.*)", since=mark)
+    m = await proc.wait_for(
+        r"plugin 'keep' reload failed, keeping the running version: "
+        r"(.*init.lua):3: (.*)",
+        since=mark,
+    )
     assert m.group(1).endswith("keep/init.lua")
     mark2 = proc.mark()
     assert await proc.result("alive", since=mark2) == "v1"
 
 
 async def test_runtime_error_in_new_version_rolls_back(hub, git_repo: Path):
-    proc = await hub(plugins={"rb": """
+    proc = await hub(
+        plugins={
+            "rb": """
         mcp.tool("rb_tool", {description = "v1"}, function() return "v1" end)
         timer.every(0.02, function() log.info("RESULT rb " .. mcp.list_tools()[1].description) end)
-    """})
+    """
+        }
+    )
     assert await proc.result("rb") == "v1"
     proc.expect_log(r"plugin 'rb' reload failed, restoring the previous version: .*boom in v2")
     mark = proc.mark()
-    write_plugin(git_repo, "rb", """
+    write_plugin(
+        git_repo,
+        "rb",
+        """
         mcp.tool("rb_tool", {description = "v2"}, function() return "v2" end)
         timer.every(0.02, function() log.info("RESULT rb v2-timer") end)
         error("boom in v2")
-    """)
+    """,
+    )
     await proc.wait_for(r"reload failed, restoring the previous version", since=mark)
     after = proc.mark()
     assert await proc.result("rb", since=after) == "v1"
@@ -72,9 +87,13 @@ async def test_runtime_error_in_new_version_rolls_back(hub, git_repo: Path):
 async def test_new_plugin_directory_loads_and_deleted_one_unloads(hub, git_repo: Path):
     proc = await hub(plugins={"base": "log.info('RESULT base true')"})
     mark = proc.mark()
-    write_plugin(git_repo, "fresh", """
+    write_plugin(
+        git_repo,
+        "fresh",
+        """
         timer.every(0.02, function() log.info("RESULT fresh tick") end)
-    """)
+    """,
+    )
     await proc.wait_for(r"plugin 'fresh' loaded", since=mark)
     await proc.result("fresh", since=mark)
     mark = proc.mark()
@@ -83,10 +102,11 @@ async def test_new_plugin_directory_loads_and_deleted_one_unloads(hub, git_repo:
     # Flush: a later event proves no tick of the unloaded plugin arrived meanwhile.
     write_plugin(git_repo, "marker", "log.info('RESULT marker true')")
     await proc.result("marker", since=mark)
-    unload_line = next(i for i in range(mark, len(proc.lines))
-                       if "plugin 'fresh' unloaded" in proc.lines[i])
+    unload_line = next(
+        i for i in range(mark, len(proc.lines)) if "plugin 'fresh' unloaded" in proc.lines[i]
+    )
     marker_line = next(i for i in range(mark, len(proc.lines)) if "RESULT marker" in proc.lines[i])
-    assert not any("RESULT fresh" in line for line in proc.lines[unload_line + 1:marker_line])
+    assert not any("RESULT fresh" in line for line in proc.lines[unload_line + 1 : marker_line])
 
 
 async def test_rapid_saves_are_debounced_into_one_reload(hub, git_repo: Path):
@@ -105,10 +125,14 @@ async def test_rapid_saves_are_debounced_into_one_reload(hub, git_repo: Path):
 
 
 async def test_module_file_of_a_plugin_reloads_it(hub, git_repo: Path):
-    init = write_plugin(git_repo, "modular", """
+    init = write_plugin(
+        git_repo,
+        "modular",
+        """
         local util = require("util")
         log.info("RESULT modular " .. util.value)
-    """)
+    """,
+    )
     (init.parent / "util.lua").write_text("return {value = 'one'}")
     proc = await hub()
     assert await proc.result("modular") == "one"
@@ -120,22 +144,24 @@ async def test_module_file_of_a_plugin_reloads_it(hub, git_repo: Path):
 async def test_reload_releases_everything_the_plugin_owned(hub, git_repo: Path, tmp_path: Path):
     watched = tmp_path / "watched"
     watched.mkdir()
-    proc = await hub(plugins={
-        "owner": f"""
+    proc = await hub(
+        plugins={
+            "owner": f"""
             events.on("ping", function() log.info("RESULT pong old") end)
             hub.hooks.on("ping_hook", "owner", function() log.info("RESULT hooked old") end)
             watch.directory("{watched}", function(e) log.info("RESULT watched old") end)
             mcp.tool("owner_tool", {{description = "x"}}, function() return "x" end)
             timer.after(30, function() log.info("RESULT late old") end)
         """,
-        "driver": """
+            "driver": """
             events.on("go", function()
               events.emit("ping")
               hub.hooks.notify("ping_hook")
               log.info("RESULT tools " .. mcp.count())
             end)
         """,
-    })
+        }
+    )
     mark = proc.mark()
     write_plugin(git_repo, "owner", "log.info('RESULT owner v2')")
     await proc.result("owner", since=mark)
@@ -169,10 +195,14 @@ async def test_core_module_override_reloads_and_protected_ones_cannot(hub, git_r
     lua_dir = git_repo / ".botster" / "lua" / "lib"
     lua_dir.mkdir(parents=True)
     (lua_dir / "greeting.lua").write_text("return {text = 'hello v1'}")
-    proc = await hub(plugins={"greeter": """
+    proc = await hub(
+        plugins={
+            "greeter": """
         local g = require("lib.greeting")
         timer.every(0.02, function() log.info("RESULT greeting " .. require("lib.greeting").text) end)
-    """})
+    """
+        }
+    )
     assert await proc.result("greeting") == "hello v1"
     mark = proc.mark()
     (lua_dir / "greeting.lua").write_text("return {text = 'hello v2'}")

@@ -38,8 +38,9 @@ async def next_event(proc, since: int, want: dict) -> int:
             return pos
 
 
-@pytest.mark.parametrize("opts", ["{}", "{poll = true, poll_interval = 0.05}"],
-                         ids=["native", "poll"])
+@pytest.mark.parametrize(
+    "opts", ["{}", "{poll = true, poll_interval = 0.05}"], ids=["native", "poll"]
+)
 async def test_create_modify_rename_delete(hub, tmp_path: Path, opts: str):
     d = tmp_path / "w"
     d.mkdir()
@@ -64,9 +65,11 @@ async def test_create_modify_rename_delete(hub, tmp_path: Path, opts: str):
 async def test_recursive_by_default_and_pattern_filters(hub, tmp_path: Path):
     d = tmp_path / "tree"
     (d / "sub").mkdir(parents=True)
-    proc = await hub(plugins={
-        "rec": plugin(d, '{pattern = "*.lua"}'),
-    })
+    proc = await hub(
+        plugins={
+            "rec": plugin(d, '{pattern = "*.lua"}'),
+        }
+    )
     await proc.result("started")
     pos = proc.mark()
     (d / "sub" / "skip.txt").write_text("x")
@@ -90,7 +93,9 @@ async def test_non_recursive_ignores_subdirectories(hub, tmp_path: Path):
 async def test_unwatch_stops_events_and_is_idempotent(hub, tmp_path: Path):
     d = tmp_path / "u"
     d.mkdir()
-    proc = await hub(plugins={"u": f"""
+    proc = await hub(
+        plugins={
+            "u": f"""
         local n = 0
         local id
         id = watch.directory("{d}", function(e)
@@ -101,7 +106,9 @@ async def test_unwatch_stops_events_and_is_idempotent(hub, tmp_path: Path):
         watch.directory("{d}", {{pattern = "marker*"}}, function(e)
           log.info("RESULT marker " .. n)
         end)
-    """})
+    """
+        }
+    )
     await proc.wait_for("hub ready")
     (d / "one").write_text("x")
     assert await proc.result("first") == "one"
@@ -115,7 +122,9 @@ async def test_unwatch_stops_events_and_is_idempotent(hub, tmp_path: Path):
 async def test_errors(hub, tmp_path: Path):
     f = tmp_path / "file.txt"
     f.write_text("x")
-    proc = await hub(plugins={"e": f"""
+    proc = await hub(
+        plugins={
+            "e": f"""
         local function try(fn) local ok, err = pcall(fn) return err end
         local function pair(a, b) return json.encode({{ok = a ~= nil, err = b}}) end
         log.info("RESULT missing " .. pair(watch.directory("{tmp_path}/nope", function() end)))
@@ -124,12 +133,17 @@ async def test_errors(hub, tmp_path: Path):
         log.info("RESULT badkey " .. try(function() watch.directory("{tmp_path}", {{recurse = true}}, print) end))
         log.info("RESULT badint " .. try(function() watch.directory("{tmp_path}", {{poll = true, poll_interval = 0}}, print) end))
         log.info("RESULT unknown " .. tostring(watch.unwatch("watch_999")))
-    """})
+    """
+        }
+    )
     missing = await proc.result("missing")
     assert missing == {"ok": False, "err": f"watch.directory: {tmp_path}/nope: no such directory"}
     assert (await proc.result("notdir"))["err"].endswith("file.txt: not a directory")
     assert "watch.directory: callback: expected function, got nil" in await proc.result("nocb")
     badkey = await proc.result("badkey")
-    assert "watch.directory: opts: unknown key 'recurse' (known: pattern, poll, poll_interval, recursive)" in badkey
+    assert (
+        "watch.directory: opts: unknown key 'recurse' (known: pattern, poll, poll_interval, recursive)"
+        in badkey
+    )
     assert "opts.poll_interval: expected a positive number" in await proc.result("badint")
     assert await proc.result("unknown") is False

@@ -19,14 +19,26 @@ __all__ = ["Config", "HUB_SETTINGS"]
 
 # Settings the hub itself reads: key -> (default, check, description).
 HUB_SETTINGS: dict[str, tuple[Any, Any, str]] = {
-    "lua_step_budget": (1.0, lambda v: isinstance(v, (int, float)) and v > 0,
-                        "CPU seconds one Lua step may use (a positive number)"),
-    "lua_memory_limit_mb": (512, lambda v: isinstance(v, int) and v >= 16,
-                            "memory cap of the Lua state in MiB (an integer >= 16)"),
-    "lua_slow_step_ms": (50, lambda v: isinstance(v, int) and v > 0,
-                         "a Lua step longer than this many ms is logged as slow (an integer > 0)"),
-    "reload_debounce_ms": (100, lambda v: isinstance(v, int) and 0 <= v <= 5000,
-                           "plugin reload debounce in ms (an integer 0..5000)"),
+    "lua_step_budget": (
+        1.0,
+        lambda v: isinstance(v, (int, float)) and v > 0,
+        "CPU seconds one Lua step may use (a positive number)",
+    ),
+    "lua_memory_limit_mb": (
+        512,
+        lambda v: isinstance(v, int) and v >= 16,
+        "memory cap of the Lua state in MiB (an integer >= 16)",
+    ),
+    "lua_slow_step_ms": (
+        50,
+        lambda v: isinstance(v, int) and v > 0,
+        "a Lua step longer than this many ms is logged as slow (an integer > 0)",
+    ),
+    "reload_debounce_ms": (
+        100,
+        lambda v: isinstance(v, int) and 0 <= v <= 5000,
+        "plugin reload debounce in ms (an integer 0..5000)",
+    ),
 }
 
 

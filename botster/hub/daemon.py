@@ -126,9 +126,15 @@ class Hub:
         # Stage 1: tell Lua, and give handlers that wait (a last HTTP call) a moment.
         notify = self.host.lua.eval("function() require('hub.init').shutdown() end")
         self.host.sched.start("hub", "shutdown", notify)
-        deadline = time.monotonic() + SHUTDOWN_GRACE_S
-        while self.host.sched.pending_count() and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
+        try:
+            async with asyncio.timeout(SHUTDOWN_GRACE_S):
+                await self.host.sched.wait_idle()
+        except TimeoutError:
+            log.warning(
+                "shutdown: %d Lua tasks still waiting after %.0f s; cancelling them",
+                self.host.sched.pending_count(),
+                SHUTDOWN_GRACE_S,
+            )
         # Stage 2: release everything every owner holds, then background work.
         self.host.sched.cancel_all()
         for owner in self.owners.owners():

@@ -32,8 +32,12 @@ def _discover_blocking(layers: list[tuple[str, Path]]) -> list[dict[str, str]]:
             init = root / name / "init.lua"
             if name.startswith(".") or not init.is_file():
                 continue
-            found[name] = {"name": name, "dir": str(root / name), "init": str(init),
-                           "source": source}
+            found[name] = {
+                "name": name,
+                "dir": str(root / name),
+                "init": str(init),
+                "source": source,
+            }
     return [found[n] for n in sorted(found)]
 
 
@@ -98,7 +102,11 @@ def ready(loaded: int, failed: int) -> None:
     ms = (time.monotonic() - hub.started_at) * 1000
     log.info(
         "hub ready: %d plugins loaded, %d failed, in %.0f ms (hub id %s, repo %s)",
-        loaded, failed, ms, hub.hub_id, hub.paths.repo,
+        loaded,
+        failed,
+        ms,
+        hub.hub_id,
+        hub.paths.repo,
     )
     hub.emit("hub_ready", {"plugins_loaded": loaded, "plugins_failed": failed})
 

@@ -1,10 +1,10 @@
 """Where Botster keeps things on disk, and nothing else.
 
-| What | Where |
-|---|---|
-| device layer (plugins, lua overrides, config.json, secrets) | ``$BOTSTER_HOME`` or ``~/.botster`` |
-| sockets, pid and lock files, hub registry | ``$BOTSTER_RUNTIME_DIR``, else ``$XDG_RUNTIME_DIR/botster``, else ``/tmp/botster-<uid>`` (0700) |
-| repo layer (wins on name collisions) | ``<repo>/.botster`` |
+* device layer (plugins, lua overrides, config.json, secrets): ``$BOTSTER_HOME`` or
+  ``~/.botster``
+* sockets, lock files, hub registry: ``$BOTSTER_RUNTIME_DIR``, else
+  ``$XDG_RUNTIME_DIR/botster``, else ``/tmp/botster-<uid>`` (0700)
+* repo layer (wins on name collisions): ``<repo>/.botster``
 """
 
 from __future__ import annotations

@@ -329,4 +329,3 @@ def exported(module: types.ModuleType) -> dict[str, Callable[..., Any]]:
         if not hasattr(fn, "__lua_spec__"):
             raise TypeError(f"{module.__name__}.{lua_name} is not marked @lua_api")
     return table
-

@@ -4,10 +4,11 @@ Lua strings are byte strings; the runtime runs with ``encoding=None`` so nothing
 behind our back. Text crosses as UTF-8 (undecodable bytes survive as surrogate escapes).
 
 Tables become ``list`` when their keys are exactly 1..n, otherwise ``dict``. An empty table is
-a ``dict`` unless it carries the array mark (``json.array({})``, or an empty JSON array that was
-decoded). ``None`` inside a list crosses as ``json.null``; ``None`` values in a dict are dropped,
-because Lua cannot store nil in a table. This module owns these rules; ``docs/primitives.md``
-states them for plugin authors.
+a ``dict`` unless it carries the array mark: ``json.array(t)`` sets it, and every ``list`` that
+crosses from Python (a decoded JSON array included) carries it, so a decoded array the plugin
+empties still encodes as ``[]``. ``None`` inside a list crosses as ``json.null``; ``None``
+values in a dict are dropped, because Lua cannot store nil in a table. This module owns these
+rules; ``docs/primitives.md`` states them for plugin authors.
 """
 
 from __future__ import annotations
@@ -113,9 +114,9 @@ class Converter:
             table = self._table_from(
                 [JSON_NULL if v is None else self.to_lua(v, _depth + 1) for v in value]
             )
-            if not value:
-                self._mark(table, self._array_mark)
-            return table
+            # Every list is marked, not only empty ones: a decoded array that a plugin
+            # empties (table.remove) must still encode as [] rather than {}.
+            return self._mark(table, self._array_mark)
         # Lua objects and documented handles cross unchanged.
         return value
 

@@ -118,7 +118,9 @@ class LuaHost:
 
     # Installing primitives ----------------------------------------------------------------
 
-    def install(self, lua_name: str, module: types.ModuleType, extra: dict[str, Any] | None = None) -> Any:
+    def install(
+        self, lua_name: str, module: types.ModuleType, extra: dict[str, Any] | None = None
+    ) -> Any:
         """Installs a primitive module as the Lua global `lua_name`.
 
         The module's ``LUA`` table lists its functions. A companion ``<module>.lua`` beside it,
@@ -128,7 +130,9 @@ class LuaHost:
         for name, fn in exported(module).items():
             call, is_async = bind(fn, self.convert, self.raise_marker)
             if is_async:
-                table[name.encode()] = self._lua_sched[b"bind_async"](f"{lua_name}.{name}".encode(), call)
+                table[name.encode()] = self._lua_sched[b"bind_async"](
+                    f"{lua_name}.{name}".encode(), call
+                )
             else:
                 table[name.encode()] = self._lua_sched[b"bind_sync"](call)
         for name, value in (extra or {}).items():

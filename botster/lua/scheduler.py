@@ -42,6 +42,8 @@ class Scheduler:
         # task id -> (owner, asyncio task or handle driving its resumption)
         self._pending: dict[int, tuple[str, asyncio.Task[Any] | asyncio.Handle]] = {}
         self.errors: dict[str, str] = {}
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     # The bridge scheduler.lua calls -------------------------------------------------------
 
@@ -49,10 +51,12 @@ class Scheduler:
         owner_s = _text(owner)
         task = asyncio.ensure_future(self._resume_after(task_id, awaitable))
         self._pending[task_id] = (owner_s, task)
+        self._idle.clear()
 
     def _on_yield(self, task_id: int, owner: bytes) -> None:
         handle = asyncio.get_running_loop().call_soon(self._resume_now, task_id)
         self._pending[task_id] = (_text(owner), handle)
+        self._idle.clear()
 
     def _on_error(self, owner: bytes, label: bytes, message: bytes) -> None:
         owner_s = _text(owner)
@@ -83,6 +87,8 @@ class Scheduler:
     def _step_safely(self, task_id: int, values: tuple[Any, ...]) -> None:
         try:
             self._step(task_id, *values)
+            if not self._pending:
+                self._idle.set()
         except Exception:
             # Only a fault outside any coroutine lands here (e.g. the memory cap hit while
             # converting); the task cannot be resumed consistently, so it is dropped.
@@ -118,6 +124,10 @@ class Scheduler:
         """Whether the task is suspended (waiting on something or yielded)."""
         return task_id is not None and task_id in self._pending
 
+    async def wait_idle(self) -> None:
+        """Waits until no task is suspended (bound it with ``asyncio.timeout``)."""
+        await self._idle.wait()
+
     def pending_count(self, owner: str | None = None) -> int:
         """How many tasks are suspended, for everyone or for one owner."""
         if owner is None:
@@ -132,6 +142,8 @@ class Scheduler:
             _, waiter = self._pending.pop(tid)
             waiter.cancel()
             self._drop(tid)
+        if not self._pending:
+            self._idle.set()
         return len(ids)
 
     @loop_only

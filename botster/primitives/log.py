@@ -7,6 +7,7 @@ each plugin are kept for ``recent`` (the hub panel and debugging tools read them
 from __future__ import annotations
 
 import logging
+import math
 from collections import deque
 
 from botster.hub.context import current_hub
@@ -19,9 +20,21 @@ RING_SIZE = 200
 _rings: dict[str, deque[tuple[str, str]]] = {}
 
 
+def _number_text(n: float) -> str:
+    """A number as Lua's ``tostring`` shows it (``1.5``, ``1e+15``, ``3.0``, ``inf``)."""
+    if isinstance(n, int):
+        return str(n)
+    if math.isnan(n):
+        return "nan"
+    if math.isinf(n):
+        return "inf" if n > 0 else "-inf"
+    text = f"{n:.14g}"
+    return text if any(c in text for c in ".en") else text + ".0"
+
+
 def _emit(level: int, msg: str | float) -> None:
     owner = current_hub().host.current_owner()
-    text = msg if isinstance(msg, str) else repr(msg)
+    text = msg if isinstance(msg, str) else _number_text(msg)
     _rings.setdefault(owner, deque(maxlen=RING_SIZE)).append((logging.getLevelName(level), text))
     _log.log(level, "[%s] %s", owner, text)
 

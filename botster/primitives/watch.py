@@ -17,7 +17,7 @@ from typing import Any, TypedDict
 
 from botster.errors import ArgumentError
 from botster.hub.context import current_hub
-from botster.lua.api import LuaFunction, describe, lua_api, options
+from botster.lua.api import describe, lua_api, options
 
 __all__ = ["LUA", "active_count"]
 

@@ -7,27 +7,37 @@
 -- interceptor that errors is logged and skipped (the previous value carries on).
 -- Order: higher priority first (default 100); equal priorities in registration order.
 local sched = require("hub.sched")
-local check, start, call_as, current_owner = sched.check, sched.start, sched.call_as, sched.current_owner
+local start, call_as, current_owner = sched.start, sched.call_as, sched.current_owner
 
 local M = {}
 local kinds = { observers = {}, interceptors = {} } -- kind -> event -> name -> entry
 local sorted = { observers = {}, interceptors = {} } -- kind -> event -> array (cache)
 local seq = 0
 
+-- Argument errors are returned, not raised, so each public function raises them itself at
+-- level 2: the plugin's line, not a line in this file.
+local function bad(fname, arg, value, expected, optional)
+  local t = type(value)
+  if t == expected or (optional and value == nil) then return nil end
+  return string.format("hub.hooks.%s: %s: expected %s, got %s", fname, arg, expected, t)
+end
+
 local function add(kind, fname, event, name, fn, opts)
-  check(fname, "event", event, "string")
-  check(fname, "name", name, "string")
-  check(fname, "fn", fn, "function")
-  check(fname, "opts", opts, "table", true)
+  local err = bad(fname, "event", event, "string") or bad(fname, "name", name, "string")
+    or bad(fname, "fn", fn, "function") or bad(fname, "opts", opts, "table", true)
+  if err then return err end
   opts = opts or {}
   for k in pairs(opts) do
     if k ~= "priority" and k ~= "enabled" then
-      error(fname .. ": opts: unknown key '" .. tostring(k) .. "' (known: enabled, priority)", 3)
+      return "hub.hooks." .. fname .. ": opts: unknown key '" .. tostring(k)
+        .. "' (known: enabled, priority)"
     end
   end
   if opts.priority ~= nil and math.type(opts.priority) == nil then
-    error(fname .. ": opts.priority: expected number, got " .. type(opts.priority), 3)
+    return "hub.hooks." .. fname .. ": opts.priority: expected number, got " .. type(opts.priority)
   end
+  err = bad(fname, "opts.enabled", opts.enabled, "boolean", true)
+  if err then return err end
   seq = seq + 1
   local by_event = kinds[kind][event] or {}
   kinds[kind][event] = by_event
@@ -60,15 +70,24 @@ local function ordered(kind, event)
   return list
 end
 
---- hooks.on(event, name, fn, opts?): observe `event`; re-using a name replaces it.
+--- hooks.on(event, name, fn, opts?): observe `event`; re-using a name replaces it (the new
+--- registration takes a new place in registration order).
 --- opts: {priority = 100, enabled = true}
-function M.on(event, name, fn, opts) add("observers", "hooks.on", event, name, fn, opts) end
+function M.on(event, name, fn, opts)
+  local err = add("observers", "on", event, name, fn, opts)
+  if err then error(err, 2) end
+end
 
 --- hooks.off(event, name) -> bool
-function M.off(event, name) return remove("observers", event, name) end
+function M.off(event, name)
+  local err = bad("off", "event", event, "string") or bad("off", "name", name, "string")
+  if err then error(err, 2) end
+  return remove("observers", event, name)
+end
 
 --- hooks.notify(event, ...) -> number of observers started.
 function M.notify(event, ...)
+  if type(event) ~= "string" then error(bad("notify", "event", event, "string"), 2) end
   local list = ordered("observers", event)
   for i = 1, #list do
     local e = list[i]
@@ -78,17 +97,29 @@ function M.notify(event, ...)
 end
 
 --- hooks.has_observers(event) -> bool
-function M.has_observers(event) return #ordered("observers", event) > 0 end
+function M.has_observers(event)
+  if type(event) ~= "string" then error(bad("has_observers", "event", event, "string"), 2) end
+  return #ordered("observers", event) > 0
+end
 
 --- hooks.intercept(event, name, fn, opts?): transform or block `event` (return nil to block).
-function M.intercept(event, name, fn, opts) add("interceptors", "hooks.intercept", event, name, fn, opts) end
+function M.intercept(event, name, fn, opts)
+  local err = add("interceptors", "intercept", event, name, fn, opts)
+  if err then error(err, 2) end
+end
 
 --- hooks.unintercept(event, name) -> bool
-function M.unintercept(event, name) return remove("interceptors", event, name) end
+function M.unintercept(event, name)
+  local err = bad("unintercept", "event", event, "string")
+    or bad("unintercept", "name", name, "string")
+  if err then error(err, 2) end
+  return remove("interceptors", event, name)
+end
 
 --- hooks.call(event, ...) -> the transformed arguments, or nil if an interceptor blocked.
 --- With no interceptors the arguments come back unchanged.
 function M.call(event, ...)
+  if type(event) ~= "string" then error(bad("call", "event", event, "string"), 2) end
   local args = table.pack(...)
   local list = ordered("interceptors", event)
   for i = 1, #list do
@@ -108,7 +139,10 @@ function M.call(event, ...)
 end
 
 --- hooks.has_interceptors(event) -> bool
-function M.has_interceptors(event) return #ordered("interceptors", event) > 0 end
+function M.has_interceptors(event)
+  if type(event) ~= "string" then error(bad("has_interceptors", "event", event, "string"), 2) end
+  return #ordered("interceptors", event) > 0
+end
 
 local function set_enabled(event, name, enabled)
   local found = false
@@ -124,11 +158,22 @@ local function set_enabled(event, name, enabled)
 end
 
 --- hooks.enable(event, name) -> bool / hooks.disable(event, name) -> bool
-function M.enable(event, name) return set_enabled(event, name, true) end
-function M.disable(event, name) return set_enabled(event, name, false) end
+--- True if an observer or interceptor of that name exists (both are switched).
+function M.enable(event, name)
+  local err = bad("enable", "event", event, "string") or bad("enable", "name", name, "string")
+  if err then error(err, 2) end
+  return set_enabled(event, name, true)
+end
+
+function M.disable(event, name)
+  local err = bad("disable", "event", event, "string") or bad("disable", "name", name, "string")
+  if err then error(err, 2) end
+  return set_enabled(event, name, false)
+end
 
 --- hooks.list(event) -> {{kind, name, priority, enabled, owner}...}
 function M.list(event)
+  if type(event) ~= "string" then error(bad("list", "event", event, "string"), 2) end
   local out = {}
   for kind, by_kind in pairs(kinds) do
     for _, e in pairs(by_kind[event] or {}) do
@@ -136,8 +181,11 @@ function M.list(event)
         enabled = e.enabled, owner = e.owner }
     end
   end
-  table.sort(out, function(a, b) return a.kind .. a.name < b.kind .. b.name end)
-  return out
+  table.sort(out, function(a, b)
+    if a.kind ~= b.kind then return a.kind < b.kind end
+    return a.name < b.name
+  end)
+  return json.array(out)
 end
 
 -- Loader use: drops every hook an unloaded plugin registered.

@@ -4,10 +4,16 @@
 local M = {}
 local store = {}
 
+local function check_key(fname, key)
+  if type(key) ~= "string" then
+    error("hub.state." .. fname .. ": key: expected string, got " .. type(key), 3)
+  end
+end
+
 --- hub.state.get(key, default?) -> value
 --- The stored value; if absent and `default` is given, stores and returns `default`.
 function M.get(key, default)
-  if type(key) ~= "string" then error("hub.state.get: key: expected string, got " .. type(key), 2) end
+  check_key("get", key)
   local v = store[key]
   if v == nil and default ~= nil then
     store[key] = default
@@ -18,12 +24,13 @@ end
 
 --- hub.state.set(key, value): stores `value` (nil clears the key).
 function M.set(key, value)
-  if type(key) ~= "string" then error("hub.state.set: key: expected string, got " .. type(key), 2) end
+  check_key("set", key)
   store[key] = value
 end
 
 --- hub.state.clear(key): forgets `key`.
 function M.clear(key)
+  check_key("clear", key)
   store[key] = nil
 end
 
@@ -32,7 +39,7 @@ function M.keys()
   local out = {}
   for k in pairs(store) do out[#out + 1] = k end
   table.sort(out)
-  return out
+  return json.array(out)
 end
 
 return M

@@ -68,6 +68,8 @@ function M.tool(name, spec, handler)
   end
   check("mcp.tool", "spec.description", spec.description, "string", true)
   check("mcp.tool", "spec.input_schema", spec.input_schema, "table", true)
+  check("mcp.tool", "spec.title", spec.title, "string", true)
+  check("mcp.tool", "spec.annotations", spec.annotations, "table", true)
   local schema = spec.input_schema or { type = "object" }
   if type(schema.required) == "table" and next(schema.required) == nil then
     json.array(schema.required)
@@ -86,13 +88,26 @@ function M.remove_tool(name)
   return true
 end
 
+-- "@<path to init.lua>" (the loader's chunk name) -> the plugin's name; anything else as is.
+local function source_name(source)
+  if source:sub(1, 1) ~= "@" then return source end
+  local loader = package.loaded["hub.loader"]
+  if type(loader) == "table" and loader.list_plugins then
+    for _, p in ipairs(loader.list_plugins()) do
+      if "@" .. p.init == source then return p.name end
+    end
+  end
+  return source
+end
+
 --- mcp.reset(source) -> number of tools removed. `source` is a plugin name ("user" for the
 --- user init); "@<path to init.lua>" (the loader's chunk name) is accepted too.
 function M.reset(source)
   check("mcp.reset", "source", source, "string")
+  source = source_name(source)
   local removed = 0
   for name, t in pairs(tools) do
-    if t.source == source or ("@" .. (t.init or "")) == source then
+    if t.source == source then
       tools[name] = nil
       removed = removed + 1
     end
@@ -122,7 +137,11 @@ function M.call_tool(name, params, context)
   check("mcp.call_tool", "context", context, "table", true)
   local t = tools[name]
   if not t then return nil, "unknown tool '" .. name .. "'" end
-  local ok, result = call_as(t.source, "mcp tool '" .. name .. "'", t.handler, params or {}, context or {})
+  -- The handler sees the hub's id even when the caller did not pass one (spec: context is
+  -- {agent_key, hub_id}); the caller's table is not modified.
+  local ctx = { hub_id = hub.hub_id() }
+  for k, v in pairs(context or {}) do ctx[k] = v end
+  local ok, result = call_as(t.source, "mcp tool '" .. name .. "'", t.handler, params or {}, ctx)
   if not ok then
     log.error("mcp tool '" .. name .. "' (" .. t.source .. ") failed: " .. tostring(result))
     local first = tostring(result):match("^[^\n]*")
