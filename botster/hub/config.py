@@ -7,9 +7,11 @@ kept in memory; every ``config.set`` is written atomically (temp file, fsync, re
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -78,29 +80,48 @@ class Config:
         return self.data.get(key, HUB_SETTINGS[key][0])
 
     def set_blocking(self, key: str, value: Any) -> dict[str, Any]:
-        """Sets one top-level key (None deletes it) and persists; returns the new contents."""
+        """Sets one top-level key (None deletes it) and persists; returns the new contents.
+
+        Other processes' changes to other keys are kept: the file is re-read under the lock.
+
+        Raises:
+            HubError: the file on disk is not a JSON object (it is left untouched).
+            OSError: the file cannot be written.
+        """
         self.path.parent.mkdir(parents=True, exist_ok=True)
         lock = os.open(self.path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
-                current = json.loads(self.path.read_text() or "{}")
-                if not isinstance(current, dict):
-                    current = {}
+                text = self.path.read_text()
             except FileNotFoundError:
-                current = {}
+                text = ""
+            try:
+                current = json.loads(text) if text.strip() else {}
+            except ValueError as e:
+                raise HubError(f"{self.path} is not valid JSON ({e}); not overwriting it") from None
+            if not isinstance(current, dict):
+                raise HubError(
+                    f"{self.path} holds a JSON {type(current).__name__}, not an object; "
+                    "not overwriting it"
+                )
             if value is None:
                 current.pop(key, None)
             else:
                 current[key] = value
-            tmp = self.path.with_suffix(f".tmp{os.getpid()}")
-            with open(tmp, "w") as f:
-                json.dump(current, f, indent=2, sort_keys=True)
-                f.write("\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".config.", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "w") as f:
+                    json.dump(current, f, indent=2, sort_keys=True)
+                    f.write("\n")
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, self.path)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+                raise
+            self.data = current
         finally:
             os.close(lock)
-        self.data = current
         return current

@@ -20,11 +20,12 @@ from typing import Any, TypeVar
 
 from botster.hub.config import Config
 from botster.hub.context import set_current_hub
-from botster.hub.identity import HubLock
+from botster.hub.identity import HubLock, socket_path_for
 from botster.hub.loop import loop_only, set_loop_thread
 from botster.hub.paths import Paths
 from botster.lua.owners import Owners
 from botster.lua.runtime import LuaHost
+from botster.transports.socket_server import SocketServer
 
 __all__ = ["Hub", "PRIMITIVES"]
 
@@ -44,6 +45,7 @@ PRIMITIVES: tuple[str, ...] = (
     "watch",
     "http",
     "websocket",
+    "socket",
     "hub",
 )
 
@@ -67,6 +69,7 @@ class Hub:
         self.lock = HubLock(paths, hub_id)
         self.started_at = time.monotonic()
         self.host: LuaHost
+        self.socket_server: SocketServer | None = None
         self.loop: asyncio.AbstractEventLoop
         self._quit: asyncio.Event
         self._background: dict[asyncio.Task[Any], str] = {}
@@ -96,6 +99,7 @@ class Hub:
                 extras = getattr(module, "lua_extras", None)
                 self.host.install(name, module, extras(self.host) if extras else None)
             self.host.install("_botster", importlib.import_module("botster.hub.internals"))
+            await self._start_socket()
             boot = self.host.lua.eval(_BOOT)
             self.host.sched.start("hub", "hub start-up", boot)
             await self._quit.wait()
@@ -105,6 +109,18 @@ class Hub:
             self._io_pool.shutdown(wait=False, cancel_futures=True)
             set_current_hub(None)
         return self._exit_code
+
+    async def _start_socket(self) -> None:
+        from botster.primitives import socket as socket_primitive
+
+        self.socket_server = SocketServer(
+            socket_path_for(self.paths, self.hub_id),
+            self.hub_id,
+            on_connect=socket_primitive.client_connected,
+            on_message=socket_primitive.message_received,
+            on_disconnect=socket_primitive.client_disconnected,
+        )
+        await self.socket_server.start()
 
     def _on_signal(self, sig: signal.Signals) -> None:
         log.info("received %s, shutting down", signal.Signals(sig).name)
@@ -135,6 +151,8 @@ class Hub:
                 self.host.sched.pending_count(),
                 SHUTDOWN_GRACE_S,
             )
+        if self.socket_server is not None:
+            await self.socket_server.stop()
         # Stage 2: release everything every owner holds, then background work.
         self.host.sched.cancel_all()
         for owner in self.owners.owners():

@@ -21,6 +21,10 @@ __all__ = ["LUA"]
 log = logging.getLogger("hub")
 
 
+# Owner names the hub uses itself; a plugin directory with one of these names is skipped.
+RESERVED_NAMES = frozenset({"hub", "user"})
+
+
 def _discover_blocking(layers: list[tuple[str, Path]]) -> list[dict[str, str]]:
     found: dict[str, dict[str, str]] = {}
     for source, root in layers:  # later layers win by name
@@ -31,6 +35,9 @@ def _discover_blocking(layers: list[tuple[str, Path]]) -> list[dict[str, str]]:
         for name in names:
             init = root / name / "init.lua"
             if name.startswith(".") or not init.is_file():
+                continue
+            if name in RESERVED_NAMES:
+                log.warning("plugin directory %s is skipped: '%s' is reserved", root / name, name)
                 continue
             found[name] = {
                 "name": name,

@@ -20,6 +20,7 @@ a ``TypedDict`` (an options table), ``LuaFunction``, ``LuaTable`` (the raw table
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import inspect
 import logging
@@ -32,9 +33,24 @@ from lupa import lua54
 from botster.errors import ArgumentError
 from botster.lua.convert import ConversionError, lua_type_name
 
-__all__ = ["LuaFunction", "LuaTable", "bind", "describe", "exported", "lua_api", "options"]
+__all__ = [
+    "CALLER",
+    "LuaFunction",
+    "LuaTable",
+    "bind",
+    "describe",
+    "exported",
+    "lua_api",
+    "options",
+]
 
 log = logging.getLogger("lua")
+
+
+# The owner (plugin) whose Lua call started the async primitive body running now. The body
+# runs after that Lua step has returned, so the scheduler cannot answer; ``bind`` records the
+# owner at call time and sets this inside the task that awaits the body.
+CALLER: contextvars.ContextVar[str | None] = contextvars.ContextVar("botster_caller", default=None)
 
 
 class LuaFunction:
@@ -257,11 +273,17 @@ def lua_api(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-def bind(fn: Callable[..., Any], conv: Any, raise_marker: Any) -> tuple[Callable[..., Any], bool]:
+def bind(
+    fn: Callable[..., Any],
+    conv: Any,
+    raise_marker: Any,
+    owner: Callable[[], str] = lambda: "hub",
+) -> tuple[Callable[..., Any], bool]:
     """Builds the raw callable Lua calls for a ``@lua_api`` function.
 
     Returns (callable, is_async). The callable returns ``raise_marker, message`` for a wrong
-    argument; for an async function it returns an awaitable that yields converted results.
+    argument; for an async function it returns an awaitable that yields converted results,
+    with ``CALLER`` set to `owner()` as it was at call time.
     """
     spec: _Spec = fn.__lua_spec__  # type: ignore[attr-defined]
     params, name, target = spec.params, spec.name, spec.fn
@@ -290,11 +312,16 @@ def bind(fn: Callable[..., Any], conv: Any, raise_marker: Any) -> tuple[Callable
 
     if spec.is_async:
 
-        async def finish(coro: Any) -> Any:
+        async def finish(coro: Any, caller: str) -> Any:
+            token = CALLER.set(caller)
             try:
                 result = await coro
             except ArgumentError as e:
                 return raise_marker, message(e)
+            except ConversionError as e:
+                return raise_marker, f"{name}: {e}".encode()
+            finally:
+                CALLER.reset(token)
             return conv.results(result)
 
         @functools.wraps(target)
@@ -303,7 +330,7 @@ def bind(fn: Callable[..., Any], conv: Any, raise_marker: Any) -> tuple[Callable
                 converted = convert_args(args)
             except ArgumentError as e:
                 return raise_marker, message(e)
-            return finish(target(*converted))
+            return finish(target(*converted), owner())
 
         return call_async, True
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from lupa import lua54
 
-from botster.lua.api import bind, exported
+from botster.lua.api import CALLER, bind, exported
 from botster.lua.convert import JSON_NULL, Converter
 from botster.lua.scheduler import Scheduler
 
@@ -76,7 +76,7 @@ class LuaHost:
         self.sched: Scheduler
         self._lua_sched = self._load_scheduler(budget_s, slow_s)
         self.raise_marker = self._lua_sched[b"RAISE"]
-        self._current_owner = self._lua_sched[b"current_owner"]
+        self._running_owner = self._lua_sched[b"running_owner"]
         self.array_mark = self.lua.execute(b"return {__name = 'json.array'}")
         self.convert = Converter(self.lua, self.array_mark)
         self.null = JSON_NULL
@@ -128,7 +128,7 @@ class LuaHost:
         """
         table = self.lua.table()
         for name, fn in exported(module).items():
-            call, is_async = bind(fn, self.convert, self.raise_marker)
+            call, is_async = bind(fn, self.convert, self.raise_marker, self.current_owner)
             if is_async:
                 table[name.encode()] = self._lua_sched[b"bind_async"](
                     f"{lua_name}.{name}".encode(), call
@@ -161,8 +161,12 @@ class LuaHost:
         return self.globals[b"require"](module.encode())
 
     def current_owner(self) -> str:
-        """The owner of the Lua code running now ("hub" outside any plugin)."""
-        return self._current_owner().decode("utf-8", "replace")
+        """Who is calling: the owner of the running Lua step, else (inside the body of an
+        async primitive) the owner whose call started it, else "hub"."""
+        running = self._running_owner()
+        if running is not None:
+            return running.decode("utf-8", "replace")
+        return CALLER.get() or "hub"
 
 
 _REQUIRE_SETUP = b"""

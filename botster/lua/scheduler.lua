@@ -38,9 +38,15 @@ local next_id = 0
 local frame = nil -- the innermost running step: {owner, label, deadline, aborting, parent}
 -- Owner of the coroutine running now. Kept in a variable, not derived from
 -- coroutine.running(): Python's calls into Lua run on the main thread, not the task's.
-local current = "hub"
+local current = nil -- nil between steps
 
+--- The owner of the Lua code running now ("hub" outside any task).
 function M.current_owner()
+  return current or "hub"
+end
+
+--- The owner of the running step, or nil between steps (Python then knows the caller).
+function M.running_owner()
   return current
 end
 

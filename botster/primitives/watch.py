@@ -62,6 +62,9 @@ def active_count() -> int:
 def _observer(poll_interval: float | None) -> Any:
     obs = _observers.get(poll_interval)
     if obs is None:
+        # watchdog 7.1 logs "queue_events() called when the thread is inactive" at ERROR when
+        # a watch is removed while its emitter thread is mid-read: a benign race on its side.
+        logging.getLogger("watchdog.observers.inotify").setLevel(logging.CRITICAL)
         if poll_interval is None:
             from watchdog.observers import Observer
 

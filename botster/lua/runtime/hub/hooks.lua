@@ -85,15 +85,27 @@ function M.off(event, name)
   return remove("observers", event, name)
 end
 
+-- Whether `e` is still registered and enabled: an earlier hook of the same notify or call
+-- may have removed, replaced or disabled it (the sorted list is a snapshot).
+local function live(kind, event, e)
+  local by_event = kinds[kind][event]
+  return by_event ~= nil and by_event[e.name] == e and e.enabled
+end
+
 --- hooks.notify(event, ...) -> number of observers started.
+--- An observer removed or disabled by an earlier one of the same notify is not started.
 function M.notify(event, ...)
   if type(event) ~= "string" then error(bad("notify", "event", event, "string"), 2) end
   local list = ordered("observers", event)
+  local started = 0
   for i = 1, #list do
     local e = list[i]
-    start(e.owner, "hook '" .. event .. "' observer '" .. e.name .. "'", e.fn, ...)
+    if live("observers", event, e) then
+      started = started + 1
+      start(e.owner, "hook '" .. event .. "' observer '" .. e.name .. "'", e.fn, ...)
+    end
   end
-  return #list
+  return started
 end
 
 --- hooks.has_observers(event) -> bool
@@ -124,15 +136,17 @@ function M.call(event, ...)
   local list = ordered("interceptors", event)
   for i = 1, #list do
     local e = list[i]
-    local r = table.pack(call_as(e.owner, "hook '" .. event .. "' interceptor '" .. e.name .. "'",
-      e.fn, table.unpack(args, 1, args.n)))
-    if not r[1] then
-      log.error("interceptor '" .. e.name .. "' of '" .. event .. "' (" .. e.owner .. ") failed: "
-        .. tostring(r[2]))
-    elseif r[2] == nil then
-      return nil
-    else
-      args = table.pack(table.unpack(r, 2, r.n))
+    if live("interceptors", event, e) then -- an earlier one of this call may have removed it
+      local label = "hook '" .. event .. "' interceptor '" .. e.name .. "'"
+      local r = table.pack(call_as(e.owner, label, e.fn, table.unpack(args, 1, args.n)))
+      if not r[1] then
+        log.error("interceptor '" .. e.name .. "' of '" .. event .. "' (" .. e.owner .. ") failed: "
+          .. tostring(r[2]))
+      elseif r[2] == nil then
+        return nil
+      else
+        args = table.pack(table.unpack(r, 2, r.n))
+      end
     end
   end
   return table.unpack(args, 1, args.n)
