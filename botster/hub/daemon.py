@@ -46,6 +46,7 @@ PRIMITIVES: tuple[str, ...] = (
     "http",
     "websocket",
     "socket",
+    "hub_discovery",
     "hub",
 )
 

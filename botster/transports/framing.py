@@ -150,7 +150,8 @@ class FrameDecoder:
                 end = pos + 4 + length
                 if len(buf) < end:
                     break
-                yield Frame(ftype, bytes(buf[pos + 5 : end]))
-                pos = end
+                frame = Frame(ftype, bytes(buf[pos + 5 : end]))
+                pos = end  # before yielding: a caller that stops early keeps the rest buffered
+                yield frame
         finally:
             del buf[:pos]

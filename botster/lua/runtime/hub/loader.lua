@@ -22,6 +22,7 @@ local function release(owner)
   events._release(owner)
   hooks.unregister_by_owner(owner)
   if mcp and mcp._release then mcp._release(owner) end
+  require("lib.commands")._release(owner)
   _botster.release_owner(owner)
 end
 M.release = release

@@ -1,0 +1,57 @@
+-- The commands every hub answers (see docs/protocol.md for their arguments and results).
+-- Plugins add their own with require("lib.commands").register(name, fn, opts).
+local commands = require("lib.commands")
+local client = require("lib.client")
+
+local M = {}
+
+function M.install()
+  commands.register("ping", function(args)
+    return { pong = true, echo = args.echo }
+  end, { description = "Answers {pong = true}; echoes args.echo" })
+
+  commands.register("hub.info", function()
+    local plugins = hub.loader.list_plugins()
+    return { hub_id = hub.hub_id(), plugins = #plugins, tools = mcp.count() }
+  end, { description = "The hub's id and what it runs" })
+
+  commands.register("hub.stop", function()
+    hub.quit()
+    return { stopping = true }
+  end, { description = "Stops the hub (agents' sessions keep running)" })
+
+  commands.register("commands.list", function()
+    return commands.list()
+  end, { description = "Every command this hub answers" })
+
+  commands.register("plugins.list", function()
+    return json.array(hub.loader.list_plugins())
+  end, { description = "Plugins with their layer, status, last error and reload count" })
+
+  commands.register("plugins.reload", function(args)
+    if type(args.name) ~= "string" then return nil, "plugins.reload: args.name: expected string" end
+    local ok, err = hub.loader.reload_plugin(args.name)
+    if not ok then return nil, err end
+    return { reloaded = args.name }
+  end, { description = "Reloads one plugin by name" })
+
+  commands.register("mcp.list_tools", function()
+    return mcp.list_tools()
+  end, { description = "MCP tools: name, description, input_schema, source" })
+
+  commands.register("mcp.call_tool", function(args, ctx)
+    if type(args.name) ~= "string" then return nil, "mcp.call_tool: args.name: expected string" end
+    local context = {}
+    local sub = client.subscription(ctx.client_id, "mcp")
+    for k, v in pairs(sub and type(sub.context) == "table" and sub.context or {}) do context[k] = v end
+    for k, v in pairs(type(args.context) == "table" and args.context or {}) do context[k] = v end
+    context.hub_id = hub.hub_id()
+    local result, err = mcp.call_tool(args.name, args.arguments or {}, context)
+    if result == nil then
+      return { is_error = true, content = { { type = "text", text = err } } }
+    end
+    return { is_error = false, content = { { type = "text", text = result } } }
+  end, { description = "Calls an MCP tool: args {name, arguments, context}" })
+end
+
+return M

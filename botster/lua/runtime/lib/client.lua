@@ -1,0 +1,111 @@
+-- lib.client: the client protocol spoken over the hub socket (docs/protocol.md).
+--
+-- Messages (JSON objects with a `type`):
+--   request      {type="request", id, command, args?}  -> {type="response", id, ok, result|error}
+--   subscribe    {type="subscribe", channel, params?}  -> {type="subscribed", channel}
+--   unsubscribe  {type="unsubscribe", channel}         -> {type="unsubscribed", channel}
+-- The hub pushes {type="event", channel, event, data} to subscribers of a channel.
+-- Channels: "hub" (plugin and hub changes), "mcp" (tools_list_changed). A subscription's
+-- params are kept per client; the "mcp" channel's params.context is the context MCP tool
+-- handlers receive (with hub_id added).
+local commands = require("lib.commands")
+local hooks = require("hub.hooks")
+local state = require("hub.state")
+
+local M = {}
+local clients = state.get("client.clients", {}) -- client id -> {id, subs = {channel -> params}}
+local CHANNELS = { hub = true, mcp = true }
+
+local function reply(id, msg)
+  local ok, err = socket.send(id, msg)
+  if not ok then log.debug("reply to " .. id .. " dropped: " .. tostring(err)) end
+end
+
+local function fail(id, code, message)
+  reply(id, { type = "error", code = code, message = message })
+end
+
+--- client.broadcast(channel, event, data): pushes an event to every subscriber of `channel`.
+function M.broadcast(channel, event, data)
+  for id, c in pairs(clients) do
+    if c.subs[channel] then
+      reply(id, { type = "event", channel = channel, event = event, data = data })
+    end
+  end
+end
+
+--- client.subscription(client_id, channel) -> params table or nil
+function M.subscription(client_id, channel)
+  local c = clients[client_id]
+  return c and c.subs[channel]
+end
+
+local handlers = {}
+
+function handlers.request(id, msg)
+  if type(msg.command) ~= "string" then
+    return fail(id, "bad_message", "request: command: expected string, got " .. type(msg.command))
+  end
+  if msg.args ~= nil and type(msg.args) ~= "table" then
+    return reply(id, { type = "response", id = msg.id, ok = false,
+      error = "request: args: expected object, got " .. type(msg.args) })
+  end
+  local ok, result = commands.run(msg.command, msg.args, { client_id = id })
+  if ok then
+    reply(id, { type = "response", id = msg.id, ok = true, result = result })
+  else
+    reply(id, { type = "response", id = msg.id, ok = false, error = result })
+  end
+end
+
+function handlers.subscribe(id, msg)
+  if not CHANNELS[msg.channel] then
+    local known = {}
+    for name in pairs(CHANNELS) do known[#known + 1] = name end
+    table.sort(known)
+    return fail(id, "bad_message", "subscribe: unknown channel " .. json.encode(msg.channel)
+      .. " (known: " .. table.concat(known, ", ") .. ")")
+  end
+  clients[id].subs[msg.channel] = type(msg.params) == "table" and msg.params or {}
+  reply(id, { type = "subscribed", channel = msg.channel })
+  hooks.notify("client_subscribed", { client_id = id, channel = msg.channel })
+end
+
+function handlers.unsubscribe(id, msg)
+  clients[id].subs[msg.channel] = nil
+  reply(id, { type = "unsubscribed", channel = msg.channel })
+end
+
+function M.on_connected(id)
+  clients[id] = { id = id, subs = {} }
+  hooks.notify("client_connected", { client_id = id, transport = "socket" })
+end
+
+function M.on_disconnected(id)
+  clients[id] = nil
+  hooks.notify("client_disconnected", { client_id = id, transport = "socket" })
+end
+
+function M.on_message(id, msg)
+  if not clients[id] then M.on_connected(id) end
+  local handler = handlers[msg.type]
+  if not handler then
+    return fail(id, "bad_message", "unknown message type " .. json.encode(msg.type)
+      .. " (known: request, subscribe, unsubscribe)")
+  end
+  handler(id, msg)
+end
+
+function M.install()
+  socket.on_client_connected(M.on_connected)
+  socket.on_client_disconnected(M.on_disconnected)
+  socket.on_message(M.on_message)
+  events.on("tools_list_changed", function(data)
+    M.broadcast("mcp", "tools_list_changed", data)
+  end)
+  hooks.on("plugin_reloaded", "client.broadcast", function(info)
+    M.broadcast("hub", "plugin_reloaded", info)
+  end)
+end
+
+return M

@@ -1,0 +1,276 @@
+"""``botster mcp-serve``: an MCP server on stdio that serves the hub's ``mcp`` tool registry.
+
+An agent (Claude Code, Codex...) starts this as an MCP server. It speaks newline-delimited
+JSON-RPC 2.0 on stdin/stdout and forwards to the hub over its socket:
+
+* ``tools/list`` -> hub request ``mcp.list_tools`` (see docs/protocol.md)
+* ``tools/call`` -> hub request ``mcp.call_tool``, with the calling agent's context
+* ``notifications/tools/list_changed`` is sent when the hub's ``mcp`` channel says so, and
+  whenever the bridge (re)connects
+
+The context handed to tool handlers is ``{agent_key, hub_id}``: ``agent_key`` comes from
+``$BOTSTER_AGENT_KEY`` (set by the hub for the agents it spawns). The hub is found from
+``--socket``, else ``$BOTSTER_HUB_SOCKET``, else the hub serving the current repository.
+While the hub is down, requests fail at once with a clear error and the bridge keeps trying
+to reconnect. Logs go to stderr; stdout carries only JSON-RPC.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from botster.transports.framing import JSON, FrameDecoder, encode_json
+
+__all__ = ["serve"]
+
+log = logging.getLogger("mcp-serve")
+
+SUPPORTED_VERSIONS = ("2025-06-18", "2025-03-26", "2024-11-05")
+RECONNECT_S = 0.5
+HUB_DOWN = -32000  # JSON-RPC server error: the hub is not reachable
+
+
+class HubLink:
+    """The bridge's connection to the hub, re-established whenever it drops."""
+
+    def __init__(self, socket_path: Path, context: dict[str, Any], on_change: Any) -> None:
+        self.socket_path = socket_path
+        self.context = context
+        self.on_change = on_change  # called (no args) when the tool list may have changed
+        self.hub_id: str | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._ids = itertools.count(1)
+        self.connected = asyncio.Event()
+
+    async def run(self) -> None:
+        """Connects, serves, reconnects; forever."""
+        while True:
+            try:
+                await self._session()
+            except (OSError, ConnectionError, ValueError) as e:
+                log.debug("hub link: %s", e)
+            if self.connected.is_set():
+                self.connected.clear()
+                log.warning("lost the hub at %s; reconnecting", self.socket_path)
+                self.on_change()
+            for fut in self._pending.values():
+                if not fut.done():
+                    fut.set_exception(ConnectionError("the hub went away during the call"))
+            self._pending.clear()
+            await asyncio.sleep(RECONNECT_S)
+
+    async def _session(self) -> None:
+        reader, writer = await asyncio.open_unix_connection(self.socket_path)
+        self._writer = writer
+        try:
+            writer.write(encode_json({"type": "hello", "protocol": 1, "client": "mcp-serve"}))
+            writer.write(
+                encode_json(
+                    {"type": "subscribe", "channel": "mcp", "params": {"context": self.context}}
+                )
+            )
+            decoder = FrameDecoder()
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    raise ConnectionError("hub closed the connection")
+                for frame in decoder.feed(data):
+                    if frame.type == JSON:
+                        self._on_message(frame.json())
+        finally:
+            self._writer = None
+            writer.close()
+
+    def _on_message(self, msg: dict[str, Any]) -> None:
+        kind = msg.get("type")
+        if kind == "hello_ack":
+            self.hub_id = msg.get("hub_id")
+        elif kind == "subscribed":
+            self.connected.set()
+            log.info("connected to hub %s", (self.hub_id or "?")[:12])
+            self.on_change()
+        elif kind == "response":
+            fut = self._pending.pop(msg.get("id"), None)
+            if fut is not None and not fut.done():
+                fut.set_result(msg)
+        elif kind == "event" and msg.get("event") == "tools_list_changed":
+            self.on_change()
+        elif kind == "error":
+            log.warning("hub says: %s", msg.get("message"))
+
+    async def request(self, command: str, args: dict[str, Any]) -> Any:
+        """Runs a hub command; raises ConnectionError when the hub is not there."""
+        if self._writer is None or not self.connected.is_set():
+            raise ConnectionError(
+                f"the Botster hub is not reachable at {self.socket_path}; is it running? "
+                "(mcp-serve keeps retrying)"
+            )
+        rid = next(self._ids)
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[rid] = fut
+        self._writer.write(
+            encode_json({"type": "request", "id": rid, "command": command, "args": args})
+        )
+        msg = await fut
+        if not msg.get("ok"):
+            raise RuntimeError(str(msg.get("error")))
+        return msg.get("result")
+
+
+class Bridge:
+    """JSON-RPC on stdio, answered through a HubLink."""
+
+    def __init__(self, socket_path: Path, context: dict[str, Any]) -> None:
+        self.out = sys.stdout.buffer
+        self.initialized = False
+        self.link = HubLink(socket_path, context, self._tools_changed)
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.out.write(json.dumps(message, separators=(",", ":")).encode() + b"\n")
+        self.out.flush()
+
+    def _tools_changed(self) -> None:
+        if self.initialized:
+            self.send({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})
+
+    async def handle(self, msg: Any) -> None:
+        if not isinstance(msg, dict) or msg.get("jsonrpc") != "2.0":
+            self.send(
+                {
+                    "jsonrpc": "2.0",
+                    "id": None,
+                    "error": {"code": -32600, "message": "not a JSON-RPC 2.0 message"},
+                }
+            )
+            return
+        method, rid = msg.get("method"), msg.get("id")
+        if method is None:
+            return  # a response to something we never ask
+        params = msg.get("params") or {}
+        try:
+            result = await self._dispatch(method, params)
+        except _RpcError as e:
+            if rid is not None:
+                self.send(
+                    {"jsonrpc": "2.0", "id": rid, "error": {"code": e.code, "message": e.message}}
+                )
+            return
+        if rid is not None:
+            self.send({"jsonrpc": "2.0", "id": rid, "result": result})
+
+    async def _dispatch(self, method: str, params: dict[str, Any]) -> Any:
+        if method == "initialize":
+            wanted = params.get("protocolVersion")
+            version = wanted if wanted in SUPPORTED_VERSIONS else SUPPORTED_VERSIONS[0]
+            from importlib.metadata import version as pkg_version
+
+            return {
+                "protocolVersion": version,
+                "capabilities": {"tools": {"listChanged": True}},
+                "serverInfo": {"name": "botster", "version": pkg_version("botster")},
+            }
+        if method == "notifications/initialized":
+            self.initialized = True
+            return None
+        if method.startswith("notifications/"):
+            return None
+        if method == "ping":
+            return {}
+        if method == "tools/list":
+            tools = await self._hub("mcp.list_tools", {})
+            return {
+                "tools": [
+                    {
+                        "name": t["name"],
+                        "description": t.get("description", ""),
+                        "inputSchema": t.get("input_schema") or {"type": "object"},
+                        **({"title": t["title"]} if t.get("title") else {}),
+                        **({"annotations": t["annotations"]} if t.get("annotations") else {}),
+                    }
+                    for t in tools
+                ]
+            }
+        if method == "tools/call":
+            name = params.get("name")
+            if not isinstance(name, str):
+                raise _RpcError(-32602, "tools/call: params.name must be a string")
+            result = await self._hub(
+                "mcp.call_tool", {"name": name, "arguments": params.get("arguments") or {}}
+            )
+            return {"content": result.get("content", []), "isError": bool(result.get("is_error"))}
+        raise _RpcError(-32601, f"method not found: {method}")
+
+    async def _hub(self, command: str, args: dict[str, Any]) -> Any:
+        try:
+            return await self.link.request(command, args)
+        except ConnectionError as e:
+            raise _RpcError(HUB_DOWN, str(e)) from None
+        except RuntimeError as e:
+            raise _RpcError(-32603, str(e)) from None
+
+    async def run(self) -> None:
+        link = asyncio.create_task(self.link.run())
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=16 << 20)
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+        tasks: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                line = await reader.readline()
+                if not line:
+                    break
+                if not line.strip():
+                    continue
+                try:
+                    msg = json.loads(line)
+                except ValueError:
+                    self.send(
+                        {
+                            "jsonrpc": "2.0",
+                            "id": None,
+                            "error": {"code": -32700, "message": "parse error"},
+                        }
+                    )
+                    continue
+                task = asyncio.create_task(self.handle(msg))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+        finally:
+            link.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await link
+
+
+class _RpcError(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def find_socket(explicit: Path | None) -> Path | None:
+    """--socket, else $BOTSTER_HUB_SOCKET, else the hub of the current repository."""
+    if explicit is not None:
+        return explicit
+    env = os.environ.get("BOTSTER_HUB_SOCKET")
+    if env:
+        return Path(env)
+    from botster.hub.registry import find_hub_for
+
+    entry = find_hub_for(Path.cwd())
+    return Path(entry["socket"]) if entry else None
+
+
+def serve(socket_path: Path) -> None:
+    """Runs the bridge until stdin closes."""
+    context = {"agent_key": os.environ.get("BOTSTER_AGENT_KEY")}
+    asyncio.run(Bridge(socket_path, {k: v for k, v in context.items() if v}).run())

@@ -1,0 +1,145 @@
+"""The ``socket`` primitive: Lua's side of the hub's Unix socket clients.
+
+Callbacks registered with ``on_client_connected``, ``on_client_disconnected`` and
+``on_message`` run as tasks of the plugin that registered them. Unlike the original's single
+slot, each call adds a listener (the embedded client protocol is one of them), so a plugin can
+watch clients without replacing the protocol; a plugin's listeners go when it unloads.
+The wire format and the socket itself live in ``botster.transports``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from botster.hub.context import current_hub
+from botster.lua.api import LuaFunction, lua_api
+from botster.transports.socket_server import SocketClient
+
+__all__ = ["LUA", "client_connected", "client_disconnected", "message_received"]
+
+_listeners: dict[str, dict[str, tuple[str, Any]]] = {
+    "connected": {},
+    "disconnected": {},
+    "message": {},
+}
+_ids = itertools.count(1)
+
+
+def _add(kind: str, fn: Any) -> str:
+    hub = current_hub()
+    owner = hub.host.current_owner()
+    key = f"socket_{kind}_{next(_ids)}"
+    _listeners[kind][key] = (owner, fn)
+    hub.owners.add(owner, key, lambda: _listeners[kind].pop(key, None))
+    return key
+
+
+def _dispatch(kind: str, label: str, *args: Any) -> None:
+    hub = current_hub()
+    lua_args = [hub.host.convert.to_lua(a) for a in args]
+    for owner, fn in list(_listeners[kind].values()):
+        hub.host.sched.start(owner, label, fn, *lua_args)
+
+
+def client_connected(client: SocketClient) -> None:
+    """Server hook: a client finished its handshake."""
+    _dispatch("connected", "socket client connected", client.id)
+
+
+def client_disconnected(client: SocketClient) -> None:
+    """Server hook: a client is gone (closed, cut, or the hub is stopping)."""
+    _dispatch("disconnected", "socket client disconnected", client.id)
+
+
+def message_received(client: SocketClient, message: dict[str, Any]) -> None:
+    """Server hook: a JSON message arrived."""
+    _dispatch("message", "socket message", client.id, message)
+
+
+def _client(client_id: str) -> SocketClient | None:
+    server = current_hub().socket_server
+    return server.clients.get(client_id) if server is not None else None
+
+
+@lua_api
+def on_client_connected(fn: LuaFunction) -> str:
+    """socket.on_client_connected(fn(client_id)) -> listener id
+
+    Calls fn with the new client's id after its handshake.
+    Example: ``socket.on_client_connected(function(id) log.info("hello " .. id) end)``
+    """
+    return _add("connected", fn)
+
+
+@lua_api
+def on_client_disconnected(fn: LuaFunction) -> str:
+    """socket.on_client_disconnected(fn(client_id)) -> listener id
+
+    Calls fn when a client is gone, whatever the reason.
+    """
+    return _add("disconnected", fn)
+
+
+@lua_api
+def on_message(fn: LuaFunction) -> str:
+    """socket.on_message(fn(client_id, msg)) -> listener id
+
+    Calls fn with every JSON message (a table) a client sends.
+    Example: ``socket.on_message(function(id, msg) log.info(id .. " sent " .. msg.type) end)``
+    """
+    return _add("message", fn)
+
+
+@lua_api
+def send(client_id: str, msg: Any) -> bool | tuple[None, str]:
+    """socket.send(client_id, msg) -> true | nil, err
+
+    Queues a JSON message (a table) for one client. Returns nil, err if the client is gone or
+    was disconnected for not reading.
+    Example: ``socket.send(id, {type = "notice", text = "hi"})``
+    """
+    client = _client(client_id)
+    if client is None:
+        return None, f"socket.send: no client {client_id}"
+    if not client.send_json(msg):
+        return None, f"socket.send: client {client_id} is disconnected ({client.close_reason})"
+    return True
+
+
+@lua_api
+def send_binary(client_id: str, data: bytes) -> bool | tuple[None, str]:
+    """socket.send_binary(client_id, data) -> true | nil, err
+
+    Queues an opaque binary frame (type 0x06) for one client.
+    """
+    client = _client(client_id)
+    if client is None:
+        return None, f"socket.send_binary: no client {client_id}"
+    if not client.send_binary(data):
+        return None, f"socket.send_binary: client {client_id} is disconnected"
+    return True
+
+
+@lua_api
+def clients() -> list[dict[str, str]]:
+    """socket.clients() -> {{id, name}...}: the clients connected now."""
+    server = current_hub().socket_server
+    if server is None:
+        return []
+    return [{"id": c.id, "name": c.name} for c in server.clients.values()]
+
+
+LUA = {
+    "on_client_connected": on_client_connected,
+    "on_client_disconnected": on_client_disconnected,
+    "on_message": on_message,
+    "send": send,
+    "send_binary": send_binary,
+    "clients": clients,
+}
+WRONG_DOOR = {
+    "on_connect": "use socket.on_client_connected(fn)",
+    "on_disconnect": "use socket.on_client_disconnected(fn)",
+    "broadcast": "loop over socket.clients() and socket.send(id, msg)",
+}
