@@ -26,7 +26,16 @@ import inspect
 import logging
 import types
 from collections.abc import Callable
-from typing import Any, Union, get_args, get_origin, get_type_hints, is_typeddict
+from typing import (
+    Any,
+    NotRequired,
+    Required,
+    Union,
+    get_args,
+    get_origin,
+    get_type_hints,
+    is_typeddict,
+)
 
 from lupa import lua54
 
@@ -220,9 +229,19 @@ def _checker(hint: Any) -> tuple[Checker, str, bool]:
 
 
 def _options_checker(td: Any) -> Checker:
-    hints = get_type_hints(td)
-    fields = {name: _checker(h) for name, h in hints.items()}
+    # With string annotations, Python 3.11 records Required[...] / NotRequired[...] in the
+    # hints but not in __required_keys__, so they are read from the hints here.
+    hints = get_type_hints(td, include_extras=True)
     required = set(getattr(td, "__required_keys__", set()))
+    for name, h in list(hints.items()):
+        origin = get_origin(h)
+        if origin is Required:
+            required.add(name)
+            hints[name] = get_args(h)[0]
+        elif origin is NotRequired:
+            required.discard(name)
+            hints[name] = get_args(h)[0]
+    fields = {name: _checker(h) for name, h in hints.items()}
     known = ", ".join(sorted(fields))
 
     def check_opts(v: Any, arg: str, conv: Any) -> dict[str, Any]:

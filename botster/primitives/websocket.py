@@ -1,3 +1,433 @@
-"""The ``websocket``primitive (being written)."""
+"""The ``websocket`` primitive: client connections, ``connect``, ``send`` and ``close``.
 
-LUA: dict[str, object] = {}
+Owns the hub's websocket client (an aiohttp ``ClientSession`` of its own, created on first use
+and closed at shutdown) and the table of live connections. Each connection is one background
+task owned by the plugin that opened it: it connects, then reads frames and runs the plugin's
+callbacks (``on_open``, ``on_message``, ``on_close``, ``on_error``) as tasks of that plugin,
+in the order the frames arrived. No thread is involved; the spec's "dedicated OS thread" is an
+implementation detail of the original that asyncio makes unnecessary.
+
+Lifecycle of a connection id ("ws_1"): connecting -> open -> closing -> gone. Every connection
+ends with exactly one of ``on_close(code, reason)`` or ``on_error(err)`` unless its plugin is
+unloaded first: unloading closes the plugin's sockets without calling anything back. Once a
+connection has ended its id is unknown, and ``send``/``close`` on it return ``nil, err``.
+
+Leaves plain HTTP to ``http.py`` and argument checking, conversion and scheduling to
+``botster.lua``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import itertools
+import os
+import re
+import ssl
+from dataclasses import dataclass
+from typing import Any, TypedDict
+
+import aiohttp
+from yarl import URL
+
+from botster.errors import ArgumentError
+from botster.hub.context import current_hub
+from botster.lua.api import LuaFunction, lua_api
+
+__all__ = ["LUA", "WRONG_DOOR", "active_count"]
+
+MAX_PER_OWNER = 64  # live connections per plugin
+MAX_MESSAGE = 16 << 20  # bytes in one received message
+CONNECT_TIMEOUT = 30.0  # seconds for TCP + TLS + the upgrade handshake
+CLOSE_TIMEOUT = 5.0  # seconds to wait for the peer's close frame
+
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # RFC 9110 header field name
+
+
+class ConnectOptions(TypedDict, total=False):
+    """The options table of ``websocket.connect``."""
+
+    headers: dict[str, str]
+    on_open: LuaFunction
+    on_message: LuaFunction
+    on_close: LuaFunction
+    on_error: LuaFunction
+
+
+class SendOptions(TypedDict, total=False):
+    """The options table of ``websocket.send``."""
+
+    binary: bool
+
+
+@dataclass(eq=False)
+class _Conn:
+    id: str
+    owner: str
+    url: URL
+    shown: str
+    headers: dict[str, str]
+    callbacks: dict[str, Any]
+    state: str = "connecting"  # connecting | open | closing | gone
+    ws: aiohttp.ClientWebSocketResponse | None = None
+    task: asyncio.Task[None] | None = None
+    closer: asyncio.Task[Any] | None = None
+
+
+_session: aiohttp.ClientSession | None = None
+_conns: dict[str, _Conn] = {}
+_ids = itertools.count(1)
+
+
+def active_count(owner: str | None = None) -> int:
+    """How many connections are live, for everyone or one owner (for leak checks)."""
+    return sum(1 for c in _conns.values() if owner is None or c.owner == owner)
+
+
+def _client() -> aiohttp.ClientSession:
+    global _session
+    if _session is None or _session.closed:
+        # No total timeout: it would cut every connection after that long. The handshake
+        # gets CONNECT_TIMEOUT in _run instead.
+        _session = aiohttp.ClientSession(
+            cookie_jar=aiohttp.DummyCookieJar(),
+            trust_env=False,
+            timeout=aiohttp.ClientTimeout(total=None),
+        )
+        current_hub().on_close(_close_client)
+    return _session
+
+
+async def _close_client() -> None:
+    global _session
+    session, _session = _session, None
+    if session is not None:
+        await session.close()
+
+
+# Reasons ----------------------------------------------------------------------------------
+
+
+def _os_reason(err: BaseException | None) -> str:
+    code = getattr(err, "errno", None)
+    if isinstance(code, int) and code > 0 and code in errno.errorcode:
+        return f"{os.strerror(code).lower()} ({errno.errorcode[code]})"
+    text = getattr(err, "strerror", None) or str(err)
+    return text or type(err).__name__
+
+
+def _ssl_text(err: BaseException | None) -> str:
+    text = getattr(err, "verify_message", None) or getattr(err, "reason", None) or str(err)
+    return re.sub(r"^\[[^\]]*\]\s*|\s*\(_ssl\.c:\d+\)$", "", str(text))
+
+
+def _reason(exc: BaseException) -> str:
+    """Why a connection failed, in words a plugin author can act on."""
+    if isinstance(exc, TimeoutError):
+        return f"timed out after {CONNECT_TIMEOUT:g} s"
+    if isinstance(exc, aiohttp.WSServerHandshakeError):
+        return f"the server refused the websocket upgrade (HTTP {exc.status}: {exc.message})"
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return f"TLS certificate verification failed: {_ssl_text(exc.certificate_error)}"
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return f"TLS handshake failed: {_ssl_text(exc.os_error)}"
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return f"cannot resolve host {exc.host} ({_os_reason(exc.os_error)})"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"cannot connect to {exc.host}:{exc.port}: {_os_reason(exc.os_error)}"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "the server closed the connection during the handshake"
+    if isinstance(exc, aiohttp.InvalidURL):
+        return "invalid URL"
+    if isinstance(exc, (ssl.SSLError, ConnectionError)) or type(exc) is OSError:
+        return _os_reason(exc)
+    return str(exc) or type(exc).__name__
+
+
+# The connection task ----------------------------------------------------------------------
+
+
+def _callback(conn: _Conn, name: str, *args: Any) -> None:
+    fn = conn.callbacks.get(name)
+    if fn is None:
+        return
+    hub = current_hub()
+    lua_args = [hub.host.convert.to_lua(a) for a in args]
+    hub.host.sched.start(conn.owner, f"websocket {conn.id} {name}", fn, *lua_args)
+
+
+async def _deliver(conn: _Conn, name: str, *args: Any) -> None:
+    _callback(conn, name, *args)
+
+
+def _forget(conn: _Conn) -> None:
+    conn.state = "gone"
+    if _conns.get(conn.id) is conn:
+        del _conns[conn.id]
+        current_hub().owners.discard(conn.owner, conn.id)
+
+
+def _end(conn: _Conn, name: str, *args: Any) -> None:
+    """Ends a connection with its one terminal callback (on_close or on_error)."""
+    if conn.state == "gone":
+        return
+    _forget(conn)
+    _callback(conn, name, *args)
+
+
+async def _run(conn: _Conn) -> None:
+    ws: aiohttp.ClientWebSocketResponse | None = None
+    try:
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                ws = await _client().ws_connect(
+                    conn.url,
+                    headers=conn.headers,
+                    max_msg_size=MAX_MESSAGE,
+                    timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=CLOSE_TIMEOUT),
+                    decode_text=False,
+                )
+        except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as e:
+            _end(conn, "on_error", f"websocket.connect: {conn.shown}: {_reason(e)}")
+            return
+        conn.ws = ws
+        conn.state = "open"
+        _callback(conn, "on_open")
+        code, reason = await _read(conn, ws)
+        if code is None:
+            _end(conn, "on_error", reason)
+        else:
+            _end(conn, "on_close", code, reason)
+    finally:
+        if conn.state != "gone":  # only a bug gets here (the hub logs it): drop the entry
+            _forget(conn)
+        if ws is not None and not ws.closed:  # cancelled: close politely, call nothing back
+            current_hub().spawn(_close_quietly(ws), name=f"websocket {conn.id} close", owner="hub")
+
+
+async def _read(conn: _Conn, ws: aiohttp.ClientWebSocketResponse) -> tuple[int | None, str]:
+    """Delivers messages until the connection ends: (code, reason), or (None, error)."""
+    while True:
+        msg = await ws.receive()
+        if msg.type is aiohttp.WSMsgType.TEXT or msg.type is aiohttp.WSMsgType.BINARY:
+            if conn.state == "open":  # after close() the plugin has said it wants no more
+                _callback(conn, "on_message", msg.data, msg.type is aiohttp.WSMsgType.BINARY)
+            continue
+        if msg.type is aiohttp.WSMsgType.CLOSE:  # the server closed; aiohttp has replied
+            return int(msg.data), str(msg.extra or "")
+        if msg.type is aiohttp.WSMsgType.ERROR:
+            return None, f"websocket: {conn.id}: {_message_error(msg.data)}"
+        # CLOSING (our close() is under way) or CLOSED (the connection is gone).
+        if conn.closer is not None:
+            await asyncio.shield(conn.closer)
+            if ws.close_code == 1006:
+                return 1006, "the server did not answer the close"
+            return ws.close_code or 1000, ""
+        code = ws.close_code
+        if code is None or code == 1006:
+            return 1006, "connection lost"
+        return code, ""
+
+
+def _message_error(exc: Any) -> str:
+    if isinstance(exc, aiohttp.WebSocketError) and exc.code == 1009:
+        return f"message exceeds the {MAX_MESSAGE >> 20} MiB limit"
+    return str(exc) or type(exc).__name__
+
+
+async def _close_quietly(ws: aiohttp.ClientWebSocketResponse) -> None:
+    try:
+        await ws.close()
+    except (aiohttp.ClientError, OSError):
+        pass
+
+
+def _release(conn: _Conn) -> None:
+    """Owner unloaded: drop the connection without calling anything back."""
+    conn.state = "gone"
+    _conns.pop(conn.id, None)
+    if conn.task is not None:
+        conn.task.cancel()
+
+
+# Checking ---------------------------------------------------------------------------------
+
+
+def _check_url(url: str) -> URL:
+    try:
+        parsed = URL(url)
+    except (ValueError, TypeError):
+        parsed = None
+    if parsed is None or parsed.scheme not in ("ws", "wss") or not parsed.host:
+        hint = ""
+        if parsed is not None and parsed.scheme in ("http", "https"):
+            hint = " (use ws:// or wss://)"
+        raise ArgumentError(f"url: expected a ws:// or wss:// URL, got {url!r}{hint}")
+    return parsed
+
+
+def _check_headers(headers: dict[str, str] | None) -> dict[str, str]:
+    for name, value in (headers or {}).items():
+        if not _TOKEN.match(name):
+            raise ArgumentError(f"opts.headers: {name!r} is not a valid header name")
+        if any(c in value for c in "\r\n\0"):
+            raise ArgumentError(f"opts.headers.{name}: header values cannot contain CR, LF or NUL")
+    return dict(headers or {})
+
+
+def _shown(url: URL) -> str:
+    return str(url.with_user(None)) if url.user or url.password else str(url)
+
+
+# Lua-facing -------------------------------------------------------------------------------
+
+
+@lua_api
+def connect(url: str, opts: ConnectOptions | None = None) -> str | tuple[None, str]:
+    """websocket.connect(url, opts?) -> conn_id | nil, err
+
+    Opens a websocket client connection in the background and returns its id at once. The
+    callbacks run later as tasks of the calling plugin, in the order frames arrived. Every
+    connection ends with exactly one `on_close` or `on_error` (neither if the plugin is
+    unloaded first: unloading closes its sockets silently).
+
+    * `url`: a ws:// or wss:// URL (TLS certificates are verified).
+    * `opts.headers`: table of handshake headers, name -> string (default: none).
+    * `opts.on_open`: `function()` once the handshake is done (default: none).
+    * `opts.on_message`: `function(msg, is_binary)` for each message; `msg` is a string (binary
+      frames too), `is_binary` tells a binary frame from a text one (default: none).
+    * `opts.on_close`: `function(code, reason)` when the connection closes: the server's code
+      and reason, 1000 after `websocket.close`, 1006 "connection lost" if it dropped.
+    * `opts.on_error`: `function(err)` when connecting fails (refused, TLS, handshake, 30 s
+      timeout) or the connection breaks (a protocol error, a message over 16 MiB).
+
+    Returns the connection id (`"ws_1"`), or `nil, err` when the plugin already has 64 open
+    connections.
+    Raises when `url` is not a ws(s) URL, on an unknown option key, or when a callback is not
+    a function.
+
+    ```lua
+    local id = websocket.connect("wss://example.com/feed", {
+      on_message = function(msg) log.info("got " .. msg) end,
+      on_error = function(err) log.warn(err) end })
+    ```
+    """
+    parsed = _check_url(url)
+    options = opts or {}
+    headers = _check_headers(options.get("headers"))
+    hub = current_hub()
+    owner = hub.host.current_owner()
+    if active_count(owner) >= MAX_PER_OWNER:
+        return None, (
+            f"websocket.connect: {owner} already has {MAX_PER_OWNER} open connections; "
+            "close some with websocket.close(id)"
+        )
+    callbacks = {k: v for k, v in options.items() if k.startswith("on_")}
+    conn = _Conn(f"ws_{next(_ids)}", owner, parsed, _shown(parsed), headers, callbacks)
+    _conns[conn.id] = conn
+    hub.owners.add(owner, conn.id, lambda: _release(conn))
+    conn.task = hub.spawn(_run(conn), name=f"websocket {conn.id}", owner=owner)
+    return conn.id
+
+
+@lua_api
+async def send(id: str, msg: bytes, opts: SendOptions | None = None) -> Any:
+    """websocket.send(conn_id, msg, opts?) -> true | nil, err
+
+    Sends one message: a text frame, or a binary frame with `opts.binary`. Suspends only the
+    calling task until the frame is handed to the network. A module function: `conn_id` is a
+    string, not an object, so there is no `conn_id:send(...)`.
+
+    * `conn_id`: an id from `websocket.connect`.
+    * `msg`: the message, a string; for a text frame it must be valid UTF-8.
+    * `opts.binary`: send a binary frame (default: false).
+
+    Returns `true`, or `nil, err` when the connection is unknown, not open yet (before
+    `on_open`), closing, closed, or the write failed.
+    Raises when `msg` is not a string, a text frame is not valid UTF-8, or on an unknown option
+    key.
+
+    ```lua
+    local ok, err = websocket.send(id, json.encode({type = "ping"}))
+    if not ok then log.warn(err) end
+    websocket.send(id, "\\0\\1\\2", {binary = true})
+    ```
+    """
+    binary = bool((opts or {}).get("binary", False))
+    if not binary:
+        try:
+            msg.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ArgumentError(
+                "msg: a text frame must be valid UTF-8 (pass {binary = true} to send bytes)"
+            ) from None
+    conn = _conns.get(id)
+    if conn is None:
+        return None, f"websocket.send: {id}: no such connection (closed, or never opened)"
+    if conn.state != "open" or conn.ws is None:
+        what = "is not open yet (wait for on_open)" if conn.state == "connecting" else "is closing"
+        return None, f"websocket.send: {id}: connection {what}"
+    try:
+        if binary:
+            await conn.ws.send_bytes(msg)
+        else:
+            await conn.ws.send_frame(msg, aiohttp.WSMsgType.TEXT)
+    except (aiohttp.ClientError, OSError, RuntimeError) as e:
+        return None, f"websocket.send: {id}: {_reason(e)}"
+    return True
+
+
+@lua_api
+def close(id: str) -> bool | tuple[None, str]:
+    """websocket.close(conn_id) -> true | nil, err
+
+    Starts closing a connection with code 1000. No more `on_message` calls follow; `on_close`
+    runs once the server has answered (at once, with reason "closed before the connection
+    opened", if it was still connecting). Closing a connection that is already closing
+    returns true.
+
+    * `conn_id`: an id from `websocket.connect`.
+
+    Returns `true`, or `nil, err` when the id is unknown or the connection already ended.
+    Raises when `conn_id` is not a string.
+
+    ```lua
+    local ok, err = websocket.close(id)
+    if not ok then log.warn(err) end
+    -- on_close(1000, "") follows
+    ```
+    """
+    conn = _conns.get(id)
+    if conn is None:
+        return None, f"websocket.close: {id}: no such connection (closed, or never opened)"
+    if conn.state == "closing":
+        return True
+    hub = current_hub()
+    if conn.state == "connecting" or conn.ws is None:
+        if conn.task is not None:
+            conn.task.cancel()
+        _forget(conn)
+        # On the next loop turn, not inside this call; still owned, so an unload cancels it.
+        hub.spawn(
+            _deliver(conn, "on_close", 1000, "closed before the connection opened"),
+            name=f"websocket {id} on_close",
+            owner=conn.owner,
+        )
+        return True
+    conn.state = "closing"
+    conn.closer = hub.spawn(conn.ws.close(), name=f"websocket {id} close", owner=conn.owner)
+    return True
+
+
+LUA = {"connect": connect, "send": send, "close": close}
+WRONG_DOOR = {
+    "open": "use websocket.connect(url, {on_message = fn, ...})",
+    "new": "use websocket.connect(url, {on_message = fn, ...})",
+    "dial": "use websocket.connect(url, {on_message = fn, ...})",
+    "write": "use websocket.send(conn_id, msg)",
+    "send_text": "use websocket.send(conn_id, msg)",
+    "send_binary": "use websocket.send(conn_id, data, {binary = true})",
+    "disconnect": "use websocket.close(conn_id)",
+    "on_message": "pass on_message in websocket.connect's options table",
+    "on": "pass on_open/on_message/on_close/on_error in websocket.connect's options table",
+}
