@@ -49,6 +49,7 @@ class HubProcess:
             stderr=asyncio.subprocess.PIPE,
             env=self.env,
             cwd=self.repo,
+            limit=1 << 24,  # a plugin may log long lines (big RESULT values)
         )
         self._reader = asyncio.create_task(self._read())
 

@@ -153,7 +153,7 @@ report("wrong_door", raised(function() local f = config.delete; return f end))
         "config.set: val: cannot convert a Lua function",
     ]
     assert await proc.result("types") == [
-        "config.get: key: expected string, got 5",
+        "config.get: key: expected string, got number",
         "config.set: key: expected string, got nil",
         "config.set: key: expected a non-empty string, got an empty string",
         "config.set: val: cannot convert a Lua function",

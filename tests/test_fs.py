@@ -211,24 +211,24 @@ report("wrong_door", raised(function() local r = fs.read_bytes("x"); return r en
     positioned = await proc.result("positioned")
     assert [strip_position(m) for m in positioned] == [
         "fs.read: path: expected string, got nil",
-        "fs.resolve_safe: rel: expected string, got 5",
+        "fs.resolve_safe: rel: expected string, got number",
     ]
     assert await proc.result("types") == [
         "fs.write: content: expected string, got nil",
-        "fs.write: content: expected string, got 5",
+        "fs.write: content: expected string, got number",
         "fs.write: path: expected string, got nil",
         "fs.exists: path: expected string, got table",
         "fs.is_dir: path: expected string, got boolean",
         "fs.listdir: path: expected string, got nil",
         "fs.copy: dst: expected string, got nil",
         "fs.copy: src: expected string, got nil",
-        "fs.stat: path: expected string, got 1.5",
+        "fs.stat: path: expected string, got number",
         "fs.mkdir: path: expected string, got nil",
         "fs.rmdir: path: expected string, got boolean",
         "fs.delete: path: expected string, got function",
         "fs.rename: dst: expected string, got nil",
         "fs.resolve_safe: root: expected string, got nil",
-        "fs.read: expected at most 1 arguments, got 2",
+        "fs.read: expected at most 1 argument, got 2",
     ]
     door, unknown = await proc.result("wrong_door")
     assert strip_position(door) == (

@@ -234,7 +234,7 @@ WRONG_USE = {
         "http.request({}, function() end)",
         "http.request: opts.url: expected string, got nil",
     ),
-    "url_type": ("http.get(42)", "http.get: url: expected string, got 42"),
+    "url_type": ("http.get(42)", "http.get: url: expected string, got number"),
     "scheme": (
         'http.get("ftp://example.com/x")',
         "http.get: url: expected an http:// or https:// URL, got 'ftp://example.com/x'",
@@ -268,7 +268,7 @@ WRONG_USE = {
     ),
     "header_value": (
         'http.get(URL, {["X-N"] = 5})',
-        "http.get: headers.X-N: expected string, got 5",
+        "http.get: headers.X-N: expected string, got number",
     ),
     "header_crlf": (
         'http.get(URL, {["X-N"] = "a\\r\\nEvil: 1"})',

@@ -195,7 +195,7 @@ report("nothing_written", fs.exists(config.data_dir() .. "/secrets"))
         f"secrets.set: key: {names}, got 129 characters",
         f"secrets.get: key: {names}, got '../escape'",
         "secrets.set: val: expected string, got nil",
-        "secrets.set: val: expected string, got 5",
+        "secrets.set: val: expected string, got number",
         "secrets.set: key: expected string, got nil",
         "secrets.delete: key: expected string, got table",
         f"secrets.delete: key: {names}, got 'a/b'",

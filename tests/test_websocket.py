@@ -192,7 +192,7 @@ WRONG_USE = {
         "websocket.connect: url: expected a ws:// or wss:// URL, got 'http://example.com/ws' "
         "(use ws:// or wss://)",
     ),
-    "url_type": ("websocket.connect(42)", "websocket.connect: url: expected string, got 42"),
+    "url_type": ("websocket.connect(42)", "websocket.connect: url: expected string, got number"),
     "unknown_key": (
         "websocket.connect(URL, {on_mesage = function() end})",
         "websocket.connect: opts: unknown key 'on_mesage' (known: headers, on_close, on_error, "
@@ -202,7 +202,7 @@ WRONG_USE = {
         'websocket.connect(URL, {on_open = "yes"})',
         "websocket.connect: opts.on_open: expected function, got string",
     ),
-    "msg_type": ('websocket.send("ws_1", 42)', "websocket.send: msg: expected string, got 42"),
+    "msg_type": ('websocket.send("ws_1", 42)', "websocket.send: msg: expected string, got number"),
     "bad_utf8": (
         'websocket.send("ws_1", "\\255")',
         "websocket.send: msg: a text frame must be valid UTF-8 (pass {binary = true} to send "

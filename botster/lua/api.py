@@ -83,7 +83,7 @@ def describe(value: Any) -> str:
 
 
 def _fail(arg: str, expected: str, value: Any) -> ArgumentError:
-    return ArgumentError(f"{arg}: expected {expected}, got {describe(value)}")
+    return ArgumentError(f"{arg}: expected {expected}, got {lua_type_name(value)}")
 
 
 def _decode(value: bytes) -> str:
@@ -149,7 +149,7 @@ def _checker(hint: Any) -> tuple[Checker, str, bool]:
                 raise _fail(arg, "integer", v)
             if isinstance(v, float):
                 if not v.is_integer():
-                    raise _fail(arg, "integer", v)
+                    raise ArgumentError(f"{arg}: expected integer, got {describe(v)}")
                 return int(v)
             return v
 
@@ -310,7 +310,8 @@ def bind(
 
     def convert_args(args: tuple[Any, ...]) -> list[Any]:
         if len(args) > nparams:
-            raise ArgumentError(f"expected at most {nparams} arguments, got {len(args)}")
+            noun = "argument" if nparams == 1 else "arguments"
+            raise ArgumentError(f"expected at most {nparams} {noun}, got {len(args)}")
         out = []
         for i, (pname, check, optional) in enumerate(params):
             v = args[i] if i < len(args) else None

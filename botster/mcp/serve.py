@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import json
 import logging
 import os
@@ -27,7 +26,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from botster.transports.framing import JSON, FrameDecoder, encode_json
+from botster.errors import ProtocolError
+from botster.transports.client import HubConnection, RequestFailed
 
 __all__ = ["serve"]
 
@@ -45,63 +45,34 @@ class HubLink:
         self.socket_path = socket_path
         self.context = context
         self.on_change = on_change  # called (no args) when the tool list may have changed
-        self.hub_id: str | None = None
-        self._writer: asyncio.StreamWriter | None = None
-        self._pending: dict[int, asyncio.Future[Any]] = {}
-        self._ids = itertools.count(1)
+        self.conn: HubConnection | None = None
         self.connected = asyncio.Event()
 
     async def run(self) -> None:
         """Connects, serves, reconnects; forever."""
         while True:
             try:
-                await self._session()
-            except (OSError, ConnectionError, ValueError) as e:
-                log.debug("hub link: %s", e)
-            if self.connected.is_set():
-                self.connected.clear()
-                log.warning("lost the hub at %s; reconnecting", self.socket_path)
-                self.on_change()
-            for fut in self._pending.values():
-                if not fut.done():
-                    fut.set_exception(ConnectionError("the hub went away during the call"))
-            self._pending.clear()
-            await asyncio.sleep(RECONNECT_S)
-
-    async def _session(self) -> None:
-        reader, writer = await asyncio.open_unix_connection(self.socket_path)
-        self._writer = writer
-        try:
-            writer.write(encode_json({"type": "hello", "protocol": 1, "client": "mcp-serve"}))
-            writer.write(
-                encode_json(
-                    {"type": "subscribe", "channel": "mcp", "params": {"context": self.context}}
+                self.conn = await HubConnection.connect(
+                    self.socket_path, "mcp-serve", on_message=self._on_message
                 )
-            )
-            decoder = FrameDecoder()
-            while True:
-                data = await reader.read(65536)
-                if not data:
-                    raise ConnectionError("hub closed the connection")
-                for frame in decoder.feed(data):
-                    if frame.type == JSON:
-                        self._on_message(frame.json())
-        finally:
-            self._writer = None
-            writer.close()
+                self.conn.subscribe("mcp", {"context": self.context})
+                await self.conn.closed.wait()
+            except (OSError, ProtocolError, TimeoutError) as e:
+                log.debug("hub link: %s", e)
+            finally:
+                self.conn = None
+                if self.connected.is_set():
+                    self.connected.clear()
+                    log.warning("lost the hub at %s; reconnecting", self.socket_path)
+                    self.on_change()
+            await asyncio.sleep(RECONNECT_S)
 
     def _on_message(self, msg: dict[str, Any]) -> None:
         kind = msg.get("type")
-        if kind == "hello_ack":
-            self.hub_id = msg.get("hub_id")
-        elif kind == "subscribed":
+        if kind == "subscribed":
             self.connected.set()
-            log.info("connected to hub %s", (self.hub_id or "?")[:12])
+            log.info("connected to hub %s", self.conn.hub_id[:12] if self.conn else "?")
             self.on_change()
-        elif kind == "response":
-            fut = self._pending.pop(msg.get("id"), None)
-            if fut is not None and not fut.done():
-                fut.set_result(msg)
         elif kind == "event" and msg.get("event") == "tools_list_changed":
             self.on_change()
         elif kind == "error":
@@ -109,21 +80,16 @@ class HubLink:
 
     async def request(self, command: str, args: dict[str, Any]) -> Any:
         """Runs a hub command; raises ConnectionError when the hub is not there."""
-        if self._writer is None or not self.connected.is_set():
+        conn = self.conn
+        if conn is None or not self.connected.is_set():
             raise ConnectionError(
                 f"the Botster hub is not reachable at {self.socket_path}; is it running? "
                 "(mcp-serve keeps retrying)"
             )
-        rid = next(self._ids)
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending[rid] = fut
-        self._writer.write(
-            encode_json({"type": "request", "id": rid, "command": command, "args": args})
-        )
-        msg = await fut
-        if not msg.get("ok"):
-            raise RuntimeError(str(msg.get("error")))
-        return msg.get("result")
+        try:
+            return await conn.request(command, args)
+        except RequestFailed as e:
+            raise RuntimeError(str(e)) from None
 
 
 class Bridge:

@@ -42,17 +42,23 @@ function events.off(id)
 end
 
 --- events.emit(event, data) -> number of listeners started.
+--- Listeners run in registration order, each as its own task; one removed by an earlier
+--- listener of the same emit is not started (and not counted).
 function events.emit(event, data)
   local list = lists[event]
   if list == nil then
     if type(event) ~= "string" then check("events.emit", "event", event, "string") end
     return 0
   end
+  local started = 0
   for i = 1, #list do
     local sub = list[i]
-    if by_id[sub.id] then start(sub.owner, sub.label, sub.fn, data) end
+    if by_id[sub.id] then
+      started = started + 1
+      start(sub.owner, sub.label, sub.fn, data)
+    end
   end
-  return #list
+  return started
 end
 
 --- events.has(event) -> bool: whether anyone listens.

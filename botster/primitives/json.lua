@@ -26,8 +26,10 @@ end
 
 local function number(v, path)
   if mtype(v) == "integer" then return format("%d", v) end
-  if v ~= v or v == huge or v == -huge then
-    error(path .. ": cannot encode " .. tostring(v) .. " (JSON has no NaN or infinity)", 0)
+  if v ~= v then error(path .. ": cannot encode NaN (JSON has no NaN or infinity)", 0) end
+  if v == huge or v == -huge then
+    error(path .. ": cannot encode " .. (v > 0 and "inf" or "-inf")
+      .. " (JSON has no NaN or infinity)", 0)
   end
   local s = format("%.14g", v)
   if tonumber(s) ~= v then s = format("%.17g", v) end
@@ -66,20 +68,25 @@ local function encode_table(t, buf, path, seen, depth)
     end
     buf[#buf + 1] = "]"
   else
-    local keys = {}
+    local keys, other = {}, nil
     for k in next, t do
-      if type(k) ~= "string" then
-        error(path .. ": table mixes " .. type(k) .. " keys with string keys; JSON objects "
-          .. "need string keys", 0)
+      if type(k) == "string" then keys[#keys + 1] = k else other = other or k end
+    end
+    if other ~= nil then
+      local shown = type(other) == "number" and " (" .. tostring(other) .. ")" or ""
+      if #keys > 0 then
+        error(path .. ": table mixes " .. type(other) .. " keys" .. shown .. " with string keys;"
+          .. " JSON objects need string keys", 0)
       end
-      keys[#keys + 1] = k
+      error(path .. ": table has a " .. type(other) .. " key" .. shown .. "; JSON objects need "
+        .. "string keys and arrays need keys 1..n", 0)
     end
     sort(keys)
     buf[#buf + 1] = "{"
     for i = 1, #keys do
       local k = keys[i]
       if i > 1 then buf[#buf + 1] = "," end
-      buf[#buf + 1] = quote(k, path)
+      buf[#buf + 1] = quote(k, path .. " (a key)")
       buf[#buf + 1] = ":"
       encode(t[k], buf, path .. "." .. k, seen, depth + 1)
     end

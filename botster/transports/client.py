@@ -1,0 +1,169 @@
+"""A Python client of the hub socket (docs/protocol.md): handshake, requests, events.
+
+Used by ``botster mcp-serve``, the tests, and the terminal UI. One ``HubConnection`` is one
+socket connection; requests are matched to responses by id, so many may be in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from botster.errors import ProtocolError
+from botster.transports.framing import JSON, Frame, FrameDecoder, encode_json
+
+__all__ = ["HubConnection", "RequestFailed"]
+
+
+class RequestFailed(Exception):
+    """The hub answered a request with ok = false; the message is the hub's error."""
+
+
+class HubConnection:
+    """A connected, hello-acknowledged client.
+
+    Args:
+        on_message: called with every JSON message that is not a response (events, errors).
+        on_frame: called with every non-JSON frame (PTY output, snapshots, binary).
+    """
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        hello_ack: dict[str, Any],
+        decoder: FrameDecoder,
+        on_message: Callable[[dict[str, Any]], None] | None,
+        on_frame: Callable[[Frame], None] | None,
+    ) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._decoder = decoder
+        self.hello_ack = hello_ack
+        self.hub_id: str = hello_ack.get("hub_id", "")
+        self.client_id: str = hello_ack.get("client_id", "")
+        self.on_message = on_message
+        self.on_frame = on_frame
+        self._ids = itertools.count(1)
+        self._pending: dict[Any, asyncio.Future[dict[str, Any]]] = {}
+        self.closed = asyncio.Event()
+        self.close_reason = ""
+        self._task = asyncio.create_task(self._read_loop())
+
+    @classmethod
+    async def connect(
+        cls,
+        socket_path: Path | str,
+        client: str = "python",
+        *,
+        on_message: Callable[[dict[str, Any]], None] | None = None,
+        on_frame: Callable[[Frame], None] | None = None,
+        handshake_s: float = 5.0,
+    ) -> HubConnection:
+        """Connects and completes the hello handshake.
+
+        Raises:
+            OSError: nothing listens at `socket_path`.
+            ProtocolError: the hub refused the handshake.
+            TimeoutError: no hello_ack within `handshake_s`.
+        """
+        reader, writer = await asyncio.open_unix_connection(str(socket_path))
+        writer.write(encode_json({"type": "hello", "protocol": 1, "client": client}))
+        decoder = FrameDecoder()
+        try:
+            async with asyncio.timeout(handshake_s):
+                while True:
+                    data = await reader.read(65536)
+                    if not data:
+                        raise ProtocolError("hub closed the connection during the handshake")
+                    frames = decoder.feed(data)
+                    first = next(frames, None)
+                    frames.close()
+                    if first is None:
+                        continue
+                    msg = first.json()
+                    if msg.get("type") != "hello_ack":
+                        raise ProtocolError(f"handshake refused: {msg.get('message', msg)}")
+                    return cls(reader, writer, msg, decoder, on_message, on_frame)
+        except BaseException:
+            writer.close()
+            raise
+
+    async def _read_loop(self) -> None:
+        try:
+            data = b""
+            while True:
+                for frame in self._decoder.feed(data):
+                    self._on_frame(frame)
+                data = await self._reader.read(65536)
+                if not data:
+                    self.close_reason = self.close_reason or "hub closed the connection"
+                    break
+        except (ConnectionError, ProtocolError) as e:
+            self.close_reason = str(e)
+        finally:
+            self.closed.set()
+            for fut in self._pending.values():
+                if not fut.done():
+                    fut.set_exception(ConnectionError(f"connection closed: {self.close_reason}"))
+            self._pending.clear()
+
+    def _on_frame(self, frame: Frame) -> None:
+        if frame.type != JSON:
+            if self.on_frame is not None:
+                self.on_frame(frame)
+            return
+        msg = frame.json()
+        if msg.get("type") == "response":
+            fut = self._pending.pop(msg.get("id"), None)
+            if fut is not None and not fut.done():
+                fut.set_result(msg)
+                return
+        if msg.get("type") == "error":
+            self.close_reason = str(msg.get("message", ""))
+        if self.on_message is not None:
+            self.on_message(msg)
+
+    def send(self, message: dict[str, Any]) -> None:
+        """Sends one JSON message without waiting."""
+        if self.closed.is_set():
+            raise ConnectionError(f"connection closed: {self.close_reason}")
+        self._writer.write(encode_json(message))
+
+    def send_raw(self, data: bytes) -> None:
+        """Sends already-encoded bytes (for tests of malformed input)."""
+        self._writer.write(data)
+
+    async def request(self, command: str, args: dict[str, Any] | None = None) -> Any:
+        """Runs a hub command and returns its result.
+
+        Raises:
+            RequestFailed: the hub answered ok = false.
+            ConnectionError: the connection closed first.
+        """
+        rid = next(self._ids)
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[rid] = fut
+        self.send({"type": "request", "id": rid, "command": command, "args": args or {}})
+        msg = await fut
+        if not msg.get("ok"):
+            raise RequestFailed(str(msg.get("error")))
+        return msg.get("result")
+
+    def subscribe(self, channel: str, params: dict[str, Any] | None = None) -> None:
+        """Subscribes to a channel; the hub answers with a `subscribed` message."""
+        self.send({"type": "subscribe", "channel": channel, "params": params or {}})
+
+    async def close(self) -> None:
+        """Closes the connection and waits for the reader to stop."""
+        self._writer.close()
+        with contextlib.suppress(Exception):
+            await self._writer.wait_closed()
+        await self.closed.wait()
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
