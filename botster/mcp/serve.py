@@ -11,8 +11,8 @@ JSON-RPC 2.0 on stdin/stdout and forwards to the hub over its socket:
 The context handed to tool handlers is ``{agent_key, hub_id}``: ``agent_key`` comes from
 ``$BOTSTER_AGENT_KEY`` (set by the hub for the agents it spawns). The hub is found from
 ``--socket``, else ``$BOTSTER_HUB_SOCKET``, else the hub serving the current repository.
-While the hub is down, requests fail at once with a clear error and the bridge keeps trying
-to reconnect. Logs go to stderr; stdout carries only JSON-RPC.
+While the hub is down, requests fail with a clear error (after waiting up to 2 s for a
+reconnection) and the bridge keeps trying. Logs go to stderr; stdout carries only JSON-RPC.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ log = logging.getLogger("mcp-serve")
 
 SUPPORTED_VERSIONS = ("2025-06-18", "2025-03-26", "2024-11-05")
 RECONNECT_S = 0.5
+CONNECT_GRACE_S = 2.0  # how long a call waits for a (re)connecting hub before failing
 HUB_DOWN = -32000  # JSON-RPC server error: the hub is not reachable
 
 
@@ -80,6 +81,11 @@ class HubLink:
 
     async def request(self, command: str, args: dict[str, Any]) -> Any:
         """Runs a hub command; raises ConnectionError when the hub is not there."""
+        if not self.connected.is_set():
+            # Starting up or reconnecting: give the link a moment before failing the call.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CONNECT_GRACE_S):
+                    await self.connected.wait()
         conn = self.conn
         if conn is None or not self.connected.is_set():
             raise ConnectionError(
