@@ -1,0 +1,21 @@
+"""Botster's benchmarks: ``make bench`` (``python -m bench``) runs them all and prints a table.
+
+Every benchmark measures its own baseline in the same run and prints the ratio to it, so the
+numbers mean the same on a fast laptop and a loaded CI box. The goals from the issue are
+printed as PASS or MISS; a miss never fails the run (only a crashed benchmark does). Each
+module also runs alone: ``python -m bench.call_rate``.
+
+| module | what | baseline |
+|---|---|---|
+| ``loop_jitter`` | timer tick jitter while another plugin waits on HTTP | the same timer, no HTTP |
+| ``call_rate`` | ``events.emit`` and ``json.encode`` calls/s from Lua | a bare Lua->Python call |
+| ``startup`` | spawn to ``hub ready`` with 20 plugins | ``python -c "import lupa.lua54"`` |
+| ``cli_help`` | ``botster --help`` wall time | ``python -c pass`` |
+"""
+
+from __future__ import annotations
+
+__all__ = ["BENCHMARKS"]
+
+# Module names under bench/, run in this order by ``python -m bench``.
+BENCHMARKS: tuple[str, ...] = ("loop_jitter", "call_rate", "startup", "cli_help")
