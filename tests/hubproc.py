@@ -154,7 +154,11 @@ class HubProcess:
             self.signal(signal.SIGTERM)
         rc = await self.wait_exit()
         registry = Path(self.env["BOTSTER_RUNTIME_DIR"]) / "hubs"
-        leftovers = [p.name for p in registry.glob("*.json")] if registry.exists() else []
+        leftovers = [
+            p.name
+            for p in (registry.glob("*.json") if registry.exists() else [])
+            if json.loads(p.read_text() or "{}").get("pid") == self.proc.pid
+        ]
         problems = []
         if rc != 0 and not getattr(self, "allow_nonzero_exit", False):
             problems.append(f"exit code {rc}")

@@ -47,6 +47,8 @@ PRIMITIVES: tuple[str, ...] = (
     "websocket",
     "socket",
     "hub_discovery",
+    "hub_client",
+    "update",
     "hub",
 )
 

@@ -90,6 +90,13 @@ def _decode(value: bytes) -> str:
     return value.decode("utf-8", "surrogateescape")
 
 
+def _check_any(v: Any, arg: str, conv: Any) -> Any:
+    try:
+        return conv.to_py(v)
+    except ConversionError as e:
+        raise ArgumentError(f"{arg}: {e}") from None
+
+
 def _checker(hint: Any) -> tuple[Checker, str, bool]:
     """Returns (checker, expected-type wording, optional) for one type hint."""
     origin = get_origin(hint)
@@ -185,14 +192,7 @@ def _checker(hint: Any) -> tuple[Checker, str, bool]:
 
         return check_raw, "value", True
     if hint is Any:
-
-        def check_any(v: Any, arg: str, conv: Any) -> Any:
-            try:
-                return conv.to_py(v)
-            except ConversionError as e:
-                raise ArgumentError(f"{arg}: {e}") from None
-
-        return check_any, "value", True
+        return _check_any, "value", True
     if is_typeddict(hint):
         return _options_checker(hint), "table", False
     if hint is dict or origin is dict:
@@ -210,7 +210,7 @@ def _checker(hint: Any) -> tuple[Checker, str, bool]:
                 if vcheck is not None:
                     out[key] = vcheck(item, f"{arg}.{key}", conv)
                 else:
-                    out[key] = check_any(item, f"{arg}.{key}", conv)
+                    out[key] = _check_any(item, f"{arg}.{key}", conv)
             return out
 
         return check_dict, "table", False
@@ -271,13 +271,14 @@ class _Spec:
         self.is_async = inspect.iscoroutinefunction(fn)
         hints = get_type_hints(fn)
         sig = inspect.signature(fn)
-        self.params: list[tuple[str, Checker, bool]] = []
+        # (name, checker, nil allowed, has a Python default)
+        self.params: list[tuple[str, Checker, bool, bool]] = []
         for p in sig.parameters.values():
             if p.kind is p.VAR_POSITIONAL:
                 raise TypeError(f"{self.name}: *args is not supported")
             check, _, optional = _checker(hints.get(p.name, Any))
-            optional = optional or p.default is not inspect.Parameter.empty
-            self.params.append((p.name, check, optional))
+            has_default = p.default is not inspect.Parameter.empty
+            self.params.append((p.name, check, optional or has_default, has_default))
 
 
 def options(td: Any) -> Callable[[Any, str, Any], dict[str, Any]]:
@@ -313,14 +314,14 @@ def bind(
             noun = "argument" if nparams == 1 else "arguments"
             raise ArgumentError(f"expected at most {nparams} {noun}, got {len(args)}")
         out = []
-        for i, (pname, check, optional) in enumerate(params):
+        for i, (pname, check, optional, _) in enumerate(params):
             v = args[i] if i < len(args) else None
             if v is None and optional:
                 out.append(None)
                 continue
             out.append(check(v, pname, conv))
-        # Trailing None arguments are dropped so Python defaults apply.
-        while out and out[-1] is None and params[len(out) - 1][2]:
+        # Trailing nils are dropped where the Python function has a default for them.
+        while out and out[-1] is None and params[len(out) - 1][3]:
             out.pop()
         return out
 
