@@ -1,0 +1,862 @@
+"""The session process: one per PTY, outliving any hub. Run as ``python -m botster.sessions``.
+
+A session process owns one child program in a PTY, the PTY master, a bounded ring of its output
+(``ring.py``) and a terminal model (``terminal.py``). It listens on
+``<runtime_dir>/sessions/<session_id>.sock`` and serves one hub at a time; the hub restarts,
+upgrades or crashes without the child noticing, and the next hub catches up by output offset.
+Files are described in ``files.py``; the hub side is ``client.py``.
+
+Command line::
+
+    python -m botster.sessions (--config JSON | --config-file PATH) [--runtime-dir DIR]
+        [--orphan-timeout SECONDS] [--buffer-size BYTES] [--kill-grace SECONDS]
+        [--ready-fd FD] [--daemonize]
+
+The spawn config is ``protocol.SpawnConfig`` (``cmd``, ``args``, ``env``, ``cwd``, ``rows``,
+``cols``, ``session_id``, ``buffer_size``, ``orphan_timeout``, ``kill_grace``, ``scrollback``);
+the flags override the config's values. ``--daemonize`` forks once more so the session is nobody's
+child (the hub never has to reap it). ``--ready-fd`` names a pipe on which the process writes JSON
+lines: ``{"event": "started", "pid"}``, then ``{"event": "ready", "session_id", "pid",
+"child_pid", "socket"}`` once the socket listens and the child runs, or ``{"event": "error",
+"error"}``; then it closes the pipe. Exit status: 0 after a normal end, 1 when the session failed,
+2 for a bad command line or config.
+
+Session protocol (version 1)
+============================
+
+Frames are the hub's frame format with the payloads listed in ``protocol.py``: JSON (0x01),
+OUTPUT (0x02: u64 LE offset + bytes), INPUT (0x03: bytes), SNAPSHOT (0x04: u32 LE header
+length + JSON header + ANSI bytes). An *offset* counts output bytes since the session started.
+
+1. The hub connects and sends, within 10 s, ``{"type": "hello", "version": 1,
+   "output_offset": N, "event_seq": M}``: N output bytes and events up to sequence number M
+   are already known to it (0 and 0 ask for everything still kept).
+2. The session answers ``{"type": "metadata", "version": 1, "session_id", "pid" (session
+   process), "child_pid", "rows", "cols", "title", "cwd" (or null), "running", "exit_code",
+   "signal" (both null while running), "output_offset" (bytes so far), "buffer_start" (oldest
+   byte kept), "event_seq" (last event so far), "started_at", "cmd"}``. A hub that was
+   connected before gets ``{"type": "replaced"}`` and is disconnected: the newest hub wins.
+3. The session then sends, in stream order, what the hub has not seen and then live output:
+
+   * ``{"type": "dropped", "bytes": K, "offset": S}``: K bytes before S are gone (the ring
+     wrapped before this hub read them); output continues at S.
+   * ``{"type": "events_dropped", "count": C}``: C events were evicted before this hub saw them.
+   * OUTPUT frames. Offsets are contiguous: each frame starts where the previous one ended.
+   * Events, each with ``seq`` (1, 2, ...) and ``offset`` (the output offset at which it
+     happened; it arrives after the output before that offset and before the output after):
+     ``{"type": "title", "title"}``, ``{"type": "cwd", "cwd"}``, ``{"type": "notification",
+     "source": "osc9" | "osc777", "title", "body"}``, ``{"type": "bell"}``,
+     ``{"type": "exit", "exit_code", "signal"}``. ``exit_code`` is the status, or 128 + the
+     signal number when a signal killed the child (then ``signal`` holds that number).
+
+Hub -> session, after the hello:
+
+* INPUT frames: bytes for the child (queued without blocking; past 1 MiB the child is not
+  reading and further input is dropped with ``{"type": "input_dropped", "bytes"}``).
+* ``{"type": "resize", "rows", "cols"}`` (1-1000): TIOCSWINSZ on the PTY, so the child gets
+  SIGWINCH, and the terminal model follows.
+* ``{"type": "get_snapshot", "id"}``: a SNAPSHOT frame, header ``{"id", "rows", "cols",
+  "cursor": {"row", "col", "visible"}, "alt_screen", "output_offset", "title", "cwd"}``;
+  ``output_offset`` is the output the snapshot reflects, so a client can splice live output
+  after it. The bytes redraw the screen in a fresh terminal of that size.
+* ``{"type": "get_text", "id"}``: ``{"type": "text", "id", "text"}``, the visible screen.
+* ``{"type": "ping", "id"}``: ``{"type": "pong", "id"}`` after everything sent before it.
+* ``{"type": "kill", "grace"?}``: SIGTERM to the child's process group, SIGKILL after
+  ``grace`` seconds (default: the config's ``kill_grace``, 3 s). The exit event follows.
+  Interactive shells ignore SIGTERM, so a bare shell dies at the SIGKILL; ``close`` hangs up.
+* ``{"type": "close"}``: hang up (SIGHUP, then SIGTERM at once, to the group: what a closing
+  terminal or ``tmux kill-session`` does, and the signal interactive shells obey; SIGKILL after
+  the grace), report the exit, send ``{"type": "closed", "reason": "closed"}`` and exit.
+* ``{"type": "ack_exit"}``: after the exit event, the session sends ``{"type": "closed",
+  "reason": "exit acknowledged"}`` and exits. Before it, ``{"type": "error"}`` and nothing else.
+
+A frame the protocol does not allow (bad header, unknown type, bad JSON, a wrong field, no
+hello first) gets ``{"type": "error", "message"}`` and the connection is closed; the session and
+its child carry on.
+
+Flow control: output is never dropped on a slow hub's account. The session stops writing when
+the socket's buffer holds 1 MiB and resumes from the ring when it drains; a hub that falls more
+than the ring's size behind gets a ``dropped`` notice. Events are kept (the last 1000) while no
+hub is connected.
+
+Lifetime: when the child exits the session stays, so a hub can still read the last output and
+snapshot, until a hub sends ``ack_exit`` or ``close``. Whenever no hub is connected (from the
+start, and after each disconnect) the *orphan timeout* runs (``orphan_timeout``, default 24 h):
+when it passes, the session hangs up its child as ``close`` does and exits. On exit it removes its
+socket and discovery record. SIGTERM or SIGINT to the session process acts as ``close``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import signal
+import struct
+import subprocess
+import sys
+import termios
+from collections import deque
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, cast
+
+from botster.errors import ProtocolError, SessionError
+from botster.hub.paths import runtime_dir as default_runtime_dir
+from botster.sessions.files import (
+    info_path,
+    remove_quietly,
+    sessions_dir,
+    socket_path,
+    write_json_atomic,
+)
+from botster.sessions.protocol import (
+    INPUT,
+    JSON,
+    MAX_FRAME,
+    OUTPUT_CHUNK,
+    PROTOCOL_VERSION,
+    FrameDecoder,
+    SpawnConfig,
+    encode_message,
+    encode_output,
+    encode_snapshot,
+    new_session_id,
+)
+from botster.sessions.ring import OutputRing
+from botster.sessions.terminal import make_terminal
+
+__all__ = ["Session", "main"]
+
+log = logging.getLogger("botster.sessions")
+
+READ_SIZE = 64 << 10
+INPUT_LIMIT = 1 << 20
+EVENT_LIMIT = 1000
+HELLO_TIMEOUT = 10.0
+EXIT_DRAIN = 1.0  # how long to wait for the PTY's last bytes after the child is reaped
+FLUSH_TIMEOUT = 2.0
+WRITE_HIGH, WRITE_LOW = 1 << 20, 256 << 10
+
+
+class _HubConnection(asyncio.Protocol):
+    """One socket connection: a candidate until its hello, then (maybe) the session's hub."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.transport: asyncio.WriteTransport | None = None
+        self.decoder = FrameDecoder(MAX_FRAME)
+        self.active = False
+        self.paused = False
+        self.closing = False
+        self.offset = 0
+        self.event_seq = 0
+        self.resumed = asyncio.Event()
+        self.lost = asyncio.Event()
+        self._hello_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.WriteTransport, transport)
+        transport.set_write_buffer_limits(high=WRITE_HIGH, low=WRITE_LOW)
+        loop = asyncio.get_running_loop()
+        self._hello_timer = loop.call_later(HELLO_TIMEOUT, self.fail, "no hello within 10 s")
+        self.session._pending.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
+        try:
+            for frame in self.decoder.feed(data):
+                self.session._on_frame(self, frame)
+                if self.closing:
+                    return
+        except ProtocolError as e:
+            self.fail(str(e))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        if self._hello_timer:
+            self._hello_timer.cancel()
+        self.lost.set()
+        self.resumed.set()
+        self.session._on_connection_lost(self)
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        self.resumed.set()
+        self.session._pump()
+
+    def activate(self, offset: int, event_seq: int) -> None:
+        self.active = True
+        self.offset = offset
+        self.event_seq = event_seq
+        if self._hello_timer:
+            self._hello_timer.cancel()
+
+    def send(self, data: bytes) -> None:
+        if not self.closing and self.transport is not None:
+            self.transport.write(data)
+
+    def send_message(self, message: dict[str, Any]) -> None:
+        self.send(encode_message(message))
+
+    def fail(self, message: str) -> None:
+        """Tells the peer what it did wrong and disconnects it."""
+        if self.closing:
+            return
+        self.send_message({"type": "error", "message": message})
+        self.close()
+
+    def close(self) -> None:
+        """Closes after the buffered frames are written."""
+        if self.closing:
+            return
+        self.closing = True
+        if self.transport is not None:
+            self.transport.close()
+
+    async def close_and_wait(self, timeout_s: float) -> None:
+        self.close()
+        try:
+            await asyncio.wait_for(self.lost.wait(), timeout_s)
+        except TimeoutError:
+            if self.transport is not None:
+                self.transport.abort()
+
+
+class _Ready:
+    """The optional pipe on which the process tells its spawner how start-up went."""
+
+    def __init__(self, fd: int | None) -> None:
+        self.fd = fd
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.set_inheritable(fd, False)
+
+    def send(self, message: dict[str, Any]) -> None:
+        if self.fd is None:
+            return
+        try:
+            os.write(self.fd, (json.dumps(message) + "\n").encode())
+        except OSError:
+            self.close()  # the spawner is gone; carry on without it
+
+    def close(self) -> None:
+        if self.fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = None
+
+
+def _set_winsize(fd: int, rows: int, cols: int) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+def _take_controlling_tty() -> None:  # runs in the child between fork and exec
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+class Session:
+    """One session: the child in its PTY, the output ring, the screen model and the socket.
+
+    Args:
+        config: what to run (validated).
+        runtime_dir: the directory holding ``sessions/``.
+        cwd: the child's working directory (absolute).
+    """
+
+    def __init__(self, config: SpawnConfig, runtime_dir: Path, cwd: str) -> None:
+        self.config = config
+        self.id = config.session_id or new_session_id()
+        self.runtime_dir = runtime_dir
+        self.cwd = cwd
+        self.socket_path = socket_path(runtime_dir, self.id)
+        self.info_path = info_path(runtime_dir, self.id)
+        self.rows, self.cols = config.rows, config.cols
+        self.started_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        self._ring = OutputRing(config.buffer_size)
+        self._term = make_terminal(config.rows, config.cols, config.scrollback)
+        self._events: deque[dict[str, Any]] = deque()
+        self._seq = 0
+        self._conn: _HubConnection | None = None
+        self._pending: set[_HubConnection] = set()
+        self._master = -1
+        self._child: subprocess.Popen[bytes] | None = None
+        self._status: tuple[int, int | None] | None = None
+        self._master_eof = False
+        self._input = bytearray()
+        self._writing = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._orphan: asyncio.TimerHandle | None = None
+        self._drain: asyncio.TimerHandle | None = None
+        self._stopping = False
+        self._reaped = asyncio.Event()
+        self._exit_reported = asyncio.Event()
+        self._socket_ino = 0
+        self._handlers: dict[str, Callable[[_HubConnection, dict[str, Any]], None]] = {
+            "resize": self._on_resize,
+            "get_snapshot": self._on_get_snapshot,
+            "get_text": self._on_get_text,
+            "ping": self._on_ping,
+            "kill": self._on_kill,
+            "close": self._on_close,
+            "ack_exit": self._on_ack_exit,
+        }
+
+    @property
+    def child_pid(self) -> int:
+        return self._child.pid if self._child else 0
+
+    async def run(self, ready: _Ready) -> str:
+        """Serves until the session ends; returns why it ended.
+
+        Raises:
+            SessionError: the socket is taken by a live session or the child cannot start.
+        """
+        self._loop = asyncio.get_running_loop()
+        self._done: asyncio.Future[str] = self._loop.create_future()
+        sessions_dir(self.runtime_dir, create=True)
+        await self._bind()
+        try:
+            self._install_signals()
+            self._spawn()
+            write_json_atomic(
+                self.info_path,
+                {
+                    "id": self.id,
+                    "pid": os.getpid(),
+                    "child_pid": self.child_pid,
+                    "socket": str(self.socket_path),
+                    "started_at": self.started_at,
+                    "cmd": [self.config.cmd, *self.config.args],
+                    "cwd": self.cwd,
+                },
+            )
+        except BaseException:
+            self._server.close()
+            self._remove_files()
+            if self._child is not None:
+                self._signal_child(signal.SIGKILL)
+            raise
+        ready.send(
+            {
+                "event": "ready",
+                "session_id": self.id,
+                "pid": os.getpid(),
+                "child_pid": self.child_pid,
+                "socket": str(self.socket_path),
+            }
+        )
+        ready.close()
+        self._arm_orphan_timer()
+        return await self._done
+
+    # -- start-up ---------------------------------------------------------------------------
+
+    async def _bind(self) -> None:
+        path = self.socket_path
+        if _lexists(path):
+            if await _socket_accepts(path):
+                raise SessionError(f"session {self.id} is already running ({path})")
+            remove_quietly(path)
+        old = os.umask(0o177)
+        try:
+            self._server = await self._loop.create_unix_server(
+                lambda: _HubConnection(self), str(path)
+            )
+        finally:
+            os.umask(old)
+        self._socket_ino = path.stat().st_ino
+
+    def _install_signals(self) -> None:
+        loop = self._loop
+        loop.add_signal_handler(signal.SIGCHLD, self._on_sigchld)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._begin_stop, "signal")
+        # A handler, not SIG_IGN: an ignored signal would stay ignored in the child after exec.
+        loop.add_signal_handler(signal.SIGHUP, lambda: None)
+
+    def _spawn(self) -> None:
+        cfg = self.config
+        env = dict(os.environ)
+        env["TERM"] = "xterm-256color"
+        for key, value in cfg.env.items():
+            if value is None:
+                env.pop(key, None)
+            else:
+                env[key] = value
+        env["BOTSTER_SESSION_ID"] = self.id
+        master, slave = os.openpty()
+        try:
+            _set_winsize(slave, self.rows, self.cols)
+            self._child = subprocess.Popen(
+                [cfg.cmd, *cfg.args],
+                stdin=slave,
+                stdout=slave,
+                stderr=slave,
+                cwd=self.cwd,
+                env=env,
+                start_new_session=True,
+                preexec_fn=_take_controlling_tty,
+                close_fds=True,
+            )
+        except (OSError, subprocess.SubprocessError) as e:
+            os.close(master)
+            reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+            raise SessionError(f"cannot start {cfg.cmd!r}: {reason}") from None
+        finally:
+            os.close(slave)
+        os.set_blocking(master, False)
+        self._master = master
+        self._loop.add_reader(master, self._on_readable)
+
+    # -- the PTY ----------------------------------------------------------------------------
+
+    def _on_readable(self) -> None:
+        try:
+            data = os.read(self._master, READ_SIZE)
+        except BlockingIOError:
+            return
+        except OSError:  # EIO: every holder of the slave side has closed it
+            data = b""
+        if not data:
+            self._on_master_eof()
+            return
+        self._ring.append(data)
+        try:
+            events = self._term.feed(data)
+        except Exception:  # a model bug must not lose output or the session
+            log.exception("terminal model failed on %d bytes", len(data))
+            events = []
+        for event in events:
+            self._emit(event)
+        self._pump()
+
+    def _on_master_eof(self) -> None:
+        self._loop.remove_reader(self._master)
+        self._master_eof = True
+        if self._status is not None:
+            self._report_exit()
+
+    def _write_input(self, data: bytes) -> None:
+        if self._master < 0 or self._master_eof or self._status is not None:
+            return
+        if len(self._input) + len(data) > INPUT_LIMIT:
+            if self._conn is not None:
+                self._conn.send_message({"type": "input_dropped", "bytes": len(data)})
+            return
+        self._input += data
+        if not self._writing:
+            self._flush_input()
+
+    def _flush_input(self) -> None:
+        while self._input:
+            try:
+                n = os.write(self._master, self._input)
+            except BlockingIOError:
+                if not self._writing:
+                    self._writing = True
+                    self._loop.add_writer(self._master, self._flush_input)
+                return
+            except OSError:  # the child is gone
+                self._input.clear()
+                break
+            del self._input[:n]
+        if self._writing:
+            self._writing = False
+            self._loop.remove_writer(self._master)
+
+    # -- the child --------------------------------------------------------------------------
+
+    def _on_sigchld(self) -> None:
+        if self._child is None or self._status is not None:
+            return
+        try:
+            pid, status = os.waitpid(self._child.pid, os.WNOHANG)
+        except ChildProcessError:
+            pid, status = self._child.pid, 0
+        if pid == 0:
+            return
+        code = os.waitstatus_to_exitcode(status)
+        self._child.returncode = code
+        self._status = (code, None) if code >= 0 else (128 - code, -code)
+        self._reaped.set()
+        if self._master_eof:
+            self._report_exit()
+        else:  # the last output may still be in the PTY; a grandchild may hold it open forever
+            self._drain = self._loop.call_later(EXIT_DRAIN, self._report_exit)
+
+    def _report_exit(self) -> None:
+        if self._exit_reported.is_set() or self._status is None:
+            return
+        if self._drain is not None:
+            self._drain.cancel()
+        self._exit_reported.set()
+        code, sig = self._status
+        self._emit({"type": "exit", "exit_code": code, "signal": sig})
+        self._pump()
+
+    def _signal_child(self, sig: int) -> None:
+        if self._child is None or self._status is not None:
+            return  # once reaped, its pid and group id may belong to someone else
+        for send in (os.killpg, os.kill):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                send(self._child.pid, sig)
+
+    async def _kill_child(self, grace: float, *, hangup: bool = False) -> None:
+        """SIGTERM (with ``hangup``, SIGHUP first) to the group; SIGKILL after ``grace`` s."""
+        if self._child is None or self._status is not None:
+            return
+        if hangup:
+            self._signal_child(signal.SIGHUP)
+        self._signal_child(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(self._reaped.wait(), grace)
+        except TimeoutError:
+            self._signal_child(signal.SIGKILL)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._reaped.wait(), 5.0)
+
+    # -- events and output to the hub -------------------------------------------------------
+
+    def _emit(self, event: dict[str, Any]) -> None:
+        self._seq += 1
+        event["seq"] = self._seq
+        event["offset"] = self._ring.end
+        self._events.append(event)
+        if len(self._events) > EVENT_LIMIT:
+            self._events.popleft()
+
+    def _pump(self) -> None:
+        """Sends the hub what it has not seen, in order, until done or its socket is full."""
+        conn = self._conn
+        if conn is None or conn.closing or conn.paused:
+            return
+        ring, events = self._ring, self._events
+        while True:
+            event = None
+            if events and conn.event_seq < self._seq:
+                first = events[0]["seq"]
+                if conn.event_seq < first - 1:
+                    conn.send_message(
+                        {"type": "events_dropped", "count": first - 1 - conn.event_seq}
+                    )
+                    conn.event_seq = first - 1
+                event = events[conn.event_seq - first + 1]
+            if conn.offset < ring.start:
+                conn.send_message(
+                    {"type": "dropped", "bytes": ring.start - conn.offset, "offset": ring.start}
+                )
+                conn.offset = ring.start
+            limit = ring.end if event is None else max(event["offset"], conn.offset)
+            while conn.offset < limit:
+                data = ring.read(conn.offset, min(limit - conn.offset, OUTPUT_CHUNK))
+                conn.send(encode_output(conn.offset, data))
+                conn.offset += len(data)
+                if conn.paused:
+                    return
+            if event is None:
+                return
+            conn.send_message(event)
+            conn.event_seq = event["seq"]
+            if conn.paused:
+                return
+
+    def _caught_up(self, conn: _HubConnection) -> bool:
+        return conn.offset >= self._ring.end and conn.event_seq >= self._seq
+
+    # -- hub connections --------------------------------------------------------------------
+
+    def _on_frame(self, conn: _HubConnection, frame: Any) -> None:
+        if not conn.active:
+            if frame.type != JSON:
+                raise ProtocolError("the first frame must be a JSON hello")
+            message = frame.json()
+            if message.get("type") != "hello":
+                raise ProtocolError(f"the first message must be hello, got {message.get('type')!r}")
+            self._on_hello(conn, message)
+            return
+        if conn is not self._conn:
+            return  # replaced while its last frames were being read
+        if frame.type == INPUT:
+            self._write_input(frame.payload)
+            return
+        if frame.type != JSON:
+            raise ProtocolError(f"frame type 0x{frame.type:02x} is not accepted from a hub")
+        message = frame.json()
+        handler = self._handlers.get(message.get("type"))  # type: ignore[arg-type]
+        if handler is None:
+            raise ProtocolError(
+                f"unknown message type {message.get('type')!r} "
+                f"(known: {', '.join(sorted(self._handlers))})"
+            )
+        handler(conn, message)
+
+    def _on_hello(self, conn: _HubConnection, message: dict[str, Any]) -> None:
+        version = message.get("version")
+        if version != PROTOCOL_VERSION:
+            raise ProtocolError(f"protocol version {version!r} is not supported (use 1)")
+        offset = _int_field(message, "output_offset", 0, self._ring.end, default=0)
+        seq = _int_field(message, "event_seq", 0, self._seq, default=0)
+        if self._stopping:
+            raise ProtocolError("the session is closing")
+        self._pending.discard(conn)
+        old = self._conn
+        if old is not None:
+            old.send_message({"type": "replaced"})
+            old.close()
+        self._conn = conn
+        conn.activate(offset, seq)
+        if self._orphan is not None:
+            self._orphan.cancel()
+            self._orphan = None
+        conn.send_message(self._metadata())
+        self._pump()
+
+    def _on_connection_lost(self, conn: _HubConnection) -> None:
+        self._pending.discard(conn)
+        if conn is self._conn:
+            self._conn = None
+            if not self._stopping:
+                self._arm_orphan_timer()
+
+    def _metadata(self) -> dict[str, Any]:
+        exited = self._exit_reported.is_set() and self._status is not None
+        return {
+            "type": "metadata",
+            "version": PROTOCOL_VERSION,
+            "session_id": self.id,
+            "pid": os.getpid(),
+            "child_pid": self.child_pid,
+            "rows": self.rows,
+            "cols": self.cols,
+            "title": self._term.title,
+            "cwd": self._term.cwd,
+            "running": not exited,
+            "exit_code": self._status[0] if exited and self._status else None,
+            "signal": self._status[1] if exited and self._status else None,
+            "output_offset": self._ring.end,
+            "buffer_start": self._ring.start,
+            "event_seq": self._seq,
+            "started_at": self.started_at,
+            "cmd": [self.config.cmd, *self.config.args],
+        }
+
+    def _on_resize(self, conn: _HubConnection, message: dict[str, Any]) -> None:
+        rows = _int_field(message, "rows", 1, 1000)
+        cols = _int_field(message, "cols", 1, 1000)
+        if (rows, cols) == (self.rows, self.cols):
+            return
+        self.rows, self.cols = rows, cols
+        if self._master >= 0:
+            with contextlib.suppress(OSError):
+                _set_winsize(self._master, rows, cols)
+        self._term.resize(rows, cols)
+
+    def _on_get_snapshot(self, conn: _HubConnection, message: dict[str, Any]) -> None:
+        cursor = self._term.cursor
+        header = {
+            "id": message.get("id"),
+            "rows": self.rows,
+            "cols": self.cols,
+            "cursor": {"row": cursor.row, "col": cursor.col, "visible": cursor.visible},
+            "alt_screen": self._term.alt_screen,
+            "output_offset": self._ring.end,
+            "title": self._term.title,
+            "cwd": self._term.cwd,
+        }
+        conn.send(encode_snapshot(header, self._term.snapshot()))
+
+    def _on_get_text(self, conn: _HubConnection, message: dict[str, Any]) -> None:
+        conn.send_message({"type": "text", "id": message.get("id"), "text": self._term.text()})
+
+    def _on_ping(self, conn: _HubConnection, message: dict[str, Any]) -> None:
+        conn.send_message({"type": "pong", "id": message.get("id")})
+
+    def _on_kill(self, conn: _HubConnection, message: dict[str, Any]) -> None:
+        grace = message.get("grace", self.config.kill_grace)
+        if isinstance(grace, bool) or not isinstance(grace, int | float) or not 0 <= grace < 1e6:
+            raise ProtocolError(f"kill: grace: expected a number of seconds >= 0, got {grace!r}")
+        self._start(self._kill_child(float(grace)), "kill")
+
+    def _on_close(self, conn: _HubConnection, message: dict[str, Any]) -> None:
+        self._begin_stop("closed")
+
+    def _on_ack_exit(self, conn: _HubConnection, message: dict[str, Any]) -> None:
+        if not self._exit_reported.is_set():
+            conn.send_message({"type": "error", "message": "ack_exit: the child is still running"})
+            return
+        self._begin_stop("exit acknowledged")
+
+    # -- the end ----------------------------------------------------------------------------
+
+    def _arm_orphan_timer(self) -> None:
+        if self._orphan is not None:
+            self._orphan.cancel()
+        self._orphan = self._loop.call_later(
+            self.config.orphan_timeout, self._begin_stop, "orphan timeout"
+        )
+
+    def _start(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
+        task = self._loop.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s failed", task.get_name(), exc_info=task.exception())
+            if task.get_name() == "stop" and not self._done.done():
+                self._remove_files()
+                self._done.set_result("failed")
+
+    def _begin_stop(self, reason: str) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        self._start(self._stop(reason), "stop")
+
+    async def _stop(self, reason: str) -> None:
+        if self._orphan is not None:
+            self._orphan.cancel()
+        await self._kill_child(self.config.kill_grace, hangup=True)
+        if self._status is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._exit_reported.wait(), EXIT_DRAIN + 1.0)
+        conn = self._conn
+        if conn is not None:
+            await self._flush(conn, FLUSH_TIMEOUT)
+            conn.send_message({"type": "closed", "reason": reason})
+            await conn.close_and_wait(FLUSH_TIMEOUT)
+        for pending in list(self._pending):
+            pending.close()
+        self._server.close()
+        self._remove_files()
+        if self._master >= 0:
+            self._loop.remove_reader(self._master)
+            self._loop.remove_writer(self._master)
+            os.close(self._master)
+            self._master = -1
+        if not self._done.done():
+            self._done.set_result(reason)
+
+    async def _flush(self, conn: _HubConnection, timeout_s: float) -> None:
+        """Lets a connected hub catch up before the end, for at most ``timeout_s`` seconds."""
+        deadline = self._loop.time() + timeout_s
+        while conn is self._conn and not conn.closing:
+            self._pump()
+            remaining = deadline - self._loop.time()
+            if self._caught_up(conn) or remaining <= 0:
+                return
+            conn.resumed.clear()
+            try:
+                await asyncio.wait_for(conn.resumed.wait(), remaining)
+            except TimeoutError:
+                return
+
+    def _remove_files(self) -> None:
+        with contextlib.suppress(OSError):
+            if self.socket_path.stat().st_ino == self._socket_ino:
+                self.socket_path.unlink()
+        remove_quietly(self.info_path)
+
+
+def _int_field(
+    message: dict[str, Any], key: str, lo: int, hi: int, *, default: int | None = None
+) -> int:
+    value = message.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ProtocolError(
+            f"{message.get('type')}: {key}: expected an integer from {lo} to {hi}, got {value!r}"
+        )
+    return value
+
+
+def _lexists(path: Path) -> bool:
+    return os.path.lexists(path)
+
+
+async def _socket_accepts(path: Path) -> bool:
+    """Whether something listens on ``path`` (a connect that hangs counts as yes)."""
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path)), 1.0)
+    except TimeoutError:
+        return True
+    except OSError:
+        return False
+    writer.close()
+    return True
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m botster.sessions",
+        description="Run one Botster session process (a program in a PTY, served on a socket).",
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", help="the spawn config as JSON")
+    source.add_argument("--config-file", help="a file holding the spawn config as JSON")
+    parser.add_argument("--runtime-dir", help="default: $BOTSTER_RUNTIME_DIR and its fallbacks")
+    parser.add_argument("--orphan-timeout", type=float, help="seconds without a hub before exit")
+    parser.add_argument("--buffer-size", type=int, help="output ring size in bytes")
+    parser.add_argument("--kill-grace", type=float, help="seconds from SIGTERM to SIGKILL")
+    parser.add_argument("--ready-fd", type=int, help="pipe for start-up reports (JSON lines)")
+    parser.add_argument("--daemonize", action="store_true", help="fork so no one must reap us")
+    return parser.parse_args(argv)
+
+
+def _load_config(args: argparse.Namespace) -> SpawnConfig:
+    try:
+        text = args.config if args.config is not None else Path(args.config_file).read_text()
+        raw = json.loads(text)
+    except OSError as e:
+        raise SessionError(f"cannot read the spawn config: {e}") from None
+    except ValueError as e:
+        raise SessionError(f"the spawn config is not JSON: {e}") from None
+    if isinstance(raw, dict):
+        for key in ("orphan_timeout", "buffer_size", "kill_grace"):
+            if getattr(args, key) is not None:
+                raw[key] = getattr(args, key)
+    return SpawnConfig.from_dict(raw)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs one session process; returns the exit status."""
+    args = _parse_args(argv)
+    ready = _Ready(args.ready_fd)
+    try:
+        config = _load_config(args)
+        runtime = Path(args.runtime_dir) if args.runtime_dir else default_runtime_dir()
+        runtime = runtime.expanduser().absolute()
+        cwd = os.path.abspath(os.path.expanduser(config.cwd or os.getcwd()))
+        if not os.path.isdir(cwd):
+            raise SessionError(f"cwd {cwd}: not a directory")
+        session = Session(config, runtime, cwd)
+    except SessionError as e:
+        ready.send({"event": "error", "error": str(e)})
+        print(f"botster session: {e}", file=sys.stderr)
+        return 2
+    if args.daemonize and os.fork() != 0:
+        os._exit(0)
+    ready.send({"event": "started", "pid": os.getpid()})
+    os.chdir("/")
+    try:
+        asyncio.run(session.run(ready))
+    except SessionError as e:
+        ready.send({"event": "error", "error": str(e)})
+        print(f"botster session {session.id}: {e}", file=sys.stderr)
+        return 1
+    except Exception as e:
+        ready.send({"event": "error", "error": f"session process failed: {e!r}"})
+        raise
+    # On failure the pipe stays open until the process exits: its end of file tells the
+    # spawner that nothing is left running.
+    return 0

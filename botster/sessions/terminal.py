@@ -1,0 +1,639 @@
+"""The terminal model a session keeps for snapshots, and the escape scanner that reports events.
+
+This module owns two things:
+
+* ``Terminal``: a screen model fed with raw PTY bytes. ``feed(data)`` returns the events found in
+  them, ``resize(rows, cols)``, ``snapshot()`` (an ANSI byte string that, fed to a fresh terminal
+  of the same size, rebuilds the exact screen: text, colours, attributes, the alternate screen
+  with the primary one behind it, cursor position, visibility and pen, scroll region and the
+  input modes listed below), ``text()`` (the visible screen as plain text), ``title``, ``cwd``,
+  ``cursor``, ``alt_screen`` and ``cells()`` (for comparisons and renderers). Two
+  implementations: pyavt (asciinema's Rust ``avt``, primary, ~80 MB/s) and pyte (pure Python,
+  ~1 MB/s, fallback). ``make_terminal`` is the one place that chooses between them.
+* ``EscapeScanner``: a small incremental parser over the raw byte stream that survives any split
+  across reads. It reports OSC 0/2 (title), OSC 7 (cwd, ``file://host/path``), OSC 9
+  (notification; all-digit/semicolon payloads such as ConEmu progress are ignored), OSC 777
+  (``notify;title;body``) and BEL outside strings. It also tracks the input modes neither
+  emulator keeps (mouse reporting 1000/1002/1003/1005/1006/1015, focus events 1004, bracketed
+  paste 2004) so the snapshot can restore them.
+
+Events are plain dicts, ready to be sent as JSON::
+
+    {"type": "title", "title": str}
+    {"type": "cwd", "cwd": str}
+    {"type": "notification", "source": "osc9" | "osc777", "title": str, "body": str}
+    {"type": "bell"}
+
+Title and cwd events fire only when the value changes. Bytes are decoded with an incremental
+UTF-8 decoder (invalid bytes become U+FFFD), so a multi-byte character split across reads is
+never broken. 8-bit C1 controls are not recognised: in a UTF-8 stream those bytes are
+continuation bytes.
+
+Not here: the PTY, the output buffer and the protocol (``process.py``), and answering terminal
+queries such as DSR or DA (the model is passive; a client terminal answers them).
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+__all__ = [
+    "BACKENDS",
+    "Cursor",
+    "EscapeScanner",
+    "Terminal",
+    "make_terminal",
+]
+
+BACKENDS = ("avt", "pyte")
+
+# Input modes the emulators do not keep but a client terminal must know about.
+_TRACKED_MODES = frozenset({1000, 1002, 1003, 1004, 1005, 1006, 1015, 2004})
+_MAX_OSC = 64 << 10
+_MAX_CSI = 64
+
+_GROUND, _ESC, _CSI, _OSC, _OSC_ESC, _STR, _STR_ESC = range(7)
+_GROUND_RE = re.compile(rb"[\x07\x1b]")
+_CSI_RE = re.compile(rb"[\x40-\x7e\x07\x18\x1a\x1b]")
+_OSC_RE = re.compile(rb"[\x07\x18\x1a\x1b]")
+_STR_RE = re.compile(rb"[\x18\x1a\x1b]")
+_DIGITS_RE = re.compile(r"[0-9;]*")
+_BEL, _ESC_B, _CAN, _SUB = 0x07, 0x1B, 0x18, 0x1A
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """Cursor position (0-based; ``col`` may equal the width when a wrap is pending)."""
+
+    row: int
+    col: int
+    visible: bool
+
+
+class EscapeScanner:
+    """Finds title, cwd, notification and bell events in a raw PTY byte stream, split-safe."""
+
+    def __init__(self) -> None:
+        self.title = ""
+        self.cwd: str | None = None
+        self.modes: set[int] = set()
+        self._state = _GROUND
+        self._buf = bytearray()
+        self._overflow = False
+
+    def feed(self, data: bytes) -> list[dict[str, Any]]:
+        """Scans one chunk; returns the events completed in it, in stream order."""
+        events: list[dict[str, Any]] = []
+        pos, n = 0, len(data)
+        while pos < n:
+            state = self._state
+            if state == _GROUND:
+                m = _GROUND_RE.search(data, pos)
+                if m is None:
+                    return events
+                pos = m.end()
+                if data[m.start()] == _BEL:
+                    events.append({"type": "bell"})
+                else:
+                    self._state = _ESC
+            elif state == _ESC:
+                pos = self._escape(data[pos], pos)
+            elif state == _CSI:
+                m = _CSI_RE.search(data, pos)
+                end = m.start() if m else n
+                self._collect(data, pos, end, _MAX_CSI)
+                if m is None:
+                    return events
+                pos = m.end()
+                b = data[m.start()]
+                if b == _BEL:
+                    events.append({"type": "bell"})  # C0 controls execute inside CSI
+                elif b == _ESC_B:
+                    self._state = _ESC
+                elif b in (_CAN, _SUB):
+                    self._state = _GROUND
+                else:
+                    self._csi(b)
+                    self._state = _GROUND
+            elif state == _OSC:
+                m = _OSC_RE.search(data, pos)
+                end = m.start() if m else n
+                self._collect(data, pos, end, _MAX_OSC)
+                if m is None:
+                    return events
+                pos = m.end()
+                b = data[m.start()]
+                if b == _BEL:
+                    self._osc(events)
+                    self._state = _GROUND
+                elif b == _ESC_B:
+                    self._state = _OSC_ESC
+                else:
+                    self._state = _GROUND
+            elif state == _OSC_ESC:
+                # ESC ends the string; ESC \ is ST, anything else starts a new sequence.
+                self._osc(events)
+                if data[pos] == 0x5C:
+                    self._state = _GROUND
+                    pos += 1
+                else:
+                    self._state = _ESC
+            elif state == _STR:
+                m = _STR_RE.search(data, pos)
+                if m is None:
+                    return events
+                pos = m.end()
+                self._state = _STR_ESC if data[m.start()] == _ESC_B else _GROUND
+            else:  # _STR_ESC
+                if data[pos] == 0x5C:
+                    self._state = _GROUND
+                    pos += 1
+                else:
+                    self._state = _ESC
+        return events
+
+    def _escape(self, b: int, pos: int) -> int:
+        if b == 0x5D:  # ]
+            self._start(_OSC)
+        elif b == 0x5B:  # [
+            self._start(_CSI)
+        elif b in (0x50, 0x58, 0x5E, 0x5F):  # P X ^ _: DCS, SOS, PM, APC
+            self._state = _STR
+        elif b == _ESC_B:
+            pass
+        else:
+            if b == 0x63:  # ESC c: full reset
+                self.modes.clear()
+            self._state = _GROUND
+        return pos + 1
+
+    def _start(self, state: int) -> None:
+        self._state = state
+        self._buf.clear()
+        self._overflow = False
+
+    def _collect(self, data: bytes, start: int, end: int, limit: int) -> None:
+        if self._overflow or start == end:
+            return
+        if len(self._buf) + end - start > limit:
+            self._overflow = True
+            self._buf.clear()
+        else:
+            self._buf += data[start:end]
+
+    def _csi(self, final: int) -> None:
+        if self._overflow or final not in (0x68, 0x6C) or not self._buf.startswith(b"?"):
+            return
+        on = final == 0x68
+        for part in bytes(self._buf[1:]).split(b";"):
+            if part.isdigit() and int(part) in _TRACKED_MODES:
+                if on:
+                    self.modes.add(int(part))
+                else:
+                    self.modes.discard(int(part))
+
+    def _osc(self, events: list[dict[str, Any]]) -> None:
+        if self._overflow:
+            return
+        text = self._buf.decode("utf-8", "replace")
+        code, _, rest = text.partition(";")
+        if code in ("0", "2"):
+            if rest != self.title:
+                self.title = rest
+                events.append({"type": "title", "title": rest})
+        elif code == "7":
+            cwd = _cwd_from_url(rest)
+            if cwd is not None and cwd != self.cwd:
+                self.cwd = cwd
+                events.append({"type": "cwd", "cwd": cwd})
+        elif code == "9":
+            if not _DIGITS_RE.fullmatch(rest):
+                events.append({"type": "notification", "source": "osc9", "title": "", "body": rest})
+        elif code == "777":
+            parts = rest.split(";", 2)
+            if parts[0] == "notify":
+                title = parts[1] if len(parts) > 1 else ""
+                body = parts[2] if len(parts) > 2 else ""
+                events.append(
+                    {"type": "notification", "source": "osc777", "title": title, "body": body}
+                )
+
+    def mode_sequence(self) -> str:
+        """Escape sequences that turn the tracked input modes on in a fresh terminal."""
+        return "".join(f"\x1b[?{m}h" for m in sorted(self.modes))
+
+
+def _cwd_from_url(value: str) -> str | None:
+    """``file://host/a%20b`` -> ``/a b``; a bare absolute path is accepted too."""
+    if value.startswith("/"):
+        return value
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return None
+    if parts.scheme not in ("file", "kitty-shell-cwd") or not parts.path.startswith("/"):
+        return None
+    return unquote(parts.path)
+
+
+class Terminal(ABC):
+    """A screen model fed with raw PTY bytes. Implementations differ only in the emulator."""
+
+    backend = ""
+
+    def __init__(self, rows: int, cols: int) -> None:
+        self.rows = rows
+        self.cols = cols
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self._scanner = EscapeScanner()
+
+    @property
+    def title(self) -> str:
+        """The last OSC 0/2 title ("" until one is set)."""
+        return self._scanner.title
+
+    @property
+    def cwd(self) -> str | None:
+        """The last OSC 7 working directory, or None."""
+        return self._scanner.cwd
+
+    def feed(self, data: bytes) -> list[dict[str, Any]]:
+        """Feeds raw output; returns the events in it (see the module docstring)."""
+        events = self._scanner.feed(data)
+        text = self._decoder.decode(data)
+        if text:
+            self._feed_text(text)
+        return events
+
+    def resize(self, rows: int, cols: int) -> None:
+        """Resizes the screen (lines reflow or clip as the emulator does)."""
+        self.rows, self.cols = rows, cols
+        self._resize(rows, cols)
+
+    def snapshot(self) -> bytes:
+        """ANSI bytes that rebuild this exact screen in a fresh terminal of the same size."""
+        return (self._dump() + self._scanner.mode_sequence()).encode()
+
+    @property
+    def modes(self) -> frozenset[int]:
+        """The tracked input modes (mouse, focus, bracketed paste) currently on."""
+        return frozenset(self._scanner.modes)
+
+    @abstractmethod
+    def _feed_text(self, text: str) -> None: ...
+
+    @abstractmethod
+    def _resize(self, rows: int, cols: int) -> None: ...
+
+    @abstractmethod
+    def _dump(self) -> str: ...
+
+    @abstractmethod
+    def text(self) -> str:
+        """The visible screen as plain text: one line per row, trailing blanks removed."""
+
+    @property
+    @abstractmethod
+    def cursor(self) -> Cursor:
+        """The cursor."""
+
+    @property
+    @abstractmethod
+    def alt_screen(self) -> bool:
+        """Whether the alternate screen is active."""
+
+    @abstractmethod
+    def cells(self) -> list[list[tuple[Any, ...]]]:
+        """Every visible cell as ``(char, fg, bg, bold, italic, underline, blink, inverse,
+        strikethrough, faint)``; colours are ``None``, ``"i<index>"`` or ``"#rrggbb"``."""
+
+
+class _AvtTerminal(Terminal):
+    backend = "avt"
+
+    def __init__(self, rows: int, cols: int, scrollback: int) -> None:
+        import avt
+
+        super().__init__(rows, cols)
+        self._avt = avt
+        self._vt = avt.Vt(cols, rows, scrollback)
+
+    def _feed_text(self, text: str) -> None:
+        self._vt.feed_str(text)
+
+    def _resize(self, rows: int, cols: int) -> None:
+        self._vt.resize(cols, rows)
+
+    def _dump(self) -> str:
+        # avt writes CSI as the 8-bit C1 byte; UTF-8 terminals want ESC [. A cell never holds
+        # U+009B (the parser consumes it), so the replacement cannot touch text.
+        return self._vt.dump().replace("\x9b", "\x1b[")
+
+    def text(self) -> str:
+        return "\n".join(line.text.rstrip() for line in self._vt.view())
+
+    @property
+    def cursor(self) -> Cursor:
+        c = self._vt.cursor
+        return Cursor(c.row, c.col, c.visible)
+
+    @property
+    def alt_screen(self) -> bool:
+        return "\x9b?1047h" in self._vt.dump()
+
+    def cells(self) -> list[list[tuple[Any, ...]]]:
+        return [[self._cell(c) for c in line.cells] for line in self._vt.view()]
+
+    def _cell(self, cell: Any) -> tuple[Any, ...]:
+        p = cell.pen
+        return (
+            cell.char,
+            self._colour(p.foreground),
+            self._colour(p.background),
+            p.bold,
+            p.italic,
+            p.underline,
+            p.blink,
+            p.inverse,
+            p.strikethrough,
+            p.faint,
+        )
+
+    def _colour(self, colour: Any) -> str | None:
+        if colour is None:
+            return None
+        if isinstance(colour, self._avt.Color.RGB):
+            return f"#{colour[0]:02x}{colour[1]:02x}{colour[2]:02x}"
+        return f"i{colour[0]}"
+
+
+# pyte colour names -> palette index (its own typo "bfightmagenta" included).
+_PYTE_NAMES = {
+    name: i
+    for i, name in enumerate(["black", "red", "green", "brown", "blue", "magenta", "cyan", "white"])
+}
+_PYTE_NAMES.update({"bright" + name: i + 8 for name, i in list(_PYTE_NAMES.items())})
+_PYTE_NAMES["bfightmagenta"] = 13
+_PYTE_ALT_MODES = (47, 1047, 1049)
+
+
+def _pyte_screen_class() -> type:
+    import pyte
+
+    class AltScreen(pyte.Screen):  # type: ignore[misc]
+        """pyte's Screen plus the alternate screen (modes 47, 1047, 1049), which pyte lacks."""
+
+        def __init__(self, columns: int, lines: int) -> None:
+            self.alt_mode = 0
+            self.primary: dict[int, dict[int, Any]] = {}
+            self.primary_cursor: tuple[int, int] = (0, 0)
+            super().__init__(columns, lines)
+
+        def reset(self) -> None:
+            self.alt_mode = 0
+            self.primary = {}
+            super().reset()
+
+        def set_mode(self, *modes: int, **kwargs: Any) -> None:
+            if kwargs.get("private"):
+                for m in modes:
+                    if m in _PYTE_ALT_MODES and not self.alt_mode:
+                        self._enter_alt(m)
+                modes = tuple(m for m in modes if m not in _PYTE_ALT_MODES)
+            if modes:
+                super().set_mode(*modes, **kwargs)
+
+        def reset_mode(self, *modes: int, **kwargs: Any) -> None:
+            if kwargs.get("private"):
+                for m in modes:
+                    if m in _PYTE_ALT_MODES and self.alt_mode:
+                        self._exit_alt(m)
+                modes = tuple(m for m in modes if m not in _PYTE_ALT_MODES)
+            if modes:
+                super().reset_mode(*modes, **kwargs)
+
+        def _enter_alt(self, mode: int) -> None:
+            if mode == 1049:
+                self.save_cursor()
+            self.primary_cursor = (self.cursor.y, self.cursor.x)
+            self.primary = {y: dict(line) for y, line in self.buffer.items()}
+            self.buffer.clear()
+            self.alt_mode = mode
+            self.dirty.update(range(self.lines))
+
+        def _exit_alt(self, mode: int) -> None:
+            self.buffer.clear()
+            for y, line in self.primary.items():
+                if y < self.lines:
+                    self.buffer[y].update((x, c) for x, c in line.items() if x < self.columns)
+            self.primary = {}
+            self.alt_mode = 0
+            if mode == 1049:
+                hidden = self.cursor.hidden  # DECTCEM is not part of the saved cursor
+                self.restore_cursor()
+                self.cursor.hidden = hidden
+            self.dirty.update(range(self.lines))
+
+    return AltScreen
+
+
+class _PyteTerminal(Terminal):
+    backend = "pyte"
+
+    def __init__(self, rows: int, cols: int, scrollback: int) -> None:
+        import pyte
+
+        super().__init__(rows, cols)
+        self._screen = _pyte_screen_class()(cols, rows)
+        self._stream = pyte.Stream(self._screen)
+        self._mo = pyte.modes
+
+    def _feed_text(self, text: str) -> None:
+        self._stream.feed(text)
+
+    def _resize(self, rows: int, cols: int) -> None:
+        self._screen.resize(rows, cols)
+
+    def _lines(self, buffer: dict[int, Any]) -> list[list[Any]]:
+        """Rows of pyte Chars, wide-char stubs as None (read-only: never grows the buffer)."""
+        s = self._screen
+        blank = s.default_char
+        rows = []
+        for y in range(s.lines):
+            line = buffer.get(y, {})
+            row: list[Any] = []
+            x = 0
+            while x < s.columns:
+                ch = line.get(x, blank)
+                if ch.data == "":  # a stub whose wide character was overwritten
+                    ch = ch._replace(data=" ")
+                row.append(ch)
+                if _wide(ch.data) and x + 1 < s.columns:
+                    row.append(None)
+                    x += 1
+                x += 1
+            rows.append(row)
+        return rows
+
+    def _render(self, buffer: dict[int, Any]) -> list[str]:
+        out = []
+        blank = self._screen.default_char
+        for y, row in enumerate(self._lines(buffer)):
+            while row and row[-1] == blank:  # a fresh terminal's rows are blank already
+                row.pop()
+            out.append(f"\x1b[{y + 1};1H\x1b[0m")
+            pen = _sgr(blank)
+            for ch in row:
+                if ch is None:
+                    continue
+                sgr = _sgr(ch)
+                if sgr != pen:
+                    out.append(f"\x1b[0{sgr}m")
+                    pen = sgr
+                out.append(ch.data)
+        out.append("\x1b[0m")
+        return out
+
+    def _dump(self) -> str:
+        s = self._screen
+        mo = self._mo
+        out: list[str] = []
+        if s.alt_mode:
+            out += self._render(s.primary)
+            row, col = s.primary_cursor
+            out.append(f"\x1b[{row + 1};{min(col, s.columns - 1) + 1}H\x1b[?{s.alt_mode}h")
+        out += self._render(s.buffer)
+        if s.margins is not None:
+            out.append(f"\x1b[{s.margins.top + 1};{s.margins.bottom + 1}r")
+        y, x = s.cursor.y, s.cursor.x
+        if x >= s.columns:  # pending wrap: rewrite the last cell so the next char wraps
+            last = self._lines(s.buffer)[y][s.columns - 1] or s.default_char
+            out.append(f"\x1b[{y + 1};{s.columns}H\x1b[0{_sgr(last)}m{last.data}")
+        else:
+            out.append(f"\x1b[{y + 1};{x + 1}H")
+        out.append(f"\x1b[0{_sgr(s.cursor.attrs)}m")
+        if mo.IRM in s.mode:
+            out.append("\x1b[4h")
+        if mo.DECAWM not in s.mode:
+            out.append("\x1b[?7l")
+        if s.cursor.hidden:
+            out.append("\x1b[?25l")
+        return "".join(out)
+
+    def text(self) -> str:
+        return "\n".join(
+            "".join(ch.data for ch in row if ch is not None).rstrip()
+            for row in self._lines(self._screen.buffer)
+        )
+
+    @property
+    def cursor(self) -> Cursor:
+        c = self._screen.cursor
+        return Cursor(c.y, c.x, not c.hidden)
+
+    @property
+    def alt_screen(self) -> bool:
+        return bool(self._screen.alt_mode)
+
+    def cells(self) -> list[list[tuple[Any, ...]]]:
+        out = []
+        for row in self._lines(self._screen.buffer):
+            cells = []
+            for ch in row:
+                if ch is None:
+                    cells.append((" ", None, None) + (False,) * 7)
+                    continue
+                cells.append(
+                    (
+                        ch.data,
+                        _pyte_colour(ch.fg),
+                        _pyte_colour(ch.bg),
+                        ch.bold,
+                        ch.italics,
+                        ch.underscore,
+                        ch.blink,
+                        ch.reverse,
+                        ch.strikethrough,
+                        False,
+                    )
+                )
+            out.append(cells)
+        return out
+
+
+def _wide(ch: str) -> bool:
+    from wcwidth import wcwidth  # pyte's own width function (a pyte dependency)
+
+    return bool(ch) and wcwidth(ch[0]) == 2
+
+
+def _pyte_colour(colour: str) -> str | None:
+    if colour == "default":
+        return None
+    if colour in _PYTE_NAMES:
+        return f"i{_PYTE_NAMES[colour]}"
+    return f"#{colour.lower()}"
+
+
+def _sgr(ch: Any) -> str:
+    """SGR parameters (each prefixed with ';') for a pyte Char's pen."""
+    parts = []
+    for flag, code in (
+        (ch.bold, "1"),
+        (ch.italics, "3"),
+        (ch.underscore, "4"),
+        (ch.blink, "5"),
+        (ch.reverse, "7"),
+        (ch.strikethrough, "9"),
+    ):
+        if flag:
+            parts.append(code)
+    for colour, base in ((ch.fg, 30), (ch.bg, 40)):
+        if colour == "default":
+            continue
+        index = _PYTE_NAMES.get(colour)
+        if index is None:
+            r, g, b = (int(colour[i : i + 2], 16) for i in (0, 2, 4))
+            parts.append(f"{base + 8};2;{r};{g};{b}")
+        elif index < 8:
+            parts.append(str(base + index))
+        else:
+            parts.append(str(base + 60 + index - 8))
+    return "".join(";" + p for p in parts)
+
+
+def make_terminal(
+    rows: int, cols: int, scrollback: int = 1000, backend: str | None = None
+) -> Terminal:
+    """The one place that picks the terminal emulator.
+
+    Args:
+        rows: screen height.
+        cols: screen width.
+        scrollback: lines kept above the screen (avt only; never part of a snapshot).
+        backend: "avt" or "pyte"; default ``$BOTSTER_TERMINAL``, else avt, else pyte when avt
+            cannot be imported.
+
+    Returns:
+        A Terminal.
+
+    Raises:
+        ValueError: an unknown backend name.
+    """
+    name = backend or os.environ.get("BOTSTER_TERMINAL") or ""
+    if name and name not in BACKENDS:
+        raise ValueError(f"unknown terminal backend {name!r} (known: {', '.join(BACKENDS)})")
+    if name == "pyte":
+        return _PyteTerminal(rows, cols, scrollback)
+    try:
+        return _AvtTerminal(rows, cols, scrollback)
+    except ImportError:
+        if name == "avt":
+            raise
+        return _PyteTerminal(rows, cols, scrollback)
