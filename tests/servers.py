@@ -40,20 +40,9 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from tests.lua_prelude import lua_str  # re-exported: test_hub_client still imports it from here
+
 __all__ = ["LoopbackServer", "free_port", "http_server", "lua_str"]
-
-
-def lua_str(text: str) -> str:
-    """A Lua string literal for `text` (ASCII-safe, for URLs and tags in plugin sources)."""
-    out = []
-    for ch in text:
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif 32 <= ord(ch) < 127:
-            out.append(ch)
-        else:
-            out.extend(f"\\{b}" for b in ch.encode())
-    return '"' + "".join(out) + '"'
 
 
 @dataclass

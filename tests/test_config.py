@@ -4,33 +4,10 @@ restart (checked on disk), environment and paths, and wrong use."""
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 from botster.hub.config import HUB_SETTINGS
-
-# `report(tag, ...)` logs all results (nil as null) as a JSON array for `proc.result(tag)`;
-# `raised(f, ...)` returns the error message f raises.
-PRELUDE = """
-local function report(tag, ...)
-  local t, out = table.pack(...), {}
-  for i = 1, t.n do
-    if t[i] == nil then out[i] = json.null else out[i] = t[i] end
-  end
-  log.info("RESULT " .. tag .. " " .. json.encode(json.array(out)))
-end
-local function raised(f, ...)
-  local ok, err = pcall(f, ...)
-  if ok then return "did not raise" end
-  return tostring(err)
-end
-"""
-
-
-def strip_position(message: str) -> str:
-    m = re.match(r"^.*/init\.lua:\d+: (.*)$", message, re.S)
-    assert m, f"error does not point at the plugin's line: {message!r}"
-    return m.group(1)
+from tests.lua_prelude import PRELUDE, strip_position
 
 
 async def test_get_all_set_persist_across_restart(hub, isolated_env: dict[str, str]) -> None:
@@ -41,16 +18,16 @@ async def test_get_all_set_persist_across_restart(hub, isolated_env: dict[str, s
         plugins={
             "p": PRELUDE
             + """
-report("get", config.get("greeting"), config.get("n"), config.get("missing"),
+report_all("get", config.get("greeting"), config.get("n"), config.get("missing"),
   config.get("nested"))
 local all = config.all()
 all.greeting = "changed locally"  -- a copy: changes nothing
-report("all", config.all())
-report("set", config.set("saved", {name = "x", list = {1, 2, 3}, flag = false,
+report_all("all", config.all())
+report_all("set", config.set("saved", {name = "x", list = {1, 2, 3}, flag = false,
   empty = json.array({}), text = "ü\\n"}))
-report("set_more", config.set("count", 42), config.set("ratio", 0.5),
+report_all("set_more", config.set("count", 42), config.set("ratio", 0.5),
   config.set("greeting", nil), config.set("never_set", nil))
-report("after", config.get("saved"), config.get("count"), config.get("ratio"),
+report_all("after", config.get("saved"), config.get("count"), config.get("ratio"),
   config.get("greeting"), math.type(config.get("count")))
 """,
         },
@@ -79,7 +56,7 @@ report("after", config.get("saved"), config.get("count"), config.get("ratio"),
         plugins={
             "p": PRELUDE
             + """
-report("restarted", config.get("saved"), config.get("count"), config.get("greeting"),
+report_all("restarted", config.get("saved"), config.get("count"), config.get("greeting"),
   config.all())
 """,
         }
@@ -96,9 +73,9 @@ async def test_env_and_paths(hub, isolated_env: dict[str, str]) -> None:
         plugins={
             "p": PRELUDE
             + """
-report("env", config.env("BOTSTER_TEST_VALUE"), config.env("BOTSTER_TEST_EMPTY"),
+report_all("env", config.env("BOTSTER_TEST_VALUE"), config.env("BOTSTER_TEST_EMPTY"),
   config.env("BOTSTER_TEST_SURELY_UNSET"), config.env(""))
-report("paths", config.lua_path(), config.data_dir())
+report_all("paths", config.lua_path(), config.data_dir())
 """,
         },
     )
@@ -116,8 +93,8 @@ async def test_set_refuses_to_overwrite_a_broken_file(hub, isolated_env: dict[st
             + """
 -- Someone breaks the file while the hub runs; config.set must not wipe it.
 assert(fs.write(config.data_dir() .. "/config.json", "{broken"))
-report("set", config.set("x", 1))
-report("memory", config.get("x"), config.get("kept"))
+report_all("set", config.set("x", 1))
+report_all("memory", config.get("x"), config.get("kept"))
 """,
         },
     )
@@ -135,16 +112,16 @@ async def test_wrong_arguments_raise(hub, isolated_env: dict[str, str]) -> None:
         plugins={
             "p": PRELUDE
             + """
-report("positioned", raised(function() local v = config.get(nil); return v end),
+report_all("positioned", raised(function() local v = config.get(nil); return v end),
   raised(function() local ok = config.set("k", print); return ok end))
-report("types", raised(config.get, 5), raised(config.set, nil, 1), raised(config.set, "", 1),
+report_all("types", raised(config.get, 5), raised(config.set, nil, 1), raised(config.set, "", 1),
   raised(config.set, "k", {f = print}), raised(config.set, "k", 0/0),
   raised(config.set, "k", {a = {1, math.huge}}), raised(config.set, "k", {[1] = "a", [3] = "c"}),
   raised(config.set, "k", {[true] = 1}), raised(config.env, nil), raised(config.env, {}),
   raised(config.all, 1), raised(config.lua_path, "x"))
-report("settings", raised(config.set, "lua_step_budget", -1),
+report_all("settings", raised(config.set, "lua_step_budget", -1),
   raised(config.set, "reload_debounce_ms", "fast"), config.set("lua_step_budget", 2.5))
-report("wrong_door", raised(function() local f = config.delete; return f end))
+report_all("wrong_door", raised(function() local f = config.delete; return f end))
 """,
         }
     )

@@ -10,15 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.conftest import write_plugin
-
-PRELUDE = r"""
-local function report(tag, value) log.info("RESULT " .. tag .. " " .. json.encode(value)) end
-local function raised(fn)
-  local ok, err = pcall(fn)
-  if ok then return "no error" end
-  return tostring(err)
-end
-"""
+from tests.lua_prelude import PRELUDE
 
 EV_A = (
     PRELUDE
@@ -144,10 +136,10 @@ async def test_events_order_counts_failures_and_removal(hub):
 
 
 async def test_listeners_belong_to_their_plugin_across_reload(hub, git_repo: Path):
-    listener = PRELUDE + 'events.on("ping", function(d) d[#d + 1] = "{version}" end)\n'
+    listener = 'events.on("ping", function(d) d[#d + 1] = "{version}" end)\n'
     proc = await hub(
         plugins={
-            "ev_owner": listener.format(version="v1"),
+            "ev_owner": PRELUDE + listener.format(version="v1"),
             "ev_other": PRELUDE
             + r"""
             events.on("ping", function(d) d[#d + 1] = "other" end)
@@ -155,7 +147,7 @@ async def test_listeners_belong_to_their_plugin_across_reload(hub, git_repo: Pat
         }
     )
     mark = proc.mark()
-    write_plugin(git_repo, "ev_owner", listener.format(version="v2"))
+    write_plugin(git_repo, "ev_owner", PRELUDE + listener.format(version="v2"))
     await proc.wait_for(r"plugin 'ev_owner' reloaded", since=mark)
     # The reloaded plugin's new listener replaced its old one; the other plugin's stays.
     write_plugin(

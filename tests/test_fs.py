@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import re
 import stat
 from pathlib import Path
 
@@ -13,41 +12,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from botster.primitives.fs import _resolve_safe_blocking
-
-# Every plugin starts with these: `report(tag, ...)` logs all results (nil as null) as a JSON
-# array for `proc.result(tag)`; `raised(f, ...)` returns the error message f raises.
-PRELUDE = """
-local function report(tag, ...)
-  local t, out = table.pack(...), {}
-  for i = 1, t.n do
-    if t[i] == nil then out[i] = json.null else out[i] = t[i] end
-  end
-  log.info("RESULT " .. tag .. " " .. json.encode(json.array(out)))
-end
-local function raised(f, ...)
-  local ok, err = pcall(f, ...)
-  if ok then return "did not raise" end
-  return tostring(err)
-end
-"""
-
-
-def lua_str(value: str | bytes) -> str:
-    """A Lua string literal for any text or bytes (every unusual byte as a \\ddd escape)."""
-    raw = value.encode() if isinstance(value, str) else value
-    plain = set(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._- ")
-    return '"' + "".join(chr(b) if b in plain else f"\\{b:03d}" for b in raw) + '"'
+from tests.lua_prelude import plugin as lua_plugin
+from tests.lua_prelude import strip_position
 
 
 def plugin(base: Path, body: str) -> str:
-    return PRELUDE + f"local base = {lua_str(str(base))}\n" + body
-
-
-def strip_position(message: str) -> str:
-    """`.../init.lua:12: fs.read: ...` -> `fs.read: ...` (and checks the position is there)."""
-    m = re.match(r"^.*/init\.lua:\d+: (.*)$", message, re.S)
-    assert m, f"error does not point at the plugin's line: {message!r}"
-    return m.group(1)
+    """A plugin source with the prelude and `base`, the test's work directory, as a string."""
+    return lua_plugin(body, base=str(base))
 
 
 def temp_leftovers(root: Path) -> list[str]:
@@ -77,18 +48,18 @@ async def test_write_read_round_trip_is_binary_safe_and_atomic(hub, base: Path) 
 local bin = {}
 for i = 0, 255 do bin[#bin + 1] = string.char(i) end
 bin = table.concat(bin) .. "\0tail\r\n"
-report("w_text", fs.write(base .. "/a/b/c/text.txt", "hello\n"))
-report("r_text", fs.read(base .. "/a/b/c/text.txt"))
-report("w_bin", fs.write(base .. "/bin.dat", bin))
+report_all("w_text", fs.write(base .. "/a/b/c/text.txt", "hello\n"))
+report_all("r_text", fs.read(base .. "/a/b/c/text.txt"))
+report_all("w_bin", fs.write(base .. "/bin.dat", bin))
 local back = fs.read(base .. "/bin.dat")
-report("r_bin", #back, back == bin)
-report("w_empty", fs.write(base .. "/empty", ""), fs.read(base .. "/empty"))
-report("overwrite", fs.write(base .. "/private.txt", "new"), fs.read(base .. "/private.txt"))
-report("through_link", fs.write(base .. "/link.txt", "after"))
+report_all("r_bin", #back, back == bin)
+report_all("w_empty", fs.write(base .. "/empty", ""), fs.read(base .. "/empty"))
+report_all("overwrite", fs.write(base .. "/private.txt", "new"), fs.read(base .. "/private.txt"))
+report_all("through_link", fs.write(base .. "/link.txt", "after"))
 local odd = base .. "/\255\254name"
-report("odd_name", fs.write(odd, "x"), fs.read(odd))
+report_all("odd_name", fs.write(odd, "x"), fs.read(odd))
 local names = fs.listdir(base)  -- sorted by bytes: \255 comes last
-report("odd_listed", names[#names] == "\255\254name", names[1])
+report_all("odd_listed", names[#names] == "\255\254name", names[1])
 """,
             )
         }
@@ -129,24 +100,24 @@ async def test_failures_return_nil_and_a_message(hub, base: Path) -> None:
             "p": plugin(
                 base,
                 r"""
-report("read_missing", fs.read(base .. "/nope"))
-report("read_dir", fs.read(base .. "/dir"))
-report("read_nul", fs.read(base .. "/x\0y"))
-report("write_dir", fs.write(base .. "/dir", "x"))
-report("write_under_file", fs.write(base .. "/file.txt/x", "x"))
-report("listdir_missing", fs.listdir(base .. "/nope"))
-report("listdir_file", fs.listdir(base .. "/file.txt"))
-report("stat_missing", fs.stat(base .. "/nope"))
-report("mkdir_file", fs.mkdir(base .. "/file.txt"))
-report("rmdir_missing", fs.rmdir(base .. "/nope"))
-report("rmdir_file", fs.rmdir(base .. "/file.txt"))
-report("rmdir_link", fs.rmdir(base .. "/dirlink"))
-report("delete_missing", fs.delete(base .. "/nope"))
-report("delete_nonempty", fs.delete(base .. "/dir"))
-report("rename_missing", fs.rename(base .. "/nope", base .. "/new/place"))
-report("copy_missing", fs.copy(base .. "/nope", base .. "/x"))
-report("copy_dir_onto_existing", fs.copy(base .. "/dir", base .. "/emptydir"))
-report("never_fail", fs.exists(base .. "/nope"), fs.is_dir(base .. "/nope"),
+report_all("read_missing", fs.read(base .. "/nope"))
+report_all("read_dir", fs.read(base .. "/dir"))
+report_all("read_nul", fs.read(base .. "/x\0y"))
+report_all("write_dir", fs.write(base .. "/dir", "x"))
+report_all("write_under_file", fs.write(base .. "/file.txt/x", "x"))
+report_all("listdir_missing", fs.listdir(base .. "/nope"))
+report_all("listdir_file", fs.listdir(base .. "/file.txt"))
+report_all("stat_missing", fs.stat(base .. "/nope"))
+report_all("mkdir_file", fs.mkdir(base .. "/file.txt"))
+report_all("rmdir_missing", fs.rmdir(base .. "/nope"))
+report_all("rmdir_file", fs.rmdir(base .. "/file.txt"))
+report_all("rmdir_link", fs.rmdir(base .. "/dirlink"))
+report_all("delete_missing", fs.delete(base .. "/nope"))
+report_all("delete_nonempty", fs.delete(base .. "/dir"))
+report_all("rename_missing", fs.rename(base .. "/nope", base .. "/new/place"))
+report_all("copy_missing", fs.copy(base .. "/nope", base .. "/x"))
+report_all("copy_dir_onto_existing", fs.copy(base .. "/dir", base .. "/emptydir"))
+report_all("never_fail", fs.exists(base .. "/nope"), fs.is_dir(base .. "/nope"),
   fs.exists(base .. "/a\0b"), fs.is_dir(base .. "/file.txt"))
 """,
             )
@@ -195,14 +166,14 @@ async def test_wrong_arguments_raise_at_the_callers_line(hub, base: Path) -> Non
                 base,
                 r"""
 -- (not tail calls: a tail call drops the caller's frame, and with it the line)
-report("positioned", raised(function() local r = fs.read(nil); return r end),
+report_all("positioned", raised(function() local r = fs.read(nil); return r end),
   raised(function() local r = fs.resolve_safe("/tmp", 5); return r end))
-report("types", raised(fs.write, "/tmp/x", nil), raised(fs.write, "/tmp/x", 5),
+report_all("types", raised(fs.write, "/tmp/x", nil), raised(fs.write, "/tmp/x", 5),
   raised(fs.write, nil, "x"), raised(fs.exists, {}), raised(fs.is_dir, true), raised(fs.listdir),
   raised(fs.copy, "a"), raised(fs.copy, nil, "b"), raised(fs.stat, 1.5), raised(fs.mkdir, nil),
   raised(fs.rmdir, false), raised(fs.delete, print), raised(fs.rename, "a", nil),
   raised(fs.resolve_safe, nil, "x"), raised(fs.read, "a", "b"))
-report("wrong_door", raised(function() local r = fs.read_bytes("x"); return r end),
+report_all("wrong_door", raised(function() local r = fs.read_bytes("x"); return r end),
   raised(function() local r = fs.nonsense; return r end))
 """,
             )
@@ -255,26 +226,28 @@ async def test_directory_operations(hub, base: Path) -> None:
             "p": plugin(
                 base,
                 r"""
-report("mkdir", fs.mkdir(base .. "/t/a/b"), fs.mkdir(base .. "/t/a/b"), fs.is_dir(base .. "/t/a/b"))
+report_all("mkdir", fs.mkdir(base .. "/t/a/b"), fs.mkdir(base .. "/t/a/b"),
+  fs.is_dir(base .. "/t/a/b"))
 fs.write(base .. "/t/z.txt", "zz")
 fs.write(base .. "/t/m.txt", "m")
-report("listdir", fs.listdir(base .. "/t"), fs.listdir(base .. "/t/a/b"))
-report("stat", fs.stat(base .. "/target.txt"), fs.stat(base .. "/t/a"),
+report_all("listdir", fs.listdir(base .. "/t"), fs.listdir(base .. "/t/a/b"))
+report_all("stat", fs.stat(base .. "/target.txt"), fs.stat(base .. "/t/a"),
   fs.stat(base .. "/stat_link"), fs.stat(base .. "/dangling"))
-report("exists", fs.exists(base .. "/t/z.txt"), fs.exists(base .. "/t/a"),
+report_all("exists", fs.exists(base .. "/t/z.txt"), fs.exists(base .. "/t/a"),
   fs.exists(base .. "/dangling"), fs.is_dir(base .. "/t/a"), fs.is_dir(base .. "/t/z.txt"),
   fs.is_dir(base .. "/dir_link"))
-report("copy", fs.copy(base .. "/t/z.txt", base .. "/c/d/z2.txt"), fs.read(base .. "/c/d/z2.txt"),
+report_all("copy", fs.copy(base .. "/t/z.txt", base .. "/c/d/z2.txt"),
+  fs.read(base .. "/c/d/z2.txt"),
   fs.copy(base .. "/target.txt", base .. "/c/d/z2.txt"), fs.read(base .. "/c/d/z2.txt"))
-report("copy_tree", fs.copy(base .. "/t", base .. "/t2"), fs.listdir(base .. "/t2"),
+report_all("copy_tree", fs.copy(base .. "/t", base .. "/t2"), fs.listdir(base .. "/t2"),
   fs.listdir(base .. "/t2/a"))
-report("rename", fs.rename(base .. "/t/m.txt", base .. "/r/s/m.txt"),
+report_all("rename", fs.rename(base .. "/t/m.txt", base .. "/r/s/m.txt"),
   fs.exists(base .. "/t/m.txt"), fs.read(base .. "/r/s/m.txt"))
-report("rename_over", fs.rename(base .. "/t/z.txt", base .. "/r/s/m.txt"),
+report_all("rename_over", fs.rename(base .. "/t/z.txt", base .. "/r/s/m.txt"),
   fs.read(base .. "/r/s/m.txt"))
-report("delete", fs.delete(base .. "/c/d/z2.txt"), fs.exists(base .. "/c/d/z2.txt"),
+report_all("delete", fs.delete(base .. "/c/d/z2.txt"), fs.exists(base .. "/c/d/z2.txt"),
   fs.delete(base .. "/t/a/b"), fs.exists(base .. "/t/a/b"), fs.delete(base .. "/dir_link"))
-report("rmdir", fs.rmdir(base .. "/tree"), fs.exists(base .. "/tree"),
+report_all("rmdir", fs.rmdir(base .. "/tree"), fs.exists(base .. "/tree"),
   fs.rmdir(base .. "/t2"), fs.exists(base .. "/t2"))
 """,
             )
@@ -471,13 +444,13 @@ async def test_resolve_safe_through_lua(hub, tmp_path: Path) -> None:
             "p": plugin(
                 t.root,
                 r"""
-report("ok", fs.resolve_safe(base, "link_in/file.txt"), fs.resolve_safe(base, ""),
+report_all("ok", fs.resolve_safe(base, "link_in/file.txt"), fs.resolve_safe(base, ""),
   fs.resolve_safe(base, "new/file"))
-report("escape", fs.resolve_safe(base, "link_out/secret.txt"))
-report("dotdot", fs.resolve_safe(base, "../outside"))
-report("nul", fs.resolve_safe(base, "a\0b"))
+report_all("escape", fs.resolve_safe(base, "link_out/secret.txt"))
+report_all("dotdot", fs.resolve_safe(base, "../outside"))
+report_all("nul", fs.resolve_safe(base, "a\0b"))
 local p = assert(fs.resolve_safe(base, "new/file"))
-report("use", fs.write(p, "made"), fs.read(p))
+report_all("use", fs.write(p, "made"), fs.read(p))
 """,
             )
         }

@@ -8,21 +8,21 @@ run through both forms with the ``form`` parameter ("sync" = ``http.get`` and fr
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from tests.conftest import write_plugin
-from tests.servers import LoopbackServer, free_port, http_server, lua_str
+from tests.lua_prelude import assert_raised, report_raised
+from tests.lua_prelude import plugin as lua_plugin
+from tests.servers import LoopbackServer, free_port, http_server
 
 FORMS = ["sync", "async"]
 
-# Shared by the plugins below: `call` runs one request through either form and hands
-# (resp, err) to `done`; `report` logs a RESULT line; `summary` makes a response reportable.
-PRELUDE = """
-local function report(tag, value) log.info("RESULT " .. tag .. " " .. json.encode(value)) end
+# After tests.lua_prelude's helpers: `call` runs one request through either form and hands
+# (resp, err) to `done`; `summary` makes a response reportable.
+HELPERS = """
 local function summary(resp, err)
   if not resp then return {err = err} end
   return {status = resp.status, body = resp.body, headers = resp.headers}
@@ -42,9 +42,8 @@ end
 
 
 def plugin(body: str, **values: str) -> str:
-    """A plugin source: the prelude, `local NAME = "value"` for each value, then `body`."""
-    consts = "".join(f"local {k} = {lua_str(v)}\n" for k, v in values.items())
-    return PRELUDE + consts + body
+    """A plugin source: the shared prelude, the values as constants, `HELPERS`, then `body`."""
+    return lua_plugin(HELPERS + body, **values)
 
 
 @pytest.fixture
@@ -284,33 +283,13 @@ WRONG_USE = {
 
 
 async def test_wrong_use_raises_with_the_function_name(hub: Any, server: LoopbackServer) -> None:
-    cases = "\n".join(
-        f"  check({lua_str(tag)}, function() local _ = {code} end)"
-        for tag, (code, _) in WRONG_USE.items()
-    )
     source = plugin(
-        """
-local function check(tag, fn)
-  local ok, err = pcall(fn)
-  report(tag, {ok = ok, err = tostring(err)})
-end
-timer.after(0, function()
-"""
-        + cases
-        + """
-  report("done", true)
-end)
-""",
+        "timer.after(0, function()\n" + report_raised(WRONG_USE) + 'report("done", true)\nend)\n',
         URL=server.url("/echo"),
     )
     proc = await hub(plugins={"http_wrong_use": source})
     await proc.result("done")
-    for tag, (_, message) in WRONG_USE.items():
-        got = await proc.result(tag)
-        assert got["ok"] is False, tag
-        # Raised at the plugin's line: "<file>:<line>: <message>".
-        assert re.search(r"init\.lua:\d+: ", got["err"]), (tag, got["err"])
-        assert message in got["err"], (tag, got["err"])
+    await assert_raised(proc, WRONG_USE)
     assert server.seen == []  # nothing wrong was sent
 
 

@@ -2,14 +2,7 @@
 
 from __future__ import annotations
 
-PRELUDE = r"""
-local function report(tag, value) log.info("RESULT " .. tag .. " " .. json.encode(value)) end
-local function raised(fn)
-  local ok, err = pcall(fn)
-  if ok then return "no error" end
-  return tostring(err)
-end
-"""
+from tests.lua_prelude import PRELUDE
 
 LOGGER = (
     PRELUDE

@@ -4,27 +4,11 @@ disk (no plaintext, modes), scoping per plugin, tampering, the key file, and wro
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import stat
 from pathlib import Path
 
-# `report(tag, ...)` logs all results (nil as null) as a JSON array for `proc.result(tag)`;
-# `raised(f, ...)` returns the error message f raises.
-PRELUDE = """
-local function report(tag, ...)
-  local t, out = table.pack(...), {}
-  for i = 1, t.n do
-    if t[i] == nil then out[i] = json.null else out[i] = t[i] end
-  end
-  log.info("RESULT " .. tag .. " " .. json.encode(json.array(out)))
-end
-local function raised(f, ...)
-  local ok, err = pcall(f, ...)
-  if ok then return "did not raise" end
-  return tostring(err)
-end
-"""
+from tests.lua_prelude import PRELUDE, strip_position
 
 MARKER = "PLAINTEXT-MARKER-7f3a"
 AUTH_FAILED = "stored value failed authentication (tampered, or written with another key)"
@@ -32,12 +16,6 @@ AUTH_FAILED = "stored value failed authentication (tampered, or written with ano
 
 def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
-
-
-def strip_position(message: str) -> str:
-    m = re.match(r"^.*/init\.lua:\d+: (.*)$", message, re.S)
-    assert m, f"error does not point at the plugin's line: {message!r}"
-    return m.group(1)
 
 
 async def test_round_trip_and_what_lands_on_disk(hub, isolated_env: dict[str, str]) -> None:
@@ -48,18 +26,18 @@ async def test_round_trip_and_what_lands_on_disk(hub, isolated_env: dict[str, st
             + f"""
 local marker = "{MARKER}"
 local bin = marker .. "\\0\\1\\2\\255\\254" .. string.rep("z", 100)
-report("missing", secrets.get("token"))
-report("set", secrets.set("token", bin))
+report_all("missing", secrets.get("token"))
+report_all("set", secrets.set("token", bin))
 local back = secrets.get("token")
-report("get", back == bin, #back)
-report("overwrite", secrets.set("token", marker .. "-v2"), secrets.get("token"))
-report("dotted", secrets.set("other.key_2-X", marker), secrets.get("other.key_2-X"))
-report("delete", secrets.delete("other.key_2-X"), secrets.delete("other.key_2-X"),
+report_all("get", back == bin, #back)
+report_all("overwrite", secrets.set("token", marker .. "-v2"), secrets.get("token"))
+report_all("dotted", secrets.set("other.key_2-X", marker), secrets.get("other.key_2-X"))
+report_all("delete", secrets.delete("other.key_2-X"), secrets.delete("other.key_2-X"),
   secrets.get("other.key_2-X"))
-report("limits", secrets.set("big", string.rep(marker, 4000):sub(1, 65536)),
+report_all("limits", secrets.set("big", string.rep(marker, 4000):sub(1, 65536)),
   #secrets.get("big"), secrets.set("empty", ""), secrets.get("empty"))
 """,
-            "odd plugin%": PRELUDE + 'report("odd", secrets.set("k", "odd value"))',
+            "odd plugin%": PRELUDE + 'report_all("odd", secrets.set("k", "odd value"))',
         }
     )
     assert await proc.result("missing") == [None]
@@ -99,15 +77,15 @@ async def test_scoped_per_plugin_and_bound_to_owner_and_name(
     home = Path(isolated_env["BOTSTER_HOME"])
     user_init = home / "lua" / "user" / "init.lua"
     user_init.parent.mkdir(parents=True)
-    user_init.write_text(PRELUDE + 'report("user", secrets.set("token", "user-token"))')
+    user_init.write_text(PRELUDE + 'report_all("user", secrets.set("token", "user-token"))')
     proc = await hub(
         plugins={
             "alpha": PRELUDE
             + """
-report("alpha", secrets.set("token", "alpha-token"), secrets.set("victim", "alpha-only"),
+report_all("alpha", secrets.set("token", "alpha-token"), secrets.set("victim", "alpha-only"),
   secrets.set("tampered", "t"), secrets.set("short", "s"))
 """,
-            "beta": PRELUDE + 'report("beta", secrets.set("token", "beta-token"))',
+            "beta": PRELUDE + 'report_all("beta", secrets.set("token", "beta-token"))',
         }
     )
     assert await proc.result("user") == [True]
@@ -125,20 +103,22 @@ report("alpha", secrets.set("token", "alpha-token"), secrets.set("victim", "alph
     (root / "alpha/tampered.enc").write_bytes(bytes(blob))
     (root / "alpha/short.enc").write_bytes(b"xx")
 
-    user_init.write_text(PRELUDE + 'report("user2", secrets.get("token"), secrets.get("victim"))')
+    user_init.write_text(
+        PRELUDE + 'report_all("user2", secrets.get("token"), secrets.get("victim"))'
+    )
     proc2 = await hub(
         plugins={
             "alpha": PRELUDE
             + """
-report("alpha2", secrets.get("token"), secrets.get("victim"))
-report("renamed", secrets.get("renamed"))
-report("tampered", secrets.get("tampered"))
-report("short", secrets.get("short"))
+report_all("alpha2", secrets.get("token"), secrets.get("victim"))
+report_all("renamed", secrets.get("renamed"))
+report_all("tampered", secrets.get("tampered"))
+report_all("short", secrets.get("short"))
 """,
             "beta": PRELUDE
             + """
-report("beta2", secrets.get("token"), secrets.get("never_set"))
-report("stolen", secrets.get("victim"))
+report_all("beta2", secrets.get("token"), secrets.get("never_set"))
+report_all("stolen", secrets.get("victim"))
 """,
         }
     )
@@ -158,7 +138,7 @@ async def test_a_key_file_others_can_read_is_refused(hub, isolated_env: dict[str
     key_file = home / "secrets.key"
     key_file.write_bytes(os.urandom(32))
     key_file.chmod(0o644)
-    proc = await hub(plugins={"p": PRELUDE + 'report("set", secrets.set("k", "v"))\n'})
+    proc = await hub(plugins={"p": PRELUDE + 'report_all("set", secrets.set("k", "v"))\n'})
     assert await proc.result("set") == [
         None,
         f"secrets.set: {key_file}: the key file has mode 0644, which lets others read it; "
@@ -173,14 +153,14 @@ async def test_wrong_arguments_raise(hub) -> None:
         plugins={
             "p": PRELUDE
             + """
-report("positioned", raised(function() local v = secrets.get(nil); return v end),
+report_all("positioned", raised(function() local v = secrets.get(nil); return v end),
   raised(function() local ok = secrets.set("k", string.rep("x", 65537)); return ok end))
-report("types", raised(secrets.get, "bad key!"), raised(secrets.get, ""),
+report_all("types", raised(secrets.get, "bad key!"), raised(secrets.get, ""),
   raised(secrets.set, string.rep("k", 129), "v"), raised(secrets.get, "../escape"),
   raised(secrets.set, "k", nil), raised(secrets.set, "k", 5), raised(secrets.set, nil, "v"),
   raised(secrets.delete, {}), raised(secrets.delete, "a/b"))
-report("wrong_door", raised(function() local f = secrets.list; return f end))
-report("nothing_written", fs.exists(config.data_dir() .. "/secrets"))
+report_all("wrong_door", raised(function() local f = secrets.list; return f end))
+report_all("nothing_written", fs.exists(config.data_dir() .. "/secrets"))
 """,
         }
     )

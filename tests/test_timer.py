@@ -7,14 +7,7 @@ due before it has had its turn.
 
 from __future__ import annotations
 
-PRELUDE = r"""
-local function report(tag, value) log.info("RESULT " .. tag .. " " .. json.encode(value)) end
-local function raised(fn)
-  local ok, err = pcall(fn)
-  if ok then return "no error" end
-  return tostring(err)
-end
-"""
+from tests.lua_prelude import PRELUDE
 
 TIMERS = (
     PRELUDE

@@ -13,13 +13,15 @@ from typing import Any
 import pytest
 
 from tests.conftest import write_plugin
-from tests.servers import LoopbackServer, free_port, http_server, lua_str
+from tests.lua_prelude import assert_raised, report_raised
+from tests.lua_prelude import plugin as lua_plugin
+from tests.servers import LoopbackServer, free_port, http_server
 
-# `watch(tag, url, opts)` connects with callbacks that append to a list and report it as
-# RESULT <tag> when the connection ends (on_close or on_error); `extra` adds callbacks'
-# follow-ups, e.g. extra.on_open(id) runs after on_open is recorded.
-PRELUDE = """
-local function report(tag, value) log.info("RESULT " .. tag .. " " .. json.encode(value)) end
+# After tests.lua_prelude's helpers: `watch(tag, url, opts)` connects with callbacks that
+# append to a list and report it as RESULT <tag> when the connection ends (on_close or
+# on_error); `extra` adds callbacks' follow-ups, e.g. extra.on_open(id) runs after on_open is
+# recorded.
+HELPERS = """
 local function watch(tag, url, opts, extra)
   opts, extra = opts or {}, extra or {}
   local seen, id = {}, nil
@@ -51,8 +53,8 @@ end
 
 
 def plugin(body: str, **values: str) -> str:
-    consts = "".join(f"local {k} = {lua_str(v)}\n" for k, v in values.items())
-    return PRELUDE + consts + body
+    """A plugin source: the shared prelude, the values as constants, `HELPERS`, then `body`."""
+    return lua_plugin(HELPERS + body, **values)
 
 
 @pytest.fixture
@@ -152,11 +154,13 @@ local id = watch("early_close", HOLD)
 assert(websocket.close(id) == true)
 local ok, err = websocket.send(id, "x")
 report("early_send", {ok = ok, err = err})
+watch("tls_to_plain", TLS_TO_PLAIN)
 """,
             REFUSED=f"ws://127.0.0.1:{port}/",
             NOT_WS=server.ws_url("/no-ws"),
             SELF_SIGNED=tls.ws_url(),
             HOLD=server.ws_url("/hold"),
+            TLS_TO_PLAIN=server.ws_url().replace("ws://", "wss://"),
         )
         proc = await hub(plugins={"ws_failures": source})
         assert await proc.result("refused") == [
@@ -183,6 +187,11 @@ report("early_send", {ok = ok, err = err})
         assert await proc.result("early_send") == {
             "err": "websocket.send: ws_4: no such connection (closed, or never opened)"
         }
+        # OpenSSL's reason codes read as words, as for http ("wrong version number").
+        (kind, err), *rest = await proc.result("tls_to_plain")
+        assert kind == "error" and rest == []
+        assert err.startswith(f"websocket.connect: {server.ws_url().replace('ws://', 'wss://')}: ")
+        assert "TLS handshake failed: " in err and not re.search(r"[A-Z]{2,}_[A-Z]", err)
     assert tls.seen == []
 
 
@@ -222,18 +231,8 @@ WRONG_USE = {
 async def test_wrong_use_raises_and_unknown_ids_return_nil(
     hub: Any, server: LoopbackServer
 ) -> None:
-    cases = "\n".join(
-        f"check({lua_str(tag)}, function() local _ = {code} end)"
-        for tag, (code, _) in WRONG_USE.items()
-    )
     source = plugin(
-        """
-local function check(tag, fn)
-  local ok, err = pcall(fn)
-  report(tag, {ok = ok, err = tostring(err)})
-end
-"""
-        + cases
+        report_raised(WRONG_USE)
         + """
 timer.after(0, function()
   local ok, err = websocket.send("ws_999", "x")
@@ -245,11 +244,7 @@ end)
         URL=server.ws_url(),
     )
     proc = await hub(plugins={"ws_wrong_use": source})
-    for tag, (_, message) in WRONG_USE.items():
-        got = await proc.result(tag)
-        assert got["ok"] is False, tag
-        assert re.search(r"init\.lua:\d+: ", got["err"]), (tag, got["err"])
-        assert message in got["err"], (tag, got["err"])
+    await assert_raised(proc, WRONG_USE)
     assert await proc.result("unknown_send") == {
         "err": "websocket.send: ws_999: no such connection (closed, or never opened)"
     }

@@ -1,6 +1,6 @@
 """The ``http`` primitive: HTTP(S) requests for plugins, ``get/post/put/delete`` and ``request``.
 
-Owns the hub's one HTTP client (an aiohttp ``ClientSession``, created on first use and closed
+Owns the hub's HTTP client (a ``botster.hub.net.LazySession``: created on first use, closed
 at shutdown), the four positional shortcuts and the table-first ``http.request``. Both forms run
 through one coroutine, ``_perform``; they differ only in how the result comes back:
 
@@ -18,26 +18,25 @@ option) raises. TLS certificates are always verified. Cookies are never stored (
 the client, so a jar would leak one plugin's session into another's requests), and proxy
 variables from the environment are not used.
 
-Leaves to ``botster.lua`` argument checking, conversion and task scheduling, and to
-``websocket.py`` websocket connections.
+Leaves to ``botster.lua`` argument checking, conversion and task scheduling, to
+``botster.hub.net`` the client's configuration and the words for failures any connection can
+meet (those only HTTP meets, redirects and bodies, are here), and to ``websocket.py``
+websocket connections.
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
 import itertools
 import json
 import math
-import os
-import re
-import ssl
 from typing import Any, TypedDict
 
 import aiohttp
 from yarl import URL
 
 from botster.errors import ArgumentError
+from botster.hub import net
 from botster.hub.context import current_hub
 from botster.lua.api import LuaFunction, LuaTable, describe, lua_api
 from botster.lua.convert import ConversionError
@@ -48,8 +47,6 @@ DEFAULT_TIMEOUT = 30.0
 MAX_BODY = 64 << 20  # bytes of (decompressed) response body
 MAX_IN_FLIGHT = 256  # http.request calls waiting for their callback, per plugin
 METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")
-
-_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # RFC 9110 header field name
 
 
 class _RequiredOptions(TypedDict):
@@ -66,7 +63,7 @@ class RequestOptions(_RequiredOptions, total=False):
     timeout: float
 
 
-_session: aiohttp.ClientSession | None = None
+_client = net.LazySession()
 _in_flight: dict[str, tuple[str, asyncio.Task[None]]] = {}  # request id -> (owner, task)
 _ids = itertools.count(1)
 
@@ -74,25 +71,6 @@ _ids = itertools.count(1)
 def in_flight_count(owner: str | None = None) -> int:
     """How many ``http.request`` calls are waiting for their callback (for leak checks)."""
     return sum(1 for o, _ in _in_flight.values() if owner is None or o == owner)
-
-
-def _client() -> aiohttp.ClientSession:
-    global _session
-    if _session is None or _session.closed:
-        _session = aiohttp.ClientSession(
-            cookie_jar=aiohttp.DummyCookieJar(),
-            trust_env=False,
-            raise_for_status=False,
-        )
-        current_hub().on_close(_close_client)
-    return _session
-
-
-async def _close_client() -> None:
-    global _session
-    session, _session = _session, None
-    if session is not None:
-        await session.close()
 
 
 # Checking ---------------------------------------------------------------------------------
@@ -106,15 +84,6 @@ def _check_url(url: str, arg: str = "url") -> URL:
     if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
         raise ArgumentError(f"{arg}: expected an http:// or https:// URL, got {url!r}")
     return parsed
-
-
-def _check_headers(headers: dict[str, str] | None, arg: str) -> dict[str, str]:
-    for name, value in (headers or {}).items():
-        if not _TOKEN.match(name):
-            raise ArgumentError(f"{arg}: {name!r} is not a valid header name")
-        if any(c in value for c in "\r\n\0"):
-            raise ArgumentError(f"{arg}.{name}: header values cannot contain CR, LF or NUL")
-    return dict(headers or {})
 
 
 def _check_timeout(timeout: float, arg: str) -> float:
@@ -147,55 +116,19 @@ def _body(body: bytes | Any, headers: dict[str, str], arg: str) -> bytes:
 # The one implementation -------------------------------------------------------------------
 
 
-def _shown(url: URL | str) -> str:
-    """The URL as error messages show it: without user name and password."""
-    if isinstance(url, str):
-        try:
-            url = URL(url)
-        except ValueError:
-            return url
-    return str(url.with_user(None)) if url.user or url.password else str(url)
-
-
-def _os_reason(err: BaseException | None) -> str:
-    code = getattr(err, "errno", None)
-    if isinstance(code, int) and code > 0 and code in errno.errorcode:
-        return f"{os.strerror(code).lower()} ({errno.errorcode[code]})"
-    text = getattr(err, "strerror", None) or str(err)
-    return text or type(err).__name__
-
-
-def _ssl_text(err: BaseException | None) -> str:
-    text = getattr(err, "verify_message", None) or getattr(err, "reason", None) or str(err)
-    text = re.sub(r"^\[[^\]]*\]\s*|\s*\(_ssl\.c:\d+\)$", "", str(text))
-    return text.replace("_", " ").lower() if text.isupper() else text
-
-
 def _reason(exc: BaseException, timeout: float) -> str:
-    """Why a request failed, in words a plugin author can act on."""
-    if isinstance(exc, TimeoutError):
-        return f"timed out after {timeout:g} s"
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        return f"TLS certificate verification failed: {_ssl_text(exc.certificate_error)}"
-    if isinstance(exc, aiohttp.ClientSSLError):
-        return f"TLS handshake failed: {_ssl_text(exc.os_error)}"
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        return f"cannot resolve host {exc.host} ({_os_reason(exc.os_error)})"
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return f"cannot connect to {exc.host}:{exc.port}: {_os_reason(exc.os_error)}"
+    """Why a request failed: HTTP's own failures here, the rest from ``net.reason``."""
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return "the server closed the connection before responding"
     if isinstance(exc, aiohttp.TooManyRedirects):
         return "too many redirects"
     if isinstance(exc, aiohttp.InvalidURL):
-        return f"invalid URL {_shown(str(exc.url))!r}"
+        return f"invalid URL {net.shown(str(exc.url))!r}"
     if isinstance(exc, aiohttp.ClientPayloadError):
         return f"malformed response body: {exc}"
     if isinstance(exc, aiohttp.ClientResponseError):
         return f"bad response: {exc.message}"
-    if isinstance(exc, (ssl.SSLError, ConnectionError)) or type(exc) is OSError:
-        return _os_reason(exc)
-    return str(exc) or type(exc).__name__
+    return net.reason(exc, timeout)
 
 
 def _response_headers(headers: Any) -> dict[str, str]:
@@ -215,9 +148,9 @@ async def _perform(
     timeout_s: float,
 ) -> dict[str, Any] | tuple[None, str]:
     """Sends one request; ``{status, body, headers}`` or ``(None, "<fname>: <url>: <why>")``."""
-    where = f"{fname}: {_shown(url)}"
+    where = f"{fname}: {net.shown(url)}"
     try:
-        async with _client().request(
+        async with _client.get().request(
             method,
             url,
             headers=headers,
@@ -250,7 +183,7 @@ async def _shortcut(
     fname: str, method: str, url: str, body: Any, headers: dict[str, str] | None
 ) -> dict[str, Any] | tuple[None, str]:
     parsed = _check_url(url)
-    hdrs = _check_headers(headers, "headers")
+    hdrs = net.check_headers(headers, "headers")
     data = None if body is None else _body(body, hdrs, "body")
     return await _perform(fname, method, parsed, hdrs, data, DEFAULT_TIMEOUT)
 
@@ -386,7 +319,7 @@ def request(opts: RequestOptions, callback: LuaFunction) -> str | tuple[None, st
             f"opts.method: expected one of {', '.join(METHODS)}, got {opts['method']!r}"
         )
     url = _check_url(opts["url"], "opts.url")
-    headers = _check_headers(opts.get("headers"), "opts.headers")
+    headers = net.check_headers(opts.get("headers"), "opts.headers")
     timeout = _check_timeout(opts.get("timeout", DEFAULT_TIMEOUT), "opts.timeout")
     if "body" in opts and "json" in opts:
         raise ArgumentError("opts: give body or json, not both")

@@ -1,29 +1,27 @@
 """The ``websocket`` primitive: client connections, ``connect``, ``send`` and ``close``.
 
-Owns the hub's websocket client (an aiohttp ``ClientSession`` of its own, created on first use
-and closed at shutdown) and the table of live connections. Each connection is one background
-task owned by the plugin that opened it: it connects, then reads frames and runs the plugin's
-callbacks (``on_open``, ``on_message``, ``on_close``, ``on_error``) as tasks of that plugin,
-in the order the frames arrived. No thread is involved; the spec's "dedicated OS thread" is an
-implementation detail of the original that asyncio makes unnecessary.
+Owns the hub's websocket client (a ``botster.hub.net.LazySession`` of its own, apart from
+``http``'s, so open sockets never hold up HTTP requests) and the table of live connections.
+Each connection is one background task owned by the plugin that opened it: it connects, then
+reads frames and runs the plugin's callbacks (``on_open``, ``on_message``, ``on_close``,
+``on_error``) as tasks of that plugin, in the order the frames arrived. No thread is involved;
+the spec's "dedicated OS thread" is an implementation detail of the original that asyncio
+makes unnecessary.
 
 Lifecycle of a connection id ("ws_1"): connecting -> open -> closing -> gone. Every connection
 ends with exactly one of ``on_close(code, reason)`` or ``on_error(err)`` unless its plugin is
 unloaded first: unloading closes the plugin's sockets without calling anything back. Once a
 connection has ended its id is unknown, and ``send``/``close`` on it return ``nil, err``.
 
-Leaves plain HTTP to ``http.py`` and argument checking, conversion and scheduling to
-``botster.lua``.
+Leaves plain HTTP to ``http.py``, argument checking, conversion and scheduling to
+``botster.lua``, and the client's configuration and the words for failures any connection can
+meet to ``botster.hub.net`` (those only a websocket meets, a refused upgrade, are here).
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
 import itertools
-import os
-import re
-import ssl
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
@@ -31,6 +29,7 @@ import aiohttp
 from yarl import URL
 
 from botster.errors import ArgumentError
+from botster.hub import net
 from botster.hub.context import current_hub
 from botster.lua.api import LuaFunction, lua_api
 
@@ -40,8 +39,6 @@ MAX_PER_OWNER = 64  # live connections per plugin
 MAX_MESSAGE = 16 << 20  # bytes in one received message
 CONNECT_TIMEOUT = 30.0  # seconds for TCP + TLS + the upgrade handshake
 CLOSE_TIMEOUT = 5.0  # seconds to wait for the peer's close frame
-
-_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # RFC 9110 header field name
 
 
 class ConnectOptions(TypedDict, total=False):
@@ -74,7 +71,7 @@ class _Conn:
     closer: asyncio.Task[Any] | None = None
 
 
-_session: aiohttp.ClientSession | None = None
+_client = net.LazySession()  # no total timeout; _run bounds the handshake by CONNECT_TIMEOUT
 _conns: dict[str, _Conn] = {}
 _ids = itertools.count(1)
 
@@ -84,64 +81,18 @@ def active_count(owner: str | None = None) -> int:
     return sum(1 for c in _conns.values() if owner is None or c.owner == owner)
 
 
-def _client() -> aiohttp.ClientSession:
-    global _session
-    if _session is None or _session.closed:
-        # No total timeout: it would cut every connection after that long. The handshake
-        # gets CONNECT_TIMEOUT in _run instead.
-        _session = aiohttp.ClientSession(
-            cookie_jar=aiohttp.DummyCookieJar(),
-            trust_env=False,
-            timeout=aiohttp.ClientTimeout(total=None),
-        )
-        current_hub().on_close(_close_client)
-    return _session
-
-
-async def _close_client() -> None:
-    global _session
-    session, _session = _session, None
-    if session is not None:
-        await session.close()
-
-
 # Reasons ----------------------------------------------------------------------------------
 
 
-def _os_reason(err: BaseException | None) -> str:
-    code = getattr(err, "errno", None)
-    if isinstance(code, int) and code > 0 and code in errno.errorcode:
-        return f"{os.strerror(code).lower()} ({errno.errorcode[code]})"
-    text = getattr(err, "strerror", None) or str(err)
-    return text or type(err).__name__
-
-
-def _ssl_text(err: BaseException | None) -> str:
-    text = getattr(err, "verify_message", None) or getattr(err, "reason", None) or str(err)
-    return re.sub(r"^\[[^\]]*\]\s*|\s*\(_ssl\.c:\d+\)$", "", str(text))
-
-
 def _reason(exc: BaseException) -> str:
-    """Why a connection failed, in words a plugin author can act on."""
-    if isinstance(exc, TimeoutError):
-        return f"timed out after {CONNECT_TIMEOUT:g} s"
+    """Why a connection failed: a websocket's own failures here, the rest from ``net.reason``."""
     if isinstance(exc, aiohttp.WSServerHandshakeError):
         return f"the server refused the websocket upgrade (HTTP {exc.status}: {exc.message})"
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        return f"TLS certificate verification failed: {_ssl_text(exc.certificate_error)}"
-    if isinstance(exc, aiohttp.ClientSSLError):
-        return f"TLS handshake failed: {_ssl_text(exc.os_error)}"
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        return f"cannot resolve host {exc.host} ({_os_reason(exc.os_error)})"
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return f"cannot connect to {exc.host}:{exc.port}: {_os_reason(exc.os_error)}"
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return "the server closed the connection during the handshake"
     if isinstance(exc, aiohttp.InvalidURL):
         return "invalid URL"
-    if isinstance(exc, (ssl.SSLError, ConnectionError)) or type(exc) is OSError:
-        return _os_reason(exc)
-    return str(exc) or type(exc).__name__
+    return net.reason(exc, CONNECT_TIMEOUT)
 
 
 # The connection task ----------------------------------------------------------------------
@@ -180,7 +131,7 @@ async def _run(conn: _Conn) -> None:
     try:
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT):
-                ws = await _client().ws_connect(
+                ws = await _client.get().ws_connect(
                     conn.url,
                     headers=conn.headers,
                     max_msg_size=MAX_MESSAGE,
@@ -266,19 +217,6 @@ def _check_url(url: str) -> URL:
     return parsed
 
 
-def _check_headers(headers: dict[str, str] | None) -> dict[str, str]:
-    for name, value in (headers or {}).items():
-        if not _TOKEN.match(name):
-            raise ArgumentError(f"opts.headers: {name!r} is not a valid header name")
-        if any(c in value for c in "\r\n\0"):
-            raise ArgumentError(f"opts.headers.{name}: header values cannot contain CR, LF or NUL")
-    return dict(headers or {})
-
-
-def _shown(url: URL) -> str:
-    return str(url.with_user(None)) if url.user or url.password else str(url)
-
-
 # Lua-facing -------------------------------------------------------------------------------
 
 
@@ -314,7 +252,7 @@ def connect(url: str, opts: ConnectOptions | None = None) -> str | tuple[None, s
     """
     parsed = _check_url(url)
     options = opts or {}
-    headers = _check_headers(options.get("headers"))
+    headers = net.check_headers(options.get("headers"), "opts.headers")
     hub = current_hub()
     owner = hub.host.current_owner()
     if active_count(owner) >= MAX_PER_OWNER:
@@ -323,7 +261,7 @@ def connect(url: str, opts: ConnectOptions | None = None) -> str | tuple[None, s
             "close some with websocket.close(id)"
         )
     callbacks = {k: v for k, v in options.items() if k.startswith("on_")}
-    conn = _Conn(f"ws_{next(_ids)}", owner, parsed, _shown(parsed), headers, callbacks)
+    conn = _Conn(f"ws_{next(_ids)}", owner, parsed, net.shown(parsed), headers, callbacks)
     _conns[conn.id] = conn
     hub.owners.add(owner, conn.id, lambda: _release(conn))
     conn.task = hub.spawn(_run(conn), name=f"websocket {conn.id}", owner=owner)
