@@ -61,7 +61,29 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, s
     ):
         monkeypatch.delenv(key, raising=False)
     yield env
+    _kill_sessions(runtime)
     shutil.rmtree(runtime, ignore_errors=True)
+
+
+def _kill_sessions(runtime: Path) -> None:
+    """Sessions outlive hubs by design; a test's leftovers are ended here."""
+    import signal
+
+    for record in (runtime / "sessions").glob("*.json"):
+        try:
+            info = json.loads(record.read_text())
+        except (OSError, ValueError):
+            continue
+        for pid, group in ((info.get("child_pid"), True), (info.get("pid"), False)):
+            if not isinstance(pid, int) or pid <= 0:
+                continue
+            try:
+                if group:
+                    os.killpg(pid, signal.SIGKILL)
+                else:
+                    os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
 
 
 @pytest.fixture

@@ -63,7 +63,7 @@ async def test_protocol_errors_keep_the_connection_and_name_the_problem(hub):
     assert await conn.request("ping") == {"pong": True}
     assert [m["message"] for m in messages] == [
         'unknown message type "wat" (known: request, subscribe, unsubscribe)',
-        'subscribe: unknown channel "nowhere" (known: hub, mcp)',
+        'subscribe: unknown channel "nowhere" (known: hub, mcp, terminal)',
         "request: command: expected string, got number",
     ]
     await conn.close()

@@ -10,13 +10,21 @@ The wire format and the socket itself live in ``botster.transports``.
 from __future__ import annotations
 
 import itertools
-from typing import Any
+from typing import Any, TypedDict
 
 from botster.hub.context import current_hub
 from botster.lua.api import LuaFunction, lua_api
+from botster.sessions.forwarder import PtyForwarder
+from botster.transports.framing import split_session
 from botster.transports.socket_server import SocketClient
 
-__all__ = ["LUA", "client_connected", "client_disconnected", "message_received"]
+__all__ = [
+    "LUA",
+    "client_connected",
+    "client_disconnected",
+    "message_received",
+    "pty_input",
+]
 
 _listeners: dict[str, dict[str, tuple[str, Any]]] = {
     "connected": {},
@@ -24,6 +32,8 @@ _listeners: dict[str, dict[str, tuple[str, Any]]] = {
     "message": {},
 }
 _ids = itertools.count(1)
+# client id -> session id -> forwarder: what each client watches (and may type into)
+_forwarders: dict[str, dict[str, PtyForwarder]] = {}
 
 
 def _add(kind: str, fn: Any) -> str:
@@ -49,7 +59,29 @@ def client_connected(client: SocketClient) -> None:
 
 def client_disconnected(client: SocketClient) -> None:
     """Server hook: a client is gone (closed, cut, or the hub is stopping)."""
+    for fwd in _forwarders.pop(client.id, {}).values():
+        fwd.stop()
     _dispatch("disconnected", "socket client disconnected", client.id)
+
+
+def pty_input(client: SocketClient, payload: bytes) -> None:
+    """Server hook: keystrokes for a session the client has a forwarder for.
+
+    Raises:
+        ProtocolError: a malformed payload (the client is then disconnected).
+    """
+    sid, data = split_session(payload)
+    fwd = _forwarders.get(client.id, {}).get(sid)
+    if fwd is None or not fwd.session.running:
+        client.send_json(
+            {
+                "type": "error",
+                "code": "bad_message",
+                "message": f"pty input for {sid}: not attached to that session",
+            }
+        )
+        return
+    fwd.session.client.write(data)
 
 
 def message_received(client: SocketClient, message: dict[str, Any]) -> None:
@@ -121,6 +153,46 @@ def send_binary(client_id: str, data: bytes) -> bool | tuple[None, str]:
     return True
 
 
+class ForwarderOptions(TypedDict):
+    client_id: str
+    session_id: str
+
+
+@lua_api
+def create_pty_forwarder(opts: ForwarderOptions) -> str | tuple[None, str]:
+    """socket.create_pty_forwarder({client_id, session_id}) -> forwarder id | nil, err
+
+    Routes a session's terminal to a client in Python (bytes never pass through Lua): a
+    SNAPSHOT frame of the exact screen, then live PTY_OUTPUT, then PROCESS_EXITED. The client
+    may then type into that session with PTY_INPUT frames. One forwarder per client and
+    session (a new one replaces the old); it stops when the client disconnects or with
+    ``socket.stop_pty_forwarder(client_id, session_id)``.
+    """
+    hub = current_hub()
+    client = _client(opts["client_id"])
+    if client is None:
+        return None, f"socket.create_pty_forwarder: no client {opts['client_id']}"
+    session = hub.sessions.get(opts["session_id"])
+    if session is None:
+        return None, f"socket.create_pty_forwarder: no session {opts['session_id']}"
+    by_session = _forwarders.setdefault(client.id, {})
+    if session.id in by_session:
+        by_session[session.id].stop()
+    fwd = PtyForwarder(session, client.send_frame)
+    by_session[session.id] = fwd
+    return fwd.id
+
+
+@lua_api
+def stop_pty_forwarder(client_id: str, session_id: str) -> bool:
+    """socket.stop_pty_forwarder(client_id, session_id) -> bool: stops one forwarder."""
+    fwd = _forwarders.get(client_id, {}).pop(session_id, None)
+    if fwd is None:
+        return False
+    fwd.stop()
+    return True
+
+
 @lua_api
 def clients() -> list[dict[str, str]]:
     """socket.clients() -> {{id, name}...}: the clients connected now."""
@@ -136,6 +208,8 @@ LUA = {
     "on_message": on_message,
     "send": send,
     "send_binary": send_binary,
+    "create_pty_forwarder": create_pty_forwarder,
+    "stop_pty_forwarder": stop_pty_forwarder,
     "clients": clients,
 }
 WRONG_DOOR = {

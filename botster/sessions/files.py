@@ -50,6 +50,7 @@ class SessionInfo:
     started_at: str
     cmd: list[str]
     cwd: str
+    labels: dict[str, str]
 
 
 def sessions_dir(runtime_dir: Path | str, *, create: bool = False) -> Path:
@@ -112,6 +113,7 @@ def read_info(path: Path) -> SessionInfo | None:
             started_at=str(raw["started_at"]),
             cmd=[str(c) for c in raw["cmd"]],
             cwd=str(raw["cwd"]),
+            labels={str(k): str(v) for k, v in (raw.get("labels") or {}).items()},
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None

@@ -338,6 +338,7 @@ class Session:
                     "started_at": self.started_at,
                     "cmd": [self.config.cmd, *self.config.args],
                     "cwd": self.cwd,
+                    "labels": self.config.labels,
                 },
             )
         except BaseException:
@@ -648,6 +649,7 @@ class Session:
             "event_seq": self._seq,
             "started_at": self.started_at,
             "cmd": [self.config.cmd, *self.config.args],
+            "labels": self.config.labels,
         }
 
     def _on_resize(self, conn: _HubConnection, message: dict[str, Any]) -> None:

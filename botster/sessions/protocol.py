@@ -161,6 +161,9 @@ class SpawnConfig:
     orphan_timeout: float = 24 * 3600.0
     kill_grace: float = 3.0
     scrollback: int = 1000
+    # Opaque to the session, given back in its metadata and discovery record: how the hub
+    # knows after a restart which sessions are its own and what each one was (agent, branch).
+    labels: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, value: object) -> SpawnConfig:
@@ -199,6 +202,11 @@ class SpawnConfig:
         sid = value.get("session_id")
         if sid is not None:
             check_session_id(sid)
+        labels = value.get("labels", {})
+        if not isinstance(labels, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+        ):
+            raise SessionError("spawn config: labels: expected an object of name -> string")
         return cls(
             cmd=cmd,
             args=list(args),
@@ -211,6 +219,7 @@ class SpawnConfig:
             orphan_timeout=_number(value, "orphan_timeout", 24 * 3600.0, positive=True),
             kill_grace=_number(value, "kill_grace", 3.0, positive=False),
             scrollback=_int(value, "scrollback", 1000, 0, 1_000_000),
+            labels=dict(labels),
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -35,6 +35,18 @@ function M.install()
     return { reloaded = args.name }
   end, { description = "Reloads one plugin by name" })
 
+  commands.register("terminal.resize", function(args)
+    local h = type(args.session_id) == "string" and pty.get(args.session_id)
+    if not h then return nil, "terminal.resize: no session " .. tostring(args.session_id) end
+    local ok, err = h:resize(args.rows, args.cols)
+    if not ok then return nil, err end
+    return { rows = args.rows, cols = args.cols }
+  end, { description = "Resizes a session's terminal: args {session_id, rows, cols}" })
+
+  commands.register("sessions.list", function()
+    return json.array(pty.list())
+  end, { description = "Every PTY session of this hub" })
+
   commands.register("mcp.list_tools", function()
     return mcp.list_tools()
   end, { description = "MCP tools: name, description, input_schema, source" })

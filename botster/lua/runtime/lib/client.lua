@@ -5,16 +5,18 @@
 --   subscribe    {type="subscribe", channel, params?}  -> {type="subscribed", channel}
 --   unsubscribe  {type="unsubscribe", channel}         -> {type="unsubscribed", channel}
 -- The hub pushes {type="event", channel, event, data} to subscribers of a channel.
--- Channels: "hub" (plugin and hub changes), "mcp" (tools_list_changed). A subscription's
--- params are kept per client; the "mcp" channel's params.context is the context MCP tool
--- handlers receive (with hub_id added).
+-- Channels: "hub" (plugin and hub changes), "mcp" (tools_list_changed), and "terminal"
+-- (params {session_id, rows?, cols?}: the session's screen, then its live output, as binary
+-- frames routed in Python; the client may type into it). A subscription's params are kept
+-- per client; the "mcp" channel's params.context is the context MCP tool handlers receive
+-- (with hub_id added).
 local commands = require("lib.commands")
 local hooks = require("hub.hooks")
 local state = require("hub.state")
 
 local M = {}
 local clients = state.get("client.clients", {}) -- client id -> {id, subs = {channel -> params}}
-local CHANNELS = { hub = true, mcp = true }
+local CHANNELS = { hub = true, mcp = true, terminal = true }
 
 local function reply(id, msg)
   local ok, err = socket.send(id, msg)
@@ -58,7 +60,27 @@ function handlers.request(id, msg)
   end
 end
 
+local function subscribe_terminal(id, params)
+  local sid = params.session_id
+  if type(sid) ~= "string" then
+    return fail(id, "bad_message", "subscribe terminal: params.session_id: expected string, got "
+      .. type(sid))
+  end
+  local handle = pty.get(sid)
+  if not handle then return fail(id, "bad_message", "subscribe terminal: no session " .. sid) end
+  if math.type(params.rows) == "integer" and math.type(params.cols) == "integer" then
+    handle:resize(params.rows, params.cols) -- the last client to size a terminal wins
+  end
+  local fwd, err = socket.create_pty_forwarder({ client_id = id, session_id = sid })
+  if not fwd then return fail(id, "bad_message", "subscribe terminal: " .. err) end
+  clients[id].terminals[sid] = true
+  reply(id, { type = "subscribed", channel = "terminal", session_id = sid })
+end
+
 function handlers.subscribe(id, msg)
+  if msg.channel == "terminal" then
+    return subscribe_terminal(id, type(msg.params) == "table" and msg.params or {})
+  end
   if not CHANNELS[msg.channel] then
     local known = {}
     for name in pairs(CHANNELS) do known[#known + 1] = name end
@@ -72,12 +94,20 @@ function handlers.subscribe(id, msg)
 end
 
 function handlers.unsubscribe(id, msg)
+  if msg.channel == "terminal" then
+    local sid = type(msg.params) == "table" and msg.params.session_id
+    if type(sid) == "string" then
+      socket.stop_pty_forwarder(id, sid)
+      clients[id].terminals[sid] = nil
+    end
+    return reply(id, { type = "unsubscribed", channel = "terminal", session_id = sid or nil })
+  end
   clients[id].subs[msg.channel] = nil
   reply(id, { type = "unsubscribed", channel = msg.channel })
 end
 
 function M.on_connected(id)
-  clients[id] = { id = id, subs = {} }
+  clients[id] = { id = id, subs = {}, terminals = {} }
   hooks.notify("client_connected", { client_id = id, transport = "socket" })
 end
 

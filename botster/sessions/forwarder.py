@@ -1,0 +1,133 @@
+"""PTY forwarders: the Python route from a session's output to one client (never via Lua).
+
+A forwarder sends the client, in order: a SNAPSHOT frame of the exact current screen, then
+every byte of output produced after that snapshot (output that arrives while the snapshot is
+being taken is held and trimmed at the snapshot's offset, so nothing is lost or repeated),
+then PROCESS_EXITED when the program ends. Under load, output is batched: chunks that arrive
+in the same loop turn leave as one frame, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import struct
+from collections.abc import Callable
+
+from botster.errors import SessionError
+from botster.sessions.client import Output
+from botster.sessions.manager import HubSession
+from botster.transports.framing import (
+    PROCESS_EXITED,
+    PTY_OUTPUT,
+    SNAPSHOT,
+    encode_frame,
+    encode_session,
+)
+
+__all__ = ["PtyForwarder"]
+
+log = logging.getLogger("sessions")
+
+Sink = Callable[[bytes], bool]  # takes an encoded frame; False once the client is gone
+_ids = itertools.count(1)
+MAX_BATCH = 256 << 10
+
+
+class PtyForwarder:
+    """Forwards one session's terminal to one sink.
+
+    Args:
+        session: the session.
+        sink: sends an encoded frame to the client; returns False when it can't.
+    """
+
+    def __init__(self, session: HubSession, sink: Sink) -> None:
+        self.id = f"fwd_{next(_ids)}"
+        self.session = session
+        self.sink = sink
+        self.active = True
+        self._held: list[Output] | None = []  # output while the snapshot is in flight
+        self._next = 0  # first output offset the client has not seen
+        self._batch: list[bytes] = []
+        self._flush_scheduled = False
+        self._exit_sent = False
+        session.listeners.append(self._on_output)
+        session.exit_listeners.append(self.process_exited)
+        self._task = asyncio.get_running_loop().create_task(self._start())
+
+    async def _start(self) -> None:
+        s = self.session
+        try:
+            snap = await s.client.snapshot()
+        except (SessionError, ConnectionError, TimeoutError) as e:
+            log.warning("forwarder %s: no snapshot of %s: %s", self.id, s.id, e)
+            self.stop()
+            return
+        if not self.active:
+            return
+        header = struct.pack("<HH", snap.rows, snap.cols)
+        if not self.sink(encode_frame(SNAPSHOT, encode_session(s.id, header + snap.data))):
+            self.stop()
+            return
+        self._next = snap.output_offset
+        held, self._held = self._held or [], None
+        for out in held:
+            self._on_output(s, out)
+        if not s.running:
+            self._send_exit()
+
+    def _on_output(self, session: HubSession, out: Output) -> None:
+        if not self.active:
+            return
+        if self._held is not None:
+            self._held.append(out)
+            return
+        if out.end <= self._next:
+            return  # already in the snapshot
+        data = out.data[max(0, self._next - out.offset) :]
+        self._next = out.end
+        self._batch.append(data)
+        if sum(map(len, self._batch)) >= MAX_BATCH:
+            self._flush()
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if not self._batch or not self.active:
+            return
+        data, self._batch = b"".join(self._batch), []
+        if not self.sink(encode_frame(PTY_OUTPUT, encode_session(self.session.id, data))):
+            self.stop()
+
+    def process_exited(self) -> None:
+        """Called when the program ends: flushes output, then sends PROCESS_EXITED."""
+        if self._held is None:
+            self._send_exit()
+
+    def _send_exit(self) -> None:
+        if self._exit_sent or not self.active:
+            return
+        self._flush()
+        self._exit_sent = True
+        code = self.session.exit_code
+        code = -1 if code is None or self.session.signal else int(code)
+        self.sink(
+            encode_frame(PROCESS_EXITED, encode_session(self.session.id, struct.pack("<i", code)))
+        )
+
+    def stop(self) -> None:
+        """Stops forwarding (idempotent)."""
+        if not self.active:
+            return
+        self.active = False
+        with contextlib.suppress(ValueError):
+            self.session.listeners.remove(self._on_output)
+        with contextlib.suppress(ValueError):
+            self.session.exit_listeners.remove(self.process_exited)
+        if not self._task.done():
+            self._task.cancel()

@@ -1,0 +1,215 @@
+"""The hub's side of its sessions: spawn, adopt after a restart, route signals to Lua.
+
+Owns the ``HubSession`` records of this hub: the ``SessionClient`` connection, what the
+session was started as (``labels``, including the hub id so hubs sharing a runtime dir never
+adopt each other's sessions), its forwarded port, and whether it still runs. Session signals
+become Lua events and hooks (``process_exited``, ``pty_notification``, ``pty_title_changed``,
+``pty_cwd_changed``). PTY bytes never go to Lua: Python output listeners (``listen``) get them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from botster.errors import SessionError
+from botster.hub.loop import loop_only
+from botster.sessions.client import (
+    Output,
+    SessionClient,
+    SessionEvent,
+    discover_sessions_blocking,
+    spawn_session,
+)
+
+if TYPE_CHECKING:
+    from botster.hub.daemon import Hub
+
+__all__ = ["HubSession", "SessionManager", "free_loopback_port"]
+
+log = logging.getLogger("sessions")
+
+OutputListener = Callable[["HubSession", Output], None]
+
+
+def free_loopback_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (the child binds it soon after)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass(eq=False)
+class HubSession:
+    """One session this hub talks to."""
+
+    id: str
+    client: SessionClient
+    labels: dict[str, str]
+    port: int | None = None
+    running: bool = True
+    exit_code: int | None = None
+    signal: int | None = None
+    listeners: list[OutputListener] = field(default_factory=list)
+    exit_listeners: list[Callable[[], None]] = field(default_factory=list)
+
+    @property
+    def pid(self) -> int:
+        """The child program's pid."""
+        return self.client.child_pid
+
+    def info(self) -> dict[str, Any]:
+        """What Lua sees of the session (``pty.list()``)."""
+        return {
+            "id": self.id,
+            "pid": self.pid,
+            "labels": self.labels,
+            "running": self.running,
+            "exit_code": self.exit_code,
+            "signal": self.signal,
+            "port": self.port,
+        }
+
+
+class SessionManager:
+    """Every session of one hub."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.sessions: dict[str, HubSession] = {}
+
+    # Spawning and adopting --------------------------------------------------------------
+
+    async def spawn(
+        self, config: dict[str, Any], labels: dict[str, str], port_forward: bool
+    ) -> HubSession:
+        """Starts a session process for `config` (a SpawnConfig dict) and connects to it.
+
+        Raises:
+            SessionError: the session could not start (the message says why).
+        """
+        config = dict(config)
+        port = free_loopback_port() if port_forward else None
+        if port is not None:
+            config["env"] = {**config.get("env", {}), "PORT": str(port)}
+        config["labels"] = {
+            **labels,
+            "hub_id": self.hub.hub_id,
+            **({"port": str(port)} if port is not None else {}),
+        }
+        sid, sock = await spawn_session(config, self.hub.paths.runtime)
+        return await self._connect(sid, str(sock), config["labels"])
+
+    async def _connect(self, sid: str, sock: str, labels: dict[str, str]) -> HubSession:
+        holder: dict[str, HubSession] = {}
+
+        def on_output(out: Output) -> None:
+            s = holder.get("s")
+            if s is not None:
+                for listener in list(s.listeners):
+                    try:
+                        listener(s, out)
+                    except Exception:
+                        log.exception("output listener of session %s failed", s.id)
+
+        def on_event(ev: SessionEvent) -> None:
+            s = holder.get("s")
+            if s is not None:
+                self._on_event(s, ev)
+
+        client = await SessionClient.connect(sock, on_output=on_output, on_event=on_event)
+        port = labels.get("port")
+        s = HubSession(sid, client, labels, port=int(port) if port else None)
+        meta = client.metadata
+        if not meta.get("running", True):
+            s.running, s.exit_code, s.signal = False, meta.get("exit_code"), meta.get("signal")
+        holder["s"] = s
+        self.sessions[sid] = s
+        return s
+
+    async def adopt_all(self) -> list[HubSession]:
+        """Reconnects to every live session this hub started before a restart."""
+        found = await self.hub.run_blocking(discover_sessions_blocking, self.hub.paths.runtime)
+        adopted = []
+        for info in found:
+            if info.labels.get("hub_id") != self.hub.hub_id or info.id in self.sessions:
+                continue
+            try:
+                adopted.append(await self._connect(info.id, str(info.socket), info.labels))
+            except (SessionError, OSError) as e:
+                log.warning("could not adopt session %s: %s", info.id, e)
+        if adopted:
+            log.info("adopted %d sessions", len(adopted))
+        return adopted
+
+    # Signals ----------------------------------------------------------------------------
+
+    @loop_only
+    def _on_event(self, s: HubSession, ev: SessionEvent) -> None:
+        base = {"session_id": s.id, "agent_key": s.labels.get("agent_key")}
+        d = ev.data
+        if ev.type == "title":
+            self._signal("pty_title_changed", {**base, "title": d.get("title", "")})
+        elif ev.type == "cwd":
+            self._signal("pty_cwd_changed", {**base, "cwd": d.get("cwd", "")})
+        elif ev.type == "notification":
+            self._signal(
+                "pty_notification",
+                {
+                    **base,
+                    "kind": d.get("kind", "osc9"),
+                    "title": d.get("title"),
+                    "body": d.get("body"),
+                },
+            )
+        elif ev.type == "bell":
+            self._signal("pty_notification", {**base, "kind": "bell"})
+        elif ev.type == "exit":
+            s.running = False
+            s.exit_code, s.signal = d.get("exit_code"), d.get("signal")
+            for listener in list(s.exit_listeners):
+                listener()
+            self._signal("process_exited", {**base, "exit_code": s.exit_code, "signal": s.signal})
+        elif ev.type == "disconnected":
+            if self.sessions.get(s.id) is s and not self._closing:
+                log.warning("lost session %s: %s", s.id, d.get("error") or "it ended")
+                self.sessions.pop(s.id, None)
+                if s.running:
+                    s.running = False
+                    self._signal(
+                        "process_exited", {**base, "exit_code": None, "signal": None, "lost": True}
+                    )
+        elif ev.type in ("dropped", "input_dropped", "events_dropped"):
+            log.warning("session %s: %s %s", s.id, ev.type, d)
+
+    _closing = False
+
+    def _signal(self, name: str, data: dict[str, Any]) -> None:
+        """Delivers a session signal to Lua as a hook notification and an event."""
+        self.hub.notify_hook(name, data)
+        self.hub.emit(name, data)
+
+    # Control ------------------------------------------------------------------------------
+
+    def get(self, sid: str) -> HubSession | None:
+        return self.sessions.get(sid)
+
+    async def close(self, s: HubSession) -> None:
+        """Ends the session for good: its program is stopped and the process exits."""
+        self.sessions.pop(s.id, None)
+        with contextlib.suppress(SessionError, OSError, ConnectionError, TimeoutError):
+            await s.client.close()
+        s.running = False
+
+    async def detach_all(self) -> None:
+        """Hub shutdown: leaves every session running for the next hub."""
+        self._closing = True
+        for s in list(self.sessions.values()):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(s.client.disconnect(), 2)
+        self.sessions.clear()
