@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from botster.errors import ArgumentError
 from botster.hub.context import current_hub
 from botster.lua.api import lua_api
 
@@ -46,6 +47,45 @@ def _discover_blocking(layers: list[tuple[str, Path]]) -> list[dict[str, str]]:
                 "source": source,
             }
     return [found[n] for n in sorted(found)]
+
+
+def _discover_defs_blocking(layers: list[tuple[str, Path]], kind: str) -> list[dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for source, layer in layers:  # later layers (repo) win by name
+        root = layer / kind
+        try:
+            names = sorted(os.listdir(root))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for name in names:
+            script = root / name / "initialization"
+            if name.startswith(".") or not script.is_file():
+                continue
+            found[name] = {
+                "name": name,
+                "dir": str(root / name),
+                "initialization": str(script),
+                "source": source,
+                "port_forward": (root / name / "port_forward").exists(),
+            }
+    return [found[n] for n in sorted(found)]
+
+
+@lua_api
+async def discover_definitions(kind: str) -> list[dict[str, Any]]:
+    """Agent or accessory definitions ("agents" / "accessories") in both layers, by name:
+    ``<layer>/<kind>/<name>/initialization`` (+ a ``port_forward`` file for a $PORT)."""
+    if kind not in ("agents", "accessories"):
+        raise ArgumentError(f"kind: expected 'agents' or 'accessories', got {kind!r}")
+    hub = current_hub()
+    layers = [("device", hub.paths.home), ("repo", hub.paths.repo_layer)]
+    return await hub.run_blocking(_discover_defs_blocking, layers, kind)
+
+
+@lua_api
+def repo_path() -> str:
+    """The repository this hub serves."""
+    return str(current_hub().paths.repo)
 
 
 @lua_api
@@ -126,6 +166,8 @@ def fatal(message: str) -> None:
 
 LUA = {
     "fatal": fatal,
+    "discover_definitions": discover_definitions,
+    "repo_path": repo_path,
     "discover_plugins": discover_plugins,
     "read_file": read_file,
     "is_dir": is_dir,
