@@ -25,6 +25,7 @@ from botster.hub.loop import loop_only, set_loop_thread
 from botster.hub.paths import Paths
 from botster.lua.owners import Owners
 from botster.lua.runtime import LuaHost
+from botster.sessions.manager import SessionManager
 from botster.transports.socket_server import SocketServer
 
 __all__ = ["Hub", "PRIMITIVES"]
@@ -46,7 +47,9 @@ PRIMITIVES: tuple[str, ...] = (
     "http",
     "websocket",
     "socket",
+    "pty",
     "hub_discovery",
+    "worktree",
     "hub_client",
     "update",
     "hub",
@@ -73,6 +76,7 @@ class Hub:
         self.started_at = time.monotonic()
         self.host: LuaHost
         self.socket_server: SocketServer | None = None
+        self.sessions = SessionManager(self)
         self.loop: asyncio.AbstractEventLoop
         self._quit: asyncio.Event
         self._background: dict[asyncio.Task[Any], str] = {}
@@ -103,6 +107,9 @@ class Hub:
                 self.host.install(name, module, extras(self.host) if extras else None)
             self.host.install("_botster", importlib.import_module("botster.hub.internals"))
             await self._start_socket()
+            # Sessions kept running while no hub was here: adopt them before Lua boots so
+            # the agent lifecycle finds them in pty.list().
+            await self.sessions.adopt_all()
             boot = self.host.lua.eval(_BOOT)
             self.host.sched.start("hub", "hub start-up", boot)
             await self._quit.wait()
@@ -122,6 +129,7 @@ class Hub:
             on_connect=socket_primitive.client_connected,
             on_message=socket_primitive.message_received,
             on_disconnect=socket_primitive.client_disconnected,
+            on_pty_input=socket_primitive.pty_input,
         )
         await self.socket_server.start()
 
@@ -156,6 +164,7 @@ class Hub:
             )
         if self.socket_server is not None:
             await self.socket_server.stop()
+        await self.sessions.detach_all()  # sessions keep running for the next hub
         # Stage 2: release everything every owner holds, then background work.
         self.host.sched.cancel_all()
         for owner in self.owners.owners():
@@ -200,6 +209,15 @@ class Hub:
         for task, task_owner in list(self._background.items()):
             if task_owner == owner:
                 task.cancel()
+
+    @loop_only
+    def notify_hook(self, name: str, data: Any = None) -> None:
+        """Tells `hub.hooks` observers of `name` from Python; each runs as its own task."""
+        try:
+            notify = self.host.require("hub.hooks")[b"notify"]
+            notify(name.encode(), self.host.convert.to_lua(data))
+        except Exception:
+            log.exception("notifying hook %s failed", name)
 
     @loop_only
     def emit(self, event: str, data: Any = None) -> None:
