@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -149,3 +150,39 @@ def test_help_is_fast_to_import():
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, env={**os.environ}
     )
     assert r.stdout.strip() == ""
+
+
+async def test_botster_list_shows_running_hubs(hub, git_repo: Path, isolated_env):
+    proc = await hub()
+    out = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "botster.cli", "list", "--json", stdout=asyncio.subprocess.PIPE
+    )
+    stdout, _ = await out.communicate()
+    hubs = json.loads(stdout)
+    assert [(h["repo_path"], h["pid"]) for h in hubs] == [(str(git_repo.resolve()), proc.proc.pid)]
+    table = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "botster.cli", "list", stdout=asyncio.subprocess.PIPE
+    )
+    text, _ = await table.communicate()
+    assert str(git_repo.resolve()) in text.decode() and "HUB ID" in text.decode()
+
+
+def test_botster_list_cleans_entries_of_dead_hubs(isolated_env):
+    registry = Path(isolated_env["BOTSTER_RUNTIME_DIR"]) / "hubs"
+    registry.mkdir(parents=True)
+    stale = registry / ("0" * 64 + ".json")
+    stale.write_text(
+        json.dumps(
+            {
+                "id": "0" * 64,
+                "socket": "/nonexistent.sock",
+                "repo_path": "/gone",
+                "pid": 2**22 + 12345,
+            }
+        )
+    )
+    r = subprocess.run(
+        [sys.executable, "-m", "botster.cli", "list"], capture_output=True, text=True, timeout=30
+    )
+    assert r.stdout.strip() == "no hubs running"
+    assert not stale.exists()

@@ -213,3 +213,39 @@ async def test_sessions_survive_kill_9_of_the_hub_and_are_adopted(
     assert numbers == [str(i) for i in range(1, 401)], "every line accounted for, in order"
     await conn.close()
     await second.stop_and_verify()
+
+
+async def test_several_clients_watch_one_session_in_order(hub):
+    proc = await hub(
+        plugins={
+            "p": """
+        require("lib.commands").register("test.spawn", function()
+          return assert(pty.spawn({cmd = "sh", args = {"-c",
+            "read go; i=0; while [ $i -lt 300 ]; do i=$((i+1)); echo line$i; done; read x"}})):id()
+        end)
+    """
+        }
+    )
+    path = socket_of(proc)
+    first = await HubConnection.connect(path, "first")
+    sid = await first.request("test.spawn")
+    terms = []
+    conns = [first] + [await HubConnection.connect(path, f"c{i}") for i in range(3)]
+    for conn in conns:
+        term = Terminal()
+        conn.on_frame = term.on_frame
+        conn.subscribe("terminal", {"session_id": sid})
+        terms.append(term)
+    for term in terms:
+        async with asyncio.timeout(10):
+            while not term.frames:
+                term.changed.clear()
+                await term.changed.wait()
+    first.send_raw(encode_frame(PTY_INPUT, encode_session(sid, b"go\n")))
+    for term in terms:
+        await term.wait_for(b"line300")
+        text = term.output().decode()
+        numbers = [int(x) for x in text.replace("\r", "").split("line")[1:] if x.strip().isdigit()]
+        assert numbers == list(range(1, 301))
+    for conn in conns:
+        await conn.close()
