@@ -1,4 +1,5 @@
-"""Every function the spec lists for the hub core exists, with the spec's name, as a function."""
+"""Every function the spec lists exists, with the spec's name, as a function (for the modules
+built so far: webrtc, tui, connection, action_cable and push come with their issues)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,39 @@ SPEC = {
     "watch": ["directory", "unwatch"],
     "http": ["get", "post", "put", "delete", "request"],
     "websocket": ["connect", "send", "close"],
-    "hub": ["hub_id", "quit"],
+    "hub": [
+        "hub_id",
+        "server_id",
+        "get_worktrees",
+        "register_agent",
+        "unregister_agent",
+        "quit",
+        "detect_repo",
+        "handle_webrtc_offer",
+        "handle_ice_candidate",
+        "request_ratchet_restart",
+    ],
+    "socket": [
+        "on_client_connected",
+        "on_client_disconnected",
+        "on_message",
+        "send",
+        "send_binary",
+        "create_pty_forwarder",
+    ],
+    "pty": ["spawn"],
+    "worktree": [
+        "find",
+        "list",
+        "create_async",
+        "delete",
+        "repo_root",
+        "is_git_repo",
+        "copy_from_patterns",
+    ],
+    "hub_discovery": ["list", "is_running", "socket_path"],
+    "hub_client": ["connect", "on_message", "send", "close"],
+    "update": ["check", "install"],
     "mcp": ["tool", "remove_tool", "reset", "list_tools", "call_tool", "count"],
     "hub.state": ["get", "set", "clear", "keys"],
     "hub.hooks": [

@@ -117,7 +117,7 @@ function M.create(params)
   agents[key] = a
   lifecycle(key, "creating_worktree")
   local req = worktree.create_async({ branch = branch, base = params.base, prompt = params.prompt,
-    issue_number = math.type(params.issue) and params.issue or nil,
+    issue_number = math.type(params.issue) == "integer" and params.issue or nil,
     metadata = { agent_key = key } })
   pending[req] = key
   changed(key)
