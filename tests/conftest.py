@@ -18,8 +18,14 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from tests.hubproc import HubProcess
+
+# Example counts stay as each test sets them; only the per-example deadline goes, because a
+# 2-core CI machine running hub processes beside hypothesis makes wall-clock deadlines flaky.
+settings.register_profile("botster", deadline=None)
+settings.load_profile("botster")
 
 PLUGIN_FIXTURES = Path(__file__).parent / "plugins"
 
