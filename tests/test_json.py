@@ -13,6 +13,8 @@ from typing import Any
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from tests.lua_prelude import lua_str
+
 # Shared by every plugin below: report(tag, value) and hex(string).
 PRELUDE = r"""
 local function report(tag, value) log.info("RESULT " .. tag .. " " .. json.encode(value)) end
@@ -26,19 +28,6 @@ local function raised(fn, ...)
   return tostring(err)
 end
 """
-
-
-def lua_str(text: str | bytes) -> str:
-    """A Lua string literal holding exactly these bytes (UTF-8 for str)."""
-    data = text.encode() if isinstance(text, str) else text
-    out = []
-    for b in data:
-        c = chr(b)
-        if c.isascii() and c.isprintable() and c not in '"\\':
-            out.append(c)
-        else:
-            out.append(f"\\{b:03d}")
-    return '"' + "".join(out) + '"'
 
 
 def unhex(text: str) -> str:

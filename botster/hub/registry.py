@@ -10,27 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from botster.hub.identity import find_repo_root, hub_id_for
 from botster.hub.paths import runtime_dir
+from botster.sessions.files import pid_alive
 
 __all__ = ["find_hub_for", "live_hubs_blocking", "pid_alive"]
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this pid exists (EPERM counts as alive)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _read(entry: Path) -> dict[str, Any] | None:

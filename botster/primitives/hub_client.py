@@ -22,16 +22,15 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import errno
 import itertools
 import json
 import logging
 import math
-import os
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
 from botster.errors import ArgumentError, ProtocolError
+from botster.hub import net
 from botster.hub.context import current_hub
 from botster.lua.api import LuaFunction, describe, lua_api
 from botster.lua.convert import JSON_NULL, lua_type_name
@@ -96,13 +95,6 @@ def active_count(owner: str | None = None) -> int:
 
 
 # Reasons ----------------------------------------------------------------------------------
-
-
-def _os_reason(err: BaseException) -> str:
-    code = getattr(err, "errno", None)
-    if isinstance(code, int) and code > 0 and code in errno.errorcode:
-        return f"{os.strerror(code).lower()} ({errno.errorcode[code]})"
-    return getattr(err, "strerror", None) or str(err) or type(err).__name__
 
 
 def _unknown(fname: str, conn_id: str) -> str:
@@ -263,7 +255,7 @@ async def _read(conn: _Conn, reader: asyncio.StreamReader, decoder: FrameDecoder
     except ProtocolError as e:
         return f"protocol error: {e}"
     except OSError as e:
-        return f"connection lost: {_os_reason(e)}"
+        return f"connection lost: {net.os_reason(e)}"
 
 
 async def _run(conn: _Conn) -> None:
@@ -279,7 +271,7 @@ async def _run(conn: _Conn) -> None:
             _end(conn, f"handshake with {conn.path} failed: {e}")
             return
         except OSError as e:
-            _end(conn, f"cannot connect to {conn.path}: {_os_reason(e)}")
+            _end(conn, f"cannot connect to {conn.path}: {net.os_reason(e)}")
             return
         if conn.state != "connecting":
             return

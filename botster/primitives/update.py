@@ -21,11 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import errno
 import importlib.metadata
 import json
 import logging
-import os
 import re
 import sys
 from typing import Any
@@ -33,6 +31,7 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
+from botster.hub import net
 from botster.hub.context import current_hub
 from botster.lua.api import lua_api
 
@@ -153,29 +152,10 @@ def _index(fname: str) -> tuple[str, None] | tuple[None, str]:
     return str(value).rstrip("/"), None
 
 
-def _os_reason(err: BaseException | None) -> str:
-    code = getattr(err, "errno", None)
-    if isinstance(code, int) and code > 0 and code in errno.errorcode:
-        return f"{os.strerror(code).lower()} ({errno.errorcode[code]})"
-    return getattr(err, "strerror", None) or str(err) or type(err).__name__
-
-
 def _reason(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError):
-        return f"timed out after {CHECK_TIMEOUT:g} s"
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        return f"TLS certificate verification failed: {exc.certificate_error}"
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        return f"cannot resolve host {exc.host} ({_os_reason(exc.os_error)})"
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return f"cannot connect to {exc.host}:{exc.port}: {_os_reason(exc.os_error)}"
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return "the server closed the connection before responding"
     if isinstance(exc, aiohttp.ClientResponseError):
         return f"bad response: {exc.message}"
-    if isinstance(exc, aiohttp.ClientError) and str(exc):
-        return str(exc)
-    return _os_reason(exc)
+    return net.reason(exc, CHECK_TIMEOUT)
 
 
 async def _latest(fname: str, index: str) -> tuple[str, None] | tuple[None, str]:
@@ -289,7 +269,7 @@ async def _install() -> tuple[Any, ...] | dict[str, Any]:
             stderr=asyncio.subprocess.STDOUT,
         )
     except OSError as e:
-        return None, f"update.install: cannot run {sys.executable}: {_os_reason(e)}"
+        return None, f"update.install: cannot run {sys.executable}: {net.os_reason(e)}"
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
     try:
         async with asyncio.timeout(INSTALL_TIMEOUT):
