@@ -11,6 +11,13 @@ module also runs alone: ``python -m bench.call_rate``.
 | ``call_rate`` | ``events.emit`` and ``json.encode`` calls/s from Lua | a bare Lua->Python call |
 | ``startup`` | spawn to ``hub ready`` with 20 plugins | ``python -c "import lupa.lua54"`` |
 | ``cli_help`` | ``botster --help`` wall time | ``python -c pass`` |
+| ``pty_throughput`` | PTY output MB/s into the hub and to an attached client | a raw PTY read |
+| ``readoption`` | new hub to ``adopted 20 sessions`` after a kill -9 | hub start, no sessions |
+| ``session_memory`` | PSS/RSS per session process, 20 running ``bash`` | a sleeping ``python`` |
+| ``flood_jitter`` | timer tick jitter while 20 sessions flood attached clients | the same, idle |
+| ``socket_rtt`` | ``ping`` round trip over the hub socket | a bare asyncio echo |
+| ``mcp_call`` | ``tools/call`` through ``botster mcp-serve`` | ``ping`` over the socket |
+| ``many_clients`` | 100 clients on one flooding session: fairness, hub RSS | 1 client; idle RSS |
 """
 
 from __future__ import annotations
@@ -18,4 +25,16 @@ from __future__ import annotations
 __all__ = ["BENCHMARKS"]
 
 # Module names under bench/, run in this order by ``python -m bench``.
-BENCHMARKS: tuple[str, ...] = ("loop_jitter", "call_rate", "startup", "cli_help")
+BENCHMARKS: tuple[str, ...] = (
+    "loop_jitter",
+    "call_rate",
+    "startup",
+    "cli_help",
+    "pty_throughput",
+    "readoption",
+    "session_memory",
+    "flood_jitter",
+    "socket_rtt",
+    "mcp_call",
+    "many_clients",
+)

@@ -47,7 +47,7 @@ class Result:
     metric: str
     value: float | None
     baseline: float | None
-    unit: str  # "ms" or "/s"
+    unit: str  # "ms", "/s", or a unit printed after the number ("MB/s", "MB")
     goal: str = ""
     passed: bool | None = None
     skipped: str = ""
@@ -69,7 +69,11 @@ class Result:
     def shown(self, value: float | None) -> str:
         if value is None:
             return "-"
-        return fmt_rate(value) if self.unit == "/s" else fmt_ms(value)
+        if self.unit == "/s":
+            return fmt_rate(value)
+        if self.unit == "ms":
+            return fmt_ms(value)
+        return f"{value:.1f} {self.unit}" if value < 1000 else f"{value:.0f} {self.unit}"
 
 
 def verdict(passed: bool) -> str:
@@ -81,6 +85,8 @@ def header(title: str) -> None:
 
 
 def fmt_ms(ms: float) -> str:
+    if 0.0005 <= ms < 1:
+        return f"{ms * 1000:.0f} us"
     return f"{ms:.1f} ms" if ms < 100 else f"{ms:.0f} ms"
 
 
@@ -88,7 +94,7 @@ def fmt_rate(per_s: float) -> str:
     if per_s >= 1e6:
         return f"{per_s / 1e6:.2f} M/s"
     if per_s >= 1e3:
-        return f"{per_s / 1e3:.0f} k/s"
+        return f"{per_s / 1e3:.0f} k/s" if per_s >= 1e4 else f"{per_s / 1e3:.2f} k/s"
     return f"{per_s:.0f} /s"
 
 

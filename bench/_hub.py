@@ -5,8 +5,16 @@
     hub = HubRun(sandbox)
     await hub.start()
     await hub.wait_for(r"hub ready:")        # every line is kept with its arrival time
-    await hub.stop()                         # SIGTERM; returns the exit code
-    sandbox.close()
+    conn = await hub.connect()               # a HubConnection to its socket
+    await hub.stop()                         # SIGTERM (hub.kill(): SIGKILL); the exit code
+    sandbox.close()                          # also ends every session process started in it
+
+Sessions (``pty.spawn``) outlive their hub by design: ``Sandbox.kill_sessions()`` (run by
+``close``) ends every one found in ``$BOTSTER_RUNTIME_DIR/sessions/*.json``, and its program.
+``SPAWNER`` is a plugin whose commands start (``bench.spawn``) and end (``bench.close``) a
+session and write a line to the hub log (``bench.mark``) on a client's request.
+``ByteCounter.attach(socket, session_id)`` is an attached client that only counts bytes.
+``rss_mb``, ``cpu_seconds``, ``runqueue_wait_s`` and ``autogroup`` read ``/proc`` for a pid.
 
 Mirrors ``tests/conftest.py`` (isolation, a real repo) without its checks: a benchmark
 reports, it does not assert. ``BOTSTER_DEBUG`` is left unset and bytecode caching is on
@@ -16,6 +24,9 @@ reports, it does not assert. ``BOTSTER_DEBUG`` is left unset and bytecode cachin
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import os
 import re
 import shutil
 import signal
@@ -23,10 +34,45 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from bench._common import bin_path, child_env
+from botster.transports.client import HubConnection
+from botster.transports.framing import PTY_INPUT, encode_frame, encode_json, encode_session
 
-__all__ = ["HubRun", "Sandbox", "log_time"]
+__all__ = [
+    "SPAWNER",
+    "ByteCounter",
+    "HubRun",
+    "Sandbox",
+    "autogroup",
+    "cpu_seconds",
+    "log_time",
+    "process_alive",
+    "rss_mb",
+    "runqueue_wait_s",
+]
+
+SPAWNER = """
+-- Sessions and log marks on request, for the bench's clients.
+local commands = require("lib.commands")
+-- bench.spawn {cmd, args?, rows?, cols?, labels?} -> session id
+commands.register("bench.spawn", function(args)
+  local h = assert(pty.spawn({cmd = args.cmd, args = args.args or {}, rows = args.rows or 24,
+    cols = args.cols or 80, labels = args.labels or {}}))
+  return h:id()
+end)
+-- bench.close {id} -> bool: ends a session for good
+commands.register("bench.close", function(args)
+  local h = pty.get(args.id)
+  return h ~= nil and h:close()
+end)
+-- bench.mark {text} -> true: a line in the hub log (its stamp marks a window)
+commands.register("bench.mark", function(args)
+  log.info("MARK " .. args.text)
+  return true
+end)
+"""
 
 _PROXY_VARS = (
     "http_proxy",
@@ -101,7 +147,57 @@ class Sandbox:
     def clear_plugins(self) -> None:
         shutil.rmtree(self.plugins_dir, ignore_errors=True)
 
+    @property
+    def runtime(self) -> Path:
+        return Path(self.env["BOTSTER_RUNTIME_DIR"])
+
+    def hub_socket(self) -> Path:
+        """The socket of the hub running in this sandbox (from its registry entry)."""
+        for entry in sorted((self.runtime / "hubs").glob("*.json")):
+            with contextlib.suppress(OSError, ValueError):
+                data = json.loads(entry.read_text())
+                if process_alive(int(data["pid"])):
+                    return Path(data["socket"])
+        raise RuntimeError(f"no live hub registered under {self.runtime / 'hubs'}")
+
+    def session_records(self) -> list[dict[str, Any]]:
+        """The discovery records of the sessions started in this sandbox (live or not)."""
+        out = []
+        for path in sorted((self.runtime / "sessions").glob("*.json")):
+            if path.name.endswith(".spawn.json"):
+                continue
+            with contextlib.suppress(OSError, ValueError):
+                out.append(json.loads(path.read_text()))
+        return out
+
+    def kill_sessions(self, grace: float = 2.0) -> int:
+        """Ends every session process of this sandbox and its program; returns how many.
+
+        SIGTERM first (a session then hangs up its program and removes its files), SIGKILL
+        to what is left after `grace` seconds, and to each program's process group.
+        """
+        records = self.session_records()
+        pids = [int(r["pid"]) for r in records if process_alive(int(r.get("pid", 0)))]
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while any(process_alive(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        for r in records:
+            child = int(r.get("child_pid", 0))
+            # The program leads its own process group (start_new_session); only signal a group
+            # that still has that leader, so a reused pid is never hit.
+            with contextlib.suppress(OSError):
+                if child > 0 and os.getpgid(child) == child:
+                    os.killpg(child, signal.SIGKILL)
+        return len(pids)
+
     def close(self) -> None:
+        self.kill_sessions()
         shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> Sandbox:
@@ -109,6 +205,100 @@ class Sandbox:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def process_alive(pid: int) -> bool:
+    """Whether `pid` is a running process (a zombie counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (0 once it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat.rsplit(")", 1)[-1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def runqueue_wait_s(pid: int) -> float:
+    """Seconds the process's main thread has spent runnable but waiting for a CPU."""
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def autogroup(pid: int) -> str:
+    """The scheduler autogroup of a process ("" when the kernel has none)."""
+    try:
+        return Path(f"/proc/{pid}/autogroup").read_text().split()[0]
+    except (OSError, IndexError):
+        return ""
+
+
+def rss_mb(pid: int) -> float:
+    """A process's resident set size in MB (VmRSS)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+class ByteCounter(asyncio.Protocol):
+    """The lightest attached client: hello and ``subscribe terminal`` sent at once, then every
+    byte received counted (frame headers included) and nothing decoded, so many of them cost
+    this process little. ``type`` sends input to the session. ``lost`` is set when the hub
+    closes the connection (e.g. cut as a slow client)."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+        self.session_id = ""
+        self.lost = asyncio.Event()
+        self.transport: asyncio.Transport | None = None
+
+    @classmethod
+    async def attach(
+        cls, socket: Path, session_id: str, rows: int = 24, cols: int = 80
+    ) -> ByteCounter:
+        loop = asyncio.get_running_loop()
+        _, counter = await loop.create_unix_connection(cls, str(socket))
+        assert counter.transport is not None
+        counter.session_id = session_id
+        counter.transport.write(
+            encode_json({"type": "hello", "protocol": 1, "client": "bench-counter"})
+            + encode_json(
+                {
+                    "type": "subscribe",
+                    "channel": "terminal",
+                    "params": {"session_id": session_id, "rows": rows, "cols": cols},
+                }
+            )
+        )
+        return counter
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.bytes += len(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost.set()
+
+    def type(self, data: bytes) -> None:
+        """Input for the session (a PTY_INPUT frame; the hub accepts it once attached)."""
+        assert self.transport is not None
+        self.transport.write(encode_frame(PTY_INPUT, encode_session(self.session_id, data)))
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
 
 
 class HubRun:
@@ -173,6 +363,15 @@ class HubRun:
                 f"timed out after {within} s waiting for /{pattern}/; log:\n{self.log}"
             ) from None
 
+    @property
+    def pid(self) -> int:
+        assert self.proc
+        return self.proc.pid
+
+    async def connect(self, name: str = "bench", **kwargs: Any) -> HubConnection:
+        """A connected, hello-acknowledged client of this hub (``on_message``/``on_frame``)."""
+        return await HubConnection.connect(self.sandbox.hub_socket(), name, **kwargs)
+
     def count(self, pattern: str) -> int:
         rx = re.compile(pattern)
         return sum(1 for _, text in self.lines if rx.search(text))
@@ -187,6 +386,16 @@ class HubRun:
         except TimeoutError:
             self.proc.kill()
             rc = await self.proc.wait()
+        if self._reader:
+            await self._reader
+        return rc
+
+    async def kill(self) -> int:
+        """SIGKILL (no clean shutdown: sessions stay, registry entry left); the exit code."""
+        assert self.proc
+        if self.proc.returncode is None:
+            self.proc.kill()
+        rc = await self.proc.wait()
         if self._reader:
             await self._reader
         return rc

@@ -20,16 +20,15 @@ import asyncio
 import importlib
 import itertools
 import json
-import re
 
 from aiohttp import web
 
-from bench._common import Result, fmt_ms, header, median, p99, verdict
-from bench._hub import HubRun, Sandbox, log_time
+from bench._common import Result, header, p99, verdict
+from bench._hub import HubRun, Sandbox
+from bench._jitter import TICK_LINE, TICKER, describe, inside, stamps
 
 __all__ = ["run"]
 
-TICK_MS = 10.0
 BLOCKS = 4
 PER_BLOCK = 25
 REQUESTS = BLOCKS * PER_BLOCK
@@ -37,11 +36,6 @@ DELAY_S = 0.2
 QUIET_S = 2.5
 WARMUP_S = 0.5  # start-up settles (watchers, first log writes) before the first quiet window
 GOAL_MS = 5.0
-
-TICKER = """
--- Logs one line per 10 ms tick; the bench reads the log stamps.
-timer.every(0.01, function() log.info("tick") end)
-"""
 
 LOADER = """
 -- Blocks of sequential sync http.get calls, each answered after 200 ms by the bench's server,
@@ -75,8 +69,6 @@ timer.after({warmup} + QUIET, function()
 end)
 """
 
-TICK_LINE = r"\[ticker\] tick$"
-
 
 def _http_available() -> bool:
     try:
@@ -84,35 +76,6 @@ def _http_available() -> bool:
     except ImportError:
         return False
     return "get" in getattr(module, "LUA", {})
-
-
-def _stamps(hub: HubRun, pattern: str) -> list[float]:
-    """Log stamps (s) of matching lines, made monotonic across midnight."""
-    rx = re.compile(pattern)
-    out: list[float] = []
-    day = 0.0
-    for _, text in hub.lines:
-        if not rx.search(text):
-            continue
-        t = log_time(text)
-        if t is None:
-            continue
-        if out and t + day < out[-1] - 3600:
-            day += 86400.0
-        out.append(t + day)
-    return out
-
-
-def _deviations_ms(ticks: list[float]) -> list[float]:
-    return [abs((b - a) * 1000 - TICK_MS) for a, b in itertools.pairwise(ticks)]
-
-
-def _describe(label: str, devs: list[float]) -> str:
-    skipped = sum(1 for d in devs if d >= TICK_MS - 1)
-    return (
-        f"  {label:<28} {len(devs):5d} intervals  p50 {fmt_ms(median(devs)):>8}  "
-        f"p99 {fmt_ms(p99(devs)):>8}  max {fmt_ms(max(devs)):>8}  skipped ticks {skipped}"
-    )
 
 
 def _problems(hub: HubRun) -> list[str]:
@@ -128,19 +91,11 @@ def _windows(hub: HubRun) -> tuple[list[tuple[float, float]], list[tuple[float, 
     """(quiet windows, load windows) as (start, end) log stamps."""
     # QUIET start, then LOAD start and LOAD end per block, then LOAD done: quiet and load
     # windows alternate between consecutive marks, starting and ending quiet.
-    marks = _stamps(hub, r"\[loader\] (QUIET start|LOAD start|LOAD end|LOAD done)")
+    marks = stamps(hub, r"\[loader\] (QUIET start|LOAD start|LOAD end|LOAD done)")
     if len(marks) != 2 * BLOCKS + 2:
         raise RuntimeError(f"expected {2 * BLOCKS + 2} window marks in the log:\n{hub.log}")
     windows = list(itertools.pairwise(marks))
     return windows[0::2], windows[1::2]
-
-
-def _inside(ticks: list[float], windows: list[tuple[float, float]]) -> list[float]:
-    """Deviations of the intervals whose both ends lie in one window."""
-    devs: list[float] = []
-    for start, end in windows:
-        devs += _deviations_ms([t for t in ticks if start <= t <= end])
-    return devs
 
 
 async def _measure(sandbox: Sandbox) -> tuple[list[float], list[float], str, list[str]]:
@@ -170,7 +125,7 @@ async def _measure(sandbox: Sandbox) -> tuple[list[float], list[float], str, lis
         rc = await hub.stop()
         await runner.cleanup()
     quiet, load = _windows(hub)
-    ticks = _stamps(hub, TICK_LINE)
+    ticks = stamps(hub, TICK_LINE)
     took = sum(end - start for start, end in load)
     per_request = (took - REQUESTS * DELAY_S) / REQUESTS * 1000
     http = (
@@ -178,7 +133,7 @@ async def _measure(sandbox: Sandbox) -> tuple[list[float], list[float], str, lis
         f"(server delay alone {REQUESTS * DELAY_S:.1f} s; {per_request:+.1f} ms per request)"
     )
     notes = _problems(hub) + ([f"hub exit code {rc}"] if rc else [])
-    return _inside(ticks, quiet), _inside(ticks, load), http, notes
+    return inside(ticks, quiet), inside(ticks, load), http, notes
 
 
 async def _run() -> list[Result]:
@@ -190,8 +145,8 @@ async def _run() -> list[Result]:
         return [Result("loop_jitter", metric, None, None, "ms", goal, skipped=reason)]
     with Sandbox() as sandbox:
         idle, loaded, http, notes = await _measure(sandbox)
-    print(_describe("quiet windows (baseline)", idle))
-    print(_describe("during http.get blocks", loaded))
+    print(describe("quiet windows (baseline)", idle))
+    print(describe("during http.get blocks", loaded))
     print(f"  HTTP: {http}")
     for line in notes[:10]:
         print(f"  hub log: {line}")

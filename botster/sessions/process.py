@@ -262,6 +262,24 @@ def _set_winsize(fd: int, rows: int, cols: int) -> None:
 
 def _take_controlling_tty() -> None:  # runs in the child between fork and exec
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    _yield_to_the_hub()
+
+
+# Agents may print as fast as they like; the hub that routes their output must stay
+# responsive. With Linux autogroups every new session (setsid) gets its own CPU share, so 20
+# flooding agents took ~95% of the CPU from the hub (measured: p99 timer jitter 36 ms). A
+# nice autogroup (plus a nice process, where autogroups are off) gives the hub its share.
+BACKGROUND_NICE = 10
+
+
+def _yield_to_the_hub() -> None:
+    # Only a session leader's autogroup is its own: otherwise this would renice the group of
+    # whoever started us (the hub, a shell).
+    if os.getsid(0) == os.getpid():
+        with contextlib.suppress(OSError), open("/proc/self/autogroup", "w") as f:
+            f.write(str(BACKGROUND_NICE))
+    with contextlib.suppress(OSError):
+        os.nice(max(0, BACKGROUND_NICE - os.nice(0)))
 
 
 class Session:
@@ -846,6 +864,7 @@ def main(argv: list[str] | None = None) -> int:
         ready.send({"event": "error", "error": str(e)})
         print(f"botster session: {e}", file=sys.stderr)
         return 2
+    _yield_to_the_hub()
     if args.daemonize and os.fork() != 0:
         os._exit(0)
     ready.send({"event": "started", "pid": os.getpid()})

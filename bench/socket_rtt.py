@@ -1,0 +1,178 @@
+"""Socket round trip: a request/response over the hub socket against a bare echo.
+
+* value: ``ping`` to a real hub with ``HubConnection.request`` (the Python client of
+  docs/protocol.md), one at a time: the hub decodes the frame, runs the request through the
+  embedded Lua (``lib/client.lua``, the command registry, the interceptors) and answers;
+* baseline, same run: a bare server in a child process (``asyncio.start_unix_server`` on
+  the event loop the hub uses, uvloop when installed) that reads a frame and answers with a
+  frame of the hub's response size, and a bare client (``open_unix_connection``,
+  ``readexactly``) sending frames of the ``ping`` request's size.
+* information: the same bare client sending the ``ping`` request to the hub, which separates
+  the hub's share from ``HubConnection``'s (JSON, futures) on this side.
+
+2000 round trips each, in 4 interleaved blocks of 500 after a warm-up; per-call times with
+``perf_counter``. Goal (from the issue): the hub's median round trip at most 3x the echo's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import sys
+import time
+
+from bench._common import Result, fmt_ms, header, median, p99, verdict
+from bench._hub import HubRun, Sandbox
+from botster.transports.client import HubConnection
+from botster.transports.framing import JSON, encode_frame, encode_json
+
+__all__ = ["run"]
+
+CALLS = 2000
+BLOCKS = 4
+WARMUP = 100
+GOAL_RATIO = 3.0
+
+ECHO_SERVER = """
+import asyncio, struct, sys
+try:
+    import uvloop
+except ImportError:
+    uvloop = None
+path, size = sys.argv[1], int(sys.argv[2])
+reply = struct.pack("<IB", size + 1, 1) + b"x" * size
+
+async def serve(reader, writer):
+    try:
+        while True:
+            n, _ = struct.unpack("<IB", await reader.readexactly(5))
+            await reader.readexactly(n - 1)
+            writer.write(reply)
+    except (asyncio.IncompleteReadError, ConnectionError):
+        writer.close()
+
+async def main():
+    server = await asyncio.start_unix_server(serve, path)
+    print("listening", flush=True)
+    await server.serve_forever()
+
+(uvloop.run if uvloop else asyncio.run)(main())
+"""
+
+
+async def _hub_calls(conn: HubConnection, n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        await conn.request("ping")
+        out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+async def _echo_calls(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes, n: int
+) -> list[float]:
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        writer.write(request)
+        size, _ = struct.unpack("<IB", await reader.readexactly(5))
+        await reader.readexactly(size - 1)
+        out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+async def _measure(sandbox: Sandbox) -> tuple[dict[str, list[float]], int, int]:
+    hub = HubRun(sandbox)
+    await hub.start()
+    echo: asyncio.subprocess.Process | None = None
+    try:
+        await hub.wait_for(r"hub ready:")
+        sizes: dict[str, int] = {}
+        conn = await hub.connect()
+        # The frames a ping exchanges: the request as HubConnection encodes it (an id of the
+        # same width as the measured ones) and the hub's answer.
+        request = encode_json({"type": "request", "id": 1000, "command": "ping", "args": {}})
+        sizes["request"] = len(request) - 5
+        raw_reader, raw_writer = await asyncio.open_unix_connection(sandbox.hub_socket())
+        raw_writer.write(encode_json({"type": "hello", "protocol": 1, "client": "probe"}))
+        raw_writer.write(request)
+        for _ in range(2):  # hello_ack, then the response
+            n, ftype = struct.unpack("<IB", await raw_reader.readexactly(5))
+            payload = await raw_reader.readexactly(n - 1)
+        if ftype != JSON or b'"response"' not in payload:
+            raise RuntimeError(f"unexpected answer to ping: {payload!r}")
+        sizes["response"] = len(payload)
+        path = sandbox.root / "echo.sock"
+        echo = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            ECHO_SERVER,
+            str(path),
+            str(sizes["response"]),
+            stdout=asyncio.subprocess.PIPE,
+            env=sandbox.env,
+        )
+        assert echo.stdout is not None
+        await asyncio.wait_for(echo.stdout.readline(), 10)
+        reader, writer = await asyncio.open_unix_connection(str(path))
+        probe = encode_frame(JSON, b"y" * sizes["request"])
+        await _hub_calls(conn, WARMUP)
+        await _echo_calls(reader, writer, probe, WARMUP)
+        await _echo_calls(raw_reader, raw_writer, request, WARMUP)
+        out: dict[str, list[float]] = {"hub": [], "echo": [], "bare": []}
+        for _ in range(BLOCKS):
+            out["hub"] += await _hub_calls(conn, CALLS // BLOCKS)
+            out["echo"] += await _echo_calls(reader, writer, probe, CALLS // BLOCKS)
+            out["bare"] += await _echo_calls(raw_reader, raw_writer, request, CALLS // BLOCKS)
+        writer.close()
+        raw_writer.close()
+        await conn.close()
+    finally:
+        if echo is not None and echo.returncode is None:
+            echo.kill()
+            await echo.wait()
+        await hub.stop()
+    return out, sizes["request"], sizes["response"]
+
+
+def run() -> list[Result]:
+    header(f"socket_rtt: {CALLS} sequential ping round trips, hub socket vs a bare echo")
+    with Sandbox() as sandbox:
+        out, req, resp = asyncio.run(_measure(sandbox))
+    hub_ms, echo_ms = out["hub"], out["echo"]
+    print(f"  frames: request {req} B, response {resp} B (payloads; +5 B header each)")
+    for label, ms in (
+        ("bare echo (baseline)", echo_ms),
+        ("hub ping, bare client", out["bare"]),
+        ("hub ping (HubConnection)", hub_ms),
+    ):
+        print(
+            f"  {label:<26} p50 {fmt_ms(median(ms)):>8}  p99 {fmt_ms(p99(ms)):>8}  "
+            f"{len(ms) / (sum(ms) / 1000):6.0f} calls/s"
+        )
+    ratio = median(hub_ms) / median(echo_ms)
+    passed = ratio <= GOAL_RATIO
+    print(f"  goal: hub p50 <= {GOAL_RATIO:g}x the echo's: {ratio:.2f}x {verdict(passed)}")
+    return [
+        Result(
+            "socket_rtt",
+            "ping round trip p50 (HubConnection)",
+            median(hub_ms),
+            median(echo_ms),
+            "ms",
+            f"<= {GOAL_RATIO:g}x echo",
+            passed,
+        ),
+        Result(
+            "socket_rtt",
+            "ping round trip p50 (bare client)",
+            median(out["bare"]),
+            median(echo_ms),
+            "ms",
+        ),
+    ]
+
+
+if __name__ == "__main__":
+    run()
