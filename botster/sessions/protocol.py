@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
-import secrets
 import struct
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -123,7 +123,8 @@ def decode_snapshot(payload: bytes) -> tuple[dict[str, Any], bytes]:
 
 def new_session_id() -> str:
     """A fresh id: ``sess-<epoch seconds>-<12 hex>``."""
-    return f"sess-{int(time.time())}-{secrets.token_hex(6)}"
+    # os.urandom, not `secrets`: that module pulls in hashlib and OpenSSL (~3 MB per session).
+    return f"sess-{int(time.time())}-{os.urandom(6).hex()}"
 
 
 def check_session_id(session_id: object) -> str:
