@@ -54,7 +54,14 @@ function M.run(name, args, ctx)
     if not c then
       ok, result = false, "unknown command '" .. tostring(name) .. "'"
     else
-      local r = table.pack(call_as(c.owner, "command '" .. name .. "'", c.fn, args or {}, ctx or {}))
+      local r
+      if c.owner == current_owner() then
+        -- Same owner as the caller (the hub's own commands from the protocol task): no new
+        -- coroutine is needed for attribution or budget, so run it in place.
+        r = table.pack(xpcall(c.fn, debug.traceback, args or {}, ctx or {}))
+      else
+        r = table.pack(call_as(c.owner, "command '" .. name .. "'", c.fn, args or {}, ctx or {}))
+      end
       if not r[1] then
         log.error("command '" .. name .. "' (" .. c.owner .. ") failed: " .. tostring(r[2]))
         ok, result = false, "command '" .. name .. "' failed: " .. tostring(r[2]):match("^[^\n]*")
