@@ -10,8 +10,12 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from botster.tui.keymap import Keymap
 
 __all__ = ["main"]
 
@@ -71,6 +75,162 @@ def list_hubs(as_json: bool) -> None:
     click.echo(f"{'HUB ID':<14}{'PID':>8}  REPOSITORY")
     for h in hubs:
         click.echo(f"{h['id'][:12]:<14}{h['pid']:>8}  {h['repo_path']}")
+
+
+HUB_START_TIMEOUT_S = 30.0
+
+
+def _hub_ready_blocking(socket_path: str, timeout: float = 1.0) -> bool:
+    """Whether a hub answers a ping on `socket_path` (its Lua side is up)."""
+    import asyncio
+
+    from botster.transports.client import HubConnection
+
+    async def ping() -> bool:
+        try:
+            async with asyncio.timeout(timeout):
+                conn = await HubConnection.connect(socket_path, "botster-cli")
+                try:
+                    await conn.request("ping")
+                finally:
+                    await conn.close()
+        except Exception:
+            return False
+        return True
+
+    return asyncio.run(ping())
+
+
+def _start_hub_blocking(repo: Path) -> dict[str, object]:
+    """Starts `botster hub` for `repo`, detached, and waits until it answers.
+
+    The hub gets its own session (closing the terminal does not stop it) and writes its log to
+    ``$BOTSTER_RUNTIME_DIR/hub-<id16>.log``.
+
+    Raises:
+        click.ClickException: the hub exited or did not come up in time.
+    """
+    import subprocess
+    import time
+
+    from botster.hub.identity import hub_id_for
+    from botster.hub.paths import ensure_private_dir, runtime_dir
+    from botster.hub.registry import find_hub_for
+
+    runtime = ensure_private_dir(runtime_dir())
+    log_path = runtime / f"hub-{hub_id_for(repo)[:16]}.log"
+    with open(log_path, "ab") as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "botster.cli", "hub", "--repo", str(repo)],
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=log_file,
+            cwd=repo,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + HUB_START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        code = proc.poll()
+        if code is not None:
+            tail = log_path.read_text(errors="replace").splitlines()[-15:]
+            raise click.ClickException(
+                f"the hub exited with code {code} while starting; its log ({log_path}):\n"
+                + "\n".join(tail)
+            )
+        entry = find_hub_for(repo)
+        if entry and entry.get("pid") == proc.pid and _hub_ready_blocking(str(entry["socket"])):
+            return entry
+        time.sleep(0.1)  # the CLI's own thread: waiting for another process
+    raise click.ClickException(
+        f"the hub did not answer within {HUB_START_TIMEOUT_S:.0f} s; see {log_path}"
+    )
+
+
+def _ui_keymap() -> Keymap:
+    """The UI's keymap, checked before anything starts (a bad config fails fast)."""
+    from botster.tui.keymap import KeymapError, load_keymap
+
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise click.ClickException("the UI needs a terminal (stdin and stdout must be a TTY)")
+    try:
+        return load_keymap()
+    except KeymapError as e:
+        raise click.ClickException(str(e)) from None
+
+
+def _run_ui(socket_path: str, keymap: Keymap) -> None:
+    from botster.tui import run
+
+    code, stopped = run(socket_path, keymap)
+    if not stopped and code == 0:
+        click.echo("botster: detached; the hub and its agents keep running (`botster attach`)")
+    sys.exit(code)
+
+
+@main.command()
+@click.option(
+    "--repo",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Repository (default: the one containing the current directory).",
+)
+def start(repo: Path | None) -> None:
+    """Start the repository's hub (or join the running one) and open the UI.
+
+    Leaving the UI (detach) keeps the hub and its agents running; stopping the hub is a
+    key in the UI, and asks first.
+    """
+    from botster.errors import HubError
+    from botster.hub.identity import find_repo_root
+    from botster.hub.registry import find_hub_for
+
+    try:
+        root = find_repo_root(repo or Path.cwd())
+    except HubError as e:
+        raise click.ClickException(str(e)) from None
+    keymap = _ui_keymap()
+    entry = find_hub_for(root)
+    if entry is None or not _hub_ready_blocking(str(entry["socket"]), timeout=5.0):
+        if entry is not None:
+            raise click.ClickException(
+                f"a hub (pid {entry['pid']}) holds {root} but does not answer on {entry['socket']}"
+            )
+        entry = _start_hub_blocking(root)
+    _run_ui(str(entry["socket"]), keymap)
+
+
+@main.command()
+@click.option(
+    "--repo",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Repository whose hub to attach to (default: the one containing the current directory).",
+)
+@click.option(
+    "--socket",
+    "socket_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The hub's socket, instead of finding it by repository.",
+)
+def attach(repo: Path | None, socket_path: Path | None) -> None:
+    """Open the UI on a running hub."""
+    if repo is not None and socket_path is not None:
+        raise click.UsageError("give --repo or --socket, not both")
+    keymap = _ui_keymap()
+    if socket_path is None:
+        from botster.hub.registry import find_hub_for
+
+        start_dir = repo or Path.cwd()
+        entry = find_hub_for(start_dir)
+        if entry is None:
+            raise click.ClickException(
+                f"no hub is running for {start_dir.resolve()}; start one with `botster start`"
+            )
+        socket_path = Path(str(entry["socket"]))
+    elif not socket_path.exists():
+        raise click.ClickException(f"no hub socket at {socket_path}")
+    _run_ui(str(socket_path), keymap)
 
 
 @main.command("mcp-serve")

@@ -47,6 +47,7 @@ PRIMITIVES: tuple[str, ...] = (
     "http",
     "websocket",
     "socket",
+    "tui",
     "pty",
     "hub_discovery",
     "worktree",

@@ -39,9 +39,16 @@ def _emit(level: int, msg: str | float) -> None:
     _log.log(level, "[%s] %s", owner, text)
 
 
-def recent(owner: str) -> list[tuple[str, str]]:
-    """The last log lines of one owner, oldest first, as (level, message)."""
-    return list(_rings.get(owner, ()))
+@lua_api
+def recent(owner: str) -> list[dict[str, str]]:
+    """log.recent(owner) -> {{level, message}...}
+
+    The last lines (at most 200) one plugin logged, oldest first; `level` is "INFO",
+    "WARNING", "ERROR" or "DEBUG". An owner that never logged gives an empty table. The hub
+    panel of the terminal UI reads them through the `plugins.log` command.
+    Example: ``for _, l in ipairs(log.recent("my_plugin")) do print(l.level, l.message) end``
+    """
+    return [{"level": level, "message": text} for level, text in _rings.get(owner, ())]
 
 
 @lua_api
@@ -68,5 +75,5 @@ def debug(msg: str | float) -> None:
     _emit(logging.DEBUG, msg)
 
 
-LUA = {"info": info, "warn": warn, "error": error, "debug": debug}
+LUA = {"info": info, "warn": warn, "error": error, "debug": debug, "recent": recent}
 WRONG_DOOR = {"warning": "use log.warn(msg)", "print": "use log.info(msg)"}

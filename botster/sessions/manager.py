@@ -106,29 +106,25 @@ class SessionManager:
         return await self._connect(sid, str(sock), config["labels"])
 
     async def _connect(self, sid: str, sock: str, labels: dict[str, str]) -> HubSession:
-        holder: dict[str, HubSession] = {}
+        port = labels.get("port")
+        # The record exists before the connection: events the session sends while the
+        # handshake completes (a first title, a bell) must already have somewhere to go.
+        s = HubSession(sid, None, labels, port=int(port) if port else None)  # type: ignore[arg-type]
 
         def on_output(out: Output) -> None:
-            s = holder.get("s")
-            if s is not None:
-                for listener in list(s.listeners):
-                    try:
-                        listener(s, out)
-                    except Exception:
-                        log.exception("output listener of session %s failed", s.id)
+            for listener in list(s.listeners):
+                try:
+                    listener(s, out)
+                except Exception:
+                    log.exception("output listener of session %s failed", s.id)
 
         def on_event(ev: SessionEvent) -> None:
-            s = holder.get("s")
-            if s is not None:
-                self._on_event(s, ev)
+            self._on_event(s, ev)
 
-        client = await SessionClient.connect(sock, on_output=on_output, on_event=on_event)
-        port = labels.get("port")
-        s = HubSession(sid, client, labels, port=int(port) if port else None)
-        meta = client.metadata
-        if not meta.get("running", True):
+        s.client = await SessionClient.connect(sock, on_output=on_output, on_event=on_event)
+        meta = s.client.metadata
+        if not meta.get("running", True) and s.running:
             s.running, s.exit_code, s.signal = False, meta.get("exit_code"), meta.get("signal")
-        holder["s"] = s
         self.sessions[sid] = s
         return s
 

@@ -35,6 +35,15 @@ function M.install()
     return { reloaded = args.name }
   end, { description = "Reloads one plugin by name" })
 
+  commands.register("plugins.log", function(args)
+    if type(args.name) ~= "string" then return nil, "plugins.log: args.name: expected string" end
+    local lines = log.recent(args.name)
+    local limit = math.type(args.limit) == "integer" and args.limit or #lines
+    local out = {}
+    for i = math.max(1, #lines - limit + 1), #lines do out[#out + 1] = lines[i] end
+    return json.array(out)
+  end, { description = "A plugin's recent log lines: args {name, limit?} -> [{level, message}]" })
+
   commands.register("terminal.resize", function(args)
     local h = type(args.session_id) == "string" and pty.get(args.session_id)
     if not h then return nil, "terminal.resize: no session " .. tostring(args.session_id) end

@@ -118,6 +118,8 @@ end
 
 function M.on_message(id, msg)
   if not clients[id] then M.on_connected(id) end
+  -- {type = "tui", data} messages belong to the tui primitive (tui.on_message), not here.
+  if msg.type == "tui" then return end
   local handler = handlers[msg.type]
   if not handler then
     return fail(id, "bad_message", "unknown message type " .. json.encode(msg.type)

@@ -1,0 +1,45 @@
+"""The terminal UI: ``botster start`` and ``botster attach`` (a Textual app).
+
+The UI is a client of the hub's socket protocol like any other (``docs/protocol.md``);
+leaving it never stops the hub or its agents. Modules:
+
+* ``app.py``: the Textual app, its screens and dialogs;
+* ``terminal.py``: the terminal pane widget (rendering, keyboard passthrough, scrollback);
+* ``hub_link.py``: the reconnecting connection, agent list, terminal attach, attention;
+* ``keys.py``: key presses and pastes as the bytes a terminal sends;
+* ``keymap.py``: the UI's own keys and their overrides from ``config.json``.
+
+Importing this package does not import Textual: ``run`` loads it when called, so
+``botster --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from botster.tui.keymap import Keymap
+
+__all__ = ["run"]
+
+
+def run(socket_path: Path | str, keymap: Keymap | None = None) -> tuple[int, bool]:
+    """Runs the UI on a hub's socket until the user leaves.
+
+    Args:
+        socket_path: the hub's socket.
+        keymap: the UI's keys (default: ``keymap.load_keymap()``).
+
+    Returns:
+        (exit code, whether the user stopped the hub).
+
+    Raises:
+        KeymapError: no keymap was given and ``tui_keys`` in config.json is invalid.
+    """
+    from botster.tui.app import BotsterApp
+    from botster.tui.keymap import load_keymap
+
+    app = BotsterApp(socket_path, keymap or load_keymap())
+    app.run()
+    return app.return_code or 0, app.hub_stopped

@@ -1,0 +1,339 @@
+"""The terminal pane: a Textual widget that shows one agent's screen and types into it.
+
+Owns the screen model of the attached session (``botster.sessions.terminal.make_terminal``,
+the same emulator the sessions use, so what the hub snapshots is what we draw), rendering its
+cells with colours, attributes, wide characters and the cursor; keyboard passthrough (every
+key but the prefix becomes the bytes a terminal would send, see ``keys.py``; paste is
+bracketed when the program asked for it); mouse-wheel scrollback over the model's history (or
+wheel reports when the program turned mouse reporting on); and following the pane's size.
+
+What it produces leaves as messages, handled by the app: ``TerminalView.Input`` (bytes to
+type), ``TerminalView.Resized`` (the pane's new size) and ``TerminalView.UiKey`` (the key
+pressed after the prefix). Not here: the connection (``hub_link.py``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.cells import cell_len
+from rich.color import Color
+from rich.segment import Segment
+from rich.style import Style
+from textual import events
+from textual.message import Message
+from textual.strip import Strip
+from textual.widget import Widget
+
+from botster.sessions.terminal import Terminal, make_terminal
+from botster.tui.keys import key_bytes, paste_bytes, wheel_bytes
+
+__all__ = ["TerminalView"]
+
+SCROLLBACK = 2000
+WHEEL_LINES = 3
+_MOUSE_MODES = frozenset({1000, 1002, 1003})
+
+Cell = tuple[Any, ...]
+
+
+class TerminalView(Widget, can_focus=True):
+    """Shows the attached session and passes keys through to it.
+
+    Args:
+        prefix_keys: the key(s) that leave passthrough for one UI key.
+    """
+
+    DEFAULT_CSS = """
+    TerminalView {
+        width: 1fr;
+        height: 1fr;
+        border: round $panel;
+    }
+    TerminalView:focus {
+        border: round $accent;
+    }
+    """
+
+    class Input(Message):
+        """Bytes to type into the attached session."""
+
+        def __init__(self, view: TerminalView, data: bytes) -> None:
+            super().__init__()
+            self.view = view
+            self.data = data
+
+        @property
+        def control(self) -> TerminalView:
+            return self.view
+
+    class Resized(Message):
+        """The pane's inner size changed: the session should follow."""
+
+        def __init__(self, view: TerminalView, rows: int, cols: int, force: bool = False) -> None:
+            super().__init__()
+            self.view = view
+            self.rows = rows
+            self.cols = cols
+            self.force = force  # the session has another size than the pane: resize it anyway
+
+        @property
+        def control(self) -> TerminalView:
+            return self.view
+
+    class UiKey(Message):
+        """A key pressed after the prefix: it is the UI's, not the program's."""
+
+        def __init__(self, view: TerminalView, key: str) -> None:
+            super().__init__()
+            self.view = view
+            self.key = key
+
+        @property
+        def control(self) -> TerminalView:
+            return self.view
+
+    def __init__(self, prefix_keys: list[str], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.prefix_keys = list(prefix_keys)
+        self.term: Terminal | None = None
+        self.session_id: str | None = None
+        self.exit_code: int | None = None
+        self.scroll = 0  # lines scrolled back from the live screen
+        self.prefix_armed = False
+        self._lines: list[Strip] | None = None
+        self._styles: dict[tuple[Any, ...], Style] = {}
+        self._placeholder = "Connecting to the hub…"
+
+    # Feeding -----------------------------------------------------------------------------
+
+    def load_snapshot(self, session_id: str, rows: int, cols: int, data: bytes) -> None:
+        """Starts over from a SNAPSHOT frame: a fresh model of the session's size."""
+        self.session_id = session_id
+        self.exit_code = None
+        self.scroll = 0
+        self.term = make_terminal(rows, cols, SCROLLBACK)
+        self.term.feed(data)
+        self._changed()
+        size = self._inner_size()
+        if size is not None and size != (rows, cols):
+            # Someone else sized the session: take it back to this pane's size.
+            self.term.resize(*size)
+            self._changed()
+            self.post_message(self.Resized(self, *size, force=True))
+
+    def feed(self, data: bytes) -> None:
+        """Live output of the session."""
+        if self.term is None:
+            return
+        self.term.feed(data)
+        self._changed()
+
+    def process_exited(self, code: int) -> None:
+        """The program ended; its last screen stays."""
+        self.exit_code = code
+        self._changed()
+
+    def clear(self, placeholder: str | None = None) -> None:
+        """Shows nothing (no agent, or one without a session yet)."""
+        self.term = None
+        self.session_id = None
+        self.exit_code = None
+        self.scroll = 0
+        if placeholder is not None:
+            self._placeholder = placeholder
+        self._changed()
+
+    def screen_text(self) -> str:
+        """The visible screen of the program as plain text (for tests and tools)."""
+        return self.term.text() if self.term is not None else ""
+
+    def _changed(self) -> None:
+        self._lines = None
+        if self.exit_code is not None:
+            code = "killed" if self.exit_code == -1 else f"exited {self.exit_code}"
+            self.border_subtitle = code
+        elif self.prefix_armed:
+            self.border_subtitle = "prefix: next key is for the UI"
+        elif self.scroll:
+            self.border_subtitle = f"scrolled back {self.scroll} lines"
+        else:
+            self.border_subtitle = ""
+        self.refresh()
+
+    # Size --------------------------------------------------------------------------------
+
+    def _inner_size(self) -> tuple[int, int] | None:
+        size = self.size
+        if size.width < 1 or size.height < 1:
+            return None
+        return size.height, size.width
+
+    def on_resize(self, event: events.Resize) -> None:
+        size = self._inner_size()
+        if size is None:
+            return
+        if self.term is not None and (self.term.rows, self.term.cols) != size:
+            self.term.resize(*size)
+            self._changed()
+        self.post_message(self.Resized(self, *size))
+
+    # Keys, paste, mouse ------------------------------------------------------------------
+
+    def _app_cursor(self) -> bool:
+        vt = getattr(self.term, "_vt", None)  # avt knows DECCKM; pyte does not say
+        return bool(getattr(vt, "cursor_key_app_mode", False))
+
+    def _modes(self) -> frozenset[int]:
+        return self.term.modes if self.term is not None else frozenset()
+
+    async def on_key(self, event: events.Key) -> None:
+        event.stop()
+        event.prevent_default()
+        key = event.key
+        if self.prefix_armed:
+            self.prefix_armed = False
+            self._changed()
+            if key in self.prefix_keys:  # prefix twice: the program gets the prefix key
+                data = key_bytes(key, event.character)
+                if data:
+                    self._type(data)
+            elif key != "escape":
+                self.post_message(self.UiKey(self, key))
+            return
+        if key in self.prefix_keys:
+            self.prefix_armed = True
+            self._changed()
+            return
+        data = key_bytes(key, event.character, app_cursor=self._app_cursor())
+        if data:
+            self._type(data)
+
+    def _type(self, data: bytes) -> None:
+        if self.scroll:
+            self.scroll = 0
+            self._changed()
+        self.post_message(self.Input(self, data))
+
+    def on_paste(self, event: events.Paste) -> None:
+        event.stop()
+        event.prevent_default()
+        if event.text:
+            self._type(paste_bytes(event.text, bracketed=2004 in self._modes()))
+
+    def on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
+        event.stop()
+        self._wheel(True, event)
+
+    def on_mouse_scroll_down(self, event: events.MouseScrollDown) -> None:
+        event.stop()
+        self._wheel(False, event)
+
+    def _wheel(self, up: bool, event: events.MouseEvent) -> None:
+        modes = self._modes()
+        if modes & _MOUSE_MODES and self.scroll == 0:
+            self.post_message(
+                self.Input(self, wheel_bytes(up, event.x, event.y, sgr=1006 in modes))
+            )
+            return
+        self.scroll_lines(WHEEL_LINES if up else -WHEEL_LINES)
+
+    def scroll_lines(self, delta: int) -> None:
+        """Scrolls the view back (positive) or forward (negative) through the history."""
+        history = len(self._history(full=True)) - self._rows()
+        new = max(0, min(self.scroll + delta, max(0, history)))
+        if new != self.scroll:
+            self.scroll = new
+            self._changed()
+
+    # Rendering ---------------------------------------------------------------------------
+
+    def _rows(self) -> int:
+        return self.term.rows if self.term is not None else 0
+
+    def _history(self, full: bool = False) -> list[list[Cell]]:
+        """Scrollback then screen, as cell rows; only the screen unless scrolled or `full`.
+
+        Scrollback needs avt (``Terminal`` has no public history yet; pyte keeps none).
+        """
+        term = self.term
+        if term is None:
+            return []
+        vt = getattr(term, "_vt", None)
+        if vt is None or (self.scroll == 0 and not full):
+            return term.cells()
+        convert = term._cell  # type: ignore[attr-defined]
+        return [[convert(c) for c in line.cells] for line in vt.lines()]
+
+    def _style(self, cell: Cell) -> Style:
+        key = cell[1:]
+        style = self._styles.get(key)
+        if style is None:
+            fg, bg, bold, italic, underline, blink, inverse, strike, faint = key
+            style = Style(
+                color=_colour(fg),
+                bgcolor=_colour(bg),
+                bold=bold or None,
+                italic=italic or None,
+                underline=underline or None,
+                blink=blink or None,
+                reverse=inverse or None,
+                strike=strike or None,
+                dim=faint or None,
+            )
+            if len(self._styles) > 4096:
+                self._styles.clear()
+            self._styles[key] = style
+        return style
+
+    def _render_lines(self) -> list[Strip]:
+        width = self.size.width
+        term = self.term
+        if term is None:
+            text = self._placeholder[:width]
+            return [Strip([Segment(text, Style(dim=True))], cell_len(text))]
+        history = self._history()
+        rows = term.rows
+        end = len(history) - self.scroll
+        visible = history[max(0, end - rows) : end]
+        cursor = term.cursor
+        show_cursor = cursor.visible and self.scroll == 0
+        strips = []
+        for y, row in enumerate(visible):
+            segments: list[Segment] = []
+            length = 0
+            skip = False
+            cur_x = min(cursor.col, term.cols - 1) if show_cursor and y == cursor.row else -1
+            for x, cell in enumerate(row):
+                if skip:  # the right half of a wide character
+                    skip = False
+                    continue
+                char = cell[0] or " "
+                w = cell_len(char)
+                if w == 2:
+                    skip = True
+                elif w != 1:
+                    char, w = " ", 1
+                style = self._style(cell)
+                if x == cur_x:
+                    style = style + Style(reverse=not cell[7])
+                segments.append(Segment(char, style))
+                length += w
+            strips.append(Strip(Segment.simplify(segments), length))
+        return strips
+
+    def render_line(self, y: int) -> Strip:
+        if self._lines is None:
+            self._lines = self._render_lines()
+        width = self.size.width
+        if y < len(self._lines):
+            return self._lines[y].crop_extend(0, width, None)
+        return Strip.blank(width)
+
+
+def _colour(value: str | None) -> Color | None:
+    if value is None:
+        return None
+    if value.startswith("i"):
+        return Color.from_ansi(int(value[1:]))
+    return Color.parse(value)
