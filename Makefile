@@ -14,7 +14,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	BOTSTER_HOME=$(DEMO)/home BOTSTER_RUNTIME_DIR=$(DEMO)/run $(BIN)/python -m botster.demo $(DEMO)
+	BOTSTER_HOME=$(DEMO)/home BOTSTER_RUNTIME_DIR=$(DEMO)/run BOTSTER_WORKTREE_BASE=$(DEMO)/worktrees \
+		$(BIN)/python -m botster.demo $(DEMO)
 
 test: $(STAMP)
 	$(BIN)/ruff check botster tests bench

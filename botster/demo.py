@@ -1,7 +1,10 @@
-"""``make run``: a demo repository with a demo plugin, and a hub running on it.
+"""``make run``: a demo repository with a demo plugin and a demo agent, in the terminal UI.
 
-Creates (once) ``<dir>/repo``, a git repository with ``.botster/plugins/hello/init.lua``, then
-runs ``botster hub`` there in the foreground. Edit the plugin while it runs to see hot reload.
+Creates (once) ``<dir>/repo``, a git repository with ``.botster/plugins/hello/init.lua`` and an
+agent definition ``.botster/agents/demo/initialization``; starts its hub in the background,
+creates the demo agent if none runs, and opens the UI (``botster attach``). Without a terminal
+(CI, a pipe) it runs the headless hub in the foreground instead. Edit the plugin while it runs
+to see hot reload.
 """
 
 from __future__ import annotations
@@ -45,6 +48,18 @@ events.on("shutdown", function() log.info("goodbye from the demo plugin") end)
 """
 
 
+DEMO_AGENT = """\
+#!/usr/bin/env bash
+# The demo agent: a shell in its own worktree. A real one would run `claude "$BOTSTER_PROMPT"`.
+printf '\\033]0;demo agent\\007'
+echo "Hello from the demo agent ($BOTSTER_AGENT_KEY) on branch $BOTSTER_BRANCH."
+echo "This shell runs in its own git worktree: $BOTSTER_WORKTREE"
+echo "Type commands here; ctrl+b then ? shows the UI's keys. Ringing the bell (printf '\\a')"
+echo "marks the agent as needing attention."
+exec bash --norc -i
+"""
+
+
 def _git(repo: Path, *args: str) -> None:
     subprocess.run(
         ["git", "-c", "user.name=Botster Demo", "-c", "user.email=demo@botster.invalid", *args],
@@ -67,16 +82,67 @@ def ensure_demo_repo(root: Path) -> Path:
     if not plugin.exists():
         plugin.parent.mkdir(parents=True, exist_ok=True)
         plugin.write_text(DEMO_PLUGIN)
+    agent = repo / ".botster" / "agents" / "demo" / "initialization"
+    if not agent.exists():
+        agent.parent.mkdir(parents=True, exist_ok=True)
+        agent.write_text(DEMO_AGENT)
     return repo
+
+
+async def _ensure_demo_agent(socket_path: str) -> None:
+    """Creates the demo agent unless one exists, and waits until it runs."""
+    import asyncio
+
+    from botster.transports.client import HubConnection
+
+    conn = await HubConnection.connect(socket_path, "make-run")
+    try:
+        if not await conn.request("list_agents"):
+            await conn.request(
+                "create_agent", {"agent": "demo", "branch": "demo/hello", "prompt": "say hello"}
+            )
+        running = asyncio.Event()
+
+        def on_message(msg: dict) -> None:
+            if msg.get("event") == "agents_changed":
+                check.set()
+
+        check = asyncio.Event()
+        conn.on_message = on_message
+        conn.subscribe("hub")
+        async with asyncio.timeout(30):
+            while not running.is_set():
+                agents = await conn.request("list_agents")
+                if any(a["status"] == "running" for a in agents):
+                    running.set()
+                else:
+                    check.clear()
+                    await check.wait()
+    finally:
+        await conn.close()
 
 
 def main() -> None:
     root = Path(sys.argv[1] if len(sys.argv) > 1 else ".demo").resolve()
     repo = ensure_demo_repo(root)
     plugin = repo / ".botster" / "plugins" / "hello" / "init.lua"
-    print(f"Botster demo: hub for {repo}", file=sys.stderr)
-    print(f"Edit {plugin} and save to see it hot-reload. Ctrl-C stops the hub.\n", file=sys.stderr)
-    os.execvp(sys.executable, [sys.executable, "-m", "botster.cli", "hub", "--repo", str(repo)])
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        print(f"Botster demo (no terminal, so headless): hub for {repo}", file=sys.stderr)
+        print(
+            f"Edit {plugin} and save to see it hot-reload. Ctrl-C stops the hub.\n", file=sys.stderr
+        )
+        os.execvp(sys.executable, [sys.executable, "-m", "botster.cli", "hub", "--repo", str(repo)])
+    import asyncio
+
+    from botster.hub.launch import hub_ready_blocking, start_hub_blocking
+    from botster.hub.registry import find_hub_for
+
+    entry = find_hub_for(repo)
+    if entry is None or not hub_ready_blocking(str(entry["socket"]), timeout=5.0):
+        entry = start_hub_blocking(repo)
+    asyncio.run(_ensure_demo_agent(str(entry["socket"])))
+    print(f"Edit {plugin} while it runs to see it hot-reload.", file=sys.stderr)
+    os.execvp(sys.executable, [sys.executable, "-m", "botster.cli", "attach", "--repo", str(repo)])
 
 
 if __name__ == "__main__":
