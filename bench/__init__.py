@@ -18,6 +18,8 @@ module also runs alone: ``python -m bench.call_rate``.
 | ``socket_rtt`` | ``ping`` round trip over the hub socket | a bare asyncio echo |
 | ``mcp_call`` | ``tools/call`` through ``botster mcp-serve`` | ``ping`` over the socket |
 | ``many_clients`` | 100 clients on one flooding session: fairness, hub RSS | 1 client; idle RSS |
+| ``tui_echo`` | key to rendered echo through the UI, hub and session (``cat``) | a bare PTY |
+| ``tui_flood_input`` | the same while the agent on screen floods; UI frames/s | a bare PTY |
 """
 
 from __future__ import annotations
@@ -37,4 +39,6 @@ BENCHMARKS: tuple[str, ...] = (
     "socket_rtt",
     "mcp_call",
     "many_clients",
+    "tui_echo",
+    "tui_flood_input",
 )

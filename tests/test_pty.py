@@ -249,3 +249,63 @@ async def test_several_clients_watch_one_session_in_order(hub):
         assert numbers == list(range(1, 301))
     for conn in conns:
         await conn.close()
+
+
+async def test_a_client_that_falls_behind_is_resynced_not_cut(hub, tmp_path: Path):
+    import socket as socketlib
+
+    from botster.transports.framing import FrameDecoder, encode_json
+
+    marker = tmp_path / "flood-done"
+    flood = f"read go; head -c 6000000 /dev/zero | tr '\\\\\\\\0' x; echo; echo END; touch {marker}; read x"
+    proc = await hub(
+        plugins={
+            "p": f"""
+        require("lib.commands").register("test.flood", function()
+          return assert(pty.spawn({{cmd = "sh", args = {{"-c", "{flood}"}}, rows = 10, cols = 40}})):id()
+        end)
+    """
+        }
+    )
+    path = socket_of(proc)
+    control = await HubConnection.connect(path, "control")
+    sid = await control.request("test.flood")
+    # The laggard subscribes, then reads nothing while 6 MB go by (a plain socket: an asyncio
+    # reader would drain it in the background).
+    laggard = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM)
+    laggard.setsockopt(socketlib.SOL_SOCKET, socketlib.SO_RCVBUF, 32 << 10)
+    laggard.connect(str(path))
+    laggard.sendall(encode_json({"type": "hello", "protocol": 1, "client": "laggard"}))
+    laggard.sendall(
+        encode_json({"type": "subscribe", "channel": "terminal", "params": {"session_id": sid}})
+    )
+    term = Terminal()
+    control.on_frame = term.on_frame
+    control.subscribe("terminal", {"session_id": sid})
+    async with asyncio.timeout(10):
+        while not term.frames:
+            term.changed.clear()
+            await term.changed.wait()
+    control.send_raw(encode_frame(PTY_INPUT, encode_session(sid, b"go\n")))
+    async with asyncio.timeout(30):
+        while not marker.exists():
+            await control.request("ping")  # the hub keeps answering while it routes the flood
+    reader, writer = await asyncio.open_unix_connection(sock=laggard, limit=1 << 24)
+    decoder, frames = FrameDecoder(), []
+    async with asyncio.timeout(20):
+        while True:
+            data = await reader.read(1 << 20)
+            assert data, "the hub cut the laggard"
+            frames.extend(f for f in decoder.feed(data) if f.type in (SNAPSHOT, PTY_OUTPUT))
+            last = max(i for i, f in enumerate(frames) if f.type == SNAPSHOT)
+            screen = split_session(frames[last].payload)[1][4:] + b"".join(
+                split_session(f.payload)[1] for f in frames[last + 1 :]
+            )
+            if "END" in "\n".join(render(40, 10, screen)):
+                break
+    snapshots = sum(1 for f in frames if f.type == SNAPSHOT)
+    received = sum(len(f.payload) for f in frames if f.type == PTY_OUTPUT)
+    assert snapshots >= 2, f"a client that fell behind gets a fresh snapshot ({received} B)"
+    assert received < 6_000_000, "instead of the whole backlog"
+    writer.close()
+    await control.close()

@@ -245,7 +245,7 @@ def create_pty_forwarder(opts: ForwarderOptions) -> str | tuple[None, str]:
     by_session = _forwarders.setdefault(client.id, {})
     if session.id in by_session:
         by_session[session.id].stop()
-    fwd = PtyForwarder(session, client.send_frame)
+    fwd = PtyForwarder(session, client.send_frame, client.queued, client.writer.drain)
     by_session[session.id] = fwd
     return fwd.id
 

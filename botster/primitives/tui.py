@@ -54,7 +54,9 @@ class _Forward:
         old = self.per_client.pop(client.id, None)
         if old is not None:
             old.stop()
-        self.per_client[client.id] = PtyForwarder(self.session, client.send_frame)
+        self.per_client[client.id] = PtyForwarder(
+            self.session, client.send_frame, client.queued, client.writer.drain
+        )
 
     def detach(self, client_id: str) -> None:
         fwd = self.per_client.pop(client_id, None)

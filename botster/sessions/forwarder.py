@@ -5,6 +5,12 @@ every byte of output produced after that snapshot (output that arrives while the
 being taken is held and trimmed at the snapshot's offset, so nothing is lost or repeated),
 then PROCESS_EXITED when the program ends. Under load, output is batched: chunks that arrive
 in the same loop turn leave as one frame, in order.
+
+A client that reads slower than the program writes is not fed an ever-longer queue: past
+``HIGH_WATER`` bytes waiting in its socket, output is held; once more than ``RESYNC_BYTES``
+are held, they are dropped and, when the client has drained, it gets a fresh SNAPSHOT of the
+exact screen instead (as tmux does). The client sees every state it has time to show and
+always ends on the exact screen; the session itself keeps all output in its ring.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import contextlib
 import itertools
 import logging
 import struct
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from botster.errors import SessionError
 from botster.sessions.client import Output
@@ -34,6 +40,8 @@ log = logging.getLogger("sessions")
 Sink = Callable[[bytes], bool]  # takes an encoded frame; False once the client is gone
 _ids = itertools.count(1)
 MAX_BATCH = 256 << 10
+HIGH_WATER = 256 << 10  # bytes queued for the client before live output is held
+RESYNC_BYTES = 1 << 20  # held bytes past which they are replaced by a fresh snapshot
 
 
 class PtyForwarder:
@@ -44,10 +52,20 @@ class PtyForwarder:
         sink: sends an encoded frame to the client; returns False when it can't.
     """
 
-    def __init__(self, session: HubSession, sink: Sink) -> None:
+    def __init__(
+        self,
+        session: HubSession,
+        sink: Sink,
+        queued: Callable[[], int] | None = None,
+        drained: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self.id = f"fwd_{next(_ids)}"
         self.session = session
         self.sink = sink
+        self._queued = queued  # bytes waiting in the client's socket
+        self._drained = drained  # waits until the client has read most of them
+        self._waiting: asyncio.Task[None] | None = None
+        self._resync = False
         self.active = True
         self._held: list[Output] | None = []  # output while the snapshot is in flight
         self._next = 0  # first output offset the client has not seen
@@ -90,6 +108,11 @@ class PtyForwarder:
         data = out.data[max(0, self._next - out.offset) :]
         self._next = out.end
         self._batch.append(data)
+        if self._waiting is not None:
+            if sum(map(len, self._batch)) > RESYNC_BYTES:
+                self._batch = []
+                self._resync = True
+            return
         if sum(map(len, self._batch)) >= MAX_BATCH:
             self._flush()
         elif not self._flush_scheduled:
@@ -98,11 +121,45 @@ class PtyForwarder:
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        if not self._batch or not self.active:
+        if not self._batch or not self.active or self._waiting is not None:
+            return
+        if self._queued is not None and self._queued() > HIGH_WATER:
+            self._hold()
             return
         data, self._batch = b"".join(self._batch), []
         if not self.sink(encode_frame(PTY_OUTPUT, encode_session(self.session.id, data))):
             self.stop()
+
+    def _hold(self) -> None:
+        """The client is behind: wait until it drains; too much held becomes a resync."""
+        if sum(map(len, self._batch)) > RESYNC_BYTES:
+            self._batch = []
+            self._resync = True
+        if self._waiting is None and self._drained is not None:
+            self._waiting = asyncio.get_running_loop().create_task(self._wait_drained())
+
+    async def _wait_drained(self) -> None:
+        try:
+            assert self._drained is not None
+            while self._queued is not None and self._queued() > HIGH_WATER // 4:
+                await self._drained()
+                await asyncio.sleep(0)  # drain() returns at once unless writing is paused
+        except (ConnectionError, asyncio.CancelledError):
+            self.stop()
+            return
+        finally:
+            self._waiting = None
+        if not self.active:
+            return
+        if self._resync:
+            self._resync = False
+            self._batch = []
+            self._held = []  # output from now on waits for the new snapshot
+            self._task = asyncio.get_running_loop().create_task(self._start())
+        else:
+            self._flush()
+            if not self.session.running:
+                self._send_exit()
 
     def process_exited(self) -> None:
         """Called when the program ends: flushes output, then sends PROCESS_EXITED."""
@@ -110,9 +167,11 @@ class PtyForwarder:
             self._send_exit()
 
     def _send_exit(self) -> None:
-        if self._exit_sent or not self.active:
-            return
+        if self._exit_sent or not self.active or self._waiting is not None:
+            return  # while held, the exit is sent once the client has drained
         self._flush()
+        if self._batch or self._waiting is not None:
+            return
         self._exit_sent = True
         code = self.session.exit_code
         code = -1 if code is None or self.session.signal else int(code)
@@ -131,3 +190,5 @@ class PtyForwarder:
             self.session.exit_listeners.remove(self.process_exited)
         if not self._task.done():
             self._task.cancel()
+        if self._waiting is not None and not self._waiting.done():
+            self._waiting.cancel()
