@@ -137,3 +137,39 @@ def test_no_hub_is_a_clear_error(git_repo: Path, isolated_env):
     )
     assert r.returncode == 1
     assert "no hub found for this directory" in r.stderr
+
+
+async def test_requests_from_a_file_and_a_quiet_exit(hub, git_repo: Path, isolated_env, tmp_path):
+    await hub(plugins={"tools": TOOLS})
+    requests = tmp_path / "requests.jsonl"
+    requests.write_text(
+        json.dumps(
+            {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "initialize",
+                "params": {"protocolVersion": "2025-06-18"},
+            }
+        )
+        + "\n"
+        + json.dumps({"jsonrpc": "2.0", "id": 2, "method": "tools/list"})
+        + "\n"
+    )
+    with requests.open("rb") as stdin:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "botster.cli",
+            "mcp-serve",
+            cwd=git_repo,
+            stdin=stdin,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, **isolated_env},
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+    replies = {m["id"]: m for m in map(json.loads, out.decode().splitlines())}
+    assert replies[1]["result"]["serverInfo"]["name"] == "botster"
+    assert [t["name"] for t in replies[2]["result"]["tools"]] == ["add", "broken", "slow_http"]
+    assert "lost the hub" not in err.decode()  # stdin ended: a clean exit, not a lost hub
+    assert proc.returncode == 0

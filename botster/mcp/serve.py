@@ -22,6 +22,7 @@ import contextlib
 import json
 import logging
 import os
+import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ log = logging.getLogger("mcp-serve")
 SUPPORTED_VERSIONS = ("2025-06-18", "2025-03-26", "2024-11-05")
 RECONNECT_S = 0.5
 CONNECT_GRACE_S = 2.0  # how long a call waits for a (re)connecting hub before failing
+FINISH_S = 10.0  # at end of input, how long requests still running may take
 HUB_DOWN = -32000  # JSON-RPC server error: the hub is not reachable
 
 
@@ -62,7 +64,9 @@ class HubLink:
                 log.debug("hub link: %s", e)
             finally:
                 self.conn = None
-                if self.connected.is_set():
+                task = asyncio.current_task()
+                stopping = task is not None and task.cancelling() > 0  # stdin closed: exiting
+                if self.connected.is_set() and not stopping:
                     self.connected.clear()
                     log.warning("lost the hub at %s; reconnecting", self.socket_path)
                     self.on_change()
@@ -191,13 +195,11 @@ class Bridge:
 
     async def run(self) -> None:
         link = asyncio.create_task(self.link.run())
-        loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader(limit=16 << 20)
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+        read_line = await _stdin_lines()
         tasks: set[asyncio.Task[None]] = set()
         try:
             while True:
-                line = await reader.readline()
+                line = await read_line()
                 if not line:
                     break
                 if not line.strip():
@@ -216,10 +218,26 @@ class Bridge:
                 task = asyncio.create_task(self.handle(msg))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
+            if tasks:  # stdin ended: answer what was asked before leaving
+                await asyncio.wait(tasks, timeout=FINISH_S)
         finally:
             link.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await link
+
+
+async def _stdin_lines() -> Any:
+    """A coroutine function returning stdin's next line (b"" at the end).
+
+    Agents give us a pipe, read without a thread; a regular file (``< requests.jsonl``)
+    cannot be watched by the event loop, so it is read on a thread.
+    """
+    loop = asyncio.get_running_loop()
+    if stat.S_ISREG(os.fstat(sys.stdin.fileno()).st_mode):
+        return lambda: loop.run_in_executor(None, sys.stdin.buffer.readline)
+    reader = asyncio.StreamReader(limit=16 << 20)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    return reader.readline
 
 
 class _RpcError(Exception):
