@@ -13,7 +13,6 @@ rules; ``docs/primitives.md`` states them for plugin authors.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from lupa import lua54
@@ -130,11 +129,7 @@ class Converter:
 
     def to_py(self, value: Any, _depth: int = 0, _seen: set[int] | None = None) -> Any:
         """Converts a Lua value to plain Python data; raises ConversionError for functions."""
-        if value is None or isinstance(value, (bool, int)):
-            return value
-        if isinstance(value, float):
-            if math.isnan(value) or math.isinf(value):
-                return value
+        if value is None or isinstance(value, (bool, int, float)):
             return value
         if isinstance(value, bytes):
             return value.decode("utf-8", "surrogateescape")

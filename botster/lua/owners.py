@@ -42,10 +42,6 @@ class Owners:
             del self._held[owner]
         return True
 
-    def count(self, owner: str) -> int:
-        """How many resources `owner` holds now."""
-        return len(self._held.get(owner, ()))
-
     def owners(self) -> list[str]:
         """Every owner holding something."""
         return list(self._held)

@@ -41,7 +41,6 @@ class Scheduler:
         self._plog = plugin_log
         # task id -> (owner, asyncio task or handle driving its resumption)
         self._pending: dict[int, tuple[str, asyncio.Task[Any] | asyncio.Handle]] = {}
-        self.errors: dict[str, str] = {}
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -61,7 +60,6 @@ class Scheduler:
     def _on_error(self, owner: bytes, label: bytes, message: bytes) -> None:
         owner_s = _text(owner)
         text = _text(message)
-        self.errors[owner_s] = text
         self._plog.error("[%s] error in %s: %s", owner_s, _text(label), text)
 
     def _on_slow(self, owner: bytes, label: bytes, ms: float) -> None:

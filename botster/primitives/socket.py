@@ -6,28 +6,24 @@ slot, each call adds a listener (the embedded client protocol is one of them), s
 watch clients without replacing the protocol; a plugin's listeners go when it unloads.
 The wire format and the socket itself live in ``botster.transports``.
 
-Python observers (``add_observer``) see the same client life cycle before any Lua listener:
-the ``tui`` primitive is one, and picks out the clients whose hello said ``"client": "tui"``.
+Python observers (``botster.transports.observers``) see the same client life cycle before
+any Lua listener: the ``tui`` primitive is one, and picks out the clients whose hello said ``"client": "tui"``.
 """
 
 from __future__ import annotations
 
 import itertools
-import logging
-from collections.abc import Callable
-from typing import Any, Protocol, TypedDict
+from typing import Any, TypedDict
 
 from botster.hub.context import current_hub
 from botster.lua.api import LuaFunction, lua_api
 from botster.sessions.forwarder import PtyForwarder
-from botster.sessions.manager import HubSession
 from botster.transports.framing import split_session
+from botster.transports.observers import observe
 from botster.transports.socket_server import SocketClient
 
 __all__ = [
     "LUA",
-    "ClientObserver",
-    "add_observer",
     "client_connected",
     "client_disconnected",
     "message_received",
@@ -40,7 +36,6 @@ _listeners: dict[str, dict[str, tuple[str, Any]]] = {
     "message": {},
 }
 _ids = itertools.count(1)
-_log = logging.getLogger("socket")
 # client id -> session id -> forwarder: what each client watches (and may type into)
 _forwarders: dict[str, dict[str, PtyForwarder]] = {}
 
@@ -61,61 +56,9 @@ def _dispatch(kind: str, label: str, *args: Any) -> None:
         hub.host.sched.start(owner, label, fn, *lua_args)
 
 
-class ClientObserver(Protocol):
-    """A Python observer of socket clients (see ``add_observer``); all methods loop-only."""
-
-    def connected(self, client: SocketClient) -> None:
-        """A client finished its handshake."""
-
-    def disconnected(self, client: SocketClient) -> None:
-        """A client is gone."""
-
-    def message(self, client: SocketClient, message: dict[str, Any]) -> None:
-        """A client sent a JSON message (it still reaches the Lua listeners)."""
-
-    def input_session(self, client: SocketClient, session_id: str) -> HubSession | None:
-        """The session this client may type into under `session_id`, if the observer
-        routed that session to it; None leaves the decision to the socket primitive."""
-
-
-_observers: list[ClientObserver] = []
-
-
-def add_observer(observer: ClientObserver) -> Callable[[], None]:
-    """Lets Python code watch socket clients, ahead of the Lua listeners.
-
-    The hook through which another client-facing primitive (``tui``) builds on the socket
-    without a second server. Observers run in the order added; one that raises is logged and
-    the others still run.
-
-    Args:
-        observer: the observer.
-
-    Returns:
-        A function that removes it (safe to call twice).
-    """
-    _observers.append(observer)
-
-    def remove() -> None:
-        if observer in _observers:
-            _observers.remove(observer)
-
-    return remove
-
-
-def _observe(method: str, *args: Any) -> list[Any]:
-    results = []
-    for observer in list(_observers):
-        try:
-            results.append(getattr(observer, method)(*args))
-        except Exception:
-            _log.exception("socket observer %r failed in %s", observer, method)
-    return results
-
-
 def client_connected(client: SocketClient) -> None:
     """Server hook: a client finished its handshake."""
-    _observe("connected", client)
+    observe("connected", client)
     _dispatch("connected", "socket client connected", client.id)
 
 
@@ -123,7 +66,7 @@ def client_disconnected(client: SocketClient) -> None:
     """Server hook: a client is gone (closed, cut, or the hub is stopping)."""
     for fwd in _forwarders.pop(client.id, {}).values():
         fwd.stop()
-    _observe("disconnected", client)
+    observe("disconnected", client)
     _dispatch("disconnected", "socket client disconnected", client.id)
 
 
@@ -137,7 +80,7 @@ def pty_input(client: SocketClient, payload: bytes) -> None:
     fwd = _forwarders.get(client.id, {}).get(sid)
     session = fwd.session if fwd is not None else None
     if session is None:
-        session = next((s for s in _observe("input_session", client, sid) if s is not None), None)
+        session = next((s for s in observe("input_session", client, sid) if s is not None), None)
     if session is None or not session.running:
         client.send_json(
             {
@@ -152,7 +95,7 @@ def pty_input(client: SocketClient, payload: bytes) -> None:
 
 def message_received(client: SocketClient, message: dict[str, Any]) -> None:
     """Server hook: a JSON message arrived."""
-    _observe("message", client, message)
+    observe("message", client, message)
     _dispatch("message", "socket message", client.id, message)
 
 

@@ -2,7 +2,7 @@
 
 A terminal UI (``botster start`` / ``botster attach``, ``botster/tui``) is an ordinary socket
 client whose hello says ``"client": "tui"``; this module picks those clients out through the
-socket primitive's observer hook (``socket.add_observer``) and gives plugins one channel to
+socket clients' observer hook (``botster.transports.observers``) and gives plugins one channel to
 all of them at once:
 
 * ``tui.send(msg)`` queues ``{type = "tui", data = msg}`` for every connected TUI;
@@ -24,9 +24,9 @@ from typing import Any, TypedDict
 
 from botster.hub.context import current_hub
 from botster.lua.api import LuaFunction, lua_api
-from botster.primitives.socket import add_observer
 from botster.sessions.forwarder import PtyForwarder
 from botster.sessions.manager import HubSession
+from botster.transports.observers import add_observer
 from botster.transports.socket_server import SocketClient
 
 __all__ = ["LUA", "TUI_CLIENT_NAME", "lua_extras"]
@@ -81,7 +81,7 @@ def _dispatch(kind: str, label: str, *args: Any) -> None:
 
 
 class _Observer:
-    """Watches socket clients for TUIs (``socket.add_observer``)."""
+    """Watches socket clients for TUIs (``transports.observers.add_observer``)."""
 
     def connected(self, client: SocketClient) -> None:
         if client.name != TUI_CLIENT_NAME:

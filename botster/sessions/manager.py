@@ -82,6 +82,7 @@ class SessionManager:
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
         self.sessions: dict[str, HubSession] = {}
+        self._closing = False  # the hub is stopping: disconnects are expected
 
     # Spawning and adopting --------------------------------------------------------------
 
@@ -182,8 +183,6 @@ class SessionManager:
                     )
         elif ev.type in ("dropped", "input_dropped", "events_dropped"):
             log.warning("session %s: %s %s", s.id, ev.type, d)
-
-    _closing = False
 
     def _signal(self, name: str, data: dict[str, Any]) -> None:
         """Delivers a session signal to Lua as a hook notification and an event."""
