@@ -7,7 +7,8 @@ watch clients without replacing the protocol; a plugin's listeners go when it un
 The wire format and the socket itself live in ``botster.transports``.
 
 Python observers (``botster.transports.observers``) see the same client life cycle before
-any Lua listener: the ``tui`` primitive is one, and picks out the clients whose hello said ``"client": "tui"``.
+any Lua listener: the ``tui`` primitive is one, and picks out the clients whose hello said
+``"client": "tui"``.
 """
 
 from __future__ import annotations
