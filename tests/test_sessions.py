@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from botster.errors import SessionError
 from botster.sessions.client import (
@@ -224,6 +226,65 @@ def test_scanner_reports_the_same_events_however_the_stream_is_split():
     assert [e for i in range(len(OSC_STREAM)) for e in scanner.feed(OSC_STREAM[i : i + 1])] == (
         OSC_EVENTS
     )
+
+
+# Pieces a program's output is made of, the tricky ones included: escapes the ground state
+# skips in bulk (CSI, ESC 7, ESC ( B) next to ones it must stop at (ESC c, strings, private
+# modes, BEL inside CSI, ESC ESC, ESC BEL), and controls that cut sequences short.
+STREAM_PIECES = st.sampled_from(
+    [
+        b"text ",
+        b"\xc3\xa9",
+        b"\x07",
+        b"\x1b",
+        b"\x1b\x1b",
+        b"\x1b\x07",
+        b"\x18",
+        b"\x1a",
+        b"\x1b[",
+        b"\x1b[12;4H",
+        b"\x1b[38;2;1;2;3m",
+        b"\x1b[K",
+        b"\x1b[1\x072m",
+        b"\x1b[>1;2c",
+        b"\x1b[?",
+        b"\x1b[?2004h",
+        b"\x1b[?1000;1006h",
+        b"\x1b[?1006l",
+        b"\x1b[?25l",
+        b"\x1bc",
+        b"\x1b7",
+        b"\x1b(B",
+        b"\x1b\\",
+        b"\x1b]",
+        b"\x1b]0;t\x07",
+        b"\x1b]2;\xc3\xa9\x1b\\",
+        b"\x1b]9;note\x07",
+        b"\x1b]777;notify;a;b\x07",
+        b"\x1b]7;/tmp\x07",
+        b"\x1bPq\x07\x1b\\",
+        b"\x1b_apc\x1b",
+        b";",
+        b"h",
+        b"\\",
+    ]
+)
+
+
+@given(st.lists(STREAM_PIECES, max_size=40), st.lists(st.integers(0, 400), max_size=6))
+def test_scanner_agrees_with_itself_fed_byte_by_byte(pieces, cuts):
+    # Fed one byte at a time every escape goes through the state machine; fed in chunks most
+    # are skipped by the ground-state regex. Both must see the same events and modes.
+    stream = b"".join(pieces)
+    slow = EscapeScanner()
+    want = [e for i in range(len(stream)) for e in slow.feed(stream[i : i + 1])]
+    fast = EscapeScanner()
+    got, start = [], 0
+    for cut in sorted({min(c, len(stream)) for c in cuts}) + [len(stream)]:
+        got += fast.feed(stream[start:cut])
+        start = cut
+    assert got == want
+    assert fast.modes == slow.modes
 
 
 def test_scanner_drops_an_overlong_osc_and_recovers():

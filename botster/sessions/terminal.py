@@ -59,7 +59,14 @@ _MAX_OSC = 64 << 10
 _MAX_CSI = 64
 
 _GROUND, _ESC, _CSI, _OSC, _OSC_ESC, _STR, _STR_ESC = range(7)
-_GROUND_RE = re.compile(rb"[\x07\x1b]")
+# In the ground state only BEL and escapes that can matter are stopped at: an ESC followed
+# by a complete CSI that does not start with "?" (cursor moves, SGR, erases: most of a busy
+# screen's bytes), or by a printable byte that starts no string and is not "c", is skipped
+# inside the regex engine. An ESC whose sequence is cut by the end of the chunk does stop,
+# so the state machine below sees it whole however the stream is split.
+_GROUND_RE = re.compile(
+    rb"\x07|\x1b(?!\[(?!\?)[^\x40-\x7e\x07\x18\x1a\x1b]*[\x40-\x7e]|[ -OQ-WYZ\\`-bd-~])"
+)
 _CSI_RE = re.compile(rb"[\x40-\x7e\x07\x18\x1a\x1b]")
 _OSC_RE = re.compile(rb"[\x07\x18\x1a\x1b]")
 _STR_RE = re.compile(rb"[\x18\x1a\x1b]")
