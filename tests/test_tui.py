@@ -484,13 +484,10 @@ class _PaneApp(App):
         self.ui_keys: list[str] = []
 
     def compose(self):
-        yield TerminalView(["ctrl+b"], id="terminal")
+        yield TerminalView(["ctrl+b"], self.typed.append, id="terminal")
 
     def on_mount(self) -> None:
         self.query_one(TerminalView).focus()
-
-    def on_terminal_view_input(self, message: TerminalView.Input) -> None:
-        self.typed.append(message.data)
 
     def on_terminal_view_ui_key(self, message: TerminalView.UiKey) -> None:
         self.ui_keys.append(message.key)

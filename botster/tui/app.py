@@ -539,6 +539,9 @@ class BotsterApp(App[int], inherit_bindings=False):
         self.tui_binaries: list[bytes] = []
         self.hub_stopped = False
         self._select_after: str | None = None
+        # Made here, not queried: the link reports (a lost hub, late output) until it is
+        # closed, which can be after the screen's widgets are gone.
+        self._pane = TerminalView(self.keymap.prefix, self.link.send_input, id="terminal")
         prefix = format_key(self.keymap.prefix[0])
         for action in ACTIONS:
             if action.name == "prefix":
@@ -558,13 +561,13 @@ class BotsterApp(App[int], inherit_bindings=False):
             with Vertical(id="sidebar"):
                 yield Label("Agents", id="agents-title")
                 yield OptionList(id="agents")
-            yield TerminalView(self.keymap.prefix, id="terminal")
+            yield self._pane
         yield Footer()
 
     @property
     def terminal(self) -> TerminalView:
         """The terminal pane."""
-        return self.query_one("#terminal", TerminalView)
+        return self._pane
 
     @property
     def agent_list(self) -> OptionList:
@@ -584,6 +587,17 @@ class BotsterApp(App[int], inherit_bindings=False):
 
     async def on_unmount(self) -> None:
         await self.link.close()
+
+    async def on_event(self, event: events.Event) -> None:
+        # A key for the terminal pane goes to it at once. Textual would pass it on through
+        # the pane's own message queue: one more turn of a loop that may be busy drawing a
+        # flood, straight onto the key-to-echo latency. The pane takes every key (it has no
+        # bindings and stops them all), so nothing else would have seen it anyway.
+        if isinstance(event, events.Key) and not event.is_forwarded and self.focused is self._pane:
+            self.app_focus = True
+            self._pane.handle_key(event)
+            return
+        await super().on_event(event)
 
     # LinkListener ------------------------------------------------------------------------
 
@@ -676,9 +690,6 @@ class BotsterApp(App[int], inherit_bindings=False):
         self.link.set_focused(False)
 
     # Terminal messages -------------------------------------------------------------------
-
-    def on_terminal_view_input(self, message: TerminalView.Input) -> None:
-        self.link.send_input(message.data)
 
     def on_terminal_view_resized(self, message: TerminalView.Resized) -> None:
         self.link.resize(message.rows, message.cols, force=message.force)

@@ -7,13 +7,16 @@ key but the prefix becomes the bytes a terminal would send, see ``keys.py``; pas
 bracketed when the program asked for it); mouse-wheel scrollback over the model's history (or
 wheel reports when the program turned mouse reporting on); and following the pane's size.
 
-What it produces leaves as messages, handled by the app: ``TerminalView.Input`` (bytes to
-type), ``TerminalView.Resized`` (the pane's new size) and ``TerminalView.UiKey`` (the key
-pressed after the prefix). Not here: the connection (``hub_link.py``).
+Typed bytes go straight to the ``send`` callable the app gives (no message hop: each hop
+waits a turn of a loop that may be busy drawing a flood, and key-to-echo latency is what a
+user feels first). The rest leaves as messages, handled by the app:
+``TerminalView.Resized`` (the pane's new size) and ``TerminalView.UiKey`` (the key pressed
+after the prefix). Not here: the connection (``hub_link.py``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from rich.cells import cell_len
@@ -42,6 +45,7 @@ class TerminalView(Widget, can_focus=True):
 
     Args:
         prefix_keys: the key(s) that leave passthrough for one UI key.
+        send: types bytes into the attached session.
     """
 
     DEFAULT_CSS = """
@@ -54,18 +58,6 @@ class TerminalView(Widget, can_focus=True):
         border: round $accent;
     }
     """
-
-    class Input(Message):
-        """Bytes to type into the attached session."""
-
-        def __init__(self, view: TerminalView, data: bytes) -> None:
-            super().__init__()
-            self.view = view
-            self.data = data
-
-        @property
-        def control(self) -> TerminalView:
-            return self.view
 
     class Resized(Message):
         """The pane's inner size changed: the session should follow."""
@@ -93,9 +85,12 @@ class TerminalView(Widget, can_focus=True):
         def control(self) -> TerminalView:
             return self.view
 
-    def __init__(self, prefix_keys: list[str], **kwargs: Any) -> None:
+    def __init__(
+        self, prefix_keys: list[str], send: Callable[[bytes], object], **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.prefix_keys = list(prefix_keys)
+        self.send = send
         self.term: Terminal | None = None
         self.session_id: str | None = None
         self.exit_code: int | None = None
@@ -187,9 +182,13 @@ class TerminalView(Widget, can_focus=True):
     def _modes(self) -> frozenset[int]:
         return self.term.modes if self.term is not None else frozenset()
 
-    async def on_key(self, event: events.Key) -> None:
+    def on_key(self, event: events.Key) -> None:
         event.stop()
         event.prevent_default()
+        self.handle_key(event)
+
+    def handle_key(self, event: events.Key) -> None:
+        """One key pressed while the pane has the focus (the app calls this directly)."""
         key = event.key
         if self.prefix_armed:
             self.prefix_armed = False
@@ -213,7 +212,7 @@ class TerminalView(Widget, can_focus=True):
         if self.scroll:
             self.scroll = 0
             self._changed()
-        self.post_message(self.Input(self, data))
+        self.send(data)
 
     def on_paste(self, event: events.Paste) -> None:
         event.stop()
@@ -232,9 +231,7 @@ class TerminalView(Widget, can_focus=True):
     def _wheel(self, up: bool, event: events.MouseEvent) -> None:
         modes = self._modes()
         if modes & _MOUSE_MODES and self.scroll == 0:
-            self.post_message(
-                self.Input(self, wheel_bytes(up, event.x, event.y, sgr=1006 in modes))
-            )
+            self.send(wheel_bytes(up, event.x, event.y, sgr=1006 in modes))
             return
         self.scroll_lines(WHEEL_LINES if up else -WHEEL_LINES)
 
