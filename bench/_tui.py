@@ -15,9 +15,10 @@ given to the app the way its driver gives it a key read from the terminal
 the socket). ``pilot.press`` is not used: it waits for the app to go idle (at least 2 x 20 ms),
 longer than what is measured.
 
-Nothing polls. Two hooks on the app's ``TerminalView`` instance (the product's code is not
+Nothing polls. Hooks on the app's ``TerminalView`` instance (the product's code is not
 changed) stamp the moments: its ``feed`` (the terminal model has just been fed output that
-contains the expected echo bytes) and its ``_render_lines`` (the pane's lines are rendered
+contains the expected echo bytes) or ``load_snapshot`` (a resync brought a screen that shows
+the echo), and its ``_render_lines`` (the pane's lines are rendered
 again, i.e. a frame of the pane is produced; the first one after the model has the echo is
 when the UI shows it). The headless driver computes every frame (the compositor renders the
 dirty widgets) but does not write it to a real terminal, so the cost of the terminal emulator
@@ -42,6 +43,7 @@ import subprocess
 import sys
 import termios
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -147,7 +149,8 @@ class _Probe:
         self.feeds = 0
         self.paints: list[float] = []  # perf_counter of every frame of the pane
         self.pattern: re.Pattern[bytes] | None = None
-        self.snapshots = 0  # SNAPSHOT frames after the first: the UI attached again
+        self.on_screen: Callable[[TerminalView], bool] | None = None
+        self.snapshots = 0  # SNAPSHOT frames after the first: a resync, or a new attach
         self.tail = b""
         self.model_at = 0.0
         self.paint_at = 0.0
@@ -162,15 +165,17 @@ class _Probe:
             if self.pattern is not None:
                 seen = self.tail + data
                 if self.pattern.search(seen):
-                    self.model_at = time.perf_counter()
-                    self.pattern = None
-                    self._await_paint = True
+                    self._seen()
                 else:
                     self.tail = seen[-16:]
 
         def hooked_snapshot(*args: Any) -> None:
             snapshot(*args)
             self.snapshots += 1
+            # A hub resyncing a client that fell behind sends the screen, not the bytes: the
+            # echo may arrive drawn in it.
+            if self.pattern is not None and self.on_screen is not None and self.on_screen(view):
+                self._seen()
 
         def hooked_render() -> Any:
             lines = render()
@@ -186,8 +191,17 @@ class _Probe:
         view._render_lines = hooked_render  # type: ignore[method-assign]
         view.load_snapshot = hooked_snapshot  # type: ignore[method-assign]
 
-    def expect(self, pattern: re.Pattern[bytes] | None) -> None:
-        self.pattern, self.tail = pattern, b""
+    def _seen(self) -> None:
+        self.model_at = time.perf_counter()
+        self.pattern = None
+        self._await_paint = True
+
+    def expect(
+        self,
+        pattern: re.Pattern[bytes] | None,
+        on_screen: Callable[[TerminalView], bool] | None = None,
+    ) -> None:
+        self.pattern, self.tail, self.on_screen = pattern, b"", on_screen
         self._await_paint = False
         self.painted.clear()
 
@@ -255,14 +269,21 @@ class UiRun:
         await self._stack.aclose()
 
     async def keystroke(
-        self, key: str, echo: bytes | re.Pattern[bytes], within: float = 5.0
+        self,
+        key: str,
+        echo: bytes | re.Pattern[bytes],
+        within: float = 5.0,
+        on_screen: Callable[[TerminalView], bool] | None = None,
     ) -> tuple[float, float] | None:
         """Gives the app `key` as its driver would; returns ms until the terminal model was fed
-        `echo` (bytes, or a pattern of them) and until the pane is rendered with it; None when
-        no echo came within `within` s (the key was lost)."""
+        `echo` (bytes, or a pattern of them), or got a snapshot for which `on_screen(view)` is
+        true, and until the pane is rendered with it; None when no echo came within `within` s
+        (the key was lost)."""
         app, probe = self.app, self.probe
         assert app is not None and probe is not None and app._driver is not None
-        probe.expect(echo if isinstance(echo, re.Pattern) else re.compile(re.escape(echo)))
+        probe.expect(
+            echo if isinstance(echo, re.Pattern) else re.compile(re.escape(echo)), on_screen
+        )
         event = events.Key(key, key)
         event.set_sender(app)
         t0 = time.perf_counter()

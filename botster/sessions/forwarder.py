@@ -7,9 +7,10 @@ then PROCESS_EXITED when the program ends. Under load, output is batched: chunks
 in the same loop turn leave as one frame, in order.
 
 A client that reads slower than the program writes is not fed an ever-longer queue: past
-``HIGH_WATER`` bytes waiting in its socket, output is held; once more than ``RESYNC_BYTES``
-are held, they are dropped and, when the client has drained, it gets a fresh SNAPSHOT of the
-exact screen instead (as tmux does). The client sees every state it has time to show and
+``HIGH_WATER`` bytes waiting in its socket's buffer (the kernel's share is kept small by the
+socket server), output is held; once more than ``RESYNC_BYTES`` are held, they are dropped
+and, when the client has drained, it gets a fresh SNAPSHOT of the exact screen instead (as
+tmux does). The client sees every state it has time to show and
 always ends on the exact screen; the session itself keeps all output in its ring.
 """
 
@@ -40,8 +41,11 @@ log = logging.getLogger("sessions")
 Sink = Callable[[bytes], bool]  # takes an encoded frame; False once the client is gone
 _ids = itertools.count(1)
 MAX_BATCH = 256 << 10
-HIGH_WATER = 256 << 10  # bytes queued for the client before live output is held
-RESYNC_BYTES = 1 << 20  # held bytes past which they are replaced by a fresh snapshot
+# Both small: whatever waits for a client is latency between a keystroke and its echo. A
+# client that cannot keep up is better served by a fresh screen (a snapshot is the size of
+# one screen, tens of KiB) than by the backlog of every state it had no time to show.
+HIGH_WATER = 64 << 10  # bytes queued for the client before live output is held
+RESYNC_BYTES = 128 << 10  # held bytes past which they are replaced by a fresh snapshot
 
 
 class PtyForwarder:

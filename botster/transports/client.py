@@ -18,6 +18,10 @@ from botster.transports.framing import JSON, Frame, FrameDecoder, encode_json
 
 __all__ = ["HubConnection", "RequestFailed"]
 
+# Bytes taken from the socket at a time, and the reader's buffer limit (it stops reading past
+# twice this): what the hub has sent but this client has not handled stays small.
+READ_SIZE = 32 << 10
+
 
 class RequestFailed(Exception):
     """The hub answered a request with ok = false; the message is the hub's error."""
@@ -71,7 +75,7 @@ class HubConnection:
             ProtocolError: the hub refused the handshake.
             TimeoutError: no hello_ack within `handshake_s`.
         """
-        reader, writer = await asyncio.open_unix_connection(str(socket_path))
+        reader, writer = await asyncio.open_unix_connection(str(socket_path), limit=READ_SIZE)
         writer.write(encode_json({"type": "hello", "protocol": 1, "client": client}))
         decoder = FrameDecoder()
         try:
@@ -99,7 +103,11 @@ class HubConnection:
             while True:
                 for frame in self._decoder.feed(data):
                     self._on_frame(frame)
-                data = await self._reader.read(65536)
+                if data and self._reader._buffer:  # type: ignore[attr-defined]
+                    # More is waiting: let the rest of the loop (a keystroke, a frame of the
+                    # UI) have a turn first. read() would return it without yielding.
+                    await asyncio.sleep(0)
+                data = await self._reader.read(READ_SIZE)
                 if not data:
                     self.close_reason = self.close_reason or "hub closed the connection"
                     break

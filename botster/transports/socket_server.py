@@ -15,6 +15,7 @@ import itertools
 import logging
 import os
 import secrets
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,11 @@ PROTOCOL_VERSION = 1
 HELLO_TIMEOUT_S = 5.0
 READ_SIZE = 64 << 10
 DEFAULT_SEND_LIMIT = 8 << 20  # bytes queued for one client before it is cut
+# The kernel's share of what waits for a client (Linux doubles it). Small, so that what a slow
+# client has not read yet waits where the hub can see it (the transport's buffer): a terminal
+# forwarder holds output, or resyncs, on that number, and bytes hidden in a 200 KiB kernel
+# buffer would be bytes of latency between a keystroke and its echo.
+CLIENT_SNDBUF = 32 << 10
 
 
 class SocketClient:
@@ -175,6 +181,10 @@ class SocketServer:
         assert task is not None
         self._tasks.add(task)
         client = SocketClient(self, self._new_id(), writer)
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, CLIENT_SNDBUF)
         decoder = FrameDecoder(self.max_frame)
         registered = False
         try:
