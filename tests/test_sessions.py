@@ -350,6 +350,19 @@ def test_title_and_cwd_follow_the_stream(backend):
     assert len(t.cells()) == 6 and len(t.cells()[0]) == 30
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_history_and_application_cursor_keys(backend):
+    term = make_terminal(3, 20, 100, backend=backend)
+    term.feed(b"one\r\ntwo\r\nthree\r\nfour\r\nfive")
+    assert not term.app_cursor
+    term.feed(b"\x1b[?1h")
+    assert term.app_cursor
+    rows = ["".join(c[0] for c in row).rstrip() for row in term.history()]
+    # avt keeps what scrolled off; pyte keeps no scrollback, only the screen.
+    assert rows == (["one", "two", "three", "four", "five"] if backend == "avt" else rows[-3:])
+    assert rows[-3:] == ["three", "four", "five"]
+
+
 def test_make_terminal_refuses_unknown_backends():
     with pytest.raises(ValueError, match="unknown terminal backend 'vt52'"):
         make_terminal(24, 80, backend="vt52")

@@ -28,7 +28,7 @@ from botster.tui.app import (
     MessageScreen,
 )
 from botster.tui.keymap import ACTIONS, Keymap, KeymapError, load_keymap
-from botster.tui.keys import key_bytes, paste_bytes, wheel_bytes
+from botster.tui.keys import key_bytes, mouse_bytes, paste_bytes
 from botster.tui.terminal import TerminalView
 from tests.test_pty import Terminal, socket_of
 
@@ -403,12 +403,19 @@ def test_key_bytes(key, char, app_cursor, expected):
     assert key_bytes(key, char, app_cursor=app_cursor) == expected
 
 
-def test_paste_and_wheel_bytes():
+def test_paste_and_mouse_bytes():
     assert paste_bytes("a\nb", bracketed=False) == b"a\rb"
     assert paste_bytes("a\r\nb", bracketed=True) == b"\x1b[200~a\rb\x1b[201~"
     assert paste_bytes("x\x1b[201~y", bracketed=True) == b"\x1b[200~xy\x1b[201~"
-    assert wheel_bytes(True, 0, 0, sgr=True) == b"\x1b[<64;1;1M"
-    assert wheel_bytes(False, 4, 2, sgr=False) == b"\x1b[M" + bytes([32 + 65, 37, 35])
+    # SGR (1006): the button stays on release, which ends in "m"; modifiers add 4/8/16.
+    assert mouse_bytes(64, 0, 0, encoding=1006) == b"\x1b[<64;1;1M"
+    assert mouse_bytes(2 | 16, 299, 99, encoding=1006, release=True) == b"\x1b[<18;300;100m"
+    # X10: bytes offset by 32, a release is button 3, cells past 223 clipped.
+    assert mouse_bytes(65, 4, 2) == b"\x1b[M" + bytes([32 + 65, 37, 35])
+    assert mouse_bytes(0 | 4, 300, 0, release=True) == b"\x1b[M" + bytes([32 + 7, 255, 33])
+    # urxvt (1015): decimal, button offset by 32; UTF-8 (1005): big cells as characters.
+    assert mouse_bytes(32 + 0, 9, 9, encoding=1015) == b"\x1b[64;10;10M"
+    assert mouse_bytes(1, 299, 0, encoding=1005) == "\x1b[M!\u014c!".encode()
 
 
 TUI_PLUGIN = """
@@ -509,7 +516,56 @@ async def test_terminal_pane_passthrough_prefix_modes_and_wheel():
         view.feed(b"\x1b[?1h\x1b[?2004h\x1b[?1000h\x1b[?1006h")
         await pilot.press("up")
         view.post_message(events.Paste("x\ny"))
-        view.post_message(events.MouseScrollUp(view, 3, 4, 0, 0, 0, False, False, False))
         await pilot.pause()
-        assert app.typed[-3:] == [b"\x1bOA", b"\x1b[200~x\ry\x1b[201~", b"\x1b[<64;4;5M"]
+        assert app.typed[-2:] == [b"\x1bOA", b"\x1b[200~x\ry\x1b[201~"]
+        assert await mouse(pilot, events.MouseScrollUp, 4, 5) == [b"\x1b[<64;4;5M"]
         assert view.scroll == 0
+
+
+async def mouse(pilot, event_class, x: int, y: int, button: int = 0, **mods) -> list[bytes]:
+    """Delivers a mouse event at screen cell (x, y) the way the driver does (to the app, which
+    routes it to the widget there); returns what the pane sent to the program."""
+    app = pilot.app
+    before = len(app.typed)
+    mods = {"shift": False, "meta": False, "ctrl": False} | mods
+    app.post_message(event_class(None, x, y, 0, 0, button, screen_x=x, screen_y=y, **mods))
+    await pilot.pause()
+    return app.typed[before:]
+
+
+async def test_clicks_and_drags_reach_a_program_that_asked_for_the_mouse():
+    app = _PaneApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        view = app.query_one(TerminalView)
+        view.load_snapshot("s1", 22, 78, b"\r\n".join(b"line %d" % i for i in range(60)))
+        # No mouse mode: clicks are the UI's, the wheel scrolls back through the history.
+        assert await mouse(pilot, events.MouseDown, 4, 5, 1) == []
+        assert await mouse(pilot, events.MouseUp, 4, 5, 1) == []
+        assert await mouse(pilot, events.MouseScrollUp, 4, 5) == [] and view.scroll == 3
+        await mouse(pilot, events.MouseScrollDown, 4, 5)
+        assert view.scroll == 0
+        # 1000 + SGR: presses and releases, at the cell inside the border, with modifiers.
+        view.feed(b"\x1b[?1000h\x1b[?1006h")
+        assert await mouse(pilot, events.MouseDown, 4, 5, 1) == [b"\x1b[<0;4;5M"]
+        assert await mouse(pilot, events.MouseMove, 9, 5, 1) == []  # 1000: no drags
+        assert await mouse(pilot, events.MouseUp, 9, 5, 1) == [b"\x1b[<0;9;5m"]
+        assert await mouse(pilot, events.MouseDown, 2, 1, 3, ctrl=True) == [b"\x1b[<18;2;1M"]
+        assert await mouse(pilot, events.MouseUp, 2, 1, 3, ctrl=True) == [b"\x1b[<18;2;1m"]
+        assert await mouse(pilot, events.MouseDown, 0, 5, 1) == []  # on the border
+        # 1002: drags report motion with the button held, clamped to the pane when outside.
+        view.feed(b"\x1b[?1002h")
+        assert await mouse(pilot, events.MouseDown, 10, 10, 1) == [b"\x1b[<0;10;10M"]
+        assert await mouse(pilot, events.MouseMove, 12, 11, 1) == [b"\x1b[<32;12;11M"]
+        assert await mouse(pilot, events.MouseMove, 79, 23, 1) == [b"\x1b[<32;78;22M"]
+        assert await mouse(pilot, events.MouseUp, 79, 23, 1) == [b"\x1b[<0;78;22m"]
+        assert await mouse(pilot, events.MouseMove, 12, 11) == []  # no button: 1003 only
+        # 1003 and X10 bytes: any motion is button 3 + 32; a release is button 3.
+        view.feed(b"\x1b[?1003h\x1b[?1006l")
+        assert await mouse(pilot, events.MouseMove, 12, 11) == [b"\x1b[M" + bytes([67, 44, 43])]
+        assert await mouse(pilot, events.MouseDown, 1, 1, 2) == [b"\x1b[M" + bytes([33, 33, 33])]
+        assert await mouse(pilot, events.MouseUp, 1, 1, 2) == [b"\x1b[M" + bytes([35, 33, 33])]
+        # Scrolled back, the mouse is the UI's again until the view returns to the screen.
+        view.feed(b"\x1b[?1003l\x1b[?1002l\x1b[?1000l")
+        await mouse(pilot, events.MouseScrollUp, 4, 5)
+        view.feed(b"\x1b[?1000h")
+        assert await mouse(pilot, events.MouseDown, 4, 5, 1) == [] and view.scroll == 3

@@ -7,9 +7,10 @@ This module owns two things:
   of the same size, rebuilds the exact screen: text, colours, attributes, the alternate screen
   with the primary one behind it, cursor position, visibility and pen, scroll region and the
   input modes listed below), ``text()`` (the visible screen as plain text), ``title``, ``cwd``,
-  ``cursor``, ``alt_screen`` and ``cells()`` (for comparisons and renderers). Two
-  implementations: pyavt (asciinema's Rust ``avt``, primary, ~80 MB/s) and pyte (pure Python,
-  ~1 MB/s, fallback). ``make_terminal`` is the one place that chooses between them.
+  ``cursor``, ``alt_screen``, ``app_cursor``, ``cells()`` and ``history()`` (for comparisons
+  and renderers). Two implementations: pyavt (asciinema's Rust ``avt``, primary, ~90 MB/s
+  with the scanner) and pyte (pure Python, ~1 MB/s, fallback). ``make_terminal`` is the
+  one place that chooses between them.
 * ``EscapeScanner``: a small incremental parser over the raw byte stream that survives any split
   across reads. It reports OSC 0/2 (title), OSC 7 (cwd, ``file://host/path``), OSC 9
   (notification; all-digit/semicolon payloads such as ConEmu progress are ignored), OSC 777
@@ -320,6 +321,16 @@ class Terminal(ABC):
         """Every visible cell as ``(char, fg, bg, bold, italic, underline, blink, inverse,
         strikethrough, faint)``; colours are ``None``, ``"i<index>"`` or ``"#rrggbb"``."""
 
+    def history(self) -> list[list[tuple[Any, ...]]]:
+        """The lines scrolled off the top (oldest first, as many as the scrollback keeps), then
+        the screen; cells as in ``cells()``. Without scrollback, just the screen."""
+        return self.cells()
+
+    @property
+    def app_cursor(self) -> bool:
+        """Whether the program asked for application cursor keys (DECCKM: ``SS3 A`` arrows)."""
+        return False
+
 
 class _AvtTerminal(Terminal):
     backend = "avt"
@@ -356,6 +367,13 @@ class _AvtTerminal(Terminal):
 
     def cells(self) -> list[list[tuple[Any, ...]]]:
         return [[self._cell(c) for c in line.cells] for line in self._vt.view()]
+
+    def history(self) -> list[list[tuple[Any, ...]]]:
+        return [[self._cell(c) for c in line.cells] for line in self._vt.lines()]
+
+    @property
+    def app_cursor(self) -> bool:
+        return bool(self._vt.cursor_key_app_mode)
 
     def _cell(self, cell: Any) -> tuple[Any, ...]:
         p = cell.pen
@@ -547,6 +565,10 @@ class _PyteTerminal(Terminal):
     @property
     def alt_screen(self) -> bool:
         return bool(self._screen.alt_mode)
+
+    @property
+    def app_cursor(self) -> bool:
+        return 1 << 5 in self._screen.mode  # DECCKM (?1): pyte keeps private modes << 5
 
     def cells(self) -> list[list[tuple[Any, ...]]]:
         out = []

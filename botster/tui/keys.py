@@ -4,14 +4,15 @@ Owns the translation only (pure functions, no Textual import), so it is testable
 and the widget stays small. The conventions are xterm's, which every program in a PTY
 understands: ``CSI A`` arrows (``SS3 A`` in application cursor mode), ``CSI 1;m A`` with a
 modifier, ``SS3 P``-``S`` for F1-F4 and ``CSI n ~`` for the rest, ``ESC`` before a key for
-alt, control letters as C0 bytes, and bracketed paste when the program asked for it.
+alt, control letters as C0 bytes, bracketed paste when the program asked for it, and mouse
+reports in the encoding the program chose (SGR 1006, urxvt 1015, UTF-8 1005 or X10).
 
 Not here: which keys belong to the UI rather than the program (``keymap.py``), and sending.
 """
 
 from __future__ import annotations
 
-__all__ = ["key_bytes", "paste_bytes", "wheel_bytes"]
+__all__ = ["key_bytes", "mouse_bytes", "paste_bytes"]
 
 # xterm's modifier parameter: 1 + shift(1) + alt(2) + ctrl(4).
 _MODIFIER_BITS = {"shift": 1, "alt": 2, "meta": 2, "ctrl": 4}
@@ -130,9 +131,29 @@ def paste_bytes(text: str, *, bracketed: bool) -> bytes:
     return b"\x1b[200~" + body.encode() + b"\x1b[201~"
 
 
-def wheel_bytes(up: bool, col: int, row: int, *, sgr: bool) -> bytes:
-    """A mouse-wheel report for a program that turned mouse reporting on (0-based cell)."""
-    button = 64 if up else 65
-    if sgr:
-        return f"\x1b[<{button};{col + 1};{row + 1}M".encode()
-    return bytes([0x1B, 0x5B, 0x4D, 32 + button, 32 + min(col + 1, 223), 32 + min(row + 1, 223)])
+def mouse_bytes(
+    code: int, col: int, row: int, *, release: bool = False, encoding: int = 0
+) -> bytes:
+    """One xterm mouse report, for a program that turned mouse reporting on.
+
+    Args:
+        code: xterm's button code: 0/1/2 left/middle/right, 3 no button (motion), 64/65
+            wheel up/down; plus 4 shift, 8 alt, 16 ctrl, 32 motion.
+        col: 0-based column.
+        row: 0-based row.
+        release: a button let go (``m`` in SGR; button code 3 in the older encodings).
+        encoding: the mode the program chose: 1006 (SGR), 1015 (urxvt), 1005 (UTF-8) or 0
+            (X10 bytes, which cannot say a cell past 223; those are clipped).
+    """
+    x, y = col + 1, row + 1
+    if encoding == 1006:
+        return f"\x1b[<{code};{x};{y}{'m' if release else 'M'}".encode()
+    if release:
+        code |= 3
+    if encoding == 1015:
+        return f"\x1b[{32 + code};{x};{y}M".encode()
+    if encoding == 1005:
+        return (
+            "\x1b[M" + "".join(chr(32 + n) for n in (code, min(x, 2015), min(y, 2015)))
+        ).encode()
+    return bytes([0x1B, 0x5B, 0x4D, 32 + code, 32 + min(x, 223), 32 + min(y, 223)])

@@ -4,8 +4,9 @@ Owns the screen model of the attached session (``botster.sessions.terminal.make_
 the same emulator the sessions use, so what the hub snapshots is what we draw), rendering its
 cells with colours, attributes, wide characters and the cursor; keyboard passthrough (every
 key but the prefix becomes the bytes a terminal would send, see ``keys.py``; paste is
-bracketed when the program asked for it); mouse-wheel scrollback over the model's history (or
-wheel reports when the program turned mouse reporting on); and following the pane's size.
+bracketed when the program asked for it); mouse-wheel scrollback over the model's history;
+clicks, drags and the wheel reported to a program that turned mouse reporting on; and
+following the pane's size.
 
 Typed bytes go straight to the ``send`` callable the app gives (no message hop: each hop
 waits a turn of a loop that may be busy drawing a flood, and key-to-echo latency is what a
@@ -29,7 +30,7 @@ from textual.strip import Strip
 from textual.widget import Widget
 
 from botster.sessions.terminal import Terminal, make_terminal
-from botster.tui.keys import key_bytes, paste_bytes, wheel_bytes
+from botster.tui.keys import key_bytes, mouse_bytes, paste_bytes
 
 __all__ = ["TerminalView"]
 
@@ -96,6 +97,7 @@ class TerminalView(Widget, can_focus=True):
         self.exit_code: int | None = None
         self.scroll = 0  # lines scrolled back from the live screen
         self.prefix_armed = False
+        self._buttons: set[int] = set()  # mouse buttons down that the program was told of
         self._lines: list[Strip] | None = None
         self._styles: dict[tuple[Any, ...], Style] = {}
         self._placeholder = "Connecting to the hub…"
@@ -176,8 +178,7 @@ class TerminalView(Widget, can_focus=True):
     # Keys, paste, mouse ------------------------------------------------------------------
 
     def _app_cursor(self) -> bool:
-        vt = getattr(self.term, "_vt", None)  # avt knows DECCKM; pyte does not say
-        return bool(getattr(vt, "cursor_key_app_mode", False))
+        return self.term is not None and self.term.app_cursor
 
     def _modes(self) -> frozenset[int]:
         return self.term.modes if self.term is not None else frozenset()
@@ -229,11 +230,50 @@ class TerminalView(Widget, can_focus=True):
         self._wheel(False, event)
 
     def _wheel(self, up: bool, event: events.MouseEvent) -> None:
+        if not self._report(event, 64 if up else 65):
+            self.scroll_lines(WHEEL_LINES if up else -WHEEL_LINES)
+
+    # Clicks and drags reach a program that turned mouse reporting on (1000: buttons, 1002:
+    # and drags, 1003: and any motion); otherwise the mouse is the UI's (focus, the wheel).
+
+    def on_mouse_down(self, event: events.MouseDown) -> None:
+        if self._report(event, event.button - 1):
+            self._buttons.add(event.button)
+            self.capture_mouse()  # a drag out of the pane still reports, clamped to its edge
+
+    def on_mouse_up(self, event: events.MouseUp) -> None:
+        if event.button in self._buttons:
+            self._buttons.discard(event.button)
+            if not self._buttons:
+                self.capture_mouse(False)
+            self._report(event, event.button - 1, release=True, captured=True)
+
+    def on_mouse_move(self, event: events.MouseMove) -> None:
         modes = self._modes()
-        if modes & _MOUSE_MODES and self.scroll == 0:
-            self.send(wheel_bytes(up, event.x, event.y, sgr=1006 in modes))
-            return
-        self.scroll_lines(WHEEL_LINES if up else -WHEEL_LINES)
+        if 1003 in modes or (1002 in modes and event.button in self._buttons):
+            button = event.button - 1 if event.button in self._buttons else 3
+            self._report(event, 32 + button, captured=bool(self._buttons))
+
+    def _report(
+        self, event: events.MouseEvent, code: int, *, release: bool = False, captured: bool = False
+    ) -> bool:
+        """Sends a mouse report if the program wants them; whether it did."""
+        modes = self._modes()
+        if not modes & _MOUSE_MODES or self.scroll or self.term is None:
+            return False
+        if captured:
+            at = event.get_content_offset_capture(self)
+            col = max(0, min(at.x, self.term.cols - 1))
+            row = max(0, min(at.y, self.term.rows - 1))
+        else:
+            inside = event.get_content_offset(self)
+            if inside is None:
+                return False  # on the border
+            col, row = inside.x, inside.y
+        code |= 4 * event.shift | 8 * event.meta | 16 * event.ctrl
+        encoding = next((m for m in (1006, 1015, 1005) if m in modes), 0)
+        self.send(mouse_bytes(code, col, row, release=release, encoding=encoding))
+        return True
 
     def scroll_lines(self, delta: int) -> None:
         """Scrolls the view back (positive) or forward (negative) through the history."""
@@ -249,18 +289,11 @@ class TerminalView(Widget, can_focus=True):
         return self.term.rows if self.term is not None else 0
 
     def _history(self, full: bool = False) -> list[list[Cell]]:
-        """Scrollback then screen, as cell rows; only the screen unless scrolled or `full`.
-
-        Scrollback needs avt (``Terminal`` has no public history yet; pyte keeps none).
-        """
+        """Scrollback then screen, as cell rows; only the screen unless scrolled or `full`."""
         term = self.term
         if term is None:
             return []
-        vt = getattr(term, "_vt", None)
-        if vt is None or (self.scroll == 0 and not full):
-            return term.cells()
-        convert = term._cell  # type: ignore[attr-defined]
-        return [[convert(c) for c in line.cells] for line in vt.lines()]
+        return term.history() if self.scroll or full else term.cells()
 
     def _style(self, cell: Cell) -> Style:
         key = cell[1:]
