@@ -4,10 +4,12 @@ The UI is a client of the hub's socket protocol like any other (``docs/protocol.
 leaving it never stops the hub or its agents. Modules:
 
 * ``app.py``: the Textual app, its screens and dialogs;
-* ``terminal.py``: the terminal pane widget (rendering, keyboard passthrough, scrollback);
+* ``terminal.py``: the terminal pane widget (rendering, keyboard and mouse passthrough,
+  scrollback);
 * ``hub_link.py``: the reconnecting connection, agent list, terminal attach, attention;
-* ``keys.py``: key presses and pastes as the bytes a terminal sends;
-* ``keymap.py``: the UI's own keys and their overrides from ``config.json``.
+* ``keys.py``: key presses, pastes and mouse reports as the bytes a terminal sends;
+* ``keymap.py``: the UI's own keys and their overrides from ``config.json``;
+* ``notify.py``: the desktop notification asked of the user's terminal.
 
 Importing this package does not import Textual: ``run`` loads it when called, so
 ``botster --help`` stays fast.

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ from textual.widgets.option_list import Option
 
 from botster.tui.hub_link import HubLink, RequestFailed
 from botster.tui.keymap import ACTIONS, Keymap
+from botster.tui.notify import desktop_notification
 from botster.tui.terminal import TerminalView
 
 __all__ = ["BotsterApp", "agent_label"]
@@ -635,9 +637,13 @@ class BotsterApp(App[int], inherit_bindings=False):
 
     def ring_bell(self, agent_key: str, info: dict[str, Any]) -> None:
         self.bells.append(agent_key)
-        self.bell()
-        what = info.get("body") or info.get("title") or info.get("kind") or "attention"
+        what = str(info.get("body") or info.get("title") or info.get("kind") or "attention")
         self.notify(f"{agent_key}: {what}", title="Agent needs you", severity="warning")
+        # The user's terminal: its bell, and a desktop notification where it makes them.
+        self.bell()
+        if not self.is_headless and self._driver is not None:
+            text = desktop_notification(f"botster {agent_key}", what, os.environ)
+            self._driver.write(text)
 
     def terminal_snapshot(self, session_id: str, rows: int, cols: int, data: bytes) -> None:
         self.terminal.load_snapshot(session_id, rows, cols, data)
