@@ -53,6 +53,22 @@ def test_an_agent_cannot_write_escapes_to_the_users_terminal():
     assert len(long) < 300 and long.endswith("…\x1b\\")
 
 
+async def running_session(conn: HubConnection, key: str, timeout: float = 30) -> str:
+    """The session id of agent `key` once it runs (its worktree may still be in the making);
+    re-checked on each of the hub's agent events."""
+    changed = asyncio.Event()
+    conn.on_message = lambda msg: changed.set()
+    conn.subscribe("hub")
+    async with asyncio.timeout(timeout):
+        while True:
+            changed.clear()
+            agents = {a["agent_key"]: a for a in await conn.request("list_agents")}
+            agent = agents.get(key) or {}
+            if agent.get("status") == "running" and agent.get("session_id"):
+                return str(agent["session_id"])
+            await changed.wait()
+
+
 class PtyTerminal:
     """The test as the user's terminal: `argv` on a PTY's slave, every byte written kept."""
 
@@ -129,8 +145,7 @@ async def test_an_agent_off_screen_rings_the_users_terminal(hub, git_repo: Path,
     try:
         # The UI is up and showing a1 (the first agent): its screen has a1's greeting.
         seen = await ui.wait_for(b"ready", "screen of a1")
-        agents = {a["agent_key"]: a for a in await conn.request("list_agents")}
-        session_id = agents["a2"]["session_id"]
+        session_id = await running_session(conn, "a2")
         # Typing into a session takes a terminal subscription (its snapshot comes first).
         term = Terminal()
         conn.on_frame = term.on_frame
