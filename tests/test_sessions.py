@@ -363,6 +363,19 @@ def test_history_and_application_cursor_keys(backend):
     assert rows[-3:] == ["three", "four", "five"]
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_zero_width_characters_take_no_cell(backend):
+    # macOS file names arrive decomposed (e + U+0301); emoji carry variation selectors and
+    # joiners. A terminal gives none of them a cell, and neither may the model: what follows
+    # stays where the program put it.
+    term = make_terminal(2, 20, 0, backend=backend)
+    term.feed("e\u0301b|a\u2764\ufe0fb|x\u200dy".encode())
+    assert term.text().splitlines()[0] == "\u00e9b|a\u2764b|xy"
+    assert (term.cursor.row, term.cursor.col) == (0, 9)
+    term.feed(b"\x1b[1;12HX")  # absolute positions still land where asked
+    assert term.text().splitlines()[0] == "\u00e9b|a\u2764b|xy  X"
+
+
 def test_make_terminal_refuses_unknown_backends():
     with pytest.raises(ValueError, match="unknown terminal backend 'vt52'"):
         make_terminal(24, 80, backend="vt52")

@@ -27,8 +27,10 @@ Events are plain dicts, ready to be sent as JSON::
 
 Title and cwd events fire only when the value changes. Bytes are decoded with an incremental
 UTF-8 decoder (invalid bytes become U+FFFD), so a multi-byte character split across reads is
-never broken. 8-bit C1 controls are not recognised: in a UTF-8 stream those bytes are
-continuation bytes.
+never broken. Zero-width characters (combining marks, variation selectors, joiners) are
+composed into the character before them where Unicode can (NFC) and dropped otherwise, so
+every cell is where a terminal, and the program, put it. 8-bit C1 controls are not
+recognised: in a UTF-8 stream those bytes are continuation bytes.
 
 Not here: the PTY, the output buffer and the protocol (``process.py``), and answering terminal
 queries such as DSR or DA (the model is passive; a client terminal answers them).
@@ -39,6 +41,7 @@ from __future__ import annotations
 import codecs
 import os
 import re
+import unicodedata
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
@@ -73,6 +76,15 @@ _OSC_RE = re.compile(rb"[\x07\x18\x1a\x1b]")
 _STR_RE = re.compile(rb"[\x18\x1a\x1b]")
 _DIGITS_RE = re.compile(r"[0-9;]*")
 _BEL, _ESC_B, _CAN, _SUB = 0x07, 0x1B, 0x18, 0x1A
+# Characters with no width of their own: combining marks (Latin/Greek/Cyrillic, Hebrew,
+# Arabic, for symbols, half marks), zero-width spaces and joiners, direction marks, word
+# joiners, variation selectors, the BOM and tag characters.
+_ZERO_WIDTH = re.compile(
+    "[\u0300-\u036f\u0483-\u0489\u0591-\u05bd\u05bf\u05c1\u05c2\u05c4\u05c5\u05c7"
+    "\u0610-\u061a\u064b-\u065f\u0670\u06d6-\u06dc\u06df-\u06e4\u06e7\u06e8\u06ea-\u06ed"
+    "\u1ab0-\u1aff\u1dc0-\u1dff\u200b-\u200f\u202a-\u202e\u2060-\u2064\u20d0-\u20ff"
+    "\ufe00-\ufe0f\ufe20-\ufe2f\ufeff\U000e0001-\U000e007f\U000e0100-\U000e01ef]"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,6 +287,11 @@ class Terminal(ABC):
         """Feeds raw output; returns the events in it (see the module docstring)."""
         events = self._scanner.feed(data)
         text = self._decoder.decode(data)
+        if not text.isascii() and _ZERO_WIDTH.search(text):
+            # A terminal draws these in no cell of their own; avt gives each one a cell,
+            # which shifts the rest of the line away from where the program (wcwidth) put
+            # it. Compose what Unicode can (e + U+0301 -> é) and drop the rest.
+            text = _ZERO_WIDTH.sub("", unicodedata.normalize("NFC", text))
         if text:
             self._feed_text(text)
         return events
