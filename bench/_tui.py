@@ -49,11 +49,12 @@ from typing import Any
 
 from textual import events
 
+from bench._common import fmt_ms, median, p99
 from bench._hub import HubRun, Sandbox
 from botster.tui.app import BotsterApp
 from botster.tui.terminal import TerminalView
 
-__all__ = ["FLOODER", "BarePty", "UiRun", "flooder_argv", "letter"]
+__all__ = ["FLOODER", "BarePty", "UiRun", "flooder_argv", "latency_line", "letter"]
 
 APP_SIZE = (120, 36)  # the pane is 84 x 32 inside (sidebar, borders, header, footer)
 
@@ -85,6 +86,14 @@ while True:
         write(b"\x1b[1;%dH%c" % (k % 60 + 1, b))
         k += 1
 """
+
+
+def latency_line(label: str, values: list[float]) -> str:
+    """One row of key-to-echo latencies (ms) for the report."""
+    return (
+        f"  {label}: p50 {fmt_ms(median(values))}, p99 {fmt_ms(p99(values))}, "
+        f"max {fmt_ms(max(values))} ({len(values)} keys)"
+    )
 
 
 def letter(k: int) -> str:

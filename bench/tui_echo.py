@@ -16,9 +16,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-from bench._common import Result, fmt_ms, header, median, p99, verdict
+from bench._common import Result, header, median, p99, verdict
 from bench._hub import Sandbox
-from bench._tui import BarePty, UiRun, letter
+from bench._tui import BarePty, UiRun, latency_line, letter
 
 __all__ = ["run"]
 
@@ -57,20 +57,13 @@ async def _measure(sandbox: Sandbox) -> tuple[list[float], list[float], list[flo
     return bare, model, painted
 
 
-def _line(label: str, values: list[float]) -> str:
-    return (
-        f"  {label}: p50 {fmt_ms(median(values))}, p99 {fmt_ms(p99(values))}, "
-        f"max {fmt_ms(max(values))} ({len(values)} keys)"
-    )
-
-
 def run() -> list[Result]:
     header("tui_echo: keystroke to echo through the UI, hub and session (agent runs cat)")
     with Sandbox() as sandbox:
         bare, model, painted = asyncio.run(_measure(sandbox))
-    print(_line("bare PTY, cat (baseline)", bare))
-    print(_line("UI: key to the pane's terminal model", model))
-    print(_line("UI: key to the pane rendered with it", painted))
+    print(latency_line("bare PTY, cat (baseline)", bare))
+    print(latency_line("UI: key to the pane's terminal model", model))
+    print(latency_line("UI: key to the pane rendered with it", painted))
     value, base = p99(painted), p99(bare)
     passed = value < GOAL_MS
     print(f"  goal: p99 key to rendered echo < {GOAL_MS:g} ms: {verdict(passed)}")

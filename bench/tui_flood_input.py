@@ -28,7 +28,7 @@ from collections.abc import Callable
 
 from bench._common import Result, fmt_ms, header, median, p99, verdict
 from bench._hub import Sandbox, cpu_seconds
-from bench._tui import BarePty, UiRun, flooder_argv, letter
+from bench._tui import BarePty, UiRun, flooder_argv, latency_line, letter
 from botster.tui.terminal import TerminalView
 
 __all__ = ["run"]
@@ -158,20 +158,13 @@ async def _measure(
     return bare, model, painted, len(frames) / elapsed, lost, notes
 
 
-def _line(label: str, values: list[float]) -> str:
-    return (
-        f"  {label}: p50 {fmt_ms(median(values))}, p99 {fmt_ms(p99(values))}, "
-        f"max {fmt_ms(max(values))} ({len(values)} keys)"
-    )
-
-
 def run() -> list[Result]:
     header("tui_flood_input: keystroke to echo while the agent on screen floods its terminal")
     with Sandbox() as sandbox:
         bare, model, painted, fps, lost, notes = asyncio.run(_measure(sandbox))
-    print(_line("bare PTY, same flooding program (baseline)", bare))
-    print(_line("UI: key to the pane's terminal model", model))
-    print(_line("UI: key to the pane rendered with it", painted))
+    print(latency_line("bare PTY, same flooding program (baseline)", bare))
+    print(latency_line("UI: key to the pane's terminal model", model))
+    print(latency_line("UI: key to the pane rendered with it", painted))
     for line in notes:
         print(f"  {line}")
     value, base = p99(painted), p99(bare)
