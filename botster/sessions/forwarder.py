@@ -10,8 +10,8 @@ A client that reads slower than the program writes is not fed an ever-longer que
 ``HIGH_WATER`` bytes waiting in its socket's buffer (the kernel's share is kept small by the
 socket server), output is held; once more than ``RESYNC_BYTES`` are held, they are dropped
 and, when the client has drained, it gets a fresh SNAPSHOT of the exact screen instead (as
-tmux does). The client sees every state it has time to show and
-always ends on the exact screen; the session itself keeps all output in its ring.
+tmux does). The client sees every state it has time to show and always ends on the exact
+screen; the session itself keeps all output in its ring.
 """
 
 from __future__ import annotations

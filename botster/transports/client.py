@@ -103,9 +103,10 @@ class HubConnection:
             while True:
                 for frame in self._decoder.feed(data):
                     self._on_frame(frame)
-                if data and self._reader._buffer:  # type: ignore[attr-defined]
-                    # More is waiting: let the rest of the loop (a keystroke, a frame of the
-                    # UI) have a turn first. read() would return it without yielding.
+                if len(data) == READ_SIZE:
+                    # A full read: more is likely waiting, and read() would return it without
+                    # yielding. Let the rest of the loop (a keystroke, a frame of the UI) have
+                    # a turn first.
                     await asyncio.sleep(0)
                 data = await self._reader.read(READ_SIZE)
                 if not data:
