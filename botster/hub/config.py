@@ -41,6 +41,11 @@ HUB_SETTINGS: dict[str, tuple[Any, Any, str]] = {
         lambda v: isinstance(v, int) and 0 <= v <= 5000,
         "plugin reload debounce in ms (an integer 0..5000)",
     ),
+    "debug_blocking_calls": (
+        False,
+        lambda v: isinstance(v, bool),
+        "known blocking calls on the event loop raise with their caller (true/false)",
+    ),
 }
 
 
