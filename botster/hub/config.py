@@ -41,6 +41,11 @@ HUB_SETTINGS: dict[str, tuple[Any, Any, str]] = {
         lambda v: isinstance(v, int) and 0 <= v <= 5000,
         "plugin reload debounce in ms (an integer 0..5000)",
     ),
+    "push_subject": (
+        "https://trybotster.com",
+        lambda v: isinstance(v, str) and v.startswith(("mailto:", "https://")) and len(v) < 256,
+        "the contact push services see in VAPID's sub claim (a mailto: or https: URL)",
+    ),
 }
 
 

@@ -53,6 +53,7 @@ PRIMITIVES: tuple[str, ...] = (
     "worktree",
     "hub_client",
     "update",
+    "push",
     "hub",
 )
 
