@@ -166,6 +166,24 @@ async def test_failures_are_retried_with_backoff_and_logged_once(hub) -> None:
         await conn.close()
 
 
+async def test_deliveries_belong_to_the_plugin_that_sent(hub) -> None:
+    async with push_service() as svc:
+        a = svc.subscriber("a")
+        svc.plan("a", [503] * 4)
+        proc = await hub(plugins={"sender": SENDER})
+        conn = await connect(proc)
+        await conn.request("push.subscribe", {"subscription": a.subscription})
+        assert await conn.request("t.send", {"msg": {"title": "x"}}) == {"n": 1}
+        await svc.wait_for(lambda: len(svc.requests) == 1, "the first attempt")
+        mark = proc.mark()
+        assert await conn.request("plugins.reload", {"name": "sender"}) == {"reloaded": "sender"}
+        await proc.wait_for(
+            r"\[sender\] push.send: deliveries still in progress were cancelled", since=mark
+        )
+        assert "gave up" not in proc.log
+        await conn.close()
+
+
 BAD_SUBSCRIPTIONS = {
     "missing": (None, "subscription: expected a table, got nil"),
     "endpoint": ({"keys": {}}, "subscription.endpoint: expected an http(s) URL, got nil"),

@@ -346,7 +346,11 @@ class _Push:
         self, data: bytes, subs: list[dict[str, Any]], ttl: int, urgency: str, owner: str
     ) -> None:
         await self.library()
-        await asyncio.gather(*(self._deliver_one(data, s, ttl, urgency, owner) for s in subs))
+        try:
+            await asyncio.gather(*(self._deliver_one(data, s, ttl, urgency, owner) for s in subs))
+        except asyncio.CancelledError:
+            log.info("[%s] push.send: deliveries still in progress were cancelled", owner)
+            raise
 
     async def _encrypt(self, data: bytes, sub: dict[str, Any]) -> bytes:
         """The aes128gcm body for one subscription (RFC 8291, pywebpush + http_ece).
