@@ -244,6 +244,11 @@ WRONG_USES = {
         "push.unsubscribe: endpoint: expected string, got number",
     ),
     "wrong_door": ("push.notify", "push.notify does not exist; use push.send({title, body, url})"),
+    "subject": (
+        'config.set("push_subject", "https://x.example/contact")',
+        "config.set: val: push_subject must be the contact push services see in VAPID's sub "
+        "claim (mailto:you@host or https://host), got string",
+    ),
 }
 
 
