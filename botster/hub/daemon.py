@@ -55,6 +55,7 @@ PRIMITIVES: tuple[str, ...] = (
     "worktree",
     "hub_client",
     "update",
+    "push",
     "hub",
 )
 
