@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib
 import logging
 import signal
 import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from botster.hub.config import Config
-from botster.hub.context import set_current_hub
 from botster.hub.identity import HubLock, socket_path_for
 from botster.hub.loop import loop_only, set_loop_thread
 from botster.hub.paths import Paths
@@ -33,6 +33,7 @@ __all__ = ["Hub", "PRIMITIVES"]
 log = logging.getLogger("hub")
 
 T = TypeVar("T")
+S = TypeVar("S")
 
 # Lua global -> module under botster.primitives, installed in this order.
 PRIMITIVES: tuple[str, ...] = (
@@ -60,15 +61,19 @@ SHUTDOWN_GRACE_S = 2.0
 
 
 class Hub:
-    """A running hub for one repository.
+    """A running hub for one repository; implements ``HubContext`` for its primitives.
 
     Args:
         paths: where everything lives.
         config: the device configuration.
         hub_id: hex SHA-256 of the repo path.
+        handle_signals: stop on SIGINT/SIGTERM (off for a second hub in one process: the
+            loop has one handler per signal).
     """
 
-    def __init__(self, paths: Paths, config: Config, hub_id: str) -> None:
+    def __init__(
+        self, paths: Paths, config: Config, hub_id: str, *, handle_signals: bool = True
+    ) -> None:
         self.paths = paths
         self.config = config
         self.hub_id = hub_id
@@ -84,6 +89,8 @@ class Hub:
         self._io_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="botster-io")
         self._closers: list[Callable[[], Coroutine[Any, Any, None]]] = []
         self._exit_code = 0
+        self._handle_signals = handle_signals
+        self._states: dict[Any, Any] = {}
 
     # Lifetime -----------------------------------------------------------------------------
 
@@ -92,9 +99,9 @@ class Hub:
         set_loop_thread()
         self.loop = asyncio.get_running_loop()
         self._quit = asyncio.Event()
-        set_current_hub(self)
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self.loop.add_signal_handler(sig, self._on_signal, sig)
+        if self._handle_signals:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.loop.add_signal_handler(sig, self._on_signal, sig)
         try:
             self.host = LuaHost(
                 budget_s=float(self.config.setting("lua_step_budget")),
@@ -105,8 +112,9 @@ class Hub:
             for name in PRIMITIVES:
                 module = importlib.import_module(f"botster.primitives.{name}")
                 extras = getattr(module, "lua_extras", None)
-                self.host.install(name, module, extras(self.host) if extras else None)
-            self.host.install("_botster", importlib.import_module("botster.hub.internals"))
+                self.host.install(name, module, extras(self) if extras else None, hub=self)
+            internals = importlib.import_module("botster.hub.internals")
+            self.host.install("_botster", internals, hub=self)
             await self._start_socket()
             # Sessions kept running while no hub was here: adopt them before Lua boots so
             # the agent lifecycle finds them in pty.list().
@@ -118,7 +126,9 @@ class Hub:
         finally:
             self.lock.release()
             self._io_pool.shutdown(wait=False, cancel_futures=True)
-            set_current_hub(None)
+            if self._handle_signals:
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    self.loop.remove_signal_handler(sig)
         return self._exit_code
 
     async def _start_socket(self) -> None:
@@ -127,10 +137,10 @@ class Hub:
         self.socket_server = SocketServer(
             socket_path_for(self.paths, self.hub_id),
             self.hub_id,
-            on_connect=socket_primitive.client_connected,
-            on_message=socket_primitive.message_received,
-            on_disconnect=socket_primitive.client_disconnected,
-            on_pty_input=socket_primitive.pty_input,
+            on_connect=functools.partial(socket_primitive.client_connected, self),
+            on_message=functools.partial(socket_primitive.message_received, self),
+            on_disconnect=functools.partial(socket_primitive.client_disconnected, self),
+            on_pty_input=functools.partial(socket_primitive.pty_input, self),
         )
         await self.socket_server.start()
 
@@ -179,7 +189,22 @@ class Hub:
                 await close()
         log.info("hub stopped")
 
-    # Shared machinery for primitives ------------------------------------------------------
+    # Shared machinery for primitives (the HubContext protocol) -----------------------------
+
+    def state(self, cls: Callable[[Any], S]) -> S:
+        """This hub's one instance of a module's state class, made as ``cls(hub)`` on first
+        use (see ``botster.hub.context``)."""
+        found = self._states.get(cls)
+        if found is None:
+            found = self._states[cls] = cls(self)
+        return cast(S, found)
+
+    @loop_only
+    def own(self, key: str, release: Callable[[], object]) -> str:
+        """Records resource `key` against the calling owner; returns that owner."""
+        owner = self.host.current_owner()
+        self.owners.add(owner, key, release)
+        return owner
 
     @loop_only
     def spawn(self, coro: Coroutine[Any, Any, T], *, name: str, owner: str) -> asyncio.Task[T]:

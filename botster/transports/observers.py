@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from botster.hub.context import HubContext
     from botster.sessions.manager import HubSession
     from botster.transports.socket_server import SocketClient
 
@@ -39,10 +40,12 @@ class ClientObserver(Protocol):
         routed that session to it; None leaves the decision to the socket primitive."""
 
 
-_observers: list[ClientObserver] = []
+class _State:
+    def __init__(self, hub: HubContext) -> None:
+        self.observers: list[ClientObserver] = []
 
 
-def add_observer(observer: ClientObserver) -> Callable[[], None]:
+def add_observer(hub: HubContext, observer: ClientObserver) -> Callable[[], None]:
     """Lets Python code watch socket clients, ahead of the Lua listeners.
 
     The hook through which another client-facing primitive (``tui``) builds on the socket
@@ -50,24 +53,26 @@ def add_observer(observer: ClientObserver) -> Callable[[], None]:
     the others still run.
 
     Args:
+        hub: the hub whose clients to watch.
         observer: the observer.
 
     Returns:
         A function that removes it (safe to call twice).
     """
-    _observers.append(observer)
+    observers = hub.state(_State).observers
+    observers.append(observer)
 
     def remove() -> None:
-        if observer in _observers:
-            _observers.remove(observer)
+        if observer in observers:
+            observers.remove(observer)
 
     return remove
 
 
-def observe(method: str, *args: Any) -> list[Any]:
+def observe(hub: HubContext, method: str, *args: Any) -> list[Any]:
     """Calls `method` on every observer; returns their results (a failing one is logged)."""
     results = []
-    for observer in list(_observers):
+    for observer in list(hub.state(_State).observers):
         try:
             results.append(getattr(observer, method)(*args))
         except Exception:
