@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from botster.lua.owners import Owners
     from botster.lua.runtime import LuaHost
     from botster.sessions.manager import SessionManager
+    from botster.transports.channel import ClientChannel
     from botster.transports.socket_server import SocketServer
 
 __all__ = ["HubContext"]
@@ -39,6 +40,7 @@ class HubContext(Protocol):
     host: LuaHost
     owners: Owners
     sessions: SessionManager
+    clients: ClientChannel
     socket_server: SocketServer | None
     started_at: float
 

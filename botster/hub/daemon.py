@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import importlib
 import logging
 import signal
@@ -26,6 +25,7 @@ from botster.hub.paths import Paths
 from botster.lua.owners import Owners
 from botster.lua.runtime import LuaHost
 from botster.sessions.manager import SessionManager
+from botster.transports.channel import ClientChannel
 from botster.transports.socket_server import SocketServer
 
 __all__ = ["Hub", "PRIMITIVES"]
@@ -82,6 +82,7 @@ class Hub:
         self.started_at = time.monotonic()
         self.host: LuaHost
         self.socket_server: SocketServer | None = None
+        self.clients = ClientChannel()
         self.sessions = SessionManager(self)
         self.loop: asyncio.AbstractEventLoop
         self._quit: asyncio.Event
@@ -132,15 +133,13 @@ class Hub:
         return self._exit_code
 
     async def _start_socket(self) -> None:
-        from botster.primitives import socket as socket_primitive
-
         self.socket_server = SocketServer(
             socket_path_for(self.paths, self.hub_id),
             self.hub_id,
-            on_connect=functools.partial(socket_primitive.client_connected, self),
-            on_message=functools.partial(socket_primitive.message_received, self),
-            on_disconnect=functools.partial(socket_primitive.client_disconnected, self),
-            on_pty_input=functools.partial(socket_primitive.pty_input, self),
+            on_connect=self.clients.connected,
+            on_message=self.clients.message,
+            on_disconnect=self.clients.disconnected,
+            on_pty_input=self.clients.pty_input,
         )
         await self.socket_server.start()
 

@@ -6,110 +6,62 @@ slot, each call adds a listener (the embedded client protocol is one of them), s
 watch clients without replacing the protocol; a plugin's listeners go when it unloads.
 The wire format and the socket itself live in ``botster.transports``.
 
-Python observers (``botster.transports.observers``) see the same client life cycle before
-any Lua listener: the ``tui`` primitive is one, and picks out the clients whose hello said
-``"client": "tui"``.
+The clients themselves live in the hub's client channel (``botster.transports.channel``),
+whatever transport carries them; this primitive is the Lua face of the clients the hub socket
+carries, and an observer of that channel like ``tui``.
 """
 
 from __future__ import annotations
 
-import itertools
 from typing import Any, TypedDict
 
 from botster.hub.context import HubContext
 from botster.lua.api import LuaFunction, lua_api
-from botster.sessions.forwarder import PtyForwarder
-from botster.transports.framing import split_session
-from botster.transports.observers import observe
-from botster.transports.socket_server import SocketClient
+from botster.lua.listeners import ListenerSet
+from botster.transports.channel import ChannelClient
 
-__all__ = [
-    "LUA",
-    "client_connected",
-    "client_disconnected",
-    "message_received",
-    "pty_input",
-]
+__all__ = ["LUA", "TRANSPORT", "lua_extras"]
 
-_ids = itertools.count(1)
+TRANSPORT = "socket"  # the clients of the hub socket (botster.transports.socket_server)
 
 
 class _State:
-    """One hub's socket listeners and forwarders."""
+    """One hub's socket listeners."""
 
     def __init__(self, hub: HubContext) -> None:
-        self.listeners: dict[str, dict[str, tuple[str, Any]]] = {
-            "connected": {},
-            "disconnected": {},
-            "message": {},
-        }
-        # client id -> session id -> forwarder: what each client watches (and may type into)
-        self.forwarders: dict[str, dict[str, PtyForwarder]] = {}
+        self.on_connected = ListenerSet(hub, "socket_connected")
+        self.on_disconnected = ListenerSet(hub, "socket_disconnected")
+        self.on_message = ListenerSet(hub, "socket_message")
 
 
-def _add(hub: HubContext, kind: str, fn: Any) -> str:
-    owner = hub.host.current_owner()
-    key = f"socket_{kind}_{next(_ids)}"
-    listeners = hub.state(_State).listeners[kind]
-    listeners[key] = (owner, fn)
-    hub.owners.add(owner, key, lambda: listeners.pop(key, None))
-    return key
+def lua_extras(hub: HubContext) -> dict[str, Any]:
+    """Starts observing the hub's socket clients (nothing extra for Lua)."""
+    hub.clients.add_observer(_Observer(hub.state(_State)))
+    return {}
 
 
-def _dispatch(hub: HubContext, kind: str, label: str, *args: Any) -> None:
-    lua_args = [hub.host.convert.to_lua(a) for a in args]
-    for owner, fn in list(hub.state(_State).listeners[kind].values()):
-        hub.host.sched.start(owner, label, fn, *lua_args)
+class _Observer:
+    """Turns the channel's events about socket clients into Lua listener calls."""
+
+    def __init__(self, state: _State) -> None:
+        self.state = state
+
+    def connected(self, client: ChannelClient) -> None:
+        if client.transport == TRANSPORT:
+            self.state.on_connected.dispatch("socket client connected", client.id)
+
+    def disconnected(self, client: ChannelClient) -> None:
+        if client.transport == TRANSPORT:
+            self.state.on_disconnected.dispatch("socket client disconnected", client.id)
+
+    def message(self, client: ChannelClient, message: dict[str, Any]) -> None:
+        if client.transport == TRANSPORT:
+            self.state.on_message.dispatch("socket message", client.id, message)
 
 
-def client_connected(hub: HubContext, client: SocketClient) -> None:
-    """Server hook: a client finished its handshake."""
-    observe(hub, "connected", client)
-    _dispatch(hub, "connected", "socket client connected", client.id)
-
-
-def client_disconnected(hub: HubContext, client: SocketClient) -> None:
-    """Server hook: a client is gone (closed, cut, or the hub is stopping)."""
-    for fwd in hub.state(_State).forwarders.pop(client.id, {}).values():
-        fwd.stop()
-    observe(hub, "disconnected", client)
-    _dispatch(hub, "disconnected", "socket client disconnected", client.id)
-
-
-def pty_input(hub: HubContext, client: SocketClient, payload: bytes) -> None:
-    """Server hook: keystrokes for a session the client has a forwarder for.
-
-    Raises:
-        ProtocolError: a malformed payload (the client is then disconnected).
-    """
-    sid, data = split_session(payload)
-    fwd = hub.state(_State).forwarders.get(client.id, {}).get(sid)
-    session = fwd.session if fwd is not None else None
-    if session is None:
-        session = next(
-            (s for s in observe(hub, "input_session", client, sid) if s is not None), None
-        )
-    if session is None or not session.running:
-        client.send_json(
-            {
-                "type": "error",
-                "code": "bad_message",
-                "message": f"pty input for {sid}: not attached to that session",
-            }
-        )
-        return
-    session.client.write(data)
-
-
-def message_received(hub: HubContext, client: SocketClient, message: dict[str, Any]) -> None:
-    """Server hook: a JSON message arrived."""
-    observe(hub, "message", client, message)
-    _dispatch(hub, "message", "socket message", client.id, message)
-
-
-def _client(hub: HubContext, client_id: str) -> SocketClient | None:
-    server = hub.socket_server
-    return server.clients.get(client_id) if server is not None else None
+def _client(hub: HubContext, client_id: str) -> ChannelClient | None:
+    client = hub.clients.get(client_id)
+    return client if client is not None and client.transport == TRANSPORT else None
 
 
 @lua_api
@@ -119,7 +71,7 @@ def on_client_connected(hub: HubContext, fn: LuaFunction) -> str:
     Calls fn with the new client's id after its handshake.
     Example: ``socket.on_client_connected(function(id) log.info("hello " .. id) end)``
     """
-    return _add(hub, "connected", fn)
+    return hub.state(_State).on_connected.add(fn)
 
 
 @lua_api
@@ -128,7 +80,7 @@ def on_client_disconnected(hub: HubContext, fn: LuaFunction) -> str:
 
     Calls fn when a client is gone, whatever the reason.
     """
-    return _add(hub, "disconnected", fn)
+    return hub.state(_State).on_disconnected.add(fn)
 
 
 @lua_api
@@ -138,7 +90,7 @@ def on_message(hub: HubContext, fn: LuaFunction) -> str:
     Calls fn with every JSON message (a table) a client sends.
     Example: ``socket.on_message(function(id, msg) log.info(id .. " sent " .. msg.type) end)``
     """
-    return _add(hub, "message", fn)
+    return hub.state(_State).on_message.add(fn)
 
 
 @lua_api
@@ -183,8 +135,8 @@ def create_pty_forwarder(hub: HubContext, opts: ForwarderOptions) -> str | tuple
     Routes a session's terminal to a client in Python (bytes never pass through Lua): a
     SNAPSHOT frame of the exact screen, then live PTY_OUTPUT, then PROCESS_EXITED. The client
     may then type into that session with PTY_INPUT frames. One forwarder per client and
-    session (a new one replaces the old); it stops when the client disconnects or with
-    ``socket.stop_pty_forwarder(client_id, session_id)``.
+    session (a new one replaces the old); it stops when the client disconnects, with
+    ``socket.stop_pty_forwarder(client_id, session_id)``, or when the plugin unloads.
     """
     client = _client(hub, opts["client_id"])
     if client is None:
@@ -192,31 +144,22 @@ def create_pty_forwarder(hub: HubContext, opts: ForwarderOptions) -> str | tuple
     session = hub.sessions.get(opts["session_id"])
     if session is None:
         return None, f"socket.create_pty_forwarder: no session {opts['session_id']}"
-    by_session = hub.state(_State).forwarders.setdefault(client.id, {})
-    if session.id in by_session:
-        by_session[session.id].stop()
-    fwd = PtyForwarder(session, client.send_frame, client.queued, client.writer.drain)
-    by_session[session.id] = fwd
+    fwd = hub.clients.attach(client, session, on_stop=lambda: hub.owners.discard(owner, fwd.id))
+    owner = hub.own(fwd.id, lambda: hub.clients.detach(client.id, session.id, fwd))
     return fwd.id
 
 
 @lua_api
 def stop_pty_forwarder(hub: HubContext, client_id: str, session_id: str) -> bool:
     """socket.stop_pty_forwarder(client_id, session_id) -> bool: stops one forwarder."""
-    fwd = hub.state(_State).forwarders.get(client_id, {}).pop(session_id, None)
-    if fwd is None:
-        return False
-    fwd.stop()
-    return True
+    client = _client(hub, client_id)
+    return client is not None and hub.clients.detach(client.id, session_id)
 
 
 @lua_api
 def clients(hub: HubContext) -> list[dict[str, str]]:
     """socket.clients() -> {{id, name}...}: the clients connected now."""
-    server = hub.socket_server
-    if server is None:
-        return []
-    return [{"id": c.id, "name": c.name} for c in server.clients.values()]
+    return [{"id": c.id, "name": c.name} for c in hub.clients.of_transport(TRANSPORT)]
 
 
 LUA = {

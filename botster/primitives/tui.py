@@ -2,7 +2,7 @@
 
 A terminal UI (``botster start`` / ``botster attach``, ``botster/tui``) is an ordinary socket
 client whose hello says ``"client": "tui"``; this module picks those clients out through the
-socket clients' observer hook (``botster.transports.observers``) and gives plugins one channel to
+hub's client channel (``botster.transports.channel``) and gives plugins one channel to
 all of them at once:
 
 * ``tui.send(msg)`` queues ``{type = "tui", data = msg}`` for every connected TUI;
@@ -24,114 +24,81 @@ from typing import Any, TypedDict
 
 from botster.hub.context import HubContext
 from botster.lua.api import LuaFunction, lua_api
+from botster.lua.listeners import ListenerSet
 from botster.sessions.forwarder import PtyForwarder
 from botster.sessions.manager import HubSession
-from botster.transports.observers import add_observer
-from botster.transports.socket_server import SocketClient
+from botster.transports.channel import ChannelClient
 
 __all__ = ["LUA", "TUI_CLIENT_NAME", "lua_extras"]
 
-TUI_CLIENT_NAME = "tui"  # the hello's `client` field that makes a socket client a TUI
+TUI_CLIENT_NAME = "tui"  # the hello's `client` field that makes a client a TUI
 
 _ids = itertools.count(1)
 
 
 class _State:
-    """One hub's TUI listeners, connected TUIs and forwarders."""
+    """One hub's TUI listeners and forwarders (the TUIs themselves are the channel's)."""
 
     def __init__(self, hub: HubContext) -> None:
-        self.listeners: dict[str, dict[str, tuple[str, Any]]] = {
-            "connected": {},
-            "disconnected": {},
-            "message": {},
-        }
-        self.tuis: dict[str, SocketClient] = {}  # client id -> connected TUI
+        self.on_connected = ListenerSet(hub, "tui_connected")
+        self.on_disconnected = ListenerSet(hub, "tui_disconnected")
+        self.on_message = ListenerSet(hub, "tui_message")
         self.forwards: dict[str, _Forward] = {}
 
 
 class _Forward:
     """One ``tui.create_pty_forwarder``: a session routed to every TUI."""
 
-    def __init__(self, fid: str, session: HubSession, forwards: dict[str, _Forward]) -> None:
+    def __init__(self, hub: HubContext, fid: str, session: HubSession) -> None:
+        self.hub = hub
         self.id = fid
-        self.forwards = forwards
         self.session = session
+        self.owner = ""
         self.per_client: dict[str, PtyForwarder] = {}
 
-    def attach(self, client: SocketClient) -> None:
-        old = self.per_client.pop(client.id, None)
-        if old is not None:
-            old.stop()
-        self.per_client[client.id] = PtyForwarder(
-            self.session, client.send_frame, client.queued, client.writer.drain
-        )
-
-    def detach(self, client_id: str) -> None:
-        fwd = self.per_client.pop(client_id, None)
-        if fwd is not None:
-            fwd.stop()
+    def attach(self, client: ChannelClient) -> None:
+        self.per_client[client.id] = self.hub.clients.attach(client, self.session)
 
     def stop(self) -> None:
-        for fwd in self.per_client.values():
-            fwd.stop()
+        for client_id, fwd in self.per_client.items():
+            self.hub.clients.detach(client_id, self.session.id, fwd)
         self.per_client.clear()
-        self.forwards.pop(self.id, None)
+        self.hub.state(_State).forwards.pop(self.id, None)
 
 
-def _dispatch(hub: HubContext, kind: str, label: str, *args: Any) -> None:
-    lua_args = [hub.host.convert.to_lua(a) for a in args]
-    for owner, fn in list(hub.state(_State).listeners[kind].values()):
-        hub.host.sched.start(owner, label, fn, *lua_args)
+def _tuis(hub: HubContext) -> list[ChannelClient]:
+    return hub.clients.named(TUI_CLIENT_NAME)
 
 
 class _Observer:
-    """Watches socket clients for TUIs (``transports.observers.add_observer``)."""
+    """Picks the TUIs out of the hub's clients, whatever transport carries them."""
 
-    def __init__(self, hub: HubContext) -> None:
-        self.hub = hub
-        self.state = hub.state(_State)
+    def __init__(self, state: _State) -> None:
+        self.state = state
 
-    def connected(self, client: SocketClient) -> None:
+    def connected(self, client: ChannelClient) -> None:
         if client.name != TUI_CLIENT_NAME:
             return
-        self.state.tuis[client.id] = client
         for fwd in list(self.state.forwards.values()):
             fwd.attach(client)
-        _dispatch(self.hub, "connected", "tui connected", client.id)
+        self.state.on_connected.dispatch("tui connected", client.id)
 
-    def disconnected(self, client: SocketClient) -> None:
-        if self.state.tuis.pop(client.id, None) is None:
+    def disconnected(self, client: ChannelClient) -> None:
+        if client.name != TUI_CLIENT_NAME:
             return
         for fwd in list(self.state.forwards.values()):
-            fwd.detach(client.id)
-        _dispatch(self.hub, "disconnected", "tui disconnected", client.id)
+            fwd.per_client.pop(client.id, None)  # the channel stopped it
+        self.state.on_disconnected.dispatch("tui disconnected", client.id)
 
-    def message(self, client: SocketClient, message: dict[str, Any]) -> None:
-        if client.id in self.state.tuis and message.get("type") == "tui":
-            _dispatch(self.hub, "message", "tui message", message.get("data"), client.id)
-
-    def input_session(self, client: SocketClient, session_id: str) -> HubSession | None:
-        if client.id not in self.state.tuis:
-            return None
-        for fwd in self.state.forwards.values():
-            if fwd.session.id == session_id and client.id in fwd.per_client:
-                return fwd.session
-        return None
+    def message(self, client: ChannelClient, message: dict[str, Any]) -> None:
+        if client.name == TUI_CLIENT_NAME and message.get("type") == "tui":
+            self.state.on_message.dispatch("tui message", message.get("data"), client.id)
 
 
 def lua_extras(hub: HubContext) -> dict[str, Any]:
-    """Installs the socket observer of this hub (nothing extra for Lua)."""
-    add_observer(hub, _Observer(hub))
+    """Starts observing the hub's clients for TUIs (nothing extra for Lua)."""
+    hub.clients.add_observer(_Observer(hub.state(_State)))
     return {}
-
-
-def _add(hub: HubContext, kind: str, fn: Any) -> str:
-    owner = hub.host.current_owner()
-    key = f"tui_{kind}_{next(_ids)}"
-    listeners = hub.state(_State).listeners[kind]
-    listeners[key] = (owner, fn)
-    hub.owners.add(owner, key, lambda: listeners.pop(key, None))
-    return key
 
 
 @lua_api
@@ -143,7 +110,7 @@ def on_connected(hub: HubContext, fn: LuaFunction) -> str:
     Each call adds a listener; they go when the plugin unloads.
     Example: ``tui.on_connected(function() tui.send({kind = "notify", text = "hi"}) end)``
     """
-    return _add(hub, "connected", fn)
+    return hub.state(_State).on_connected.add(fn)
 
 
 @lua_api
@@ -154,7 +121,7 @@ def on_disconnected(hub: HubContext, fn: LuaFunction) -> str:
     gets its client id.
     Example: ``tui.on_disconnected(function(id) log.info("UI " .. id .. " left") end)``
     """
-    return _add(hub, "disconnected", fn)
+    return hub.state(_State).on_disconnected.add(fn)
 
 
 @lua_api
@@ -165,7 +132,7 @@ def on_message(hub: HubContext, fn: LuaFunction) -> str:
     sends (any JSON value; usually a table), and the UI's client id as a second argument.
     Example: ``tui.on_message(function(msg) log.info("UI says " .. json.encode(msg)) end)``
     """
-    return _add(hub, "message", fn)
+    return hub.state(_State).on_message.add(fn)
 
 
 @lua_api
@@ -178,7 +145,7 @@ def send(hub: HubContext, msg: Any) -> int:
     Example: ``tui.send({kind = "notify", text = "tests passed"})``
     """
     sent = 0
-    for client in list(hub.state(_State).tuis.values()):
+    for client in _tuis(hub):
         if client.send_json({"type": "tui", "data": msg}):
             sent += 1
     return sent
@@ -193,7 +160,7 @@ def send_binary(hub: HubContext, data: bytes) -> int:
     Example: ``tui.send_binary(string.char(1, 2, 3))``
     """
     sent = 0
-    for client in list(hub.state(_State).tuis.values()):
+    for client in _tuis(hub):
         if client.send_binary(data):
             sent += 1
     return sent
@@ -217,12 +184,10 @@ def create_pty_forwarder(hub: HubContext, opts: TuiForwarderOptions) -> str | tu
     session = hub.sessions.get(opts["session_id"])
     if session is None:
         return None, f"tui.create_pty_forwarder: no session {opts['session_id']}"
-    owner = hub.host.current_owner()
-    forwards = hub.state(_State).forwards
-    fwd = _Forward(f"tui_fwd_{next(_ids)}", session, forwards)
-    forwards[fwd.id] = fwd
-    hub.owners.add(owner, fwd.id, fwd.stop)
-    for client in list(hub.state(_State).tuis.values()):
+    fwd = _Forward(hub, f"tui_fwd_{next(_ids)}", session)
+    hub.state(_State).forwards[fwd.id] = fwd
+    fwd.owner = hub.own(fwd.id, fwd.stop)
+    for client in _tuis(hub):
         fwd.attach(client)
     return fwd.id
 
@@ -238,8 +203,7 @@ def stop_pty_forwarder(hub: HubContext, forwarder_id: str) -> bool:
     if fwd is None:
         return False
     fwd.stop()
-    for owner in hub.owners.owners():
-        hub.owners.discard(owner, forwarder_id)
+    hub.owners.discard(fwd.owner, fwd.id)
     return True
 
 
@@ -250,7 +214,7 @@ def clients(hub: HubContext) -> list[str]:
     The client ids of the terminal UIs connected now (for `socket.send` to one of them).
     Example: ``log.info(#tui.clients() .. " UIs attached")``
     """
-    return list(hub.state(_State).tuis)
+    return [c.id for c in _tuis(hub)]
 
 
 LUA = {

@@ -2,9 +2,10 @@
 
 Owns: the listening socket (0600 in the 0700 runtime dir), one ``SocketClient`` per
 connection, the ``hello`` handshake, decoding with a frame-size limit, and the bounded send
-buffer that cuts a client which stops reading. Messages go to ``botster.primitives.socket``,
-which runs the Lua callbacks; what a message means is the embedded Lua's business
-(``lib/client.lua``). The protocol is documented in ``docs/protocol.md``.
+buffer that cuts a client which stops reading. Clients, messages and PTY input go to the
+hub's client channel (``botster.transports.channel``), which the primitives observe; what a
+message means is the embedded Lua's business (``lib/client.lua``). The protocol is documented
+in ``docs/protocol.md``.
 """
 
 from __future__ import annotations
@@ -48,7 +49,10 @@ CLIENT_SNDBUF = 32 << 10
 
 
 class SocketClient:
-    """One connected client. Sends never block: they queue, up to `send_limit` bytes."""
+    """One connected client (a ``ChannelClient``). Sends never block: they queue, up to
+    `send_limit` bytes."""
+
+    transport = "socket"
 
     def __init__(self, server: SocketServer, client_id: str, writer: asyncio.StreamWriter) -> None:
         self.server = server
@@ -61,6 +65,10 @@ class SocketClient:
     def queued(self) -> int:
         """Bytes accepted for sending but not yet written to the socket."""
         return self.writer.transport.get_write_buffer_size()
+
+    async def drained(self) -> None:
+        """Returns once the send buffer is below the transport's low-water mark."""
+        await self.writer.drain()
 
     def send_frame(self, data: bytes) -> bool:
         """Queues one encoded frame. False if the client is gone or was cut for not reading."""
