@@ -35,12 +35,12 @@ from botster.hub.context import HubContext
 from botster.lua.api import LuaFunction, describe, lua_api
 from botster.lua.convert import JSON_NULL, lua_type_name
 from botster.transports.framing import DEFAULT_MAX_FRAME, JSON, FrameDecoder, encode_json
+from botster.transports.handshake import connect_unix
 
 __all__ = ["LUA", "WRONG_DOOR", "active_count"]
 
 log = logging.getLogger("hub_client")
 
-PROTOCOL_VERSION = 1
 MAX_PER_OWNER = 64  # connections per plugin, finished-but-undelivered ones included
 MAX_INBOX = 1000  # messages kept for a connection whose on_message is not registered yet
 MAX_OUTBOX = 1000  # messages sent while connecting, waiting for the connection
@@ -214,30 +214,6 @@ def _on_frame(hub: HubContext, conn: _Conn, msg: dict[str, Any]) -> None:
 # The connection task ----------------------------------------------------------------------
 
 
-async def _handshake(
-    conn: _Conn, decoder: FrameDecoder
-) -> tuple[asyncio.StreamReader, dict[str, Any]]:
-    reader, writer = await asyncio.open_unix_connection(conn.path, limit=READ_SIZE)
-    conn.writer = writer
-    hello = {"type": "hello", "protocol": PROTOCOL_VERSION, "client": conn.client_name}
-    writer.write(encode_json(hello))
-    while True:
-        data = await reader.read(READ_SIZE)
-        if not data:
-            raise ProtocolError("the hub closed the connection during the handshake")
-        frames = decoder.feed(data)
-        first = next(frames, None)
-        frames.close()  # frames behind the hello_ack stay buffered for the read loop
-        if first is None:
-            continue
-        if first.type != JSON:
-            raise ProtocolError("the first frame is not a JSON hello_ack")
-        msg = first.json()
-        if msg.get("type") != "hello_ack":
-            raise ProtocolError(f"handshake refused: {msg.get('message', msg.get('type'))}")
-        return reader, msg
-
-
 async def _read(
     hub: HubContext, conn: _Conn, reader: asyncio.StreamReader, decoder: FrameDecoder
 ) -> str:
@@ -270,7 +246,9 @@ async def _run(hub: HubContext, conn: _Conn) -> None:
     try:
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT):
-                reader, ack = await _handshake(conn, decoder)
+                reader, conn.writer, ack = await connect_unix(
+                    conn.path, conn.client_name, decoder, read_size=READ_SIZE
+                )
         except TimeoutError:
             _end(hub, conn, f"no handshake from {conn.path} within {CONNECT_TIMEOUT:g} s")
             return

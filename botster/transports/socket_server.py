@@ -32,12 +32,12 @@ from botster.transports.framing import (
     encode_frame,
     encode_json,
 )
+from botster.transports.handshake import check_hello, hello_ack
 
-__all__ = ["PROTOCOL_VERSION", "SocketClient", "SocketServer"]
+__all__ = ["SocketClient", "SocketServer"]
 
 log = logging.getLogger("socket")
 
-PROTOCOL_VERSION = 1
 HELLO_TIMEOUT_S = 5.0
 READ_SIZE = 64 << 10
 DEFAULT_SEND_LIMIT = 8 << 20  # bytes queued for one client before it is cut
@@ -198,15 +198,7 @@ class SocketServer:
         try:
             hello = await asyncio.wait_for(self._read_hello(reader, decoder), HELLO_TIMEOUT_S)
             client.name = str(hello.get("client", "unknown"))[:64]
-            client.send_json(
-                {
-                    "type": "hello_ack",
-                    "protocol": PROTOCOL_VERSION,
-                    "hub_id": self.hub_id,
-                    "client_id": client.id,
-                    "max_frame": self.max_frame,
-                }
-            )
+            client.send_json(hello_ack(self.hub_id, client.id, self.max_frame))
             self.clients[client.id] = client
             registered = True
             log.info("client %s (%s) connected", client.id, client.name)
@@ -252,15 +244,7 @@ class SocketServer:
             for frame in decoder.feed(data):
                 if frame.type != JSON:
                     raise ProtocolError("the first frame must be a JSON hello")
-                msg = frame.json()
-                if msg.get("type") != "hello":
-                    raise ProtocolError(f"expected hello first, got {msg.get('type')!r}")
-                version = msg.get("protocol", PROTOCOL_VERSION)
-                if version != PROTOCOL_VERSION:
-                    raise ProtocolError(
-                        f"protocol {version!r} is not supported (hub speaks {PROTOCOL_VERSION})"
-                    )
-                return msg
+                return check_hello(frame.json())
 
     def _dispatch(self, client: SocketClient, ftype: int, payload: bytes) -> None:
         if ftype == JSON:
