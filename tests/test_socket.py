@@ -191,6 +191,7 @@ async def test_mcp_channel_announces_tool_changes(hub, git_repo: Path):
     events: list[dict] = []
     conn = await HubConnection.connect(socket_of(proc), "t", on_message=events.append)
     conn.subscribe("mcp", {"context": {"agent_key": "a-1"}})
+    await conn.request("ping")  # a round trip: the subscription is in place before the edit
     write_plugin(git_repo, "t", "mcp.tool('second', {}, function(p, ctx) return ctx end)")
     for _ in range(200):
         if any(e.get("event") == "tools_list_changed" for e in events):

@@ -74,6 +74,10 @@ class _State:
         self.in_flight: dict[str, tuple[str, asyncio.Task[None]]] = {}  # id -> (owner, task)
 
 
+def _client(hub: HubContext) -> aiohttp.ClientSession:
+    return hub.state(_State).client.get()
+
+
 def in_flight_count(hub: HubContext, owner: str | None = None) -> int:
     """How many ``http.request`` calls are waiting for their callback (for leak checks)."""
     return sum(1 for o, _ in hub.state(_State).in_flight.values() if owner is None or o == owner)
@@ -157,19 +161,15 @@ async def _perform(
     """Sends one request; ``{status, body, headers}`` or ``(None, "<fname>: <url>: <why>")``."""
     where = f"{fname}: {net.shown(url)}"
     try:
-        async with (
-            hub.state(_State)
-            .client.get()
-            .request(
-                method,
-                url,
-                headers=headers,
-                data=body,
-                timeout=aiohttp.ClientTimeout(total=timeout_s),
-                # A string body is sent as-is, without a guessed Content-Type.
-                skip_auto_headers=("Content-Type",),
-            ) as resp
-        ):
+        async with _client(hub).request(
+            method,
+            url,
+            headers=headers,
+            data=body,
+            timeout=aiohttp.ClientTimeout(total=timeout_s),
+            # A string body is sent as-is, without a guessed Content-Type.
+            skip_auto_headers=("Content-Type",),
+        ) as resp:
             length = None if method == "HEAD" else resp.content_length
             if length is not None and length > MAX_BODY:
                 limit = f"the {MAX_BODY >> 20} MiB limit"

@@ -83,6 +83,10 @@ class _State:
         self.conns: dict[str, _Conn] = {}
 
 
+def _client(hub: HubContext) -> aiohttp.ClientSession:
+    return hub.state(_State).client.get()
+
+
 def active_count(hub: HubContext, owner: str | None = None) -> int:
     """How many connections are live, for everyone or one owner (for leak checks)."""
     return sum(1 for c in hub.state(_State).conns.values() if owner is None or c.owner == owner)
@@ -137,16 +141,12 @@ async def _run(hub: HubContext, conn: _Conn) -> None:
     try:
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT):
-                ws = (
-                    await hub.state(_State)
-                    .client.get()
-                    .ws_connect(
-                        conn.url,
-                        headers=conn.headers,
-                        max_msg_size=MAX_MESSAGE,
-                        timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=CLOSE_TIMEOUT),
-                        decode_text=False,
-                    )
+                ws = await _client(hub).ws_connect(
+                    conn.url,
+                    headers=conn.headers,
+                    max_msg_size=MAX_MESSAGE,
+                    timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=CLOSE_TIMEOUT),
+                    decode_text=False,
                 )
         except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as e:
             _end(hub, conn, "on_error", f"websocket.connect: {conn.shown}: {_reason(e)}")
