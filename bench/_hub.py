@@ -34,6 +34,7 @@ from typing import Any
 from bench._common import bin_path, child_env
 from botster.transports.client import HubConnection
 from botster.transports.framing import PTY_INPUT, encode_frame, encode_json, encode_session
+from botster.transports.handshake import hello
 from harness import (
     HubProcess,
     hub_socket,
@@ -203,7 +204,7 @@ class ByteCounter(asyncio.Protocol):
         assert counter.transport is not None
         counter.session_id = session_id
         counter.transport.write(
-            encode_json({"type": "hello", "protocol": 1, "client": "bench-counter"})
+            encode_json(hello("bench-counter"))
             + encode_json(
                 {
                     "type": "subscribe",

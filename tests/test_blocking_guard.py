@@ -64,3 +64,19 @@ def _line_of_next() -> int:
     import sys
 
     return sys._getframe(1).f_lineno
+
+
+async def test_allowed_blocks_and_counted_guards(tmp_path):
+    # Two hubs in one process each guard; the first to stop must not disarm the other, and a
+    # hub's own start-up (allowed()) may read files while the other serves.
+    blocking.guard()
+    blocking.guard()
+    try:
+        with blocking.allowed():
+            (tmp_path / "start-up").write_text("x")
+        blocking.unguard()
+        with pytest.raises(BlockingCallError):
+            time.sleep(0)
+    finally:
+        blocking.unguard()
+    time.sleep(0)

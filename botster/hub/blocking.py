@@ -14,6 +14,7 @@ setting, and costs one thread-id comparison per wrapped call.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import functools
 import http.client
 import io
@@ -24,15 +25,17 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Iterator
 from typing import Any
 
 from botster.errors import BlockingCallError
 
-__all__ = ["guard", "unguard"]
+__all__ = ["allowed", "guard", "unguard"]
 
 _loop_thread: int | None = None
 _originals: list[tuple[Any, str, Any]] = []
+_guards = 0  # hubs in this process that asked for the guard (tests run several)
+_allowed = 0  # depth of allowed() blocks
 _HERE = __file__
 _STDLIB = os.path.dirname(os.__file__)
 
@@ -64,7 +67,8 @@ def _wrap(owner: Any, attr: str, label: str) -> None:
     def checked(*args: Any, **kwargs: Any) -> Any:
         # open(fd) wraps a descriptor that is already open: nothing to wait for.
         wraps_fd = label == "open()" and args and isinstance(args[0], int)
-        if threading.get_ident() == _loop_thread and not wraps_fd and not _importing():
+        on_loop = threading.get_ident() == _loop_thread and not _allowed
+        if on_loop and not wraps_fd and not _importing():
             raise BlockingCallError(
                 f"blocking call to {label} on the hub's event loop at {_caller()}: "
                 "use hub.run_blocking (or an asyncio API) instead"
@@ -89,23 +93,39 @@ _TARGETS: tuple[tuple[Any, str, str], ...] = (
 )
 
 
-def guard(loop_thread: int | None = None) -> Callable[[], None]:
+def guard(loop_thread: int | None = None) -> None:
     """Makes the known blocking calls raise on `loop_thread` (default: the calling thread).
 
-    Returns a function that undoes it. Calling it twice re-targets the thread.
+    Counted: each hub that calls it calls ``unguard`` once when it stops.
     """
-    global _loop_thread
+    global _loop_thread, _guards
     _loop_thread = threading.get_ident() if loop_thread is None else loop_thread
+    _guards += 1
     if not _originals:
         for owner, attr, label in _TARGETS:
             _wrap(owner, attr, label)
-    return unguard
 
 
 def unguard() -> None:
-    """Restores every wrapped function."""
-    global _loop_thread
+    """Undoes one ``guard``; the last one restores every wrapped function."""
+    global _loop_thread, _guards
+    _guards = max(0, _guards - 1)
+    if _guards:
+        return
     _loop_thread = None
     while _originals:
         owner, attr, original = _originals.pop()
         setattr(owner, attr, original)
+
+
+@contextlib.contextmanager
+def allowed() -> Iterator[None]:
+    """Lets blocking calls through on the loop thread: a hub's own start-up and final
+    clean-up, which run before and after it serves anything (another hub of the same
+    process may be serving meanwhile)."""
+    global _allowed
+    _allowed += 1
+    try:
+        yield
+    finally:
+        _allowed -= 1

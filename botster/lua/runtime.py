@@ -129,16 +129,22 @@ class LuaHost:
     # Installing primitives ----------------------------------------------------------------
 
     def install(
-        self, lua_name: str, module: types.ModuleType, extra: dict[str, Any] | None = None
+        self,
+        lua_name: str,
+        module: types.ModuleType,
+        extra: dict[str, Any] | None = None,
+        hub: Any = None,
     ) -> Any:
         """Installs a primitive module as the Lua global `lua_name`.
 
-        The module's ``LUA`` table lists its functions. A companion ``<module>.lua`` beside it,
-        if present, runs with the table and may add functions written in Lua.
+        The module's ``LUA`` table lists its functions; those whose first parameter is
+        ``hub`` get `hub` (the installing ``HubContext``) bound there. A companion
+        ``<module>.lua`` beside it, if present, runs with the table and may add functions
+        written in Lua.
         """
         table = self.lua.table()
         for name, fn in exported(module).items():
-            call, is_async = bind(fn, self.convert, self.raise_marker, self.current_owner)
+            call, is_async = bind(fn, self.convert, self.raise_marker, self.current_owner, hub)
             if is_async:
                 table[name.encode()] = self._lua_sched[b"bind_async"](
                     f"{lua_name}.{name}".encode(), call

@@ -37,7 +37,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import Any, TypedDict
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -46,12 +46,9 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from botster.errors import ArgumentError
 from botster.hub import net, vault
-from botster.hub.context import current_hub
+from botster.hub.context import HubContext
 from botster.hub.paths import ensure_private_dir
 from botster.lua.api import describe, lua_api
-
-if TYPE_CHECKING:
-    from botster.hub.daemon import Hub
 
 __all__ = ["LUA", "MAX_PAYLOAD", "fit_payload"]
 
@@ -266,12 +263,12 @@ def _check_message(msg: dict[str, Any]) -> dict[str, Any]:
 class _Push:
     """One hub's push state: keys, subscriptions, the HTTP session, deliveries in flight."""
 
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: HubContext) -> None:
         self.hub = hub
         self.dir = hub.paths.home / "push"
         self.key_file = hub.paths.home / "secrets.key"
         self.subs_file = self.dir / f"{hub.hub_id}.subscriptions.enc"
-        self.client = net.LazySession()
+        self.client = net.LazySession(hub)
         self.lock = asyncio.Lock()  # one load or save at a time, in call order
         self.slots = asyncio.Semaphore(CONCURRENCY)
         self.crypto = asyncio.Lock()
@@ -435,15 +432,6 @@ class _Push:
         )
 
 
-def _state() -> _Push:
-    hub = current_hub()
-    state = getattr(hub, "_push_state", None)
-    if state is None:
-        state = _Push(hub)
-        hub._push_state = state  # type: ignore[attr-defined]
-    return state
-
-
 async def _guard(op: str, coro: Any) -> Any:
     """Runs a storage step; disk and key-file failures become ``nil, "push.<op>: ..."``."""
     try:
@@ -459,7 +447,7 @@ async def _guard(op: str, coro: Any) -> Any:
 
 
 @lua_api
-async def send(msg: dict[str, Any], opts: SendOptions | None = None) -> int | Fail:
+async def send(hub: HubContext, msg: dict[str, Any], opts: SendOptions | None = None) -> int | Fail:
     """push.send({title, body?, url?, ...}, {ttl?, urgency?}?) -> integer | nil, err
 
     Sends a Web Push notification to every browser subscribed to this hub (see the client
@@ -498,7 +486,7 @@ async def send(msg: dict[str, Any], opts: SendOptions | None = None) -> int | Fa
             f"opts.urgency: expected one of {', '.join(URGENCIES)}, got {_short(urgency)}"
         )
     data = fit_payload(msg)
-    state = _state()
+    state = hub.state(_Push)
     subs = await _guard("send", state.subscriptions())
     if isinstance(subs, tuple):
         return subs
@@ -515,7 +503,7 @@ async def send(msg: dict[str, Any], opts: SendOptions | None = None) -> int | Fa
 
 
 @lua_api
-async def vapid_public_key() -> str | Fail:
+async def vapid_public_key(hub: HubContext) -> str | Fail:
     """push.vapid_public_key() -> string | nil, err
 
     This machine's VAPID public key (RFC 8292) as base64url of the uncompressed P-256 point
@@ -528,7 +516,7 @@ async def vapid_public_key() -> str | Fail:
     local key = assert(push.vapid_public_key())
     ```
     """
-    key = await _guard("vapid_public_key", _state().key())
+    key = await _guard("vapid_public_key", hub.state(_Push).key())
     if isinstance(key, tuple):
         return key
     assert key is not None
@@ -536,7 +524,7 @@ async def vapid_public_key() -> str | Fail:
 
 
 @lua_api
-async def subscribe(subscription: Any = None) -> bool | Fail:
+async def subscribe(hub: HubContext, subscription: Any = None) -> bool | Fail:
     """push.subscribe(subscription) -> true | nil, err
 
     Stores a browser's push subscription, the JSON of its ``PushSubscription``:
@@ -555,7 +543,7 @@ async def subscribe(subscription: Any = None) -> bool | Fail:
         sub = _check_subscription(subscription)
     except _Refused as e:
         return None, f"push.subscribe: {e}"
-    state = _state()
+    state = hub.state(_Push)
     subs = await _guard("subscribe", state.subscriptions())
     if isinstance(subs, tuple):
         return subs
@@ -566,7 +554,7 @@ async def subscribe(subscription: Any = None) -> bool | Fail:
 
 
 @lua_api
-async def unsubscribe(endpoint: str) -> bool | Fail:
+async def unsubscribe(hub: HubContext, endpoint: str) -> bool | Fail:
     """push.unsubscribe(endpoint) -> boolean | nil, err
 
     Forgets the subscription with this endpoint: true if there was one, false if not
@@ -577,7 +565,7 @@ async def unsubscribe(endpoint: str) -> bool | Fail:
     push.unsubscribe(args.endpoint)
     ```
     """
-    result = await _guard("unsubscribe", _state().change(endpoint, None))
+    result = await _guard("unsubscribe", hub.state(_Push).change(endpoint, None))
     return result
 
 

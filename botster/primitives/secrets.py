@@ -30,7 +30,7 @@ from typing import Any
 
 from botster.errors import ArgumentError
 from botster.hub import vault
-from botster.hub.context import current_hub
+from botster.hub.context import HubContext
 from botster.hub.paths import ensure_private_dir
 from botster.lua.api import lua_api
 
@@ -82,8 +82,7 @@ class _Place:
         return b"botster secrets v1\n" + json.dumps([self.owner, self.key]).encode()
 
 
-def _place(key: str) -> _Place:
-    hub = current_hub()
+def _place(hub: HubContext, key: str) -> _Place:
     return _Place(
         hub.host.current_owner(), key, hub.paths.home / "secrets.key", hub.paths.secrets_dir
     )
@@ -125,10 +124,10 @@ def _check_key(key: str) -> None:
         raise ArgumentError(f"key: expected 1-128 characters of A-Z a-z 0-9 _ . -, got {got}")
 
 
-async def _run(op: str, key: str, fn: Callable[..., Any], *args: Any) -> Any:
+async def _run(hub: HubContext, op: str, key: str, fn: Callable[..., Any], *args: Any) -> Any:
     """Runs fn(*args) on the I/O pool; failures become ``nil, "secrets.<op>: ..."``."""
     try:
-        return await current_hub().run_blocking(fn, *args)
+        return await hub.run_blocking(fn, *args)
     except _SecretError as e:
         return None, f"secrets.{op}: {e}"
     except OSError as e:
@@ -141,7 +140,7 @@ async def _run(op: str, key: str, fn: Callable[..., Any], *args: Any) -> Any:
 
 
 @lua_api
-async def get(key: str) -> bytes | None | Fail:
+async def get(hub: HubContext, key: str) -> bytes | None | Fail:
     """secrets.get(key) -> string | nil | nil, err
 
     The value this plugin stored under `key` (binary-safe), or nil when there is none.
@@ -152,11 +151,11 @@ async def get(key: str) -> bytes | None | Fail:
     visible. Example: ``local token = secrets.get("api_token")``
     """
     _check_key(key)
-    return await _run("get", key, _get_blocking, _place(key))
+    return await _run(hub, "get", key, _get_blocking, _place(hub, key))
 
 
 @lua_api
-async def set(key: str, val: bytes) -> bool | Fail:
+async def set(hub: HubContext, key: str, val: bytes) -> bool | Fail:
     """secrets.set(key, val) -> true | nil, err
 
     Stores `val` (a string of at most 64 KiB, binary-safe) under `key` for the calling plugin,
@@ -171,11 +170,11 @@ async def set(key: str, val: bytes) -> bool | Fail:
         raise ArgumentError(
             f"val: expected a string of at most {MAX_VALUE} bytes, got {len(val)} bytes"
         )
-    return await _run("set", key, _set_blocking, _place(key), val)
+    return await _run(hub, "set", key, _set_blocking, _place(hub, key), val)
 
 
 @lua_api
-async def delete(key: str) -> bool | Fail:
+async def delete(hub: HubContext, key: str) -> bool | Fail:
     """secrets.delete(key) -> bool | nil, err
 
     Removes the calling plugin's secret `key`: true if one was removed, false if there was
@@ -183,7 +182,7 @@ async def delete(key: str) -> bool | Fail:
     Example: ``secrets.delete("api_token")``
     """
     _check_key(key)
-    return await _run("delete", key, _delete_blocking, _place(key))
+    return await _run(hub, "delete", key, _delete_blocking, _place(hub, key))
 
 
 LUA = {"get": get, "set": set, "delete": delete}
