@@ -497,4 +497,9 @@ def run_relay_blocking(
         await running.stop()
         print("relay stopped", flush=True)
 
-    asyncio.run(main())
+    try:
+        import uvloop  # optional speed-up, as the hub uses
+    except ImportError:
+        asyncio.run(main())
+        return
+    uvloop.run(main())
