@@ -624,3 +624,72 @@ async def test_hostile_frames_never_crash_the_relay(relay: Callable[..., Any]) -
     assert "open" in outcomes and "closed" in outcomes
     async with aiohttp.ClientSession() as s:
         assert (await s.get(f"{r.url}/healthz")).status == 200
+
+
+# -- TLS, the in-process relay, the built web app ----------------------------------------------
+
+
+async def test_tls_relay_serves_https_and_wss(relay: Callable[..., Any], tmp_path: Path) -> None:
+    import ssl
+
+    from tests.servers import _self_signed
+
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    _self_signed(certs)
+    r = await relay("--tls-cert", str(certs / "cert.pem"), "--tls-key", str(certs / "key.pem"))
+    assert r.url.startswith("https://127.0.0.1:")
+    client_ctx = ssl.create_default_context(cafile=str(certs / "cert.pem"))
+    client_ctx.check_hostname = False
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=client_ctx)) as s:
+        assert (await (await s.get(f"{r.url}/healthz")).json())["ok"] is True
+        ws = await s.ws_connect(
+            r.url.replace("https", "wss") + "/cable", protocols=("actioncable-v1-json",)
+        )
+        assert json.loads((await ws.receive()).data) == {"type": "welcome"}
+        await ws.close()
+    code, _, err = await relay_cli(
+        "--port", "0", "--data", str(tmp_path), "--tls-cert", str(certs / "cert.pem"), check=False
+    )
+    assert code != 0 and "--tls-cert and --tls-key together" in err
+
+
+async def test_start_relay_in_process_serves_the_built_web_app(
+    tmp_path: Path, isolated_env: dict[str, str]
+) -> None:
+    from botster.relay.server import start_relay
+
+    static = tmp_path / "static"
+    (static / "assets").mkdir(parents=True)
+    (static / "index.html").write_text("<!doctype html><script src=/assets/app.js></script>")
+    (static / "assets" / "app.js").write_text("console.log('app')")
+    (tmp_path / "secret.txt").write_text("outside")
+    (static / "escape.txt").symlink_to(tmp_path / "secret.txt")
+    running = await start_relay("127.0.0.1", 0, tmp_path / "data", static_dir=static)
+    stopped = False
+    try:
+        assert running.url == f"http://127.0.0.1:{running.port}"
+        token = await running.create_token("embedded")
+        hub_id = await register(running.url, token)
+        async with aiohttp.ClientSession() as s:
+            page = await s.get(f"{running.url}/hubs/{hub_id}/pairing")
+            assert page.status == 200 and "/assets/app.js" in await page.text()
+            assert page.headers["Cache-Control"] == "no-cache"
+            asset = await s.get(f"{running.url}/assets/app.js")
+            assert asset.status == 200 and await asset.text() == "console.log('app')"
+            assert "immutable" in asset.headers["Cache-Control"]
+            assert (await s.get(f"{running.url}/escape.txt")).status == 404
+            assert (await s.get(f"{running.url}/")).status == 200
+        async with CableClient.connect(running.url, token=token) as hub:
+            assert (await hub.subscribe(ident("HubCommandChannel", hub_id=hub_id)))[
+                "type"
+            ] == "confirm_subscription"
+            stop_task = asyncio.ensure_future(running.stop())
+            frames, close = await hub.closed()
+            assert frames[-1]["reason"] == "server_restart" and frames[-1]["reconnect"] is True
+            assert close.data == 1012
+            await stop_task
+            stopped = True
+    finally:
+        if not stopped:
+            await running.stop()

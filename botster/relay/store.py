@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import secrets
 import sqlite3
 import time
@@ -350,8 +351,6 @@ class RedisStore:
             if digest is None:
                 return []
         await self.redis.delete(self._p + "token:" + digest, self._p + "tokname:" + name)
-        import json
-
         await self.redis.publish(
             CONTROL_CHANNEL, json.dumps({"type": "revoked", "token_hash": digest})
         )
