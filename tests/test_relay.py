@@ -37,13 +37,16 @@ async def relay(tmp_path: Path, isolated_env: dict[str, str]) -> AsyncIterator[C
     started: list[RelayProcess] = []
 
     async def start(
-        *flags: str, settings: dict[str, Any] | None = None, data: Path | None = None
+        *flags: str,
+        settings: dict[str, Any] | None = None,
+        data: Path | None = None,
+        env: dict[str, str] | None = None,
     ) -> RelayProcess:
         data_dir = data or tmp_path / f"relay{len(started)}"
         data_dir.mkdir(exist_ok=True)
         if settings is not None:
             (data_dir / "relay.json").write_text(json.dumps(settings))
-        proc = RelayProcess(data_dir, *flags)
+        proc = RelayProcess(data_dir, *flags, env=env)
         started.append(proc)
         await proc.start()
         return proc
@@ -240,7 +243,7 @@ async def test_welcome_ping_subprotocol_and_identifier_echoed_byte_for_byte(
 
 
 async def test_signalling_between_browser_and_hub_and_health(relay: Callable[..., Any]) -> None:
-    r = await relay()
+    r = await relay(env={"BOTSTER_LOG": "debug"})
     token = await mint_token(r.data_dir, "h")
     hub_id = await register(r.url, token)
     hub_ch = ident("HubCommandChannel", hub_id=hub_id)
@@ -266,7 +269,7 @@ async def test_signalling_between_browser_and_hub_and_health(relay: Callable[...
                 "identifier": hub_ch,
                 "message": {"type": "bundle_request", "browser_identity": BROWSER_IDENTITY},
             }
-            envelope = {"t": 0, "b": "b2xtIHByZWtleQ", "k": "a2V5"}
+            envelope = {"t": 0, "b": "b2xtIHByZWtleQ-ENVELOPE-MARKER", "k": "a2V5"}
             await browser.perform(br_ch, "signal", envelope=envelope)
             assert await hub.recv() == {
                 "identifier": hub_ch,
@@ -276,7 +279,7 @@ async def test_signalling_between_browser_and_hub_and_health(relay: Callable[...
                     "envelope": envelope,
                 },
             }
-            reply = {"t": 1, "b": "bm9ybWFs"}
+            reply = {"t": 1, "b": "bm9ybWFs-REPLY-MARKER"}
             await hub.perform(hub_ch, "signal", browser_identity=BROWSER_IDENTITY, envelope=reply)
             assert await browser.recv() == {
                 "identifier": br_ch,
@@ -320,6 +323,13 @@ async def test_signalling_between_browser_and_hub_and_health(relay: Callable[...
             async with aiohttp.ClientSession() as s:
                 await s.put(f"{r.url}/hubs/{hub_id}", json={"alive": False}, headers=_auth(token))
             assert (await browser.recv())["message"]["cli"] == "offline"
+
+    # Envelopes pass through and stay nowhere: not in the log (at debug), not in the store.
+    await r.stop_and_verify()
+    stored = b"".join(p.read_bytes() for p in r.data_dir.iterdir() if p.is_file())
+    for marker in ("ENVELOPE-MARKER", "REPLY-MARKER"):
+        assert marker not in r.log and marker.encode() not in stored
+    assert f"hub {hub_id} online" in r.log  # the log was captured
 
 
 async def test_unsubscribe_silences_the_identifier(relay: Callable[..., Any]) -> None:
