@@ -101,8 +101,9 @@ async def test_rest_registration_same_id_and_owner_checks(relay: Callable[..., A
             resp = await s.post(f"{r.url}/hubs", json=payload, headers=headers)
             assert resp.status == status, (headers, payload, await resp.text())
             assert "error" in await resp.json()
-        resp = await s.post(f"{r.url}/hubs", data=b"{not json", headers=_auth(t1))
-        assert resp.status == 400
+        for raw in (b"{not json", b"[" * 5000 + b"]" * 5000, b"\xff\xfe"):
+            resp = await s.post(f"{r.url}/hubs", data=raw, headers=_auth(t1))
+            assert resp.status == 400, raw[:10]
         resp = await s.post(f"{r.url}/hubs", data=b"x" * 100_000, headers=_auth(t1))
         assert resp.status == 413
 
@@ -527,6 +528,11 @@ async def test_cable_rate_limit_per_address_spans_connections(relay: Callable[..
             'expected a JSON object with a string "action"',
         ),
         ('{"command":"subscribe","identifier":"' + "x" * 2000 + '"}', "longer than 1024"),
+        ("[" * 5000 + "]" * 5000, "frame is not JSON"),
+        (
+            json.dumps({"command": "message", "identifier": "{}", "data": "[" * 5000 + "]" * 5000}),
+            "data is not JSON",
+        ),
     ],
 )
 async def test_malformed_frames_get_a_disconnect_with_a_reason(

@@ -369,7 +369,7 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
         body = await request.json()
     except web.HTTPRequestEntityTooLarge:
         raise _http_error(413, "body too large") from None
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise _http_error(400, "body: expected JSON") from None
     if not isinstance(body, dict):
         raise _http_error(400, "body: expected a JSON object")
