@@ -709,3 +709,30 @@ async def test_start_relay_in_process_serves_the_built_web_app(
     finally:
         if not stopped:
             await running.stop()
+
+
+async def test_a_socket_whose_queue_overflows_is_cut_not_the_relay(
+    relay: Callable[..., Any],
+) -> None:
+    # A bound this small makes one large signal overflow the browser's queue at once, the
+    # same path a browser that stops reading takes after max_outbound bytes.
+    r = await relay(settings={"limits": {"max_outbound": 2048}})
+    r.expect_log(r"reads too slowly")
+    token = await mint_token(r.data_dir, "h")
+    hub_id = await register(r.url, token)
+    hub_ch = ident("HubCommandChannel", hub_id=hub_id)
+    br_ch = ident("HubSignalingChannel", hub_id=hub_id, browser_identity=BROWSER_IDENTITY)
+    async with (
+        CableClient.connect(r.url, token=token) as hub,
+        CableClient.connect(r.url) as browser,
+    ):
+        await hub.subscribe(hub_ch)
+        await browser.subscribe(br_ch)
+        assert (await browser.recv())["message"]["cli"] == "online"
+        await hub.perform(
+            hub_ch, "signal", browser_identity=BROWSER_IDENTITY, envelope={"t": 1, "b": "x" * 3000}
+        )
+        frames, close = await browser.closed()
+        assert frames == [] and close.data == 1008 and close.extra == "slow consumer"
+        await hub.perform(hub_ch, "heartbeat")
+        assert (await hub.subscribe(hub_ch))["type"] == "confirm_subscription"
