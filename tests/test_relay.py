@@ -729,6 +729,7 @@ async def test_a_socket_whose_queue_overflows_is_cut_not_the_relay(
         await hub.subscribe(hub_ch)
         await browser.subscribe(br_ch)
         assert (await browser.recv())["message"]["cli"] == "online"
+        assert (await hub.recv())["message"]["type"] == "bundle_request"
         await hub.perform(
             hub_ch, "signal", browser_identity=BROWSER_IDENTITY, envelope={"t": 1, "b": "x" * 3000}
         )
