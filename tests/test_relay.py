@@ -696,6 +696,8 @@ async def test_start_relay_in_process_serves_the_built_web_app(
             assert "immutable" in asset.headers["Cache-Control"]
             assert (await s.get(f"{running.url}/escape.txt")).status == 404
             assert (await s.get(f"{running.url}/")).status == 200
+            shell = await s.get(f"{running.url}/hubs/{hub_id}")
+            assert shell.status == 200 and "/assets/app.js" in await shell.text()
         async with CableClient.connect(running.url, token=token) as hub:
             assert (await hub.subscribe(ident("HubCommandChannel", hub_id=hub_id)))[
                 "type"
