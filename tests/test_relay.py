@@ -289,7 +289,12 @@ async def test_signalling_between_browser_and_hub_and_health(relay: Callable[...
             await hub.perform(hub_ch, "heartbeat")
             async with aiohttp.ClientSession() as s:
                 listed = await (await s.get(f"{r.url}/hubs", headers=_auth(token))).json()
-            assert listed[0]["active"] is True
+            assert listed[0]["active"] is True and listed[0]["alive"] is True
+            # Minting a token beside the running relay leaves its hubs' state alone.
+            await mint_token(r.data_dir, "another")
+            async with aiohttp.ClientSession() as s:
+                listed = await (await s.get(f"{r.url}/hubs", headers=_auth(token))).json()
+            assert listed[0]["alive"] is True
 
             # A second browser subscribing gets the health now, and the hub a bundle_request.
             other = BROWSER_IDENTITY.replace("tab-0001", "tab-0002")

@@ -458,6 +458,7 @@ async def start_relay(
     if settings is None:
         settings = await asyncio.get_running_loop().run_in_executor(None, load_settings, data)
     store = await open_store(data, redis_url)
+    await store.relay_started()
     broker: Broker = RedisBroker(redis_url) if redis_url else LocalBroker()
     try:
         await broker.start()
