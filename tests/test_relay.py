@@ -748,3 +748,19 @@ async def test_a_socket_whose_queue_overflows_is_cut_not_the_relay(
         assert frames == [] and close.data == 1008 and close.extra == "slow consumer"
         await hub.perform(hub_ch, "heartbeat")
         assert (await hub.subscribe(hub_ch))["type"] == "confirm_subscription"
+
+
+async def test_behind_a_proxy_limits_count_the_forwarded_address(relay: Callable[..., Any]) -> None:
+    r = await relay(settings={"forwarded_for": True, "limits": {"connections_per_address": 1}})
+
+    def via(addr: str) -> dict[str, str]:
+        return {"X-Forwarded-For": f"203.0.113.9, {addr}"}  # the proxy appends the peer last
+
+    async with aiohttp.ClientSession() as s:
+        first = await s.ws_connect(r.ws_url, headers=via("198.51.100.1"))
+        second = await s.ws_connect(r.ws_url, headers=via("198.51.100.2"))
+        with pytest.raises(aiohttp.WSServerHandshakeError) as e:
+            await s.ws_connect(r.ws_url, headers=via("198.51.100.1"))
+        assert e.value.status == 429
+        await first.close()
+        await second.close()
