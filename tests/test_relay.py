@@ -241,6 +241,12 @@ async def test_welcome_ping_subprotocol_and_identifier_echoed_byte_for_byte(
         assert abs(ping["message"] - time.time()) < 30
     async with CableClient.connect(r.url) as browser:
         assert browser.ws.protocol == "actioncable-v1-json"
+    async with aiohttp.ClientSession() as s:
+        # Offered permessage-deflate (as browsers do), the relay declines it.
+        ws = await s.ws_connect(r.ws_url, compress=15, protocols=("actioncable-v1-json",))
+        assert ws.compress == 0
+        assert json.loads((await ws.receive()).data) == {"type": "welcome"}
+        await ws.close()
 
 
 async def test_signalling_between_browser_and_hub_and_health(relay: Callable[..., Any]) -> None:

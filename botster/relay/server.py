@@ -224,6 +224,9 @@ class Relay:
             heartbeat=None,
             max_msg_size=limits.max_frame,
             timeout=2.0,
+            # Browsers offer permessage-deflate; a deflate context per socket costs far more
+            # than an idle socket, and Olm ciphertext in base64 barely compresses.
+            compress=False,
         )
         await ws.prepare(request)
         conn = Connection(self, ws, f"c{next(self._ids)}", addr, token_hash, token_name)
