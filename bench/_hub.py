@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from bench._common import bin_path, child_env
+from botster.base.framing import PTY_INPUT, encode_frame, encode_json, encode_session
 from botster.transports.client import HubConnection
-from botster.transports.framing import PTY_INPUT, encode_frame, encode_json, encode_session
 from botster.transports.handshake import hello
 from harness import (
     HubProcess,

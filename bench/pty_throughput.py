@@ -35,10 +35,7 @@ from pathlib import Path
 
 from bench._common import Result, header, median, verdict
 from bench._hub import SPAWNER, HubRun, Sandbox
-from botster.sessions.client import SessionClient, SessionEvent, spawn_session
-from botster.sessions.terminal import make_terminal
-from botster.transports.client import HubConnection
-from botster.transports.framing import (
+from botster.base.framing import (
     PTY_INPUT,
     PTY_OUTPUT,
     SNAPSHOT,
@@ -47,6 +44,9 @@ from botster.transports.framing import (
     encode_session,
     split_session,
 )
+from botster.sessions.client import SessionClient, SessionEvent, spawn_session
+from botster.sessions.terminal import make_terminal
+from botster.transports.client import HubConnection
 
 __all__ = ["run"]
 

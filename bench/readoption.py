@@ -25,7 +25,7 @@ import time
 
 from bench._common import Result, fmt_ms, header, median, verdict
 from bench._hub import SPAWNER, HubRun, Sandbox
-from botster.transports.framing import (
+from botster.base.framing import (
     PTY_INPUT,
     encode_frame,
     encode_session,

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from bench._common import Result, header, median, verdict
 from bench._hub import SPAWNER, HubRun, Sandbox
-from botster.transports.framing import PTY_INPUT, encode_frame, encode_session
+from botster.base.framing import PTY_INPUT, encode_frame, encode_session
 
 __all__ = ["run"]
 

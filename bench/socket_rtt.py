@@ -23,8 +23,8 @@ import time
 
 from bench._common import Result, fmt_ms, header, median, p99, verdict
 from bench._hub import HubRun, Sandbox
+from botster.base.framing import JSON, encode_frame, encode_json
 from botster.transports.client import HubConnection
-from botster.transports.framing import JSON, encode_frame, encode_json
 from botster.transports.handshake import hello
 
 __all__ = ["run"]

@@ -46,7 +46,7 @@ def main() -> None:
 def hub(repo: Path | None) -> None:
     """Run a headless hub in the foreground for a repository."""
     _setup_logging()
-    from botster.errors import HubError
+    from botster.base.errors import HubError
     from botster.hub.run import run_hub
 
     try:
@@ -63,7 +63,7 @@ def list_hubs(as_json: bool) -> None:
     """List the hubs running on this machine."""
     import json
 
-    from botster.hub.registry import live_hubs_blocking
+    from botster.base.registry import live_hubs_blocking
 
     hubs = live_hubs_blocking()
     if as_json:
@@ -78,7 +78,7 @@ def list_hubs(as_json: bool) -> None:
 
 
 def _start_hub_blocking(repo: Path) -> dict[str, object]:
-    from botster.errors import HubError
+    from botster.base.errors import HubError
     from botster.hub.launch import start_hub_blocking
 
     try:
@@ -121,9 +121,9 @@ def start(repo: Path | None) -> None:
     Leaving the UI (detach) keeps the hub and its agents running; stopping the hub is a
     key in the UI, and asks first.
     """
-    from botster.errors import HubError
-    from botster.hub.identity import find_repo_root
-    from botster.hub.registry import find_hub_for
+    from botster.base.errors import HubError
+    from botster.base.identity import find_repo_root
+    from botster.base.registry import find_hub_for
 
     try:
         root = find_repo_root(repo or Path.cwd())
@@ -162,7 +162,7 @@ def attach(repo: Path | None, socket_path: Path | None) -> None:
         raise click.UsageError("give --repo or --socket, not both")
     keymap = _ui_keymap()
     if socket_path is None:
-        from botster.hub.registry import find_hub_for
+        from botster.base.registry import find_hub_for
 
         start_dir = repo or Path.cwd()
         entry = find_hub_for(start_dir)

@@ -134,8 +134,8 @@ def main() -> None:
         os.execvp(sys.executable, [sys.executable, "-m", "botster.cli", "hub", "--repo", str(repo)])
     import asyncio
 
+    from botster.base.registry import find_hub_for
     from botster.hub.launch import hub_ready_blocking, start_hub_blocking
-    from botster.hub.registry import find_hub_for
 
     entry = find_hub_for(repo)
     if entry is None or not hub_ready_blocking(str(entry["socket"]), timeout=5.0):

@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from botster.base.pids import pid_alive as process_alive
+
 __all__ = [
     "PROXY_VARS",
     "hub_socket",
@@ -76,15 +78,6 @@ def write_plugin(repo: Path, name: str, source: str, *, layer: Path | None = Non
     init = root / "init.lua"
     init.write_text(source)
     return init
-
-
-def process_alive(pid: int) -> bool:
-    """Whether `pid` is a running process (a zombie counts as gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 def hub_socket(runtime: Path) -> Path:

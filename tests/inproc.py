@@ -14,10 +14,10 @@ import subprocess
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
-from botster.hub.config import Config
+from botster.base.config import Config
+from botster.base.identity import find_repo_root, hub_id_for, socket_path_for
+from botster.base.paths import Paths
 from botster.hub.daemon import Hub
-from botster.hub.identity import find_repo_root, hub_id_for, socket_path_for
-from botster.hub.paths import Paths
 from tests.conftest import write_plugin
 
 __all__ = ["LogLines", "make_repo", "running_hubs", "socket_of"]

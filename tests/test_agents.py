@@ -99,7 +99,7 @@ async def test_full_agent_life(hub, git_repo: Path, tmp_path: Path):
         while (await wait_status(conn, "feature-login", "running")).get("title") != "working on it":
             await asyncio.sleep(0.05)
 
-    from botster.transports.framing import PTY_INPUT, encode_frame, encode_session
+    from botster.base.framing import PTY_INPUT, encode_frame, encode_session
 
     conn.send_raw(encode_frame(PTY_INPUT, encode_session(agent["session_id"], b"go\n")))
     notified = await proc.result("notified")

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from botster.errors import BlockingCallError
-from botster.hub import blocking
+from botster.base import blocking
+from botster.base.errors import BlockingCallError
 
 
 @pytest.fixture

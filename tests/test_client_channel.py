@@ -6,10 +6,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from botster.base.framing import PTY_INPUT, SNAPSHOT, Frame, encode_frame, encode_session
 from botster.primitives import socket as socket_primitive
 from botster.primitives import tui as tui_primitive
 from botster.transports.client import HubConnection
-from botster.transports.framing import PTY_INPUT, SNAPSHOT, Frame, encode_frame, encode_session
 from tests.inproc import LogLines, make_repo, running_hubs, socket_of
 
 PLUGIN = """

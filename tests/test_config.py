@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from botster.hub.config import HUB_SETTINGS
+from botster.base.config import HUB_SETTINGS
 from tests.lua_prelude import PRELUDE, strip_position
 
 

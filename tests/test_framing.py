@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from botster.errors import ProtocolError
-from botster.transports.framing import (
+from botster.base.errors import ProtocolError
+from botster.base.framing import (
     BINARY,
     JSON,
     Frame,

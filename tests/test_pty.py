@@ -10,8 +10,7 @@ from pathlib import Path
 
 import avt
 
-from botster.transports.client import HubConnection
-from botster.transports.framing import (
+from botster.base.framing import (
     PROCESS_EXITED,
     PTY_INPUT,
     PTY_OUTPUT,
@@ -20,6 +19,7 @@ from botster.transports.framing import (
     encode_session,
     split_session,
 )
+from botster.transports.client import HubConnection
 from botster.transports.handshake import hello
 from harness import HubProcess
 
@@ -255,7 +255,7 @@ async def test_several_clients_watch_one_session_in_order(hub):
 async def test_a_client_that_falls_behind_is_resynced_not_cut(hub, tmp_path: Path):
     import socket as socketlib
 
-    from botster.transports.framing import FrameDecoder, encode_json
+    from botster.base.framing import FrameDecoder, encode_json
 
     marker = tmp_path / "flood-done"
     flood = f"read go; head -c 6000000 /dev/zero | tr '\\\\\\\\0' x; echo; echo END; touch {marker}; read x"

@@ -28,7 +28,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from botster.errors import SessionError
+from botster.base.errors import SessionError
+from botster.base.framing import JSON, encode_frame
+from botster.base.pids import pid_alive
 from botster.sessions.client import (
     Output,
     SessionClient,
@@ -37,7 +39,7 @@ from botster.sessions.client import (
     discover_sessions_blocking,
     spawn_session,
 )
-from botster.sessions.files import pid_alive, read_info
+from botster.sessions.files import read_info
 from botster.sessions.protocol import (
     OUTPUT,
     FrameDecoder,
@@ -47,7 +49,6 @@ from botster.sessions.protocol import (
 )
 from botster.sessions.ring import OutputRing
 from botster.sessions.terminal import BACKENDS, EscapeScanner, make_terminal
-from botster.transports.framing import JSON, encode_frame
 
 PY = sys.executable
 

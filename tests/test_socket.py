@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from botster.base.framing import encode_frame, encode_json
 from botster.transports.client import HubConnection, RequestFailed
-from botster.transports.framing import encode_frame, encode_json
 from botster.transports.handshake import PROTOCOL_VERSION, hello
 from tests.conftest import write_plugin
 

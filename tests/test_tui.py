@@ -17,8 +17,8 @@ from textual import events
 from textual.app import App
 from textual.widgets import DataTable, RadioButton, RichLog, Static
 
+from botster.base.framing import BINARY, PTY_INPUT, SNAPSHOT, encode_frame, encode_session
 from botster.transports.client import HubConnection
-from botster.transports.framing import BINARY, PTY_INPUT, SNAPSHOT, encode_frame, encode_session
 from botster.tui.app import (
     BotsterApp,
     CloseAgentScreen,

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from botster.hub.registry import find_hub_for
+from botster.base.registry import find_hub_for
 from tests.test_tui import define_agent
 
 pytestmark = pytest.mark.skipif(

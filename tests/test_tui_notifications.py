@@ -18,8 +18,8 @@ import sys
 import termios
 from pathlib import Path
 
+from botster.base.framing import PTY_INPUT, SNAPSHOT, encode_frame, encode_session
 from botster.transports.client import HubConnection
-from botster.transports.framing import PTY_INPUT, SNAPSHOT, encode_frame, encode_session
 from botster.tui.notify import desktop_notification
 from tests.test_pty import Terminal, socket_of
 from tests.test_tui import start_hub

@@ -626,7 +626,7 @@ def test_owner_name_from_url(url: str, expected: str | None) -> None:
 
 
 def test_error_lines_of_git_are_kept_whole() -> None:
-    from botster.hub.git import GitResult
+    from botster.base.git import GitResult
 
     res = GitResult(128, "", "Preparing worktree\nfatal: 'x' is already checked out at '/a'\n")
     assert res.reason() == "'x' is already checked out at '/a'"
@@ -637,7 +637,7 @@ def test_error_lines_of_git_are_kept_whole() -> None:
 
 
 async def test_git_runner_kills_a_stuck_command_and_its_children(git_repo: Path) -> None:
-    from botster.hub.git import git as run_git
+    from botster.base.git import git as run_git
 
     # The alias runs a shell whose child keeps git's pipes open: only killing the whole
     # process group ends the wait.
@@ -650,7 +650,7 @@ async def test_git_runner_cancelled_lets_a_change_finish_but_kills_a_query(
 ) -> None:
     import asyncio
 
-    from botster.hub.git import git as run_git
+    from botster.base.git import git as run_git
 
     started, finished = tmp_path / "started", tmp_path / "finished"
     os.mkfifo(started)
@@ -669,7 +669,7 @@ async def test_git_runner_cancelled_lets_a_change_finish_but_kills_a_query(
 
 
 def test_git_environment_is_clean(isolated_env, monkeypatch: pytest.MonkeyPatch) -> None:
-    from botster.hub.git import _git_env
+    from botster.base.git import _git_env
 
     monkeypatch.setenv("GIT_DIR", "/elsewhere/.git")
     monkeypatch.setenv("GIT_INDEX_FILE", "/elsewhere/index")

@@ -19,11 +19,11 @@ from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar, cast
 
-from botster.hub import blocking
-from botster.hub.config import Config
-from botster.hub.identity import HubLock, socket_path_for
-from botster.hub.loop import loop_only, set_loop_thread
-from botster.hub.paths import Paths
+from botster.base import blocking
+from botster.base.config import Config
+from botster.base.identity import HubLock, socket_path_for
+from botster.base.loop import loop_only, set_loop_thread
+from botster.base.paths import Paths
 from botster.lua.owners import Owners
 from botster.lua.runtime import LuaHost
 from botster.sessions.manager import SessionManager
@@ -205,7 +205,7 @@ class Hub:
 
     def state(self, cls: Callable[[Any], S]) -> S:
         """This hub's one instance of a module's state class, made as ``cls(hub)`` on first
-        use (see ``botster.hub.context``)."""
+        use (see ``botster.primitives.context``)."""
         found = self._states.get(cls)
         if found is None:
             found = self._states[cls] = cls(self)

@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from botster.errors import ArgumentError
-from botster.hub.context import HubContext
+from botster.base.errors import ArgumentError
 from botster.lua.api import lua_api
+from botster.primitives.context import HubContext
 
 __all__ = ["LUA"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from botster.errors import HubError
+from botster.base.errors import HubError
 
 __all__ = ["HUB_START_TIMEOUT_S", "hub_ready_blocking", "start_hub_blocking"]
 
@@ -45,9 +45,9 @@ def start_hub_blocking(repo: Path) -> dict[str, object]:
     import subprocess
     import time
 
-    from botster.hub.identity import hub_id_for
-    from botster.hub.paths import ensure_private_dir, runtime_dir
-    from botster.hub.registry import find_hub_for
+    from botster.base.identity import hub_id_for
+    from botster.base.paths import ensure_private_dir, runtime_dir
+    from botster.base.registry import find_hub_for
 
     runtime = ensure_private_dir(runtime_dir())
     log_path = runtime / f"hub-{hub_id_for(repo)[:16]}.log"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from botster.hub.config import Config
+from botster.base.config import Config
+from botster.base.identity import find_repo_root, hub_id_for
+from botster.base.paths import Paths
 from botster.hub.daemon import Hub
-from botster.hub.identity import find_repo_root, hub_id_for
-from botster.hub.paths import Paths
 
 __all__ = ["run_hub"]
 

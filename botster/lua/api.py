@@ -39,7 +39,7 @@ from typing import (
 
 from lupa import lua54
 
-from botster.errors import ArgumentError
+from botster.base.errors import ArgumentError
 from botster.lua.convert import ConversionError, lua_type_name
 
 __all__ = [
@@ -308,7 +308,7 @@ def bind(
     """Builds the raw callable Lua calls for a ``@lua_api`` function.
 
     A function whose first parameter is ``hub`` gets `hub` bound there (see
-    ``botster.hub.context``). Returns (callable, is_async). The callable returns
+    ``botster.primitives.context``). Returns (callable, is_async). The callable returns
     ``raise_marker, message`` for a wrong argument; for an async function it returns an
     awaitable that yields converted results, with ``CALLER`` set to `owner()` as it was at
     call time.

@@ -9,14 +9,20 @@ touches no other.
 from __future__ import annotations
 
 import itertools
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from botster.hub.context import HubContext
+from collections.abc import Callable
+from typing import Any, Protocol
 
 __all__ = ["ListenerSet"]
 
 _ids = itertools.count(1)
+
+
+class _Hub(Protocol):
+    """What listeners need of their hub (``HubContext`` has it): ownership and the Lua host."""
+
+    host: Any
+
+    def own(self, key: str, release: Callable[[], object]) -> str: ...
 
 
 class ListenerSet:
@@ -27,7 +33,7 @@ class ListenerSet:
         prefix: listener ids read ``<prefix>_<n>`` (e.g. ``socket_message``).
     """
 
-    def __init__(self, hub: HubContext, prefix: str) -> None:
+    def __init__(self, hub: _Hub, prefix: str) -> None:
         self._hub = hub
         self._prefix = prefix
         self._fns: dict[str, tuple[str, Any]] = {}  # id -> (owner, Lua function)

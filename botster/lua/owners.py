@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from botster.hub.loop import loop_only
+from botster.base.loop import loop_only
 
 __all__ = ["Owners"]
 

@@ -12,7 +12,7 @@ import asyncio
 import logging
 from typing import Any
 
-from botster.hub.loop import loop_only
+from botster.base.loop import loop_only
 
 __all__ = ["Scheduler"]
 

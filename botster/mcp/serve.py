@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from botster.errors import ProtocolError
+from botster.base.errors import ProtocolError
 from botster.transports.client import HubConnection, RequestFailed
 
 __all__ = ["serve"]
@@ -254,7 +254,7 @@ def find_socket(explicit: Path | None) -> Path | None:
     env = os.environ.get("BOTSTER_HUB_SOCKET")
     if env:
         return Path(env)
-    from botster.hub.registry import find_hub_for
+    from botster.base.registry import find_hub_for
 
     entry = find_hub_for(Path.cwd())
     return Path(entry["socket"]) if entry else None

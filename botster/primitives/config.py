@@ -3,12 +3,12 @@
 Owns the Lua face of ``$BOTSTER_HOME/config.json``: ``get`` and ``all`` read the hub's
 in-memory copy (``hub.config.data``, loaded at start-up); ``set`` persists one top-level key
 through ``Config.set_blocking`` (atomic, flocked) on the I/O pool. How the file is read,
-locked and written lives in ``botster/hub/config.py``; where things are, in
-``botster/hub/paths.py``.
+locked and written lives in ``botster/base/config.py``; where things are, in
+``botster/base/paths.py``.
 
 Values are JSON data: strings, numbers (integers stay integers), booleans, arrays and
 string-keyed tables. A hub setting (a key the hub itself reads, such as ``lua_step_budget``;
-see ``HUB_SETTINGS`` in ``botster/hub/config.py``) is checked before it is written, so a bad
+see ``HUB_SETTINGS`` in ``botster/base/config.py``) is checked before it is written, so a bad
 value can never stop the next hub from starting; the hub reads its settings at start-up, so a
 change applies on restart.
 """
@@ -21,10 +21,10 @@ import math
 import os
 from typing import Any
 
-from botster.errors import ArgumentError, HubError
-from botster.hub.config import HUB_SETTINGS
-from botster.hub.context import HubContext
+from botster.base.config import HUB_SETTINGS
+from botster.base.errors import ArgumentError, HubError
 from botster.lua.api import lua_api
+from botster.primitives.context import HubContext
 
 __all__ = ["LUA"]
 

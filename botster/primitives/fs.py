@@ -27,8 +27,8 @@ from collections.abc import Callable
 from contextlib import suppress
 from typing import Any, BinaryIO
 
-from botster.hub.context import HubContext
 from botster.lua.api import lua_api
+from botster.primitives.context import HubContext
 
 __all__ = ["LUA"]
 

@@ -1,6 +1,6 @@
 """The ``http`` primitive: HTTP(S) requests for plugins, ``get/post/put/delete`` and ``request``.
 
-Owns the hub's HTTP client (a ``botster.hub.net.LazySession``: created on first use, closed
+Owns the hub's HTTP client (a ``botster.base.net.LazySession``: created on first use, closed
 at shutdown), the four positional shortcuts and the table-first ``http.request``. Both forms run
 through one coroutine, ``_perform``; they differ only in how the result comes back:
 
@@ -19,7 +19,7 @@ the client, so a jar would leak one plugin's session into another's requests), a
 variables from the environment are not used.
 
 Leaves to ``botster.lua`` argument checking, conversion and task scheduling, to
-``botster.hub.net`` the client's configuration and the words for failures any connection can
+``botster.base.net`` the client's configuration and the words for failures any connection can
 meet (those only HTTP meets, redirects and bodies, are here), and to ``websocket.py``
 websocket connections.
 """
@@ -35,11 +35,11 @@ from typing import Any, TypedDict
 import aiohttp
 from yarl import URL
 
-from botster.errors import ArgumentError
-from botster.hub import net
-from botster.hub.context import HubContext
+from botster.base import net
+from botster.base.errors import ArgumentError
 from botster.lua.api import LuaFunction, LuaTable, describe, lua_api
 from botster.lua.convert import ConversionError
+from botster.primitives.context import HubContext
 
 __all__ = ["LUA", "WRONG_DOOR", "in_flight_count"]
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from botster.hub.context import HubContext
-from botster.hub.git import git, repo_reason, worktree_entries
+from botster.base.git import git, repo_reason, worktree_entries
 from botster.lua.api import lua_api
+from botster.primitives.context import HubContext
 
 __all__ = ["LUA", "owner_name_from_url"]
 

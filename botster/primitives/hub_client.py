@@ -14,7 +14,7 @@ with ``hub_client.close`` or by unloading its plugin ends silently. Messages tha
 is, the ``disconnected`` message included. Only JSON frames are delivered: PTY and binary
 frames are not part of this API.
 
-Leaves the frame format to ``botster.transports.framing`` and argument checking, conversion and
+Leaves the frame format to ``botster.base.framing`` and argument checking, conversion and
 scheduling to ``botster.lua``.
 """
 
@@ -29,12 +29,12 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
-from botster.errors import ArgumentError, ProtocolError
-from botster.hub import net
-from botster.hub.context import HubContext
+from botster.base import net
+from botster.base.errors import ArgumentError, ProtocolError
+from botster.base.framing import DEFAULT_MAX_FRAME, JSON, FrameDecoder, encode_json
 from botster.lua.api import LuaFunction, describe, lua_api
 from botster.lua.convert import JSON_NULL, lua_type_name
-from botster.transports.framing import DEFAULT_MAX_FRAME, JSON, FrameDecoder, encode_json
+from botster.primitives.context import HubContext
 from botster.transports.handshake import connect_unix
 
 __all__ = ["LUA", "WRONG_DOOR", "active_count"]

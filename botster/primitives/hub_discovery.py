@@ -1,6 +1,6 @@
 """The ``hub_discovery`` primitive: the hubs running on this machine (D5).
 
-Reads the registry in ``$BOTSTER_RUNTIME_DIR/hubs`` (``botster.hub.registry``) off the loop;
+Reads the registry in ``$BOTSTER_RUNTIME_DIR/hubs`` (``botster.base.registry``) off the loop;
 entries of hubs that died without cleaning up are removed as they are found.
 """
 
@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from botster.hub.context import HubContext
-from botster.hub.identity import socket_path_for
-from botster.hub.registry import live_hubs_blocking
+from botster.base.identity import socket_path_for
+from botster.base.registry import live_hubs_blocking
 from botster.lua.api import lua_api
+from botster.primitives.context import HubContext
 
 __all__ = ["LUA"]
 

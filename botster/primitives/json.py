@@ -22,9 +22,9 @@ import math
 import re
 from typing import Any
 
-from botster.hub.context import HubContext
 from botster.lua.api import lua_api
 from botster.lua.convert import ConversionError
+from botster.primitives.context import HubContext
 
 __all__ = ["LUA"]
 

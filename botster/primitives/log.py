@@ -10,8 +10,8 @@ import logging
 import math
 from collections import deque
 
-from botster.hub.context import HubContext
 from botster.lua.api import lua_api
+from botster.primitives.context import HubContext
 
 __all__ = ["LUA", "recent"]
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
-from botster.errors import ArgumentError, SessionError
-from botster.hub.context import HubContext
+from botster.base.errors import ArgumentError, SessionError
 from botster.lua.api import lua_api
+from botster.primitives.context import HubContext
 from botster.sessions.manager import HubSession
 
 __all__ = ["LUA"]

@@ -8,7 +8,7 @@ Owns ``push.send`` (the spec's), the three functions behind the client commands
 * this hub's subscriptions, sealed in ``$BOTSTER_HOME/push/<hub id>.subscriptions.enc``
   (one browser subscribes per hub, and the same browser gets the same endpoint from every
   hub of this machine, so each hub keeps its own list);
-* both sealed with ``botster/hub/vault.py`` (AES-256-GCM under the device master key, HKDF
+* both sealed with ``botster/base/vault.py`` (AES-256-GCM under the device master key, HKDF
   info ``botster push v1``): nothing of a subscription is on disk in plaintext.
 
 Delivery is RFC 8030: the body encrypted with ``aes128gcm`` (RFC 8291) by pywebpush's
@@ -44,11 +44,11 @@ import aiohttp
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from botster.errors import ArgumentError
-from botster.hub import net, vault
-from botster.hub.context import HubContext
-from botster.hub.paths import ensure_private_dir
+from botster.base import net, vault
+from botster.base.errors import ArgumentError
+from botster.base.paths import ensure_private_dir
 from botster.lua.api import describe, lua_api
+from botster.primitives.context import HubContext
 
 __all__ = ["LUA", "MAX_PAYLOAD", "fit_payload"]
 

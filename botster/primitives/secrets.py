@@ -12,7 +12,7 @@ Owns ``secrets.get``, ``secrets.set`` and ``secrets.delete`` (D1) and their stor
   holding ``MAGIC || nonce (12) || AES-256-GCM ciphertext+tag``; the associated data binds
   owner and key name, so a file copied to another name or another plugin fails to decrypt.
   Plaintext never touches the disk; writes are atomic (temp file, fsync, rename). The key
-  file and the sealed format are ``botster/hub/vault.py``'s, shared with the hub's own
+  file and the sealed format are ``botster/base/vault.py``'s, shared with the hub's own
   secrets (web push keys).
 
 All disk work runs on the hub's I/O pool. Leaves the hub's own credentials (device identity,
@@ -28,11 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from botster.errors import ArgumentError
-from botster.hub import vault
-from botster.hub.context import HubContext
-from botster.hub.paths import ensure_private_dir
+from botster.base import vault
+from botster.base.errors import ArgumentError
+from botster.base.paths import ensure_private_dir
 from botster.lua.api import lua_api
+from botster.primitives.context import HubContext
 
 __all__ = ["LUA"]
 

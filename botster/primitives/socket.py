@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
-from botster.hub.context import HubContext
 from botster.lua.api import LuaFunction, lua_api
 from botster.lua.listeners import ListenerSet
+from botster.primitives.context import HubContext
 from botster.transports.channel import ChannelClient
 
 __all__ = ["LUA", "TRANSPORT", "lua_extras"]

@@ -12,9 +12,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from botster.errors import ArgumentError
-from botster.hub.context import HubContext
+from botster.base.errors import ArgumentError
 from botster.lua.api import LuaFunction, describe, lua_api
+from botster.primitives.context import HubContext
 
 __all__ = ["LUA", "active_count"]
 

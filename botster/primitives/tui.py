@@ -22,12 +22,12 @@ from __future__ import annotations
 import itertools
 from typing import Any, TypedDict
 
-from botster.hub.context import HubContext
 from botster.lua.api import LuaFunction, lua_api
 from botster.lua.listeners import ListenerSet
-from botster.sessions.forwarder import PtyForwarder
+from botster.primitives.context import HubContext
 from botster.sessions.manager import HubSession
 from botster.transports.channel import ChannelClient
+from botster.transports.forwarder import PtyForwarder
 
 __all__ = ["LUA", "TUI_CLIENT_NAME", "lua_extras"]
 

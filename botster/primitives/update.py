@@ -31,9 +31,9 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from botster.hub import net
-from botster.hub.context import HubContext
+from botster.base import net
 from botster.lua.api import lua_api
+from botster.primitives.context import HubContext
 
 try:  # not a declared dependency; present in most environments (pip vendors its own copy)
     from packaging.version import InvalidVersion

@@ -17,9 +17,9 @@ import os
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
-from botster.errors import ArgumentError
-from botster.hub.context import HubContext
+from botster.base.errors import ArgumentError
 from botster.lua.api import describe, lua_api, options
+from botster.primitives.context import HubContext
 
 __all__ = ["LUA", "active_count"]
 

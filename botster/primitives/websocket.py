@@ -1,6 +1,6 @@
 """The ``websocket`` primitive: client connections, ``connect``, ``send`` and ``close``.
 
-Owns the hub's websocket client (a ``botster.hub.net.LazySession`` of its own, apart from
+Owns the hub's websocket client (a ``botster.base.net.LazySession`` of its own, apart from
 ``http``'s, so open sockets never hold up HTTP requests) and the table of live connections.
 Each connection is one background task owned by the plugin that opened it: it connects, then
 reads frames and runs the plugin's callbacks (``on_open``, ``on_message``, ``on_close``,
@@ -15,7 +15,7 @@ connection has ended its id is unknown, and ``send``/``close`` on it return ``ni
 
 Leaves plain HTTP to ``http.py``, argument checking, conversion and scheduling to
 ``botster.lua``, and the client's configuration and the words for failures any connection can
-meet to ``botster.hub.net`` (those only a websocket meets, a refused upgrade, are here).
+meet to ``botster.base.net`` (those only a websocket meets, a refused upgrade, are here).
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ from typing import Any, TypedDict
 import aiohttp
 from yarl import URL
 
-from botster.errors import ArgumentError
-from botster.hub import net
-from botster.hub.context import HubContext
+from botster.base import net
+from botster.base.errors import ArgumentError
 from botster.lua.api import LuaFunction, lua_api
+from botster.primitives.context import HubContext
 
 __all__ = ["LUA", "WRONG_DOOR", "active_count"]
 

@@ -1,6 +1,6 @@
 """The ``worktree`` primitive: one git worktree per agent branch, made and removed safely.
 
-Owns the seven ``worktree`` functions of the spec. Git runs through ``botster.hub.git`` (off
+Owns the seven ``worktree`` functions of the spec. Git runs through ``botster.base.git`` (off
 the loop, clean environment, timeouts); file work runs on the hub's I/O pool. Leaves agent
 sessions to the session layer and events to ``events``.
 
@@ -32,15 +32,15 @@ import stat as _stat
 from itertools import count
 from typing import Any, NotRequired, Required, TypedDict
 
-from botster.errors import ArgumentError
-from botster.hub.context import HubContext
-from botster.hub.git import (
+from botster.base.errors import ArgumentError
+from botster.base.git import (
     GIT_CHANGE_TIMEOUT_S,
     git,
     repo_reason,
     worktree_entries,
 )
 from botster.lua.api import lua_api
+from botster.primitives.context import HubContext
 
 __all__ = ["LUA"]
 

@@ -31,12 +31,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from botster.errors import ProtocolError, SessionError
-from botster.hub.loop import loop_only
-from botster.hub.paths import runtime_dir as default_runtime_dir
+from botster.base.errors import ProtocolError, SessionError
+from botster.base.framing import Frame
+from botster.base.loop import loop_only
+from botster.base.paths import runtime_dir as default_runtime_dir
+from botster.base.pids import pid_alive
 from botster.sessions.files import (
     SessionInfo,
-    pid_alive,
     read_info,
     remove_quietly,
     sessions_dir,
@@ -58,7 +59,6 @@ from botster.sessions.protocol import (
     encode_message,
     new_session_id,
 )
-from botster.transports.framing import Frame
 
 __all__ = [
     "Output",

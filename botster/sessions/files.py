@@ -22,13 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from botster.errors import SessionError
-from botster.hub.paths import ensure_private_dir
+from botster.base.errors import SessionError
+from botster.base.paths import ensure_private_dir
 
 __all__ = [
     "SessionInfo",
     "info_path",
-    "pid_alive",
     "read_info",
     "remove_quietly",
     "sessions_dir",
@@ -117,22 +116,3 @@ def read_info(path: Path) -> SessionInfo | None:
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie counts as dead: it will never answer)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:  # it just ended, or there is no procfs (macOS: trust kill)
-        return not Path("/proc/self/stat").exists()
-    except OSError:
-        return True
-    return stat.rpartition(")")[2].split()[0] != "Z"

@@ -15,10 +15,10 @@ import logging
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from botster.errors import SessionError
-from botster.hub.loop import loop_only
+from botster.base.errors import SessionError
+from botster.base.loop import loop_only
 from botster.sessions.client import (
     Output,
     SessionClient,
@@ -26,9 +26,6 @@ from botster.sessions.client import (
     discover_sessions_blocking,
     spawn_session,
 )
-
-if TYPE_CHECKING:
-    from botster.hub.daemon import Hub
 
 __all__ = ["HubSession", "SessionManager", "free_loopback_port"]
 
@@ -76,10 +73,23 @@ class HubSession:
         }
 
 
+class _Hub(Protocol):
+    """What the session manager needs of its hub (``Hub`` has it)."""
+
+    hub_id: str
+    paths: Any
+
+    async def run_blocking(self, fn: Callable[..., Any], *args: Any) -> Any: ...
+
+    def notify_hook(self, name: str, data: Any = None) -> None: ...
+
+    def emit(self, event: str, data: Any = None) -> None: ...
+
+
 class SessionManager:
     """Every session of one hub."""
 
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: _Hub) -> None:
         self.hub = hub
         self.sessions: dict[str, HubSession] = {}
         self._closing = False  # the hub is stopping: disconnects are expected

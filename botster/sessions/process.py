@@ -106,8 +106,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
-from botster.errors import ProtocolError, SessionError
-from botster.hub.paths import runtime_dir as default_runtime_dir
+from botster.base.errors import ProtocolError, SessionError
+from botster.base.paths import runtime_dir as default_runtime_dir
 from botster.sessions.files import (
     info_path,
     remove_quietly,

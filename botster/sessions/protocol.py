@@ -2,7 +2,7 @@
 
 The protocol itself (message order, every message and its fields) is described once, in the
 docstring of ``botster.sessions.process``; this module is its codec. Frames use the hub's frame
-format (``botster.transports.framing``: ``[u32 LE length][u8 type][payload]``) and four of its
+format (``botster.base.framing``: ``[u32 LE length][u8 type][payload]``) and four of its
 type numbers, with payloads specific to this link (the socket *is* the session, so no session
 id is carried):
 
@@ -27,8 +27,8 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from botster.errors import ProtocolError, SessionError
-from botster.transports.framing import (
+from botster.base.errors import ProtocolError, SessionError
+from botster.base.framing import (
     DEFAULT_MAX_FRAME,
     JSON,
     PTY_INPUT,

@@ -22,8 +22,8 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from botster.sessions.forwarder import PtyForwarder
-from botster.transports.framing import split_session
+from botster.base.framing import split_session
+from botster.transports.forwarder import PtyForwarder
 
 if TYPE_CHECKING:
     from botster.sessions.manager import HubSession

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from botster.errors import ProtocolError
-from botster.transports.framing import JSON, Frame, FrameDecoder, encode_json
+from botster.base.errors import ProtocolError
+from botster.base.framing import JSON, Frame, FrameDecoder, encode_json
 from botster.transports.handshake import connect_unix
 
 __all__ = ["HubConnection", "RequestFailed"]

@@ -13,8 +13,8 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from botster.errors import ProtocolError
-from botster.transports.framing import JSON, FrameDecoder, encode_json
+from botster.base.errors import ProtocolError
+from botster.base.framing import JSON, FrameDecoder, encode_json
 
 __all__ = ["PROTOCOL_VERSION", "check_hello", "connect_unix", "hello", "hello_ack"]
 

@@ -21,8 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from botster.errors import HubError, ProtocolError
-from botster.transports.framing import (
+from botster.base.errors import HubError, ProtocolError
+from botster.base.framing import (
     BINARY,
     DEFAULT_MAX_FRAME,
     JSON,

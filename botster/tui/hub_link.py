@@ -27,8 +27,7 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, Protocol
 
-from botster.transports.client import HubConnection, RequestFailed
-from botster.transports.framing import (
+from botster.base.framing import (
     BINARY,
     PROCESS_EXITED,
     PTY_INPUT,
@@ -39,6 +38,7 @@ from botster.transports.framing import (
     encode_session,
     split_session,
 )
+from botster.transports.client import HubConnection, RequestFailed
 
 __all__ = ["HubLink", "LinkListener", "RequestFailed", "TUI_CLIENT"]
 

@@ -28,7 +28,7 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
-from botster.errors import BlockingCallError
+from botster.base.errors import BlockingCallError
 
 __all__ = ["allowed", "guard", "unguard"]
 

@@ -13,8 +13,8 @@ import json
 import os
 from pathlib import Path
 
-from botster.errors import HubError
-from botster.hub.paths import Paths, ensure_private_dir
+from botster.base.errors import HubError
+from botster.base.paths import Paths, ensure_private_dir
 
 __all__ = ["HubLock", "find_repo_root", "hub_id_for", "socket_path_for"]
 

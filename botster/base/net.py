@@ -23,16 +23,23 @@ import errno
 import os
 import re
 import ssl
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
 
 import aiohttp
 from yarl import URL
 
-from botster.errors import ArgumentError
-from botster.hub.context import HubContext
+from botster.base.errors import ArgumentError
 
 __all__ = ["LazySession", "check_headers", "os_reason", "reason", "shown"]
 
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # RFC 9110 header field name
+
+
+class _Closes(Protocol):
+    """What a session needs of its hub: a place to close it at shutdown."""
+
+    def on_close(self, close: Callable[[], Coroutine[Any, Any, None]]) -> None: ...
 
 
 class LazySession:
@@ -42,7 +49,7 @@ class LazySession:
     bound each request themselves (a per-request ``ClientTimeout``, ``asyncio.timeout``).
     """
 
-    def __init__(self, hub: HubContext) -> None:
+    def __init__(self, hub: _Closes) -> None:
         self._hub = hub
         self._session: aiohttp.ClientSession | None = None
 

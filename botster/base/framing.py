@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from botster.errors import ProtocolError
+from botster.base.errors import ProtocolError
 
 __all__ = [
     "BINARY",

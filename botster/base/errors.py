@@ -7,7 +7,7 @@
     ├── ProtocolError      a client sent a malformed frame
     ├── SessionError       a PTY session failed
     ├── LimitError         a bound was hit (CPU budget, memory cap, queue size)
-    └── BlockingCallError  a blocking call on the loop thread (debug runs; hub/blocking.py)
+    └── BlockingCallError  a blocking call on the loop thread (debug runs; base/blocking.py)
 
 Errors that reach a plugin are turned into Lua messages at the `botster.lua` seam, never in a
 primitive.

@@ -23,16 +23,16 @@ import logging
 import struct
 from collections.abc import Awaitable, Callable
 
-from botster.errors import SessionError
-from botster.sessions.client import Output
-from botster.sessions.manager import HubSession
-from botster.transports.framing import (
+from botster.base.errors import SessionError
+from botster.base.framing import (
     PROCESS_EXITED,
     PTY_OUTPUT,
     SNAPSHOT,
     encode_frame,
     encode_session,
 )
+from botster.sessions.client import Output
+from botster.sessions.manager import HubSession
 
 __all__ = ["PtyForwarder"]
 

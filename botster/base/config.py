@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from botster.errors import HubError
+from botster.base.errors import HubError
 
 __all__ = ["Config", "HUB_SETTINGS"]
 

@@ -16,8 +16,8 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
-    from botster.hub.config import Config
-    from botster.hub.paths import Paths
+    from botster.base.config import Config
+    from botster.base.paths import Paths
     from botster.lua.owners import Owners
     from botster.lua.runtime import LuaHost
     from botster.sessions.manager import SessionManager

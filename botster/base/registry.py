@@ -13,9 +13,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from botster.hub.identity import find_repo_root, hub_id_for
-from botster.hub.paths import runtime_dir
-from botster.sessions.files import pid_alive
+from botster.base.identity import find_repo_root, hub_id_for
+from botster.base.paths import runtime_dir
+from botster.base.pids import pid_alive
 
 __all__ = ["find_hub_for", "live_hubs_blocking", "pid_alive"]
 

@@ -1,0 +1,1 @@
+"""Developer checks that run in the test suite and from the command line."""
