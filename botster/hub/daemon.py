@@ -26,7 +26,7 @@ from botster.hub.paths import Paths
 from botster.lua.owners import Owners
 from botster.lua.runtime import LuaHost
 from botster.sessions.manager import SessionManager
-from botster.transports.socket_server import SocketServer
+from botster.transports.socket_server import SocketLimits, SocketServer
 
 __all__ = ["Hub", "PRIMITIVES"]
 
@@ -131,6 +131,7 @@ class Hub:
             on_message=socket_primitive.message_received,
             on_disconnect=socket_primitive.client_disconnected,
             on_pty_input=socket_primitive.pty_input,
+            limits=SocketLimits.from_config(self.config.setting),
         )
         await self.socket_server.start()
 
