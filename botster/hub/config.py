@@ -41,6 +41,11 @@ HUB_SETTINGS: dict[str, tuple[Any, Any, str]] = {
         lambda v: isinstance(v, int) and 0 <= v <= 5000,
         "plugin reload debounce in ms (an integer 0..5000)",
     ),
+    "hub_watchdog_s": (
+        10,
+        lambda v: isinstance(v, (int, float)) and v >= 1,
+        "seconds the hub's loop may stop answering before its supervisor restarts it (>= 1)",
+    ),
     # What socket clients may send and hold (docs/protocol.md, "Limits").
     "socket_max_clients": (
         256,

@@ -23,6 +23,7 @@ from botster.hub.context import set_current_hub
 from botster.hub.identity import HubLock, socket_path_for
 from botster.hub.loop import loop_only, set_loop_thread
 from botster.hub.paths import Paths
+from botster.hub.supervisor import Watchdog
 from botster.lua.owners import Owners
 from botster.lua.runtime import LuaHost
 from botster.sessions.manager import SessionManager
@@ -95,6 +96,9 @@ class Hub:
         set_current_hub(self)
         for sig in (signal.SIGINT, signal.SIGTERM):
             self.loop.add_signal_handler(sig, self._on_signal, sig)
+        watchdog = Watchdog.from_env()  # set when a supervisor runs this hub
+        if watchdog is not None:
+            watchdog.start(self.loop)
         try:
             self.host = LuaHost(
                 budget_s=float(self.config.setting("lua_step_budget")),
@@ -102,6 +106,8 @@ class Hub:
                 slow_s=int(self.config.setting("lua_slow_step_ms")) / 1000,
                 override_dirs=self.paths.override_dirs(),
             )
+            if watchdog is not None:
+                self.host.sched_py[b"on_enter"] = watchdog.enter
             for name in PRIMITIVES:
                 module = importlib.import_module(f"botster.primitives.{name}")
                 extras = getattr(module, "lua_extras", None)
@@ -116,6 +122,8 @@ class Hub:
             await self._quit.wait()
             await self._shutdown()
         finally:
+            if watchdog is not None:
+                watchdog.stop()
             self.lock.release()
             self._io_pool.shutdown(wait=False, cancel_futures=True)
             set_current_hub(None)

@@ -158,6 +158,25 @@ def ready(loaded: int, failed: int) -> None:
     hub.emit("hub_ready", {"plugins_loaded": loaded, "plugins_failed": failed})
 
 
+def _quarantine() -> Any:
+    from botster.hub.supervisor import Quarantine
+
+    hub = current_hub()
+    return Quarantine.for_hub(hub.paths.home, hub.hub_id)
+
+
+@lua_api
+async def quarantined(name: str, plugin_dir: str) -> str | None:
+    """Why plugin `name` must not load (it took a hub down), or nil (never, or edited since)."""
+    return await current_hub().run_blocking(_quarantine().check_blocking, name, Path(plugin_dir))
+
+
+@lua_api
+async def lift_quarantine(name: str) -> bool:
+    """Lets plugin `name` load again; false if it was not quarantined."""
+    return await current_hub().run_blocking(_quarantine().remove_blocking, name)
+
+
 @lua_api
 def fatal(message: str) -> None:
     """Stops the hub with exit code 1 (the core Lua could not start)."""
@@ -175,4 +194,6 @@ LUA = {
     "setting": setting,
     "release_owner": release_owner,
     "ready": ready,
+    "quarantined": quarantined,
+    "lift_quarantine": lift_quarantine,
 }
