@@ -195,16 +195,21 @@ def supervise(repo: Path) -> int:
         The exit code of the last hub (0 after a clean stop).
 
     Raises:
-        HubError: no repo, or a broken config.json (checked before the first hub starts).
+        HubError: no repo, a broken config.json, or a hub already running for the repo
+            (checked before the first hub starts, so they are not mistaken for crashes).
     """
     from botster.hub.config import Config
-    from botster.hub.identity import find_repo_root, hub_id_for
+    from botster.hub.identity import HubLock, find_repo_root, hub_id_for
     from botster.hub.paths import Paths
 
     root = find_repo_root(repo)
     paths = Paths.for_repo(root)
     config = Config.load_blocking(paths.config_file)
-    return asyncio.run(_Supervisor(root, paths, hub_id_for(root), config).run())
+    hub_id = hub_id_for(root)
+    probe = HubLock(paths, hub_id)
+    probe.acquire()  # raises while another hub runs
+    probe.release()
+    return asyncio.run(_Supervisor(root, paths, hub_id, config).run())
 
 
 class _Supervisor:
