@@ -312,8 +312,9 @@ class HubRun:
         self._changed = asyncio.Event()
         self._reader: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
-        argv = [str(bin_path("botster")), "hub", "--repo", str(self.sandbox.repo)]
+    async def start(self, *extra_args: str) -> None:
+        """Starts ``botster hub`` (plus `extra_args`, e.g. ``--supervised``)."""
+        argv = [str(bin_path("botster")), "hub", "--repo", str(self.sandbox.repo), *extra_args]
         self.spawned_at = time.perf_counter()
         self.proc = await asyncio.create_subprocess_exec(
             *argv,
