@@ -7,7 +7,7 @@ time. Windows, marked in the hub's log: quiet, then ``ATTACK_S`` seconds during 
 loaded) connect over and over and send, at random: a frame header over the size limit, a
 zero length, an unknown frame type, a first frame that is not a hello, invalid JSON, JSON
 nested 1000 deep, NaN, an integer over 2^63, a 5 MiB message (over ``socket_max_message_kb``),
-or a frame that promises 16 MiB and stops after 1 MiB (held against
+or a PTY input frame that promises 16 MiB and stops after 1 MiB (held against
 ``socket_pending_limit_mb`` until the hub refuses it). Each reads what the hub answers and
 hangs up. Then quiet again.
 
@@ -62,7 +62,7 @@ def _inputs() -> dict[str, bytes]:
         "nan": hello + _request('{"echo":NaN}'),
         "big_int": hello + _request('{"echo":' + str(1 << 64) + "}"),
         "oversized": hello + _request(big),
-        "unfinished": hello + struct.pack("<IB", 16 << 20, 1) + b"x" * (1 << 20),
+        "unfinished": hello + struct.pack("<IB", 16 << 20, 3) + b"x" * (1 << 20),
     }
 
 

@@ -88,3 +88,27 @@ def test_json_frame_must_hold_an_object():
         split_session(b"\x05\x00ab")
     with pytest.raises(ProtocolError, match="not UTF-8"):
         split_session(b"\x01\x00\xff")
+
+
+@given(frames, st.lists(st.integers(min_value=1, max_value=64), min_size=1, max_size=50))
+@settings(max_examples=300)
+def test_json_over_max_json_is_discarded_as_it_arrives_under_any_chunking(items, cuts):
+    """Issue 10: an oversized JSON message is never held; a marker keeps its place."""
+    limit = 100
+    data = b"".join(encode_frame(t, p) for t, p in items)
+    decoder = FrameDecoder(max_json=limit)
+    got: list[Frame] = []
+    pos = 0
+    for cut in cuts * (len(data) // max(sum(cuts), 1) + 1):
+        if pos >= len(data):
+            break
+        got += list(decoder.feed(data[pos : pos + cut]))
+        assert decoder.buffered <= max(limit + 5, 305 + 5)
+        pos += cut
+    got += list(decoder.feed(data[pos:]))
+    want = [
+        Frame(t, b"", skipped=len(p)) if t == JSON and len(p) > limit else Frame(t, p)
+        for t, p in items
+    ]
+    assert got == want
+    assert not decoder.in_frame

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from botster.transports.client import HubConnection
 from botster.transports.framing import (
     JSON,
+    PTY_INPUT,
     PTY_OUTPUT,
     SNAPSHOT,
     FrameDecoder,
@@ -143,8 +144,12 @@ async def hello(path: Path) -> tuple[asyncio.StreamReader, asyncio.StreamWriter,
     reader, writer = await asyncio.open_unix_connection(str(path))
     writer.write(HELLO)
     decoder = FrameDecoder(64 << 20)
-    ack = await next_message(reader, decoder)
-    assert ack["type"] == "hello_ack", ack
+    try:
+        ack = await next_message(reader, decoder)
+        assert ack["type"] == "hello_ack", ack
+    except BaseException:
+        writer.close()
+        raise
     return reader, writer, decoder
 
 
@@ -160,7 +165,8 @@ async def test_issue10_unfinished_frames_are_capped_for_the_whole_hub(attacked):
     proc.expect_log("unfinished frames")
     path = socket_of(proc)
     before = hub_rss(proc)
-    chunk = struct.pack("<IB", 16 << 20, JSON) + b"x" * (3 << 20)
+    # PTY input: a JSON message this big would be discarded as it arrives, never held
+    chunk = struct.pack("<IB", 16 << 20, PTY_INPUT) + b"x" * (3 << 20)
     clients = []
     for _ in range(20):  # 60 MiB promised-and-unfinished on today's main
         reader, writer, _ = await hello(path)
@@ -385,5 +391,19 @@ async def test_issue10_fuzzed_json_is_answered_or_refused_never_dropped(attacked
             assert msg["type"] == "response" and msg["id"] == i and msg["ok"], (value, msg)
         else:
             assert msg["type"] == "error" and msg["code"] == "bad_message", (value, msg)
+    writer.close()
+    await by.check()
+
+
+async def test_issue10_an_oversized_json_message_is_not_held_while_it_arrives(attacked):
+    proc, by = await attacked({"socket_max_message_kb": 64, "socket_frame_timeout_s": 2})
+    proc.expect_log("bad message")
+    reader, writer, decoder = await hello(socket_of(proc))
+    # 15 MiB promised, 3 MiB sent: refused at once, nothing held, then the deadline applies
+    writer.write(struct.pack("<IB", 15 << 20, JSON) + b"x" * (3 << 20))
+    msg = await next_message(reader, decoder)
+    assert msg["code"] == "bad_message" and "socket_max_message_kb" in msg["message"]
+    last = await next_message(reader, decoder)
+    assert last["code"] == "protocol_error" and "unfinished for 2 s" in last["message"]
     writer.close()
     await by.check()

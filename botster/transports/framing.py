@@ -154,6 +154,7 @@ class Frame:
 
     type: int
     payload: bytes
+    skipped: int = 0  # a JSON payload over the decoder's max_json: its size; payload is empty
 
     def json(self) -> Any:
         """The payload as a JSON object, trusted (a client reading its hub; the hub's own
@@ -224,16 +225,25 @@ class FrameDecoder:
 
     Args:
         max_frame: the largest accepted frame (type byte + payload), in bytes.
+        max_json: a JSON payload larger than this is not kept: its bytes are discarded as
+            they arrive and a ``Frame`` with ``skipped`` set stands for it (None: keep all).
     """
 
-    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME, max_json: int | None = None) -> None:
         self.max_frame = max_frame
+        self.max_json = max_json
         self._buf = bytearray()
+        self._skip = 0  # bytes of a discarded payload still to come
 
     @property
     def buffered(self) -> int:
         """Bytes received but not yet part of a whole frame."""
         return len(self._buf)
+
+    @property
+    def in_frame(self) -> bool:
+        """Whether a frame has started and not ended (kept or being discarded)."""
+        return bool(self._buf) or self._skip > 0
 
     def feed(self, data: bytes) -> Iterator[Frame]:
         """Adds bytes; yields every frame now complete.
@@ -241,6 +251,10 @@ class FrameDecoder:
         Raises:
             ProtocolError: a zero length, a length over ``max_frame`` or an unknown type.
         """
+        if self._skip:
+            n = min(self._skip, len(data))
+            self._skip -= n
+            data = memoryview(data)[n:]
         self._buf += data
         buf = self._buf
         pos = 0
@@ -255,6 +269,12 @@ class FrameDecoder:
                     )
                 if ftype not in TYPE_NAMES:
                     raise ProtocolError(f"unknown frame type 0x{ftype:02x}")
+                if ftype == JSON and self.max_json is not None and length - 1 > self.max_json:
+                    take = min(len(buf) - pos - 5, length - 1)
+                    self._skip = length - 1 - take
+                    pos += 5 + take
+                    yield Frame(JSON, b"", skipped=length - 1)
+                    continue
                 end = pos + 4 + length
                 if len(buf) < end:
                     break

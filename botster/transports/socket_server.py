@@ -287,7 +287,7 @@ class SocketServer:
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, CLIENT_SNDBUF)
-        decoder = FrameDecoder(self.max_frame)
+        decoder = FrameDecoder(self.max_frame, self.limits.max_message)
         held = 0  # this client's share of self.pending
         registered = False
         try:
@@ -315,7 +315,13 @@ class SocketServer:
                     completed = True
                     if client.closed:
                         break
-                    await self._dispatch(client, frame.type, frame.payload)
+                    if frame.skipped:
+                        client.reject(
+                            f"message of {frame.skipped} bytes is over the limit of "
+                            f"{self.limits.max_message} (socket_max_message_kb)"
+                        )
+                    else:
+                        await self._dispatch(client, frame.type, frame.payload)
                 if client.closed:
                     break
                 grew = decoder.buffered > held
@@ -328,9 +334,9 @@ class SocketServer:
                         f"the hub holds {self.pending >> 20} MiB of unfinished frames from all "
                         f"clients (socket_pending_limit_mb = {self.limits.max_pending >> 20})"
                     )
-                if held == 0 or completed:
+                if not decoder.in_frame or completed:
                     frame_started = time.monotonic()
-                if held:
+                if decoder.in_frame:
                     left = frame_started + self.limits.frame_timeout - time.monotonic()
                     try:
                         async with asyncio.timeout(max(left, 0)):
