@@ -28,7 +28,7 @@ import sys
 import time
 
 from bench._common import Result, fmt_ms, header, p99, verdict
-from bench._hub import SPAWNER, HubRun, Sandbox
+from bench._hub import SPAWNER, HubRun, Sandbox, cpu_seconds, runqueue_wait_s
 from bench._jitter import TICK_LINE, TICKER, describe, inside, stamps
 
 __all__ = ["run"]
@@ -123,6 +123,9 @@ async def _measure(sandbox: Sandbox) -> tuple[list[float], list[float], dict, li
         await asyncio.sleep(QUIET_S)
         await conn.request("bench.mark", {"text": "QUIET end"})
         window = "hostile"
+        entry = next(sandbox.runtime.glob("hubs/*.json"))
+        hub_pid = json.loads(entry.read_text())["pid"]  # the supervisor's child
+        cpu0, wait0, t0 = cpu_seconds(hub_pid), runqueue_wait_s(hub_pid), time.perf_counter()
         await conn.request("bench.mark", {"text": "ATTACK start"})
         attack = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -135,6 +138,9 @@ async def _measure(sandbox: Sandbox) -> tuple[list[float], list[float], dict, li
         )
         out, _ = await attack.communicate()
         await conn.request("bench.mark", {"text": "ATTACK end"})
+        took = time.perf_counter() - t0
+        hub_cpu = (cpu_seconds(hub_pid) - cpu0) / took * 100
+        hub_wait = (runqueue_wait_s(hub_pid) - wait0) / took * 1000
         window = "quiet"
         await conn.request("bench.mark", {"text": "QUIET start"})
         await asyncio.sleep(QUIET_S)
@@ -146,6 +152,10 @@ async def _measure(sandbox: Sandbox) -> tuple[list[float], list[float], dict, li
         notes.append(
             f"{sum(counts.values())} hostile connections in {ATTACK_S:g} s: "
             + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+        )
+        notes.append(
+            f"hub CPU during the attack: {hub_cpu:.0f}% of one core; its loop thread waited "
+            f"for a CPU {hub_wait:.0f} ms per second (the attackers share the machine)"
         )
     finally:
         rc = await hub.stop()
