@@ -8,7 +8,7 @@ from pathlib import Path
 from botster.hub.config import Config
 from botster.hub.daemon import Hub
 from botster.hub.identity import find_repo_root, hub_id_for
-from botster.hub.paths import Paths
+from botster.hub.paths import Paths, ensure_private_dir
 
 __all__ = ["run_hub"]
 
@@ -21,6 +21,8 @@ def run_hub(start: Path) -> int:
     """
     repo = find_repo_root(start)
     paths = Paths.for_repo(repo)
+    ensure_private_dir(paths.home)  # 0700: what the hub keeps there is the user's alone
+    ensure_private_dir(paths.runtime)
     config = Config.load_blocking(paths.config_file)
     hub = Hub(paths, config, hub_id_for(repo))
     hub.lock.acquire()

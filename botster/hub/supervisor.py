@@ -200,10 +200,12 @@ def supervise(repo: Path) -> int:
     """
     from botster.hub.config import Config
     from botster.hub.identity import HubLock, find_repo_root, hub_id_for
-    from botster.hub.paths import Paths
+    from botster.hub.paths import Paths, ensure_private_dir
 
     root = find_repo_root(repo)
     paths = Paths.for_repo(root)
+    ensure_private_dir(paths.home)
+    ensure_private_dir(paths.runtime)
     config = Config.load_blocking(paths.config_file)
     hub_id = hub_id_for(root)
     probe = HubLock(paths, hub_id)
