@@ -101,7 +101,8 @@ def _worktree_base() -> str:
 
 async def _valid_branch(repo: str, branch: str) -> str | None:
     """None when `branch` is a valid branch name, else why not."""
-    if not branch.startswith("-"):
+    # "@" passes check-ref-format, but git reads it as HEAD: a refs/heads/@ is a trap.
+    if not branch.startswith("-") and branch != "@":
         res = await git(repo, "check-ref-format", "--branch", branch)
         # --branch expands @{-1} to the previous branch: the name must come back unchanged.
         if res.ok and res.out.rstrip("\n") == branch:
@@ -126,6 +127,25 @@ def _lock() -> asyncio.Lock:
 
 
 # find / list ---------------------------------------------------------------------------------
+
+
+@lua_api
+async def check_branch(branch: str) -> bool | Fail:
+    """worktree.check_branch(branch) -> true | nil, err
+
+    Whether `branch` may name a branch: git's rules (``git check-ref-format --branch``), no
+    leading ``-``, not ``@``. ``create_async`` applies the same check; call this first to
+    refuse a bad name before starting anything.
+
+    ```lua
+    local ok, err = worktree.check_branch(name)
+    if not ok then return nil, err end
+    ```
+    """
+    why = await _valid_branch(str(current_hub().paths.repo), branch)
+    if why is not None:
+        return None, f"worktree.check_branch: {why}"
+    return True
 
 
 @lua_api
@@ -754,6 +774,7 @@ async def copy_from_patterns(src: str, dst: str, patterns_file: str) -> Any:
 
 
 LUA = {
+    "check_branch": check_branch,
     "find": find,
     "list": list,
     "create_async": create_async,
