@@ -71,6 +71,7 @@ class Watchdog:
     def __init__(self, fd: int, running: Path) -> None:
         self._fd = fd
         os.set_blocking(fd, False)
+        os.set_inheritable(fd, False)  # the hub's own children have no business with it
         self._running_fd = os.open(running, os.O_RDWR)
         self._map = mmap.mmap(self._running_fd, RUNNING_SIZE)
         self._handle: asyncio.TimerHandle | None = None
