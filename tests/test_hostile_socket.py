@@ -242,11 +242,12 @@ async def test_issue10_deep_json_gets_bad_message_and_one_short_log_line(attacke
     payload = f'{{"type":"request","id":1,"command":"ping","args":{{"echo":{args}}}}}'.encode()
     mark = proc.mark()
     writer.write(encode_frame(JSON, payload))
-    msg = await next_message(reader, decoder)
+    msg = await next_message(reader, decoder)  # a request: its caller gets a response
     assert msg == {
-        "type": "error",
-        "code": "bad_message",
-        "message": "JSON nested deeper than 64 levels",
+        "type": "response",
+        "id": 1,
+        "ok": False,
+        "error": "JSON nested deeper than 64 levels",
     }
     # the connection stays open and works
     writer.write(encode_json({"type": "request", "id": 2, "command": "ping"}))
@@ -272,6 +273,15 @@ async def test_issue10_numbers_out_of_range_get_bad_message(attacked, literal, r
     proc.expect_log("bad message")
     reader, writer, decoder = await hello(socket_of(proc))
     payload = f'{{"type":"request","id":1,"command":"ping","args":{{"echo":{literal}}}}}'
+    writer.write(encode_frame(JSON, payload.encode()))
+    assert await next_message(reader, decoder) == {
+        "type": "response",
+        "id": 1,
+        "ok": False,
+        "error": reason,
+    }
+    # not a request: a bad_message error
+    payload = f'{{"type":"subscribe","channel":"hub","params":{{"x":{literal}}}}}'
     writer.write(encode_frame(JSON, payload.encode()))
     assert await next_message(reader, decoder) == {
         "type": "error",
@@ -314,7 +324,7 @@ async def test_issue10_message_over_the_size_limit_gets_bad_message(attacked):
     big = {"type": "request", "id": 1, "command": "ping", "args": {"echo": "x" * (70 << 10)}}
     writer.write(encode_json(big))
     msg = await next_message(reader, decoder)
-    assert msg["code"] == "bad_message" and "socket_max_message_kb" in msg["message"]
+    assert msg["id"] == 1 and not msg["ok"] and "socket_max_message_kb" in msg["error"]
     writer.write(encode_json({"type": "request", "id": 2, "command": "ping"}))
     assert (await next_message(reader, decoder))["id"] == 2
     writer.close()
@@ -390,7 +400,7 @@ async def test_issue10_fuzzed_json_is_answered_or_refused_never_dropped(attacked
         if acceptable:
             assert msg["type"] == "response" and msg["id"] == i and msg["ok"], (value, msg)
         else:
-            assert msg["type"] == "error" and msg["code"] == "bad_message", (value, msg)
+            assert msg["type"] == "response" and msg["id"] == i and not msg["ok"], (value, msg)
     writer.close()
     await by.check()
 
@@ -400,7 +410,7 @@ async def test_issue10_an_oversized_json_message_is_not_held_while_it_arrives(at
     proc.expect_log("bad message")
     reader, writer, decoder = await hello(socket_of(proc))
     # 15 MiB promised, 3 MiB sent: refused at once, nothing held, then the deadline applies
-    writer.write(struct.pack("<IB", 15 << 20, JSON) + b"x" * (3 << 20))
+    writer.write(struct.pack("<IB", 15 << 20, JSON) + b'{"type":"x"' + b" " * (3 << 20))
     msg = await next_message(reader, decoder)
     assert msg["code"] == "bad_message" and "socket_max_message_kb" in msg["message"]
     last = await next_message(reader, decoder)

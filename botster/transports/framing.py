@@ -41,6 +41,7 @@ __all__ = [
     "BadMessage",
     "Frame",
     "decode_message",
+    "request_id_of",
     "encode_frame",
     "encode_json",
     "encode_session",
@@ -71,8 +72,27 @@ _NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
 class BadMessage(ProtocolError):
     """A well-formed JSON frame the hub will not take (too deep, a number out of range).
 
-    Unlike its parent it does not end the connection: the client gets ``bad_message``.
+    Unlike its parent it does not end the connection: the client gets ``bad_message``, or,
+    for a request whose id can be read (``request_id``), a failed response.
     """
+
+    request_id: Any = None
+
+
+_NESTED = re.compile(rb"[\[{]")
+_REQUEST = re.compile(rb'"type"\s*:\s*"request"')
+_ID = re.compile(rb'"id"\s*:\s*(-?\d{1,18}(?![\d.eE])|"[^"\\]{0,200}")')
+
+
+def request_id_of(payload: bytes) -> Any:
+    """The id of a request the hub refuses, read from the top level before the first nested
+    value (a client's ``type`` and ``id`` come before its ``args``), else None."""
+    nested = _NESTED.search(payload, 1)
+    head = payload[: nested.start() if nested else 4096][:4096]
+    if not _REQUEST.search(head):
+        return None
+    m = _ID.search(head)
+    return json.loads(m.group(1)) if m else None
 
 
 def _reject_constant(name: str) -> Any:
@@ -154,7 +174,9 @@ class Frame:
 
     type: int
     payload: bytes
-    skipped: int = 0  # a JSON payload over the decoder's max_json: its size; payload is empty
+    # A JSON payload over the decoder's max_json: its size; `payload` then holds at most its
+    # first 4 KiB (enough to read a request's id).
+    skipped: int = 0
 
     def json(self) -> Any:
         """The payload as a JSON object, trusted (a client reading its hub; the hub's own
@@ -271,9 +293,10 @@ class FrameDecoder:
                     raise ProtocolError(f"unknown frame type 0x{ftype:02x}")
                 if ftype == JSON and self.max_json is not None and length - 1 > self.max_json:
                     take = min(len(buf) - pos - 5, length - 1)
+                    head = bytes(buf[pos + 5 : pos + 5 + min(take, 4096)])
                     self._skip = length - 1 - take
                     pos += 5 + take
-                    yield Frame(JSON, b"", skipped=length - 1)
+                    yield Frame(JSON, head, skipped=length - 1)
                     continue
                 end = pos + 4 + length
                 if len(buf) < end:

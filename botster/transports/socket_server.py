@@ -38,6 +38,7 @@ from botster.transports.framing import (
     decode_message,
     encode_frame,
     encode_json,
+    request_id_of,
 )
 
 __all__ = ["PROTOCOL_VERSION", "SocketClient", "SocketLimits", "SocketServer"]
@@ -180,10 +181,18 @@ class SocketClient:
             self.writer.close()
         log.info("client %s (%s) disconnected: %s", self.id, self.name, _short(reason))
 
-    def reject(self, reason: str) -> None:
-        """Answers an input the hub will not take with ``bad_message``; the connection stays."""
+    def reject(self, reason: str, payload: bytes = b"") -> None:
+        """Answers an input the hub will not take; the connection stays.
+
+        A request whose id can be read gets a failed response (its caller is waiting for
+        one); anything else gets a ``bad_message`` error.
+        """
         log.warning("client %s (%s): bad message: %s", self.id, self.name, _short(reason))
-        self.send_json({"type": "error", "code": "bad_message", "message": reason})
+        rid = request_id_of(payload) if payload else None
+        if rid is not None:
+            self.send_json({"type": "response", "id": rid, "ok": False, "error": reason})
+        else:
+            self.send_json({"type": "error", "code": "bad_message", "message": reason})
 
 
 class SocketServer:
@@ -318,7 +327,8 @@ class SocketServer:
                     if frame.skipped:
                         client.reject(
                             f"message of {frame.skipped} bytes is over the limit of "
-                            f"{self.limits.max_message} (socket_max_message_kb)"
+                            f"{self.limits.max_message} (socket_max_message_kb)",
+                            frame.payload,
                         )
                     else:
                         await self._dispatch(client, frame.type, frame.payload)
@@ -415,7 +425,8 @@ class SocketServer:
             if len(payload) > self.limits.max_message:
                 client.reject(
                     f"message of {len(payload)} bytes is over the limit of "
-                    f"{self.limits.max_message} (socket_max_message_kb)"
+                    f"{self.limits.max_message} (socket_max_message_kb)",
+                    payload,
                 )
                 return
             try:
@@ -428,7 +439,7 @@ class SocketServer:
                         self._decode_pool, decode_message, payload, self.limits.max_depth
                     )
             except BadMessage as e:
-                client.reject(str(e))
+                client.reject(str(e), payload)
                 return
             if client.closed:
                 return
