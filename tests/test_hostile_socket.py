@@ -417,3 +417,20 @@ async def test_issue10_an_oversized_json_message_is_not_held_while_it_arrives(at
     assert last["code"] == "protocol_error" and "unfinished for 2 s" in last["message"]
     writer.close()
     await by.check()
+
+
+async def test_issue10_an_agent_s_deep_tool_call_through_mcp_serve_fails_clearly(
+    hub, git_repo, isolated_env
+):
+    from tests.test_mcp_serve import TOOLS, mcp_client
+
+    proc = await hub(plugins={"tools": TOOLS})
+    proc.expect_log("bad message")
+    deep = json.loads("[" * 200 + "]" * 200)
+    async with mcp_client(git_repo, isolated_env, []) as session:
+        from mcp.shared.exceptions import MCPError
+
+        with pytest.raises(MCPError, match="JSON nested deeper than 64 levels"):
+            await asyncio.wait_for(session.call_tool("add", {"a": deep, "b": 1}), 30)
+        ok = await session.call_tool("add", {"a": 2, "b": 40})
+        assert json.loads(ok.content[0].text)["sum"] == 42
