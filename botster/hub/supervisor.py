@@ -199,6 +199,7 @@ def supervise(repo: Path) -> int:
         HubError: no repo, a broken config.json, or a hub already running for the repo
             (checked before the first hub starts, so they are not mistaken for crashes).
     """
+    from botster.errors import HubError
     from botster.hub.config import Config
     from botster.hub.identity import HubLock, find_repo_root, hub_id_for
     from botster.hub.paths import Paths, ensure_private_dir
@@ -209,10 +210,21 @@ def supervise(repo: Path) -> int:
     ensure_private_dir(paths.runtime)
     config = Config.load_blocking(paths.config_file)
     hub_id = hub_id_for(root)
-    probe = HubLock(paths, hub_id)
-    probe.acquire()  # raises while another hub runs
-    probe.release()
-    return asyncio.run(_Supervisor(root, paths, hub_id, config).run())
+    # One supervisor per repository, held for its lifetime (the kernel drops it on any exit):
+    # a second one would fight the first for the hub lock at every restart.
+    lock = os.open(paths.runtime / f"{hub_id[:16]}.supervisor.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(lock)
+        raise HubError(f"a supervisor is already running for {root}") from None
+    try:
+        probe = HubLock(paths, hub_id)
+        probe.acquire()  # raises while another hub runs
+        probe.release()
+        return asyncio.run(_Supervisor(root, paths, hub_id, config).run())
+    finally:
+        os.close(lock)
 
 
 class _Supervisor:
