@@ -96,7 +96,8 @@ class Watchdog:
 
     def enter(self, owner: bytes) -> None:
         """The scheduler entered (or went back to) a step of `owner` (b"" between steps)."""
-        self._map[: len(owner) + 1] = owner[: RUNNING_SIZE - 1] + b"\0"
+        data = owner[: RUNNING_SIZE - 1] + b"\0"
+        self._map[: len(data)] = data
 
     def stop(self) -> None:
         """Stops beating (clean shutdown)."""
