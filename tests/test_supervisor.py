@@ -191,3 +191,22 @@ async def test_issue10_one_supervisor_per_repository(supervised, git_repo: Path,
     await second.start("--supervised")
     assert await second.wait_exit() == 1
     assert any("a supervisor is already running for" in line for line in second.lines)
+
+
+def test_issue10_the_running_record_holds_any_owner_name(tmp_path: Path):
+    from botster.hub.supervisor import RUNNING_SIZE, Watchdog
+
+    record = tmp_path / "running"
+    record.write_bytes(b"\0" * RUNNING_SIZE)
+    r, w = os.pipe()
+    try:
+        dog = Watchdog(w, record)
+        dog.enter(b"x" * 400)  # cut to the record, never an error on the hot path
+        assert record.read_bytes() == b"x" * (RUNNING_SIZE - 1) + b"\0"
+        dog.enter(b"plug")
+        assert record.read_bytes().split(b"\0", 1)[0] == b"plug"
+        dog.stop()
+        assert record.read_bytes().split(b"\0", 1)[0] == b""
+    finally:
+        os.close(r)
+        os.close(w)
