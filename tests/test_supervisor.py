@@ -5,6 +5,7 @@ quarantined until it is edited or enabled again.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -210,3 +211,34 @@ def test_issue10_the_running_record_holds_any_owner_name(tmp_path: Path):
     finally:
         os.close(r)
         os.close(w)
+
+
+async def test_issue10_botster_start_leaves_a_supervisor_that_hub_stop_ends(
+    git_repo: Path, isolated_env: dict[str, str]
+):
+    import fcntl
+
+    from botster.hub.identity import hub_id_for
+    from botster.hub.launch import start_hub_blocking
+
+    entry = await asyncio.to_thread(start_hub_blocking, git_repo)
+    log_dir = Path(isolated_env["BOTSTER_RUNTIME_DIR"])
+    conn = await HubConnection.connect(entry["socket"], "test")
+    assert await conn.request("ping") == {"pong": True}
+    log_file = next(log_dir.glob("hub-*.log"))
+    assert "supervisor hub started" in log_file.read_text()
+    lock_path = log_dir / f"{hub_id_for(git_repo)[:16]}.supervisor.lock"
+    await conn.request("hub.stop")
+    await conn.close()
+    fd = os.open(lock_path, os.O_RDWR)
+    try:
+        async with asyncio.timeout(20):  # the supervisor holds its lock until it exits
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    await asyncio.sleep(0.05)
+    finally:
+        os.close(fd)
+    assert "Traceback" not in log_file.read_text()

@@ -10,6 +10,9 @@ from botster.errors import HubError
 __all__ = ["HUB_START_TIMEOUT_S", "hub_ready_blocking", "start_hub_blocking"]
 
 HUB_START_TIMEOUT_S = 30.0
+# The supervisors started here outlive this process on purpose; holding their Popen objects
+# keeps them from being collected (and warning that their process still runs).
+_detached: list[object] = []
 
 
 def hub_ready_blocking(socket_path: str, timeout: float = 1.0) -> bool:
@@ -61,6 +64,7 @@ def start_hub_blocking(repo: Path) -> dict[str, object]:
             cwd=repo,
             start_new_session=True,
         )
+    _detached.append(proc)
     deadline = time.monotonic() + HUB_START_TIMEOUT_S
     while time.monotonic() < deadline:
         code = proc.poll()
