@@ -434,3 +434,25 @@ async def test_issue10_an_agent_s_deep_tool_call_through_mcp_serve_fails_clearly
             await asyncio.wait_for(session.call_tool("add", {"a": deep, "b": 1}), 30)
         ok = await session.call_tool("add", {"a": 2, "b": 40})
         assert json.loads(ok.content[0].text)["sum"] == 42
+
+
+async def test_issue10_300_idle_clients_meet_the_default_connection_limit(attacked):
+    proc, by = await attacked()
+    proc.expect_log("socket_max_clients = 256")
+    path = socket_of(proc)
+    held, refused = [], 0
+    for _ in range(300):
+        reader, writer = await asyncio.open_unix_connection(str(path))
+        writer.write(HELLO)
+        decoder = FrameDecoder()
+        msg = await next_message(reader, decoder)
+        if msg["type"] == "hello_ack":
+            held.append(writer)
+        else:
+            assert msg["code"] == "overloaded", msg
+            refused += 1
+            writer.close()
+    assert (len(held), refused) == (255, 45)  # the bystander holds one of the 256
+    for writer in held:
+        writer.close()
+    await by.check()
