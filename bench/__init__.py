@@ -22,6 +22,7 @@ module also runs alone: ``python -m bench.call_rate``.
 | ``tui_echo`` | key to rendered echo through the UI, hub and session (``cat``) | a bare PTY |
 | ``tui_flood_input`` | the same while the agent on screen floods; UI frames/s | a bare PTY |
 | ``push`` | ``push.send`` to 100 subscriptions: pushes/s, tick jitter | bare ``webpush_async`` |
+| ``hostile`` | tick jitter, ping p99, restarts while 50 clients send bad input | the same, quiet |
 """
 
 from __future__ import annotations
@@ -45,4 +46,5 @@ BENCHMARKS: tuple[str, ...] = (
     "tui_echo",
     "tui_flood_input",
     "push",
+    "hostile",
 )

@@ -43,14 +43,27 @@ def main() -> None:
     default=None,
     help="Repository the hub serves (default: the one containing the current directory).",
 )
-def hub(repo: Path | None) -> None:
+@click.option(
+    "--supervised",
+    is_flag=True,
+    help="Run the hub under a supervisor that restarts it if it dies or stops answering "
+    "(for service managers; `botster start` does this).",
+)
+def hub(repo: Path | None, supervised: bool) -> None:
     """Run a headless hub in the foreground for a repository."""
     _setup_logging()
     from botster.base.errors import HubError
     from botster.hub.run import run_hub
 
     try:
-        code = run_hub(repo or Path.cwd())
+        if supervised:
+            from botster.hub.supervisor import supervise
+
+            code = supervise(repo or Path.cwd())
+        else:
+            from botster.hub.run import run_hub
+
+            code = run_hub(repo or Path.cwd())
     except HubError as e:
         click.echo(f"botster: {e}", err=True)
         sys.exit(1)

@@ -88,3 +88,28 @@ def test_json_frame_must_hold_an_object():
         split_session(b"\x05\x00ab")
     with pytest.raises(ProtocolError, match="not UTF-8"):
         split_session(b"\x01\x00\xff")
+
+
+@given(frames, st.lists(st.integers(min_value=1, max_value=64), min_size=1, max_size=50))
+@settings(max_examples=300)
+def test_json_over_max_json_is_discarded_as_it_arrives_under_any_chunking(items, cuts):
+    """Issue 10: an oversized JSON message is never held; a marker keeps its place."""
+    limit = 100
+    data = b"".join(encode_frame(t, p) for t, p in items)
+    decoder = FrameDecoder(max_json=limit)
+    got: list[Frame] = []
+    pos = 0
+    for cut in cuts * (len(data) // max(sum(cuts), 1) + 1):
+        if pos >= len(data):
+            break
+        got += list(decoder.feed(data[pos : pos + cut]))
+        assert decoder.buffered <= max(limit + 5, 305 + 5)
+        pos += cut
+    got += list(decoder.feed(data[pos:]))
+    assert [(f.type, f.skipped) for f in got] == [
+        (t, len(p) if t == JSON and len(p) > limit else 0) for t, p in items
+    ]
+    for f, (_, p) in zip(got, items, strict=True):
+        # a discarded payload keeps (a prefix of) its head, for the request id
+        assert p.startswith(f.payload) if f.skipped else f.payload == p
+    assert not decoder.in_frame

@@ -678,3 +678,46 @@ def test_git_environment_is_clean(isolated_env, monkeypatch: pytest.MonkeyPatch)
     assert "GIT_DIR" not in env and "GIT_INDEX_FILE" not in env
     assert env["GIT_AUTHOR_NAME"] == "Botster Test"  # identity is kept (isolated_env)
     assert (env["GIT_TERMINAL_PROMPT"], env["LC_ALL"]) == ("0", "C")
+
+
+HIDDEN = r"""
+local function at(name) return wtbase .. "/repo/" .. name end
+report_all("assumed", worktree.delete(at("assumed"), "assumed"))
+report_all("skipped", worktree.delete(at("skipped"), "skipped"))
+report_all("sparse", worktree.delete(at("sparse"), "sparse"))
+report_all("forced", worktree.delete(at("forced"), "forced", {force = true}))
+"""
+
+
+async def test_issue10_delete_sees_edits_hidden_by_assume_unchanged_or_skip_worktree(
+    hub, git_repo: Path, base: Path
+) -> None:
+    wt = base / "repo"
+
+    def add(name: str) -> Path:
+        git(git_repo, "worktree", "add", "-q", "-b", name, str(wt / name))
+        return wt / name
+
+    assumed = add("assumed")
+    git(assumed, "update-index", "--assume-unchanged", "README.md")
+    (assumed / "README.md").write_text("hidden edit\n")
+    skipped = add("skipped")
+    git(skipped, "update-index", "--skip-worktree", "README.md")
+    (skipped / "README.md").write_text("hidden edit\n")
+    sparse = add("sparse")  # skip-worktree and absent: a sparse checkout, nothing to lose
+    git(sparse, "update-index", "--skip-worktree", "README.md")
+    (sparse / "README.md").unlink()
+    forced = add("forced")
+    git(forced, "update-index", "--assume-unchanged", "README.md")
+    (forced / "README.md").write_text("rescued hidden edit\n")
+    proc = await start(hub, base, HIDDEN, wtbase=str(base))
+    proc.expect_log(r"WARNING .*uncommitted changes quarantined as stash")
+    for name in ("assumed", "skipped"):
+        ok, err = await proc.result(name)
+        assert ok is None and "has uncommitted changes (1 file: H README.md)" in err, err
+        assert (wt / name / "README.md").read_text() == "hidden edit\n"
+    assert (await proc.result("sparse")) == [True]
+    assert (await proc.result("forced")) == [True]
+    assert not (wt / "forced").exists()
+    stash = git(git_repo, "stash", "show", "-p", "stash@{0}")
+    assert "+rescued hidden edit" in stash

@@ -55,6 +55,42 @@ HUB_SETTINGS: dict[str, tuple[Any, Any, str]] = {
         lambda v: isinstance(v, str) and _PUSH_SUBJECT.match(v) is not None,
         "the contact push services see in VAPID's sub claim (mailto:you@host or https://host)",
     ),
+    "hub_watchdog_s": (
+        10,
+        lambda v: isinstance(v, (int, float)) and v >= 1,
+        "seconds the hub's loop may stop answering before its supervisor restarts it (>= 1)",
+    ),
+    # What socket clients may send and hold (docs/protocol.md, "Limits").
+    "socket_max_clients": (
+        256,
+        lambda v: isinstance(v, int) and v >= 1,
+        "connections the hub accepts at once (an integer >= 1)",
+    ),
+    "socket_max_message_kb": (
+        4096,
+        lambda v: isinstance(v, int) and 1 <= v <= 16384,
+        "largest JSON message a client may send, in KiB (an integer 1..16384)",
+    ),
+    "socket_max_json_depth": (
+        64,
+        lambda v: isinstance(v, int) and 2 <= v <= 500,
+        "deepest JSON nesting in a client's message (an integer 2..500)",
+    ),
+    "socket_pending_limit_mb": (
+        64,
+        lambda v: isinstance(v, int) and v >= 1,
+        "MiB of unfinished frames the hub holds for all clients together (an integer >= 1)",
+    ),
+    "socket_frame_timeout_s": (
+        30,
+        lambda v: isinstance(v, (int, float)) and v > 0,
+        "seconds a client may take to finish a frame it started (a positive number)",
+    ),
+    "socket_send_limit_mb": (
+        8,
+        lambda v: isinstance(v, int) and v >= 1,
+        "MiB that may wait for one client that does not read before it is cut (an integer >= 1)",
+    ),
 }
 
 

@@ -29,11 +29,31 @@ def find_repo_root(start: Path) -> Path:
         raise HubError(f"{start} does not exist")
     path = start.resolve()
     for candidate in (path, *path.parents):
-        if (candidate / ".git").exists():
+        dot_git = candidate / ".git"
+        if dot_git.is_file():
+            return _main_worktree(candidate, dot_git)
+        if dot_git.exists():
             return candidate
     raise HubError(
         f"{path} is not inside a git repository; run the hub in a repo or pass --repo PATH"
     )
+
+
+def _main_worktree(candidate: Path, dot_git: Path) -> Path:
+    """A linked worktree's main repository (one hub per repository, whichever worktree it
+    starts in); a submodule, whose git dir has no ``commondir``, is its own repository."""
+    try:
+        text = dot_git.read_text().strip()
+    except OSError:
+        return candidate
+    if not text.startswith("gitdir:"):
+        return candidate
+    gitdir = (candidate / text[len("gitdir:") :].strip()).resolve()
+    try:
+        common = (gitdir / (gitdir / "commondir").read_text().strip()).resolve()
+    except OSError:
+        return candidate
+    return common.parent if common.name == ".git" else candidate
 
 
 def hub_id_for(repo: Path) -> str:

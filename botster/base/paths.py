@@ -13,7 +13,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Paths", "botster_home", "runtime_dir"]
+from botster.base.errors import HubError
+
+__all__ = ["ForeignDirError", "Paths", "botster_home", "ensure_private_dir", "runtime_dir"]
 
 
 def botster_home() -> Path:
@@ -33,12 +35,23 @@ def runtime_dir() -> Path:
     return Path(f"/tmp/botster-{os.getuid()}")
 
 
+class ForeignDirError(HubError, PermissionError):
+    """A directory Botster must own belongs to another user."""
+
+
 def ensure_private_dir(path: Path) -> Path:
-    """Creates `path` (and parents) and makes it 0700; refuses one owned by someone else."""
+    """Creates `path` (and parents) and makes it 0700; refuses one owned by someone else.
+
+    Raises:
+        ForeignDirError: `path` belongs to another user (a HubError: the CLI prints it).
+    """
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     st = path.stat()
     if st.st_uid != os.getuid():
-        raise PermissionError(f"{path} belongs to another user (uid {st.st_uid})")
+        raise ForeignDirError(
+            f"{path} belongs to another user (uid {st.st_uid}, you are {os.getuid()}); "
+            "point BOTSTER_RUNTIME_DIR (or BOTSTER_HOME) at a directory of your own"
+        )
     if st.st_mode & 0o077:
         path.chmod(0o700)
     return path

@@ -24,11 +24,12 @@ from botster.base.config import Config
 from botster.base.identity import HubLock, socket_path_for
 from botster.base.loop import loop_only, set_loop_thread
 from botster.base.paths import Paths
+from botster.hub.supervisor import Watchdog
 from botster.lua.owners import Owners
 from botster.lua.runtime import LuaHost
 from botster.sessions.manager import SessionManager
 from botster.transports.channel import ClientChannel
-from botster.transports.socket_server import SocketServer
+from botster.transports.socket_server import SocketLimits, SocketServer
 
 __all__ = ["Hub", "PRIMITIVES"]
 
@@ -106,6 +107,9 @@ class Hub:
         if self._handle_signals:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self.loop.add_signal_handler(sig, self._on_signal, sig)
+        watchdog = Watchdog.from_env()  # set when a supervisor runs this hub
+        if watchdog is not None:
+            watchdog.start(self.loop)
         guarded = bool(os.environ.get("BOTSTER_DEBUG")) or self.config.setting(
             "debug_blocking_calls"
         )
@@ -118,6 +122,8 @@ class Hub:
                     slow_s=int(self.config.setting("lua_slow_step_ms")) / 1000,
                     override_dirs=self.paths.override_dirs(),
                 )
+                if watchdog is not None:
+                    self.host.sched_py[b"on_enter"] = watchdog.enter
                 for name in PRIMITIVES:
                     module = importlib.import_module(f"botster.primitives.{name}")
                     extras = getattr(module, "lua_extras", None)
@@ -135,6 +141,8 @@ class Hub:
             await self._quit.wait()
             await self._shutdown()
         finally:
+            if watchdog is not None:
+                watchdog.stop()
             if guarded:
                 blocking.unguard()
             with blocking.allowed():  # the loop is done serving; releasing the lock reads files
@@ -153,6 +161,7 @@ class Hub:
             on_message=self.clients.message,
             on_disconnect=self.clients.disconnected,
             on_pty_input=self.clients.pty_input,
+            limits=SocketLimits.from_config(self.config.setting),
         )
         await self.socket_server.start()
 

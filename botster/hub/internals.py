@@ -155,6 +155,24 @@ def ready(hub: HubContext, loaded: int, failed: int) -> None:
     hub.emit("hub_ready", {"plugins_loaded": loaded, "plugins_failed": failed})
 
 
+def _quarantine(hub: HubContext) -> Any:
+    from botster.hub.supervisor import Quarantine
+
+    return Quarantine.for_hub(hub.paths.home, hub.hub_id)
+
+
+@lua_api
+async def quarantined(hub: HubContext, name: str, plugin_dir: str) -> str | None:
+    """Why plugin `name` must not load (it took a hub down), or nil (never, or edited since)."""
+    return await hub.run_blocking(_quarantine(hub).check_blocking, name, Path(plugin_dir))
+
+
+@lua_api
+async def lift_quarantine(hub: HubContext, name: str) -> bool:
+    """Lets plugin `name` load again; false if it was not quarantined."""
+    return await hub.run_blocking(_quarantine(hub).remove_blocking, name)
+
+
 @lua_api
 def fatal(hub: HubContext, message: str) -> None:
     """Stops the hub with exit code 1 (the core Lua could not start)."""
@@ -172,4 +190,6 @@ LUA = {
     "setting": setting,
     "release_owner": release_owner,
     "ready": ready,
+    "quarantined": quarantined,
+    "lift_quarantine": lift_quarantine,
 }

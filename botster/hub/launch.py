@@ -10,6 +10,9 @@ from botster.base.errors import HubError
 __all__ = ["HUB_START_TIMEOUT_S", "hub_ready_blocking", "start_hub_blocking"]
 
 HUB_START_TIMEOUT_S = 30.0
+# The supervisors started here outlive this process on purpose; holding their Popen objects
+# keeps them from being collected (and warning that their process still runs).
+_detached: list[object] = []
 
 
 def hub_ready_blocking(socket_path: str, timeout: float = 1.0) -> bool:
@@ -34,10 +37,11 @@ def hub_ready_blocking(socket_path: str, timeout: float = 1.0) -> bool:
 
 
 def start_hub_blocking(repo: Path) -> dict[str, object]:
-    """Starts `botster hub` for `repo`, detached, and waits until it answers.
+    """Starts `botster hub --supervised` for `repo`, detached, and waits until it answers.
 
-    The hub gets its own session (closing the terminal does not stop it) and writes its log to
-    ``$BOTSTER_RUNTIME_DIR/hub-<id16>.log``.
+    What stays behind is the supervisor (``botster.hub.supervisor``), which restarts the hub
+    if it dies or wedges. It gets its own session (closing the terminal does not stop it) and
+    writes its log, and the hub's, to ``$BOTSTER_RUNTIME_DIR/hub-<id16>.log``.
 
     Raises:
         HubError: the hub exited or did not come up in time.
@@ -53,13 +57,14 @@ def start_hub_blocking(repo: Path) -> dict[str, object]:
     log_path = runtime / f"hub-{hub_id_for(repo)[:16]}.log"
     with open(log_path, "ab") as log_file:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "botster.cli", "hub", "--repo", str(repo)],
+            [sys.executable, "-m", "botster.cli", "hub", "--supervised", "--repo", str(repo)],
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=log_file,
             cwd=repo,
             start_new_session=True,
         )
+    _detached.append(proc)
     deadline = time.monotonic() + HUB_START_TIMEOUT_S
     while time.monotonic() < deadline:
         code = proc.poll()
@@ -70,7 +75,9 @@ def start_hub_blocking(repo: Path) -> dict[str, object]:
                 + "\n".join(tail)
             )
         entry = find_hub_for(repo)
-        if entry and entry.get("pid") == proc.pid and hub_ready_blocking(str(entry["socket"])):
+        # The entry names the supervisor's child, not `proc`: any hub that answers is ours
+        # (the repo lock lets only one run).
+        if entry and hub_ready_blocking(str(entry["socket"])):
             return entry
         time.sleep(0.1)  # the CLI's own thread: waiting for another process
     raise HubError(f"the hub did not answer within {HUB_START_TIMEOUT_S:.0f} s; see {log_path}")

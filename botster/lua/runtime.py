@@ -100,6 +100,7 @@ class LuaHost:
             {b"now": time.monotonic, b"budget": float(budget_s), b"slow_s": float(slow_s)}
         )
         lua_sched = chunk(py)
+        self.sched_py = py  # the supervisor's watchdog adds on_enter (botster.hub.supervisor)
         self.sched = Scheduler(lua_sched, lua_sched[b"RAISE"], plugin_log)
         for name in ("on_await", "on_yield", "on_error", "on_slow"):
             py[name.encode()] = getattr(self.sched, "_" + name)

@@ -11,6 +11,8 @@
 --   py.on_yield(id, owner)           a task yielded plainly; resume it soon
 --   py.on_error(owner, label, msg)   a task failed; msg carries the Lua traceback
 --   py.on_slow(owner, label, ms)     a step took longer than py.slow_s
+--   py.on_enter(owner)               optional: a step of `owner` starts ("" when the outermost
+--                                    one ends); the supervisor learns who wedged or crashed it
 --   py.budget, py.slow_s             seconds
 
 local py = ...
@@ -79,9 +81,12 @@ local function run_step(co, owner, label, ...)
   frame = f
   local was = current
   current = owner
+  local on_enter = py.on_enter
+  if on_enter then on_enter(owner) end
   local r = pack(co_resume(co, ...))
   current = was
   frame = parent
+  if on_enter then on_enter(parent and parent.owner or "") end
   local elapsed = now() - t0
   if parent then
     parent.deadline = parent.deadline + (clock() - c0)

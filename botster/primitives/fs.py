@@ -27,6 +27,7 @@ from collections.abc import Callable
 from contextlib import suppress
 from typing import Any, BinaryIO
 
+from botster.base.paths import botster_home
 from botster.lua.api import lua_api
 from botster.primitives.context import HubContext
 
@@ -86,10 +87,37 @@ def _parent_of(path: str) -> str:
     return os.path.dirname(os.path.abspath(path))
 
 
+def _in_home(path: str) -> bool:
+    """Whether `path` lies under ``$BOTSTER_HOME``: what the hub creates there is private
+    (directories 0700, files 0600), as ssh keeps ``~/.ssh``."""
+    home = os.path.realpath(botster_home())
+    return os.path.realpath(path).startswith(home + os.sep)
+
+
+def _makedirs(path: str) -> None:
+    """os.makedirs, but every directory it creates under ``$BOTSTER_HOME`` is 0700 (makedirs
+    gives its mode to the last one only)."""
+    if not _in_home(path):
+        os.makedirs(path, exist_ok=True)
+        return
+    missing = []
+    while not os.path.isdir(path):
+        missing.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    for p in reversed(missing):
+        with suppress(FileExistsError):
+            os.mkdir(p, 0o700)
+        if not os.path.isdir(p):
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), p)
+
+
 def _make_parents(path: str) -> None:
-    """Creates the missing parent directories of `path`."""
+    """Creates the missing parent directories of `path` (0700 under ``$BOTSTER_HOME``)."""
     try:
-        os.makedirs(_parent_of(path), exist_ok=True)
+        _makedirs(_parent_of(path))
     except FileExistsError:
         # Some "parent" is a file: say so the way open() would.
         raise _oserror(errno.ENOTDIR, path) from None
@@ -131,7 +159,10 @@ def _write_blocking(path: str, content: bytes) -> bool:
     # would otherwise replace the link itself.
     target = os.path.realpath(path) if os.path.islink(path) else path
     _make_parents(target)
-    _atomic_write_blocking(target, lambda f: f.write(content), _existing_mode(target))
+    mode = _existing_mode(target)
+    if mode is None and _in_home(target):
+        mode = 0o600
+    _atomic_write_blocking(target, lambda f: f.write(content), mode)
     return True
 
 
@@ -173,7 +204,7 @@ def _listdir_blocking(path: str) -> list[bytes]:
 
 
 def _mkdir_blocking(path: str) -> bool:
-    os.makedirs(path, exist_ok=True)
+    _makedirs(path)
     return True
 
 

@@ -103,7 +103,8 @@ def _worktree_base() -> str:
 
 async def _valid_branch(repo: str, branch: str) -> str | None:
     """None when `branch` is a valid branch name, else why not."""
-    if not branch.startswith("-"):
+    # "@" passes check-ref-format, but git reads it as HEAD: a refs/heads/@ is a trap.
+    if not branch.startswith("-") and branch != "@":
         res = await git(repo, "check-ref-format", "--branch", branch)
         # --branch expands @{-1} to the previous branch: the name must come back unchanged.
         if res.ok and res.out.rstrip("\n") == branch:
@@ -127,6 +128,25 @@ def _lock(hub: HubContext) -> asyncio.Lock:
 
 
 # find / list ---------------------------------------------------------------------------------
+
+
+@lua_api
+async def check_branch(hub: HubContext, branch: str) -> bool | Fail:
+    """worktree.check_branch(branch) -> true | nil, err
+
+    Whether `branch` may name a branch: git's rules (``git check-ref-format --branch``), no
+    leading ``-``, not ``@``. ``create_async`` applies the same check; call this first to
+    refuse a bad name before starting anything.
+
+    ```lua
+    local ok, err = worktree.check_branch(name)
+    if not ok then return nil, err end
+    ```
+    """
+    why = await _valid_branch(str(hub.paths.repo), branch)
+    if why is not None:
+        return None, f"worktree.check_branch: {why}"
+    return True
 
 
 @lua_api
@@ -398,6 +418,45 @@ def _parse_status(out: str) -> list[str]:
     return items
 
 
+def _present_blocking(where: str, paths: list[str]) -> list[str]:
+    return [p for p in paths if os.path.lexists(os.path.join(where, p))]
+
+
+async def _hidden_changes(hub: HubContext, where: str) -> list[str] | str:
+    """Files marked assume-unchanged or skip-worktree whose content differs from the index.
+
+    ``git status`` (and ``git stash``) do not look at them, so an edit there would be lost
+    without a word. Returns ["H path", ...] or an error text. A skip-worktree file that is
+    absent (a sparse checkout) is not a change.
+    """
+    listed = await git(where, "ls-files", "-v", "-z")
+    if not listed.ok:
+        return f"cannot list its files: {listed.reason()}"
+    hidden = [
+        entry[2:]
+        for entry in listed.out.split("\0")
+        if len(entry) > 2 and (entry[0].islower() or entry[0] == "S")
+    ]
+    present = await hub.run_blocking(_present_blocking, where, hidden)
+    if not present:
+        return []
+    staged = await git(where, "ls-files", "-s", "-z", "--", *present)
+    worktree_hashes = await git(where, "hash-object", "--", *present)
+    for res in (staged, worktree_hashes):
+        if not res.ok:
+            return f"cannot compare its hidden files: {res.reason()}"
+    index = {}
+    for entry in staged.out.split("\0"):
+        if "\t" in entry:
+            meta, name = entry.split("\t", 1)
+            index[name] = meta.split()[1]
+    return [
+        f"H {p}"
+        for p, h in zip(present, worktree_hashes.out.split(), strict=False)
+        if index.get(p) != h
+    ]
+
+
 async def _unique_commits(repo: str, wt: dict[str, Any]) -> list[str] | str:
     """Commits of the worktree's branch (or detached HEAD) that no other local branch and no
     remote-tracking branch contains, as "abc1234 subject" lines; or git's reason."""
@@ -493,6 +552,10 @@ async def _delete(
         if not status.ok:
             return f"cannot read its status: {status.reason()}"
         dirty = _parse_status(status.out)
+        hidden = await _hidden_changes(hub, where)
+        if isinstance(hidden, str):
+            return hidden
+        dirty += hidden
     unique = await _unique_commits(repo, wt)
     if isinstance(unique, str):
         return f"cannot check its commits: {unique}"
@@ -518,6 +581,20 @@ async def _delete(
 
     if dirty:
         label = wt.get("branch", "detached")
+        hidden = [d[2:] for d in dirty if d.startswith("H ")]
+        if hidden:
+            # Visible to git again, so the stash below takes them too.
+            unhide = await git(
+                where,
+                "update-index",
+                "--no-assume-unchanged",
+                "--no-skip-worktree",
+                "--",
+                *hidden,
+                changes=True,
+            )
+            if not unhide.ok:
+                return f"could not unhide {_listing(hidden)}: {unhide.reason()}"
         stash = await git(
             where,
             "stash",
@@ -759,6 +836,7 @@ async def copy_from_patterns(hub: HubContext, src: str, dst: str, patterns_file:
 
 
 LUA = {
+    "check_branch": check_branch,
     "find": find,
     "list": list,
     "create_async": create_async,

@@ -187,7 +187,12 @@ class SessionManager:
                 log.warning("lost session %s: %s", s.id, d.get("error") or "it ended")
                 self.sessions.pop(s.id, None)
                 if s.running:
+                    # The session process itself died (kill -9, OOM): its program lost its
+                    # terminal. Watchers get PROCESS_EXITED (-1: no exit code) like any exit.
                     s.running = False
+                    s.exit_code, s.signal = None, None
+                    for listener in list(s.exit_listeners):
+                        listener()
                     self._signal(
                         "process_exited", {**base, "exit_code": None, "signal": None, "lost": True}
                     )

@@ -42,15 +42,20 @@ def check_hello(msg: dict[str, Any]) -> dict[str, Any]:
     return msg
 
 
-def hello_ack(hub_id: str, client_id: str, max_frame: int) -> dict[str, Any]:
-    """The hub's answer to an accepted hello."""
-    return {
+def hello_ack(
+    hub_id: str, client_id: str, max_frame: int, max_message: int | None = None
+) -> dict[str, Any]:
+    """The hub's answer to an accepted hello (`max_message`: the largest JSON message)."""
+    ack = {
         "type": "hello_ack",
         "protocol": PROTOCOL_VERSION,
         "hub_id": hub_id,
         "client_id": client_id,
         "max_frame": max_frame,
     }
+    if max_message is not None:
+        ack["max_message"] = max_message
+    return ack
 
 
 async def connect_unix(

@@ -1,11 +1,13 @@
 """The hub's Unix socket: accepts local clients, frames, handshakes, fairness.
 
 Owns: the listening socket (0600 in the 0700 runtime dir), one ``SocketClient`` per
-connection, the ``hello`` handshake, decoding with a frame-size limit, and the bounded send
-buffer that cuts a client which stops reading. Clients, messages and PTY input go to the
-hub's client channel (``botster.transports.channel``), which the primitives observe; what a
-message means is the embedded Lua's business (``lib/client.lua``). The protocol is documented
-in ``docs/protocol.md``.
+connection, the ``hello`` handshake, decoding within the hub's limits (``SocketLimits``: frame
+and message size, JSON depth and numbers, connections, memory held by unfinished frames across
+all clients, a deadline per unfinished frame), and the bounded send buffer that cuts a client
+which stops reading. A rejected input costs one short log line, never a traceback. Clients,
+messages and PTY input go to the hub's client channel (``botster.transports.channel``), which
+the primitives observe; what a message means is the embedded Lua's business
+(``lib/client.lua``). The protocol is documented in ``docs/protocol.md``.
 """
 
 from __future__ import annotations
@@ -17,24 +19,31 @@ import logging
 import os
 import secrets
 import socket
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from botster.base.errors import HubError, ProtocolError
 from botster.base.framing import (
     BINARY,
+    DEFAULT_MAX_DEPTH,
     DEFAULT_MAX_FRAME,
+    INLINE_DECODE,
     JSON,
     PTY_INPUT,
-    Frame,
+    BadMessage,
     FrameDecoder,
+    decode_message,
     encode_frame,
     encode_json,
+    request_id_of,
 )
 from botster.transports.handshake import check_hello, hello_ack
 
-__all__ = ["SocketClient", "SocketServer"]
+__all__ = ["SocketClient", "SocketLimits", "SocketServer"]
 
 log = logging.getLogger("socket")
 
@@ -46,6 +55,50 @@ DEFAULT_SEND_LIMIT = 8 << 20  # bytes queued for one client before it is cut
 # forwarder holds output, or resyncs, on that number, and bytes hidden in a 200 KiB kernel
 # buffer would be bytes of latency between a keystroke and its echo.
 CLIENT_SNDBUF = 32 << 10
+LINGER_S = 2.0  # how long a refused client may keep sending before the hub hangs up
+LOG_TEXT = 200  # a rejected input is logged in one line of at most this many characters
+
+
+@dataclass(frozen=True, slots=True)
+class SocketLimits:
+    """What one hub accepts from its socket clients (config settings in parentheses).
+
+    Args:
+        max_frame: largest frame, any type, in bytes.
+        max_message: largest JSON message, in bytes (``socket_max_message_kb``).
+        max_depth: deepest JSON nesting, the message object included (``socket_max_json_depth``).
+        max_clients: connections at once, handshaking ones included (``socket_max_clients``).
+        max_pending: bytes of unfinished frames held for all clients together
+            (``socket_pending_limit_mb``).
+        frame_timeout: seconds a started frame may take to arrive (``socket_frame_timeout_s``).
+        send_limit: bytes that may wait for one client beyond one large message in flight
+            (``socket_send_limit_mb``).
+    """
+
+    max_frame: int = DEFAULT_MAX_FRAME
+    max_message: int = 4 << 20
+    max_depth: int = DEFAULT_MAX_DEPTH
+    max_clients: int = 256
+    max_pending: int = 64 << 20
+    frame_timeout: float = 30.0
+    send_limit: int = DEFAULT_SEND_LIMIT
+
+    @classmethod
+    def from_config(cls, setting: Callable[[str], Any]) -> SocketLimits:
+        """The limits from hub settings (``Config.setting``)."""
+        return cls(
+            max_message=int(setting("socket_max_message_kb")) << 10,
+            max_depth=int(setting("socket_max_json_depth")),
+            max_clients=int(setting("socket_max_clients")),
+            max_pending=int(setting("socket_pending_limit_mb")) << 20,
+            frame_timeout=float(setting("socket_frame_timeout_s")),
+            send_limit=int(setting("socket_send_limit_mb")) << 20,
+        )
+
+
+def _short(text: object) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= LOG_TEXT else line[: LOG_TEXT - 3] + "..."
 
 
 class SocketClient:
@@ -61,6 +114,8 @@ class SocketClient:
         self.name = "unknown"
         self.closed = False
         self.close_reason: str | None = None
+        self._enqueued = 0  # bytes ever queued
+        self._large_end = 0  # where the last message larger than the send limit ends
 
     def queued(self) -> int:
         """Bytes accepted for sending but not yet written to the socket."""
@@ -71,17 +126,34 @@ class SocketClient:
         await self.writer.drain()
 
     def send_frame(self, data: bytes) -> bool:
-        """Queues one encoded frame. False if the client is gone or was cut for not reading."""
+        """Queues one encoded frame. False if the client is gone or was cut for not reading.
+
+        One frame larger than the send limit may be in flight: it is not counted against the
+        limit, so a client that reads gets a response of any size; a second one before the
+        first has gone, or more than the limit behind it, means the client is not reading.
+        """
         if self.closed:
             return False
-        if self.queued() + len(data) > self.server.send_limit:
+        limit = self.server.send_limit
+        queued = self.queued()
+        large_left = max(0, self._large_end - (self._enqueued - queued))
+        backlog = queued - large_left
+        too_much = (
+            (large_left > 0 or backlog > limit)
+            if len(data) > limit
+            else backlog + len(data) > limit
+        )
+        if too_much:
             self.close(
-                f"send queue over {self.server.send_limit} bytes: the client stopped reading",
+                f"send queue over {limit} bytes: the client stopped reading",
                 code="slow_client",
                 notify=False,
             )
             return False
         self.writer.write(data)
+        self._enqueued += len(data)
+        if len(data) > limit:
+            self._large_end = self._enqueued
         return True
 
     def send_json(self, message: Any) -> bool:
@@ -92,8 +164,15 @@ class SocketClient:
         """Queues an opaque binary frame."""
         return self.send_frame(encode_frame(BINARY, data))
 
-    def close(self, reason: str, *, code: str = "closed", notify: bool = True) -> None:
-        """Closes the connection; with `notify`, first tells the client why (best effort)."""
+    def close(
+        self, reason: str, *, code: str = "closed", notify: bool = True, linger: bool = False
+    ) -> None:
+        """Closes the connection; with `notify`, first tells the client why (best effort).
+
+        With `linger`, only the sending side is shut: the caller then discards what the client
+        still sends (see ``SocketServer._linger``), because closing a socket with unread input
+        resets it, and the reset can destroy the error message before the client reads it.
+        """
         if self.closed:
             return
         self.closed = True
@@ -103,9 +182,25 @@ class SocketClient:
                 self.writer.write(encode_json({"type": "error", "code": code, "message": reason}))
         if code == "slow_client":
             self.writer.transport.abort()  # its buffer is full: there is nothing to flush
+        elif linger and self.writer.can_write_eof():
+            with contextlib.suppress(Exception):
+                self.writer.write_eof()
         else:
             self.writer.close()
-        log.info("client %s (%s) disconnected: %s", self.id, self.name, reason)
+        log.info("client %s (%s) disconnected: %s", self.id, self.name, _short(reason))
+
+    def reject(self, reason: str, payload: bytes = b"") -> None:
+        """Answers an input the hub will not take; the connection stays.
+
+        A request whose id can be read gets a failed response (its caller is waiting for
+        one); anything else gets a ``bad_message`` error.
+        """
+        log.warning("client %s (%s): bad message: %s", self.id, self.name, _short(reason))
+        rid = request_id_of(payload) if payload else None
+        if rid is not None:
+            self.send_json({"type": "response", "id": rid, "ok": False, "error": reason})
+        else:
+            self.send_json({"type": "error", "code": "bad_message", "message": reason})
 
 
 class SocketServer:
@@ -128,8 +223,7 @@ class SocketServer:
         on_message: Callable[[SocketClient, dict[str, Any]], None],
         on_disconnect: Callable[[SocketClient], None],
         on_pty_input: Callable[[SocketClient, bytes], None] | None = None,
-        max_frame: int = DEFAULT_MAX_FRAME,
-        send_limit: int = DEFAULT_SEND_LIMIT,
+        limits: SocketLimits | None = None,
     ) -> None:
         self.path = path
         self.hub_id = hub_id
@@ -137,9 +231,14 @@ class SocketServer:
         self.on_message = on_message
         self.on_disconnect = on_disconnect
         self.on_pty_input = on_pty_input
-        self.max_frame = max_frame
-        self.send_limit = send_limit
+        self.limits = limits or SocketLimits()
+        self.max_frame = self.limits.max_frame
+        self.send_limit = self.limits.send_limit
+        self.pending = 0  # bytes of unfinished frames held for all clients
         self.clients: dict[str, SocketClient] = {}
+        # Large JSON messages are decoded here, by the pure-Python scanner, which gives the
+        # GIL back to the loop as it goes; one thread, so they queue rather than pile up.
+        self._decode_pool: ThreadPoolExecutor | None = None
         self._server: asyncio.AbstractServer | None = None
         self._seq = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -178,6 +277,8 @@ class SocketServer:
             task.cancel()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=2)
+        if self._decode_pool is not None:
+            self._decode_pool.shutdown(wait=False, cancel_futures=True)
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
 
@@ -187,52 +288,115 @@ class SocketServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._tasks.add(task)
         client = SocketClient(self, self._new_id(), writer)
+        if len(self._tasks) >= self.limits.max_clients:
+            # Refused before any read: costs one write and one log line.
+            client.close(
+                f"the hub already has {len(self._tasks)} connections "
+                f"(socket_max_clients = {self.limits.max_clients}); try again later",
+                code="overloaded",
+                linger=True,
+            )
+            await self._linger(reader, writer, LINGER_S / 4)
+            return
+        self._tasks.add(task)
         sock = writer.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, CLIENT_SNDBUF)
-        decoder = FrameDecoder(self.max_frame)
+        decoder = FrameDecoder(self.max_frame, self.limits.max_message)
+        held = 0  # this client's share of self.pending
         registered = False
         try:
             hello = await asyncio.wait_for(self._read_hello(reader, decoder), HELLO_TIMEOUT_S)
             client.name = str(hello.get("client", "unknown"))[:64]
-            client.send_json(hello_ack(self.hub_id, client.id, self.max_frame))
+            client.send_json(
+                hello_ack(self.hub_id, client.id, self.max_frame, self.limits.max_message)
+            )
             self.clients[client.id] = client
             registered = True
             log.info("client %s (%s) connected", client.id, client.name)
             self.on_connect(client)
             data = b""  # frames sent right behind the hello are already buffered
+            frame_started = time.monotonic()
             while not client.closed:
+                completed = False
                 for frame in decoder.feed(data):
+                    completed = True
                     if client.closed:
                         break
-                    self._dispatch(client, frame.type, frame.payload)
+                    if frame.skipped:
+                        client.reject(
+                            f"message of {frame.skipped} bytes is over the limit of "
+                            f"{self.limits.max_message} (socket_max_message_kb)",
+                            frame.payload,
+                        )
+                    else:
+                        await self._dispatch(client, frame.type, frame.payload)
                 if client.closed:
                     break
-                data = await reader.read(READ_SIZE)
+                grew = decoder.buffered > held
+                self.pending += decoder.buffered - held
+                held = decoder.buffered
+                # Only the client that grows a large unfinished frame is refused: a small one
+                # (what one read brings) never is, so well-behaved clients keep working.
+                if grew and held > READ_SIZE and self.pending > self.limits.max_pending:
+                    raise _Overloaded(
+                        f"the hub holds {self.pending >> 20} MiB of unfinished frames from all "
+                        f"clients (socket_pending_limit_mb = {self.limits.max_pending >> 20})"
+                    )
+                if not decoder.in_frame or completed:
+                    frame_started = time.monotonic()
+                if decoder.in_frame:
+                    left = frame_started + self.limits.frame_timeout - time.monotonic()
+                    try:
+                        async with asyncio.timeout(max(left, 0)):
+                            data = await reader.read(READ_SIZE)
+                    except TimeoutError:
+                        raise ProtocolError(
+                            f"a frame was left unfinished for {self.limits.frame_timeout:g} s "
+                            f"({held} bytes of it arrived)"
+                        ) from None
+                else:
+                    data = await reader.read(READ_SIZE)
                 if not data:
                     client.close("client closed the connection", notify=False)
                     break
+        except _Overloaded as e:
+            client.close(str(e), code="overloaded", linger=True)
+            await self._linger(reader, writer)
         except ProtocolError as e:
-            client.close(f"protocol error: {e}", code="protocol_error")
+            client.close(f"protocol error: {e}", code="protocol_error", linger=True)
+            await self._linger(reader, writer)
         except TimeoutError:
-            client.close("no hello within 5 s", code="protocol_error")
+            client.close("no hello within 5 s", code="protocol_error", linger=True)
+            await self._linger(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError):
             client.close("connection lost", notify=False)
         except asyncio.CancelledError:
             client.close("hub is shutting down", code="shutdown")
         finally:
+            self.pending -= held
             self._tasks.discard(task)
             if registered:
                 self.clients.pop(client.id, None)
                 try:
                     self.on_disconnect(client)
-                except Exception:
-                    log.exception("disconnect handler failed for %s", client.id)
+                except Exception as e:
+                    log.error("disconnect handler failed for %s: %s", client.id, _short(e))
             with contextlib.suppress(Exception):
                 writer.close()
+
+    @staticmethod
+    async def _linger(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seconds: float = LINGER_S
+    ) -> None:
+        """Discards input until the client closes or `seconds` pass, then closes."""
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(seconds):
+                while await reader.read(READ_SIZE):
+                    pass
+        writer.close()
 
     async def _read_hello(
         self, reader: asyncio.StreamReader, decoder: FrameDecoder
@@ -244,16 +408,45 @@ class SocketServer:
             for frame in decoder.feed(data):
                 if frame.type != JSON:
                     raise ProtocolError("the first frame must be a JSON hello")
-                return check_hello(frame.json())
+                try:
+                    msg = decode_message(frame.payload, self.limits.max_depth)
+                except BadMessage as e:
+                    raise ProtocolError(f"bad hello: {e}") from None
+                return check_hello(msg)
 
-    def _dispatch(self, client: SocketClient, ftype: int, payload: bytes) -> None:
+    async def _dispatch(self, client: SocketClient, ftype: int, payload: bytes) -> None:
         if ftype == JSON:
-            message = Frame(ftype, payload).json()
+            if len(payload) > self.limits.max_message:
+                client.reject(
+                    f"message of {len(payload)} bytes is over the limit of "
+                    f"{self.limits.max_message} (socket_max_message_kb)",
+                    payload,
+                )
+                return
+            try:
+                if len(payload) <= INLINE_DECODE:
+                    message = decode_message(payload, self.limits.max_depth)
+                else:
+                    if self._decode_pool is None:
+                        self._decode_pool = ThreadPoolExecutor(1, thread_name_prefix="botster-json")
+                    message = await asyncio.get_running_loop().run_in_executor(
+                        self._decode_pool, decode_message, payload, self.limits.max_depth
+                    )
+            except BadMessage as e:
+                client.reject(str(e), payload)
+                return
+            if client.closed:
+                return
             try:
                 self.on_message(client, message)
-            except Exception:
-                log.exception("message handler failed for %s", client.id)
+            except Exception as e:
+                # e.g. a value Lua cannot hold: the client hears why, the log gets one line.
+                client.reject(f"message could not be handled: {_short(e)}")
         elif ftype == PTY_INPUT and self.on_pty_input is not None:
             self.on_pty_input(client, payload)
         else:
             raise ProtocolError(f"a client may not send frame type 0x{ftype:02x}")
+
+
+class _Overloaded(Exception):
+    """The hub-wide limit on unfinished frames is reached: this client is refused."""

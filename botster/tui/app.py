@@ -422,6 +422,7 @@ class HubPanel(Screen[None]):
     BINDINGS = [
         Binding("escape,q", "close", "Back"),
         Binding("r", "refresh", "Refresh"),
+        Binding("e", "enable", "Enable plugin"),
     ]
 
     def __init__(self) -> None:
@@ -482,6 +483,20 @@ class HubPanel(Screen[None]):
             )
         if plugins:
             await self.show_log(plugins[0].get("name", ""))
+
+    async def action_enable(self) -> None:
+        """Loads the highlighted plugin again, lifting its quarantine (``plugins.enable``)."""
+        app = self.app
+        assert isinstance(app, BotsterApp)
+        table = self.query_one("#plugins", DataTable)
+        if not table.row_count:
+            return
+        name = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        try:
+            await app.link.request("plugins.enable", {"name": str(name)})
+        except (RequestFailed, ConnectionError) as e:
+            self.notify(f"{name}: {e}", severity="error")
+        await self.action_refresh()
 
     @on(DataTable.RowHighlighted, "#plugins")
     async def _plugin_highlighted(self, event: DataTable.RowHighlighted) -> None:

@@ -100,6 +100,13 @@ function M.load_plugin(info)
   local p = plugins[info.name] or new_record(info)
   p.dir, p.init, p.source = info.dir, info.init, info.source
   plugins[p.name] = p
+  local why = _botster.quarantined(p.name, p.dir)
+  if why then
+    p.status, p.error = "quarantined", why
+    log.warn("plugin '" .. p.name .. "' is quarantined, not loading it: " .. why
+      .. " (edit it, or run the plugins.enable command)")
+    return false, why
+  end
   local src, rerr = _botster.read_file(p.init)
   if not src then
     p.status, p.error = "errored", "cannot read " .. p.init .. ": " .. tostring(rerr)

@@ -52,10 +52,17 @@ local function definitions(kind)
   return defs
 end
 
+-- Running sessions plus agents still on their way to one, so that concurrent creates are
+-- counted before any of them has a session.
 local function session_count()
   local n = 0
   for _, s in ipairs(pty.list()) do
     if s.running then n = n + 1 end
+  end
+  for _, a in pairs(agents) do
+    if a.session_id == nil and (a.status == "creating_worktree" or a.status == "spawning") then
+      n = n + 1
+    end
   end
   return n
 end
@@ -86,8 +93,16 @@ local function resolve_definition(name)
   return nil, "several agent definitions; say which: " .. table.concat(names, ", ")
 end
 
+-- A key from the branch name; another branch that maps to the same key ("a/b" and "a-b")
+-- gets a numbered one, so keys stay distinct.
 local function key_for(branch)
-  return (branch:gsub("[^%w%-_.]", "-"))
+  local base = branch:gsub("[^%w%-_.]", "-")
+  local key, n = base, 1
+  while agents[key] and agents[key].branch ~= branch do
+    n = n + 1
+    key = base .. "-" .. n
+  end
+  return key
 end
 
 --- agents.create({agent?, branch?, issue?, prompt?, base?}) -> {agent_key, status} | nil, err
@@ -95,16 +110,23 @@ end
 function M.create(params)
   params = hooks.call("before_agent_create", params or {})
   if params == nil then return nil, "agent creation was blocked by a before_agent_create interceptor" end
+  local issue = params.issue
+  if issue ~= nil and not (math.type(issue) == "integer" and issue > 0) then
+    return nil, "create_agent: issue: expected a positive integer, got " .. json.encode(issue)
+  end
   local def, derr = resolve_definition(params.agent)
   if not def then return nil, derr end
+  local branch = params.branch
+  if branch == nil and issue ~= nil then branch = "botster/issue-" .. tostring(issue) end
+  if type(branch) ~= "string" or branch == "" then
+    return nil, "create_agent: give a branch or an issue number"
+  end
+  local valid, verr = worktree.check_branch(branch)
+  if not valid then return nil, "create_agent: " .. verr end
+  -- No wait from here to the registration below: concurrent creates count each other.
   if session_count() >= max_sessions() then
     return nil, "max_sessions (" .. max_sessions() .. ") reached: close an agent first, or raise "
       .. "max_sessions in config.json"
-  end
-  local branch = params.branch
-  if branch == nil and params.issue ~= nil then branch = "botster/issue-" .. tostring(params.issue) end
-  if type(branch) ~= "string" or branch == "" then
-    return nil, "create_agent: give a branch or an issue number"
   end
   local key = key_for(branch)
   local existing = agents[key]
@@ -114,11 +136,11 @@ function M.create(params)
   local a = { key = key, agent = def.name, definition = def, branch = branch,
     prompt = params.prompt, issue = params.issue, status = "creating_worktree",
     created_at = os.time(), accessories = {} }
+  local ok, req = pcall(worktree.create_async, { branch = branch, base = params.base,
+    prompt = params.prompt, issue_number = issue, metadata = { agent_key = key } })
+  if not ok then return nil, "create_agent: " .. tostring(req) end
   agents[key] = a
   lifecycle(key, "creating_worktree")
-  local req = worktree.create_async({ branch = branch, base = params.base, prompt = params.prompt,
-    issue_number = math.type(params.issue) == "integer" and params.issue or nil,
-    metadata = { agent_key = key } })
   pending[req] = key
   changed(key)
   return { agent_key = key, status = "pending" }

@@ -35,6 +35,14 @@ function M.install()
     return { reloaded = args.name }
   end, { description = "Reloads one plugin by name" })
 
+  commands.register("plugins.enable", function(args)
+    if type(args.name) ~= "string" then return nil, "plugins.enable: args.name: expected string" end
+    local lifted = _botster.lift_quarantine(args.name)
+    local ok, err = hub.loader.reload_plugin(args.name)
+    if not ok then return nil, err end
+    return { enabled = args.name, was_quarantined = lifted }
+  end, { description = "Lifts a plugin's quarantine (it took the hub down) and loads it" })
+
   commands.register("plugins.log", function(args)
     if type(args.name) ~= "string" then return nil, "plugins.log: args.name: expected string" end
     local lines = log.recent(args.name)
