@@ -17,9 +17,18 @@ from typing import Any
 
 from lupa import lua54
 
-__all__ = ["JSON_NULL", "ConversionError", "Converter", "lua_type_name"]
+__all__ = [
+    "JSON_NULL",
+    "ConversionError",
+    "Converter",
+    "check_data",
+    "data_size",
+    "lua_type_name",
+]
 
 MAX_DEPTH = 200
+# Rough bytes one Lua table slot and one string header take; only used to refuse early.
+_SLOT = 40
 
 
 class _JsonNull:
@@ -62,16 +71,77 @@ def lua_type_name(value: Any) -> str:
     return t if t is not None else "userdata"
 
 
+def data_size(value: Any, stop: int) -> int:
+    """About how many bytes of Lua memory `value` takes once converted (JSON-like data).
+
+    The walk gives up as soon as the total passes `stop` (and returns a number above it), so
+    a huge value costs no more to measure than a value of `stop` bytes.
+    """
+    total = 0
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, (bytes, str)):
+            total += len(v) + _SLOT
+        elif isinstance(v, dict):
+            total += _SLOT * (len(v) + 1)
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, (list, tuple)):
+            total += _SLOT * (len(v) + 1)
+            stack.extend(v)
+        else:
+            total += _SLOT
+        if total > stop:
+            return total
+    return total
+
+
+def check_data(value: Any, *, max_bytes: int, max_depth: int) -> str | None:
+    """Why `value` (decoded JSON) is too big or too deep to hand to Lua, or None if it isn't.
+
+    Measures about as many bytes as its JSON text would take and stops at the first limit
+    passed, so a hostile value costs at most `max_bytes` of work. Checked before conversion
+    (a deep or huge value would otherwise hold the loop while it is converted).
+    """
+    total = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, (bytes, str)):
+            total += len(v) + 3
+        elif isinstance(v, dict):
+            depth += 1
+            total += 2 + len(v)
+            stack.extend((k, depth) for k in v)
+            stack.extend((item, depth) for item in v.values())
+        elif isinstance(v, (list, tuple)):
+            depth += 1
+            total += 2 + len(v)
+            stack.extend((item, depth) for item in v)
+        else:
+            total += 8
+        if depth > max_depth:
+            return f"nested deeper than {max_depth} levels"
+        if total > max_bytes:
+            return f"larger than {max_bytes} bytes"
+    return None
+
+
 class Converter:
     """Converts values for one Lua runtime.
 
     Args:
         lua: the runtime.
         array_mark: the Lua metatable that marks a table as a JSON array.
+        memory_limit: the Lua memory cap in bytes (0: none); a value that would not fit
+            under it is refused before conversion starts.
     """
 
-    def __init__(self, lua: lua54.LuaRuntime, array_mark: Any) -> None:
+    def __init__(self, lua: lua54.LuaRuntime, array_mark: Any, memory_limit: int = 0) -> None:
         self._lua = lua
+        self._limit = memory_limit
+        self._collect = lua.eval("function() collectgarbage() end")
         self._table_from = lua.table_from
         self._mark = lua.eval("function(t, mt) return setmetatable(t, mt) end")
         self._is_marked = lua.eval("function(t, mt) return getmetatable(t) == mt end")
@@ -93,8 +163,41 @@ class Converter:
 
     # Python -> Lua -------------------------------------------------------------------------
 
-    def to_lua(self, value: Any, _depth: int = 0) -> Any:
-        """Converts a Python value (JSON-like data, or an existing Lua object) for Lua."""
+    def reserve(self, value: Any) -> None:
+        """Checks that `value` fits in what is left of the Lua memory cap.
+
+        Conversion runs with the cap lifted (see scheduler.lua), so this check is what keeps
+        a large value out: it is refused with a clear error instead of being built.
+
+        Raises:
+            ConversionError: it does not fit, even after a full garbage collection.
+        """
+        if self._limit <= 0 or isinstance(value, (bool, int, float)) or value is None:
+            return
+        free = self._limit - self._lua.get_memory_used()
+        need = data_size(value, free)
+        if need <= free:
+            return
+        self._collect()
+        used = self._lua.get_memory_used()
+        if need <= self._limit - used:
+            return
+        mib = 1 << 20
+        raise ConversionError(
+            f"a value of about {need / mib:.1f} MiB does not fit in Lua memory "
+            f"({used / mib:.0f} of {self._limit / mib:.0f} MiB in use; see lua_memory_limit_mb)"
+        )
+
+    def to_lua(self, value: Any) -> Any:
+        """Converts a Python value (JSON-like data, or an existing Lua object) for Lua.
+
+        Raises:
+            ConversionError: too deep, or too large for the Lua memory cap.
+        """
+        self.reserve(value)
+        return self._to_lua(value)
+
+    def _to_lua(self, value: Any, _depth: int = 0) -> Any:
         if value is None or isinstance(value, (bool, int, float, bytes)):
             return value
         if isinstance(value, str):
@@ -104,14 +207,14 @@ class Converter:
         if isinstance(value, dict):
             return self._table_from(
                 {
-                    self.to_lua(k, _depth + 1): self.to_lua(v, _depth + 1)
+                    self._to_lua(k, _depth + 1): self._to_lua(v, _depth + 1)
                     for k, v in value.items()
                     if v is not None
                 }
             )
         if isinstance(value, (list, tuple)):
             table = self._table_from(
-                [JSON_NULL if v is None else self.to_lua(v, _depth + 1) for v in value]
+                [JSON_NULL if v is None else self._to_lua(v, _depth + 1) for v in value]
             )
             # Every list is marked, not only empty ones: a decoded array that a plugin
             # empties (table.remove) must still encode as [] rather than {}.
@@ -121,9 +224,10 @@ class Converter:
 
     def results(self, value: Any) -> Any:
         """Converts a primitive's return value; a tuple becomes multiple Lua results."""
+        self.reserve(value)
         if isinstance(value, tuple):
-            return tuple(self.to_lua(v) for v in value)
-        return self.to_lua(value)
+            return tuple(self._to_lua(v) for v in value)
+        return self._to_lua(value)
 
     # Lua -> Python -------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ Leaves to ``botster/primitives`` what each global does, and to the embedded Lua 
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import types
@@ -70,6 +71,10 @@ class LuaHost:
             register_builtins=False,
             max_memory=memory_limit,
         )
+        self.memory_limit = memory_limit
+        # The cap is in force only while plugin code runs (scheduler.lua): an allocation that
+        # fails while lupa pushes values outside a protected call would abort the process.
+        self.lua.set_max_memory(0)
         self.globals = self.lua.globals()
         # Plugins get the full standard library, but not a door into the Python process.
         self.lua.execute(b"python = nil")
@@ -78,7 +83,7 @@ class LuaHost:
         self.raise_marker = self._lua_sched[b"RAISE"]
         self._running_owner = self._lua_sched[b"running_owner"]
         self.array_mark = self.lua.execute(b"return {__name = 'json.array'}")
-        self.convert = Converter(self.lua, self.array_mark)
+        self.convert = Converter(self.lua, self.array_mark, memory_limit)
         self.null = JSON_NULL
         self.embedded = _embedded_sources()
         self._setup_require(override_dirs or [])
@@ -91,7 +96,13 @@ class LuaHost:
         # scheduler.lua looks its callbacks up in `py` at call time, so they can be added
         # once the Python half exists.
         py = self.lua.table_from(
-            {b"now": time.monotonic, b"budget": float(budget_s), b"slow_s": float(slow_s)}
+            {
+                b"now": time.monotonic,
+                b"budget": float(budget_s),
+                b"slow_s": float(slow_s),
+                b"mem_enforce": functools.partial(self.lua.set_max_memory, self.memory_limit),
+                b"mem_lift": functools.partial(self.lua.set_max_memory, 0),
+            }
         )
         lua_sched = chunk(py)
         self.sched = Scheduler(lua_sched, lua_sched[b"RAISE"], plugin_log)
@@ -107,7 +118,7 @@ class LuaHost:
         setup(
             ";".join(patterns).encode(),
             self.convert.to_lua(list(PROTECTED_MODULES)),
-            self._embedded_loader,
+            self._lua_sched[b"bind_sync"](self._embedded_loader),
         )
 
     def _embedded_loader(self, name: bytes) -> Any:

@@ -12,6 +12,12 @@
 --   py.on_error(owner, label, msg)   a task failed; msg carries the Lua traceback
 --   py.on_slow(owner, label, ms)     a step took longer than py.slow_s
 --   py.budget, py.slow_s             seconds
+--   py.mem_enforce(), py.mem_lift()  put the Lua memory cap in force / lift it (see below)
+--
+-- Memory: lupa's allocator fails at the cap, and an allocation that fails while Python is
+-- pushing values into Lua (outside any protected call) aborts the process (Lua's PANIC). So
+-- the cap is in force only while plugin code runs inside a step; Python, and the hub's glue
+-- between steps, run with it lifted, and Python checks sizes before it converts (convert.py).
 
 local py = ...
 
@@ -22,6 +28,14 @@ local pack, unpack = table.pack, table.unpack
 local sethook, traceback = debug.sethook, debug.traceback
 local clock = os.clock
 local now = py.now
+local mem_enforce, mem_lift = py.mem_enforce, py.mem_lift
+local enforced = false -- whether the memory cap is in force now
+local function set_cap(on)
+  if on ~= enforced then
+    enforced = on
+    if on then mem_enforce() else mem_lift() end
+  end
+end
 local HOOK_COUNT = 10000
 
 local M = {}
@@ -70,6 +84,11 @@ local function new_coroutine(fn, owner)
   return co
 end
 
+local function restore_cap(was, ...)
+  set_cap(was)
+  return ...
+end
+
 -- Resumes `co` as one step with its own budget; nested steps don't count against the parent.
 local function run_step(co, owner, label, ...)
   local parent = frame
@@ -79,7 +98,11 @@ local function run_step(co, owner, label, ...)
   frame = f
   local was = current
   current = owner
-  local r = pack(co_resume(co, ...))
+  local was_enforced = enforced
+  set_cap(true)
+  -- The cap goes back before `pack` allocates: an allocation failing out here would escape
+  -- to Python with the cap still in force.
+  local r = pack(restore_cap(was_enforced, co_resume(co, ...)))
   current = was
   frame = parent
   local elapsed = now() - t0
@@ -162,11 +185,23 @@ end
 
 -- Shims that make Python functions behave like Lua ones: a RAISE first value becomes a Lua
 -- error at the caller's line, and an awaitable suspends only the calling task.
+--
+-- The memory cap is lifted around the Python call: lupa converts arguments and results
+-- outside Lua's protection, where a failed allocation would abort the process.
+local function call_py(pyfn, ...)
+  local was_enforced = enforced
+  set_cap(false)
+  local r = pack(raw_pcall(pyfn, ...))
+  set_cap(was_enforced)
+  return r
+end
+
 function M.bind_sync(pyfn)
   return function(...)
-    local r = pack(pyfn(...))
-    if r[1] == RAISE then error(r[2], 2) end
-    return unpack(r, 1, r.n)
+    local r = call_py(pyfn, ...)
+    if not r[1] then error(r[2], 0) end
+    if r[2] == RAISE then error(r[3], 2) end
+    return unpack(r, 2, r.n)
   end
 end
 
@@ -175,8 +210,10 @@ function M.bind_async(name, pyfn)
     if not co_isyieldable() then
       error(name .. ": cannot wait here (not inside a hub task)", 2)
     end
-    local r = pack(pyfn(...))
-    if r[1] == RAISE then error(r[2], 2) end
+    local r = call_py(pyfn, ...)
+    if not r[1] then error(r[2], 0) end
+    if r[2] == RAISE then error(r[3], 2) end
+    r = pack(unpack(r, 2, r.n))
     r = pack(co_yield(AWAIT, r[1]))
     if r[1] == RAISE then error(r[2], 2) end
     return unpack(r, 1, r.n)
@@ -192,7 +229,15 @@ local function rethrow_abort(ok, ...)
 end
 
 function pcall(f, ...) return rethrow_abort(raw_pcall(f, ...)) end
-function xpcall(f, handler, ...) return rethrow_abort(raw_xpcall(f, handler, ...)) end
+-- The plugin's message handler runs under the step's budget like any code; once the step is
+-- being aborted it is not called again, so a handler that loops (or errors) cannot hold the
+-- abort up.
+function xpcall(f, handler, ...)
+  return rethrow_abort(raw_xpcall(f, function(e)
+    if frame and frame.aborting then return e end
+    return handler(e)
+  end, ...))
+end
 
 function coroutine.create(fn)
   return new_coroutine(fn, M.current_owner())
