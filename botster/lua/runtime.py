@@ -80,6 +80,8 @@ class LuaHost:
         self.lua.execute(b"python = nil")
         self.sched: Scheduler
         self._lua_sched = self._load_scheduler(budget_s, slow_s)
+        # string.find/match/gmatch/gsub that the CPU budget can cut (see patterns.lua).
+        self.load(_PACKAGE.joinpath("patterns.lua").read_bytes(), "@embedded:patterns.lua")()
         self.raise_marker = self._lua_sched[b"RAISE"]
         self._running_owner = self._lua_sched[b"running_owner"]
         self.array_mark = self.lua.execute(b"return {__name = 'json.array'}")
