@@ -29,7 +29,7 @@ log = logging.getLogger("lua")
 plugin_log = logging.getLogger("plugin")
 
 # Core modules that can be neither overridden nor reloaded: they hold the hub's Lua state.
-PROTECTED_MODULES = ("hub.state", "hub.hooks", "hub.loader")
+PROTECTED_MODULES = ("hub.state", "hub.hooks", "hub.loader", "hub.sandbox")
 
 _PACKAGE = resources.files("botster.lua")
 
