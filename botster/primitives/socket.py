@@ -14,10 +14,12 @@ any Lua listener: the ``tui`` primitive is one, and picks out the clients whose 
 from __future__ import annotations
 
 import itertools
+import logging
 from typing import Any, TypedDict
 
 from botster.hub.context import current_hub
 from botster.lua.api import LuaFunction, lua_api
+from botster.lua.convert import check_data
 from botster.sessions.forwarder import PtyForwarder
 from botster.transports.framing import split_session
 from botster.transports.observers import observe
@@ -30,6 +32,8 @@ __all__ = [
     "message_received",
     "pty_input",
 ]
+
+log = logging.getLogger("hub")
 
 _listeners: dict[str, dict[str, tuple[str, Any]]] = {
     "connected": {},
@@ -95,9 +99,35 @@ def pty_input(client: SocketClient, payload: bytes) -> None:
 
 
 def message_received(client: SocketClient, message: dict[str, Any]) -> None:
-    """Server hook: a JSON message arrived."""
+    """Server hook: a JSON message arrived.
+
+    A message too deep or too large for Lua (settings ``request_max_depth`` and
+    ``request_max_bytes``) is answered with an error and never converted: converting it
+    would hold the loop, and it could not fit in Lua's memory anyway.
+    """
     observe("message", client, message)
+    config = current_hub().config
+    problem = check_data(
+        message,
+        max_bytes=int(config.setting("request_max_bytes")),
+        max_depth=int(config.setting("request_max_depth")),
+    )
+    if problem is not None:
+        _refuse(client, message, problem)
+        return
     _dispatch("message", "socket message", client.id, message)
+
+
+def _refuse(client: SocketClient, message: Any, problem: str) -> None:
+    setting = "request_max_depth" if "deeper" in problem else "request_max_bytes"
+    text = f"message is {problem} (setting {setting})"
+    log.warning("client %s: %s; refused", client.id, text)
+    if isinstance(message, dict) and message.get("type") == "request" and "id" in message:
+        msg_id = message["id"]
+        if isinstance(msg_id, (str, int)) and not isinstance(msg_id, bool):
+            client.send_json({"type": "response", "id": msg_id, "ok": False, "error": text})
+            return
+    client.send_json({"type": "error", "code": "bad_message", "message": text})
 
 
 def _client(client_id: str) -> SocketClient | None:

@@ -65,6 +65,9 @@ def _stop(t: _Timer) -> None:
     if t.handle is not None:
         t.handle.cancel()
     _timers.pop(t.id, None)
+    # The handle holds t and t held the handle: without this the callback (and all the Lua
+    # memory it reaches) waited for Python's cycle collector.
+    t.handle = t.fn = None
 
 
 def _fire(t: _Timer) -> None:
@@ -73,7 +76,8 @@ def _fire(t: _Timer) -> None:
     if t.interval is None:
         _timers.pop(t.id, None)
         hub.owners.discard(t.owner, t.id)
-        sched.start(t.owner, f"timer {t.id}", t.fn)
+        fn, t.fn, t.handle = t.fn, None, None  # a fired one-shot keeps nothing alive
+        sched.start(t.owner, f"timer {t.id}", fn)
         return
     # Schedule the next tick first so the callback may cancel it.
     now = hub.loop.time()

@@ -52,6 +52,8 @@ local function plugin_require(p, env, view)
       end
     end
     if sandbox.INTERNAL[name] then error("require: '" .. name .. "' is internal to the hub", 2) end
+    -- Standard libraries the sandbox replaces (debug, os, package) come from the sandbox.
+    if sandbox.REPLACED[name] then return env[name] end
     local shared = require(name)
     -- Shared modules are read-only to plugins, like the globals.
     if type(shared) == "table" then return view(shared, name) end
@@ -185,6 +187,9 @@ function M.unload_plugin(name)
   if p.status == "loaded" then call_module_hook(p, p.module, "_before_unload") end
   release(name)
   plugins[name] = nil
+  -- What only the plugin referenced is garbage now; give it back at once rather than
+  -- whenever the collector next gets round to it (a plugin may have held hundreds of MB).
+  collectgarbage()
   log.info("plugin '" .. name .. "' unloaded")
   return true
 end

@@ -25,6 +25,8 @@ local HIDDEN = { _botster = true, python = true, _loading_plugin_source = true }
 -- Modules a plugin's `require` refuses.
 local INTERNAL = { ["hub.sched"] = true, ["hub.sandbox"] = true }
 M.INTERNAL = INTERNAL
+-- Standard modules whose plugin version is the sandbox's (`require` returns that one).
+M.REPLACED = { debug = true, os = true, package = true, _G = true }
 
 local function internal_key(k)
   return raw_type(k) == "string" and k:byte(1) == 95 and k ~= "_VERSION" -- "_"
@@ -152,6 +154,8 @@ function M.new_env(make_require)
   local plugin_os = raw_setmetatable({ exit = function() raw_error(OS_EXIT_HINT, 2) end },
     { __index = os })
   overrides.os = view(cache, plugin_os, "os")
+  -- package.loaded would hand out every module, the hub's own and the full debug library.
+  overrides.package = view(cache, { config = package.config, path = package.path }, "package")
   raw_setmetatable(env, {
     __index = function(_, k)
       local o = overrides[k]
