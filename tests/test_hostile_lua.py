@@ -82,8 +82,10 @@ json_values = st.recursive(
     st.integers(-(2**53), 2**53)
     | st.text(st.characters(blacklist_categories=("Cs",)), max_size=20)
     | st.booleans(),
-    lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(st.text(min_size=1, max_size=5), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(min_size=1, max_size=5), inner, max_size=4)
+    ),
     max_leaves=60,
 )
 
@@ -271,10 +273,10 @@ VICTIM = """
 ATTACKS = {
     "call_as": 'require("hub.sched").call_as("victim", "x", function() end)',
     "release_owner": '_botster.release_owner("victim")',
-    "release_via_load": 'load("_botster.release_owner(\'victim\')")()',
+    "release_via_load": "load(\"_botster.release_owner('victim')\")()",
     "release_via_env": 'getmetatable(_ENV).__index._botster.release_owner("victim")',
     "events_release": 'events._release("victim")',
-    "loader_release": 'hub.loader._release("victim")',
+    "loader_release": '(hub.loader._release or hub.loader.release)("victim")',
     "package_loaded": 'package.loaded["hub.sched"].call_as("victim", "x", print)',
     "patch_log": "log.info = function() end",
     "patch_json": "json.encode = function() return 'pwned' end",

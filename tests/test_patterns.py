@@ -57,8 +57,7 @@ _MODULE, _CHECK = _runtime()
 
 subjects = st.text(alphabet="ab c()[]%-.1\n", max_size=12).map(str.encode)
 atoms = st.sampled_from(
-    ["a", "b", ".", "%a", "%s", "%S", "[ab]", "[^a]", "[a-c]", "%(", "%%", " ", "(", ")",
-     "()", "%1", "%bab", "%f[a]", "%f[%s]", "$", "^", "[%a]", "[]"]
+    "a b . %a %s %S [ab] [^a] [a-c] %( %% _ ( ) () %1 %bab %f[a] %f[%s] $ ^ [%a] []".split()
 )
 quantifiers = st.sampled_from(["", "", "*", "+", "-", "?"])
 patterns = st.lists(st.tuples(atoms, quantifiers), max_size=6).map(
