@@ -96,3 +96,12 @@ def test_pathological_pattern_is_costly_and_ordinary_ones_are_not():
     assert not costly(b"x\n" * 100_000, b"[^\n]+", False)
     assert not costly(b"x" * 1000, b"^(%w+)", True)
     assert not costly(b"short line", b"^(%S+)%s+(.*)$", True)
+
+
+def test_plain_find_in_lua_finds_what_c_finds():
+    find = _MODULE[b"lua_find"]
+    cfind = _MODULE[b"c_find"]
+    s = b"ab" * 50 + b"needle-in-a-haystack-xyz" + b"ab" * 10
+    for needle in (b"needle-in-a-haystack-xyz", b"ab", b"zz", b"", b"b" * 20, s[-30:]):
+        for init in (1, 5, -10):
+            assert find(s, needle, init, True, True) == cfind(s, needle, init, True), needle

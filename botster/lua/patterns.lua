@@ -312,11 +312,18 @@ local function posrelat(pos, len)
   return len + pos + 1
 end
 
+-- C finds each candidate by a short prefix (a cost linear in the subject); the loop over
+-- candidates is Lua, so the budget can cut a subject full of near-misses.
 local function plain_find(s, p, init)
   local ls, lp = #s, #p
   if lp == 0 then return init end
-  for i = init, ls - lp + 1 do
-    if sub(s, i, i + lp - 1) == p then return i end
+  local prefix = sub(p, 1, 16)
+  local i = init
+  while i <= ls - lp + 1 do
+    i = find_c(s, prefix, i, true)
+    if i == nil or i > ls - lp + 1 then return nil end
+    if lp <= 16 or sub(s, i, i + lp - 1) == p then return i end
+    i = i + 1
   end
   return nil
 end
@@ -444,12 +451,20 @@ end
 
 -- The estimate: how many positions the matcher may try times how far each repetition item
 -- may backtrack. A repetition that ends the pattern never backtracks (nothing after it can
--- fail), so `[^\n]+` over a big text counts as linear.
-local cost_cache, cache_size = {}, 0
-local function pattern_shape(p)
-  local shape = cost_cache[p]
-  if shape then return shape end
-  local reps, opts, balances, anchor = 0, 0, 0, byte(p, 1) == CARET
+-- fail), so `[^\n]+` over a big text counts as linear. Each pattern's shape is turned once
+-- into the longest subject the C matcher may take; a call then costs one length comparison.
+local HUGE = math.huge
+
+-- Largest n with starts(n) * n^reps * 2^opts <= LIMIT.
+local function longest(reps, opts, anchored)
+  local budget = LIMIT / 2 ^ math.min(opts, 64)
+  local power = reps + (anchored and 0 or 1)
+  if power == 0 then return budget >= 1 and HUGE or -1 end
+  return math.floor(budget ^ (1 / power)) - 1
+end
+
+local function shape_of(p)
+  local reps, opts, anchor = 0, 0, byte(p, 1) == CARET
   local i, lp = anchor and 2 or 1, #p
   local last_rep_at_end = false
   while i <= lp do
@@ -457,7 +472,7 @@ local function pattern_shape(p)
     local item_end
     if c == ESC then
       local nc = byte(p, i + 1)
-      if nc == 98 then balances = balances + 1; item_end = i + 4
+      if nc == 98 then reps = reps + 1; item_end = i + 4 -- %bxy scans ahead like a repetition
       elseif nc == 102 then
         item_end = i + 2
         if byte(p, item_end) == LBRACK then
@@ -489,31 +504,41 @@ local function pattern_shape(p)
       -- Only closing parentheses after it: it ends the pattern.
       last_rep_at_end = find_c(p, "^%)*$", item_end + 1) ~= nil
       item_end = item_end + 1
-    elseif c ~= 40 and c ~= 41 and q == 63 then
+    elseif c ~= 40 and c ~= 41 and q == 63 then -- ?
       opts = opts + 1
       item_end = item_end + 1
     end
     i = item_end
   end
   if last_rep_at_end then reps = reps - 1 end
-  shape = { reps = reps + balances, opts = opts, anchor = anchor }
-  if cache_size > 512 then cost_cache, cache_size = {}, 0 end
-  cost_cache[p] = shape
+  -- A plain find compares bytes with memchr/memcmp, ~500x cheaper than a matcher step.
+  local plain = math.floor(500 * LIMIT / math.max(lp, 1))
+  local is_plain = not find_c(p, SPECIALS)
+  return {
+    plain = plain,                                                -- find(s, p, i, true)
+    find = is_plain and plain or longest(reps, opts, anchor),     -- find, match, gsub
+    scan = longest(reps + (anchor and 1 or 0), opts, false),      -- gmatch: '^' is literal
+  }
+end
+
+local NOT_A_STRING = { plain = HUGE, find = HUGE, scan = HUGE } -- C coerces or raises
+local shapes, cache_size = {}, 0
+
+local function shape(p)
+  local sh = shapes[p]
+  if sh then return sh end
+  if type(p) ~= "string" then return NOT_A_STRING end
+  sh = shape_of(p)
+  if cache_size >= 512 then shapes, cache_size = {}, 0 end
+  shapes[p] = sh
   cache_size = cache_size + 1
-  return shape
+  return sh
 end
 
 local function too_costly(s, p, anchored_ok)
-  if type(s) ~= "string" or type(p) ~= "string" then return false end
-  local n = #s + 1
-  local shape = pattern_shape(p)
-  local cost = (shape.anchor and anchored_ok) and 1 or n
-  for _ = 1, shape.reps do
-    cost = cost * n
-    if cost > LIMIT then return true end
-  end
-  if shape.opts > 0 then cost = cost * 2 ^ math.min(shape.opts, 64) end
-  return cost > LIMIT
+  if type(s) ~= "string" then return false end
+  local sh = shape(p)
+  return #s > (anchored_ok and sh.find or sh.scan)
 end
 
 -- Errors from the Lua matcher read like the C ones: "bad argument #2 to 'find' (...)".
@@ -529,42 +554,32 @@ local function run(fname, f, ...)
   error(err, 0)
 end
 
-local function plain_cost(s, p)
-  return type(s) == "string" and type(p) == "string" and #s * #p > LIMIT
-end
-
 function string.find(s, p, init, plain)
-  if plain or (type(p) == "string" and not find_c(p, SPECIALS)) then
-    if plain_cost(s, p) then return run("find", lua_find, s, p, tointeger(init), true, true) end
-    return find_c(s, p, init, plain)
-  end
-  if too_costly(s, p, true) then return run("find", lua_find, s, p, tointeger(init), false, true) end
-  return find_c(s, p, init, plain)
+  if type(s) ~= "string" then return find_c(s, p, init, plain) end
+  local sh = shapes[p] or shape(p)
+  if #s <= (plain and sh.plain or sh.find) then return find_c(s, p, init, plain) end
+  return run("find", lua_find, s, p, tointeger(init), plain, true)
 end
 
 function string.match(s, p, init)
-  if too_costly(s, p, true) then return run("match", lua_find, s, p, tointeger(init), false, false) end
-  return match_c(s, p, init)
+  if type(s) ~= "string" or #s <= (shapes[p] or shape(p)).find then return match_c(s, p, init) end
+  return run("match", lua_find, s, p, tointeger(init), false, false)
 end
 
 function string.gmatch(s, p, init)
-  if too_costly(s, p, false) then
-    local it = lua_gmatch(s, p, tointeger(init))
-    return function() return run("gmatch", it) end
-  end
-  return gmatch_c(s, p, init)
+  if type(s) ~= "string" or #s <= (shapes[p] or shape(p)).scan then return gmatch_c(s, p, init) end
+  local it = lua_gmatch(s, p, tointeger(init))
+  return function() return run("gmatch", it) end
 end
 
 function string.gsub(s, p, repl, n)
-  if too_costly(s, p, true) then
-    local tr = type(repl)
-    if tr ~= "string" and tr ~= "number" and tr ~= "function" and tr ~= "table" then
-      error("bad argument #3 to 'gsub' (string/function/table expected, got "
-        .. (repl == nil and "no value" or tr) .. ")", 2)
-    end
-    return run("gsub", lua_gsub, s, p, repl, tointeger(n))
+  if type(s) ~= "string" or #s <= (shapes[p] or shape(p)).find then return gsub_c(s, p, repl, n) end
+  local tr = type(repl)
+  if tr ~= "string" and tr ~= "number" and tr ~= "function" and tr ~= "table" then
+    error("bad argument #3 to 'gsub' (string/function/table expected, got "
+      .. (repl == nil and "no value" or tr) .. ")", 2)
   end
-  return gsub_c(s, p, repl, n)
+  return run("gsub", lua_gsub, s, p, repl, tointeger(n))
 end
 
 -- For tests: both matchers side by side.
