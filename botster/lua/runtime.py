@@ -104,6 +104,9 @@ class LuaHost:
                 b"slow_s": float(slow_s),
                 b"mem_enforce": functools.partial(self.lua.set_max_memory, self.memory_limit),
                 b"mem_lift": functools.partial(self.lua.set_max_memory, 0),
+                # A quarter of the cap (at least 32 MiB) is headroom for what Python pushes.
+                b"mem_soft_kb": max(self.memory_limit - max(self.memory_limit // 4, 32 << 20), 0)
+                / 1024,
             }
         )
         lua_sched = chunk(py)

@@ -13,6 +13,7 @@
 --   py.on_slow(owner, label, ms)     a step took longer than py.slow_s
 --   py.budget, py.slow_s             seconds
 --   py.mem_enforce(), py.mem_lift()  put the Lua memory cap in force / lift it (see below)
+--   py.mem_soft_kb                   below this much Lua memory, calls skip the switch
 --
 -- Memory: lupa's allocator fails at the cap, and an allocation that fails while Python is
 -- pushing values into Lua (outside any protected call) aborts the process (Lua's PANIC). So
@@ -188,7 +189,11 @@ end
 --
 -- The memory cap is lifted around the Python call: lupa converts arguments and results
 -- outside Lua's protection, where a failed allocation would abort the process.
+-- Far below the cap (under py.mem_soft_kb) nothing lupa pushes can reach it (values are
+-- measured before conversion), so the common call skips the two switches.
+local gc_count, soft_kb = collectgarbage, py.mem_soft_kb
 local function call_py(pyfn, ...)
+  if not enforced or gc_count("count") < soft_kb then return pack(true, pyfn(...)) end
   local was_enforced = enforced
   set_cap(false)
   local r = pack(raw_pcall(pyfn, ...))
