@@ -338,3 +338,41 @@ async def test_read_only_views_still_work_like_the_tables(hub):
     assert views["json_internal"] is False
     assert views["loaded"] == "table" and views["gc"] is True
     assert views["debug_sethook"] is True and views["version"] == "Lua 5.4"
+
+
+async def test_large_allowed_message_is_converted_while_others_are_answered(hub):
+    proc = await hub(
+        plugins={
+            "order": """
+                socket.on_message(function(id, msg)
+                  if msg.type == "request" and msg.command == "ping" and msg.args then
+                    local e = msg.args.big or msg.args.echo
+                    log.info("RESULT seen_" .. msg.id .. " " .. json.encode(type(e) == "table" and #e or e))
+                  end
+                end)
+            """
+        }
+    )
+    conn = await witness(proc)
+    client = await HubConnection.connect(socket_of(proc), "big")
+    big = [{"k": i} for i in range(60_000)]  # ~0.8 MiB: allowed, converted in slices
+    answers: list[str] = []
+
+    async def ask(what: str, c: HubConnection, args: dict) -> Any:
+        result = await asyncio.wait_for(c.request("ping", args), 60)
+        answers.append(what)
+        return result
+
+    big_call = asyncio.ensure_future(ask("big", client, {"big": big}))
+    small_call = asyncio.ensure_future(ask("small", client, {"echo": "after"}))
+    assert (await ask("witness", conn, {"echo": 1}))["echo"] == 1
+    assert await big_call == {"pong": True}
+    assert (await small_call)["echo"] == "after"
+    # The witness was answered while the big message was still being converted, and the
+    # client's later message still reached Lua after its big one.
+    assert answers.index("witness") < answers.index("big")
+    await proc.wait_for(r'RESULT seen_\d+ "after"')
+    seen = [ln.split()[-1] for ln in proc.lines if "RESULT seen_" in ln]
+    assert seen.index("60000") < seen.index('"after"'), seen
+    await client.close()
+    await assert_alive(proc, conn)

@@ -13,7 +13,9 @@ rules; ``docs/primitives.md`` states them for plugin authors.
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from collections.abc import Generator
+from typing import Any, TypeVar
 
 from lupa import lua54
 
@@ -22,11 +24,15 @@ __all__ = [
     "ConversionError",
     "Converter",
     "check_data",
+    "check_data_steps",
     "data_size",
+    "run_sliced",
+    "run_steps",
     "lua_type_name",
 ]
 
 MAX_DEPTH = 200
+T = TypeVar("T")
 # Rough bytes one Lua table slot and one string header take; only used to refuse early.
 _SLOT = 40
 
@@ -97,35 +103,84 @@ def data_size(value: Any, stop: int) -> int:
     return total
 
 
+# Elements handled between two yields of the sliced walks (well under a millisecond).
+SLICE = 256
+
+Steps = Generator[None, None, Any]
+
+
+_END = object()
+
+
+def check_data_steps(
+    value: Any, *, max_bytes: int, max_depth: int
+) -> Generator[None, None, str | None]:
+    """``check_data`` in slices: yields every ``SLICE`` elements; returns the same answer.
+
+    Containers are walked through iterators, never copied, so no slice does more than
+    ``SLICE`` elements' work however wide one container is.
+    """
+    total = 0
+    work = 0
+    stack: list[Any] = [iter((value,))]
+    while stack:
+        v = next(stack[-1], _END)
+        if v is _END:
+            stack.pop()
+            continue
+        if type(v) is tuple and len(v) == 2 and type(v[0]) is str:  # a dict item
+            total += len(v[0]) + 3
+            v = v[1]
+        if isinstance(v, (bytes, str)):
+            total += len(v) + 3
+        elif isinstance(v, dict):
+            total += 2
+            stack.append(iter(v.items()))
+        elif isinstance(v, (list, tuple)):
+            total += 2
+            stack.append(iter(v))
+        else:
+            total += 8
+        total += 1
+        if len(stack) - 1 > max_depth:
+            return f"nested deeper than {max_depth} levels"
+        if total > max_bytes:
+            return f"larger than {max_bytes} bytes"
+        work += 1
+        if work >= SLICE:
+            work = 0
+            yield
+    return None
+
+
 def check_data(value: Any, *, max_bytes: int, max_depth: int) -> str | None:
     """Why `value` (decoded JSON) is too big or too deep to hand to Lua, or None if it isn't.
 
     Measures about as many bytes as its JSON text would take and stops at the first limit
     passed, so a hostile value costs at most `max_bytes` of work. Checked before conversion
-    (a deep or huge value would otherwise hold the loop while it is converted).
+    (a deep or huge value would otherwise hold the loop while it is converted). For a large
+    value, drive ``check_data_steps`` from the loop instead (see ``run_sliced``).
     """
-    total = 0
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        v, depth = stack.pop()
-        if isinstance(v, (bytes, str)):
-            total += len(v) + 3
-        elif isinstance(v, dict):
-            depth += 1
-            total += 2 + len(v)
-            stack.extend((k, depth) for k in v)
-            stack.extend((item, depth) for item in v.values())
-        elif isinstance(v, (list, tuple)):
-            depth += 1
-            total += 2 + len(v)
-            stack.extend((item, depth) for item in v)
-        else:
-            total += 8
-        if depth > max_depth:
-            return f"nested deeper than {max_depth} levels"
-        if total > max_bytes:
-            return f"larger than {max_bytes} bytes"
-    return None
+    return run_steps(check_data_steps(value, max_bytes=max_bytes, max_depth=max_depth))
+
+
+def run_steps(steps: Generator[None, None, T]) -> T:
+    """Runs a sliced walk to the end at once."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+async def run_sliced(steps: Generator[None, None, T]) -> T:
+    """Runs a sliced walk, letting the event loop run between slices."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+        await asyncio.sleep(0)
 
 
 class Converter:
@@ -147,6 +202,7 @@ class Converter:
         self._is_marked = lua.eval("function(t, mt) return getmetatable(t) == mt end")
         self._array_mark = array_mark
         self._identity = lua.eval("function(x) return x end")
+        self._merge = lua.eval("function(t, chunk) for k, v in pairs(chunk) do t[k] = v end end")
 
     def anchor(self, value: Any) -> Any:
         """Re-wraps a Lua object so Python may keep it.
@@ -221,6 +277,66 @@ class Converter:
             return self._mark(table, self._array_mark)
         # Lua objects and documented handles cross unchanged.
         return value
+
+    def to_lua_steps(self, value: Any) -> Generator[None, None, Any]:
+        """``to_lua`` in slices (yields every ``SLICE`` elements), for large data such as a
+        client's message: drive it with ``run_sliced`` so the loop keeps running.
+
+        Raises:
+            ConversionError: too deep, or too large for the Lua memory cap.
+        """
+        work = 0
+
+        def convert(v: Any, depth: int) -> Generator[None, None, Any]:
+            nonlocal work
+            if depth > MAX_DEPTH:
+                raise ConversionError("value is nested too deeply")
+            is_dict = isinstance(v, dict)
+            items = v.items() if is_dict else enumerate(v, 1)
+            # A wide container is filled in chunks, so no single call builds all of it.
+            table = self._lua.table() if len(v) > SLICE else None
+            out: Any = {}
+            for k, item in items:
+                if isinstance(item, (dict, list, tuple)):
+                    item = yield from convert(item, depth + 1)
+                elif item is None:
+                    if is_dict:
+                        continue
+                    item = JSON_NULL
+                else:
+                    item = self._to_lua(item)
+                out[self._to_lua(k) if is_dict else k] = item
+                work += 1
+                if work >= SLICE:
+                    work = 0
+                    if table is not None:
+                        self._merge(table, self._table_from(out))
+                        out = {}
+                    self._check_room()
+                    yield
+            if table is None:
+                table = self._table_from(out)
+            elif out:
+                self._merge(table, self._table_from(out))
+            return table if is_dict else self._mark(table, self._array_mark)
+
+        if not isinstance(value, (dict, list, tuple)):
+            return self.to_lua(value)
+        # Measuring first would be a second full walk without a break; instead the memory
+        # left is checked at every slice, so it is passed by one slice at most.
+        self._check_room()
+        return (yield from convert(value, 1))
+
+    def _check_room(self) -> None:
+        if self._limit <= 0:
+            return
+        used = self._lua.get_memory_used()
+        if used > self._limit - (1 << 20):
+            mib = 1 << 20
+            raise ConversionError(
+                f"value does not fit in Lua memory ({used / mib:.0f} of "
+                f"{self._limit / mib:.0f} MiB in use; see lua_memory_limit_mb)"
+            )
 
     def results(self, value: Any) -> Any:
         """Converts a primitive's return value; a tuple becomes multiple Lua results."""

@@ -13,13 +13,14 @@ any Lua listener: the ``tui`` primitive is one, and picks out the clients whose 
 
 from __future__ import annotations
 
+import collections
 import itertools
 import logging
 from typing import Any, TypedDict
 
 from botster.hub.context import current_hub
 from botster.lua.api import LuaFunction, lua_api
-from botster.lua.convert import check_data
+from botster.lua.convert import ConversionError, check_data, check_data_steps, run_sliced
 from botster.sessions.forwarder import PtyForwarder
 from botster.transports.framing import split_session
 from botster.transports.observers import observe
@@ -56,7 +57,11 @@ def _add(kind: str, fn: Any) -> str:
 
 def _dispatch(kind: str, label: str, *args: Any) -> None:
     hub = current_hub()
-    lua_args = [hub.host.convert.to_lua(a) for a in args]
+    _start_listeners(kind, label, *[hub.host.convert.to_lua(a) for a in args])
+
+
+def _start_listeners(kind: str, label: str, *lua_args: Any) -> None:
+    hub = current_hub()
     for owner, fn in list(_listeners[kind].values()):
         hub.host.sched.start(owner, label, fn, *lua_args)
 
@@ -102,25 +107,85 @@ def message_received(client: SocketClient, message: dict[str, Any]) -> None:
     """Server hook: a JSON message arrived.
 
     A message too deep or too large for Lua (settings ``request_max_depth`` and
-    ``request_max_bytes``) is answered with an error and never converted: converting it
-    would hold the loop, and it could not fit in Lua's memory anyway.
+    ``request_max_bytes``) is answered with an error and never converted. A large one that
+    passes is measured and converted in slices between which the loop runs (see ``_Inbox``).
     """
     observe("message", client, message)
-    config = current_hub().config
-    problem = check_data(
-        message,
-        max_bytes=int(config.setting("request_max_bytes")),
-        max_depth=int(config.setting("request_max_depth")),
-    )
-    if problem is not None:
-        _refuse(client, message, problem)
-        return
-    _dispatch("message", "socket message", client.id, message)
+    _inbox().receive(client, message)
+
+
+# A message this small (in JSON bytes, about) is checked and converted at once: well under a
+# millisecond. Larger ones go through the sliced path.
+_SMALL = 32 << 10
+
+
+class _Inbox:
+    """Hands each client's messages to Lua in arrival order, large ones in slices.
+
+    One per hub. While a client's large message is being measured or converted, its later
+    messages wait behind it, so Lua still sees them in order.
+    """
+
+    def __init__(self, hub: Any) -> None:
+        self._hub = hub
+        self._queues: dict[str, collections.deque[dict[str, Any]]] = {}
+
+    def _limits(self) -> tuple[int, int]:
+        config = self._hub.config
+        return int(config.setting("request_max_bytes")), int(config.setting("request_max_depth"))
+
+    def receive(self, client: SocketClient, message: dict[str, Any]) -> None:
+        queue = self._queues.get(client.id)
+        if queue is not None:
+            queue.append(message)
+            return
+        max_bytes, max_depth = self._limits()
+        problem = check_data(message, max_bytes=min(_SMALL, max_bytes), max_depth=max_depth)
+        if problem is None:
+            _dispatch("message", "socket message", client.id, message)
+            return
+        if "deeper" in problem or max_bytes <= _SMALL:
+            _refuse(client, message, problem)
+            return
+        self._queues[client.id] = collections.deque([message])
+        self._hub.spawn(self._drain(client), name=f"socket message {client.id}", owner="hub")
+
+    async def _drain(self, client: SocketClient) -> None:
+        queue = self._queues[client.id]
+        convert = self._hub.host.convert
+        try:
+            while queue:
+                message = queue.popleft()
+                max_bytes, max_depth = self._limits()
+                steps = check_data_steps(message, max_bytes=max_bytes, max_depth=max_depth)
+                problem = await run_sliced(steps)
+                if problem is not None:
+                    _refuse(client, message, problem)
+                    continue
+                try:
+                    value = await run_sliced(convert.to_lua_steps(message))
+                except ConversionError as e:
+                    _refuse(client, message, str(e))
+                    continue
+                _start_listeners("message", "socket message", client.id.encode(), value)
+        finally:
+            self._queues.pop(client.id, None)
+
+
+def _inbox() -> _Inbox:
+    hub = current_hub()
+    inbox = getattr(hub, "_socket_inbox", None)
+    if inbox is None:
+        inbox = hub._socket_inbox = _Inbox(hub)
+    return inbox
 
 
 def _refuse(client: SocketClient, message: Any, problem: str) -> None:
-    setting = "request_max_depth" if "deeper" in problem else "request_max_bytes"
-    text = f"message is {problem} (setting {setting})"
+    if problem.startswith(("nested", "larger")):
+        setting = "request_max_depth" if "deeper" in problem else "request_max_bytes"
+        text = f"message is {problem} (setting {setting})"
+    else:
+        text = f"message refused: {problem}"
     log.warning("client %s: %s; refused", client.id, text)
     if isinstance(message, dict) and message.get("type") == "request" and "id" in message:
         msg_id = message["id"]
