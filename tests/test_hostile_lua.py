@@ -206,6 +206,9 @@ BUDGET_HOLES = {
         setmetatable({}, {__gc = function() while true do end end})
         collectgarbage()
     """,
+    "error_tostring": """
+        error(setmetatable({}, {__tostring = function() while true do end end}))
+    """,
     "backtracking_pattern": """
         string.find(("a"):rep(30) .. "b", ("a*"):rep(30) .. "c")
     """,
@@ -249,6 +252,7 @@ async def test_runaway_code_is_cut(hub, case):
         "sethook_via_require": "attempt to call a nil value (field 'sethook')",
         "gc_finalizer": "__gc finalizers are not available to plugins",
         "backtracking_pattern": "exceeded its CPU budget",
+        "error_tostring": "(error object is a table value)",
         "backtracking_method": "exceeded its CPU budget",
     }[case]
     assert expected in reason

@@ -116,10 +116,20 @@ local function run_step(co, owner, label, ...)
   return r
 end
 
+-- An error value as text without running its __tostring: that would be plugin code run
+-- here, outside any step and its budget.
+local function error_text(e)
+  local te = type(e)
+  if te == "string" or te == "number" then return tostring(e) end
+  if te == "nil" or te == "boolean" then return "error " .. tostring(e) end
+  return "(error object is a " .. te .. " value)"
+end
+M.error_text = error_text
+
 local function settle(t, r)
   if not r[1] then
     tasks[t.id] = nil
-    py.on_error(t.owner, t.label, traceback(t.co, tostring(r[2])))
+    py.on_error(t.owner, t.label, traceback(t.co, error_text(r[2])))
     return "error"
   end
   if co_status(t.co) == "dead" then
@@ -161,7 +171,7 @@ function M.call_as(owner, label, fn, ...)
   local co = new_coroutine(fn, owner)
   local r = run_step(co, owner, label, ...)
   while true do
-    if not r[1] then return false, traceback(co, tostring(r[2])) end
+    if not r[1] then return false, traceback(co, error_text(r[2])) end
     if co_status(co) == "dead" then return true, unpack(r, 2, r.n) end
     if not co_isyieldable() then
       return false, label .. ": cannot wait here (not inside a hub task)"
