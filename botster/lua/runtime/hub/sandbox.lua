@@ -28,8 +28,10 @@ M.INTERNAL = INTERNAL
 -- Standard modules whose plugin version is the sandbox's (`require` returns that one).
 M.REPLACED = { debug = true, os = true, package = true, _G = true }
 
+local sbyte = string.byte
+
 local function internal_key(k)
-  return raw_type(k) == "string" and k:byte(1) == 95 and k ~= "_VERSION" -- "_"
+  return raw_type(k) == "string" and sbyte(k, 1) == 95 and k ~= "_VERSION" -- "_"
 end
 
 -- The real table's own __index (a primitive's wrong-door hint) raises at our line; the
@@ -45,8 +47,10 @@ local view
 
 -- Always reached through a tail call from __index, so level 2 is the plugin's line.
 local function lookup(cache, real, name, k)
-  if internal_key(k) then raw_error(name .. "." .. k .. " is internal to the hub", 2) end
   local value = raw_rawget(real, k)
+  local tv = raw_type(value)
+  if tv == "function" and not internal_key(k) then return value end -- the common case
+  if internal_key(k) then raw_error(name .. "." .. k .. " is internal to the hub", 2) end
   if value == nil and raw_getmetatable(real) ~= nil then
     local ok, r = raw_pcall(index_real, real, k)
     if not ok then raw_error(strip_position(r), 2) end
