@@ -286,6 +286,7 @@ ATTACKS = {
     "patch_json": "json.encode = function() return 'pwned' end",
     "patch_string": "string.upper = function() return 'pwned' end",
     "patch_string_meta": "getmetatable('').__index.upper = function() return 'pwned' end",
+    "python_object": "local g = json.null.__class__.__repr__.__globals__",
     "binary_chunk": 'load(string.dump(function() end), "x", "b")',
 }
 

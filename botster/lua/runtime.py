@@ -69,6 +69,7 @@ class LuaHost:
             unpack_returned_tuples=True,
             register_eval=False,
             register_builtins=False,
+            attribute_filter=_no_attributes,
             max_memory=memory_limit,
         )
         self.memory_limit = memory_limit
@@ -183,6 +184,15 @@ class LuaHost:
         if running is not None:
             return running.decode("utf-8", "replace")
         return CALLER.get() or "hub"
+
+
+def _no_attributes(obj: Any, name: Any, is_setting: bool) -> Any:
+    """lupa's attribute filter: Lua code reads no attribute of a Python object.
+
+    Python objects reach Lua only as opaque values (``json.null``, a waiting task's
+    awaitable); their attributes would lead to any Python module (``__class__``...).
+    """
+    raise AttributeError("Python objects have no fields in Lua")
 
 
 _REQUIRE_SETUP = b"""
