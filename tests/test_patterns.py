@@ -93,7 +93,9 @@ def test_pathological_pattern_is_costly_and_ordinary_ones_are_not():
     costly = _MODULE[b"too_costly"]
     assert costly(b"a" * 30 + b"b", b"a*" * 30 + b"c", True)
     assert costly(b"a" * 100_000, b"a*b", False)
-    assert not costly(b"x\n" * 100_000, b"[^\n]+", False)
+    assert not costly(b"x\n" * 1_000_000, b"[^\n]+", False)  # 2 MB of lines: linear
+    assert not costly(b"x" * 3_000_000, b"%d%d", True)
+    assert costly(b"x" * 3_000_000, b"." * 1000, True)  # linear, but x 1000
     assert not costly(b"x" * 1000, b"^(%w+)", True)
     assert not costly(b"short line", b"^(%S+)%s+(.*)$", True)
 

@@ -455,8 +455,13 @@ end
 -- into the longest subject the C matcher may take; a call then costs one length comparison.
 local HUGE = math.huge
 
--- Largest n with starts(n) * n^reps * 2^opts <= LIMIT.
-local function longest(reps, opts, anchored)
+-- Largest n with starts(n) * n^reps * 2^opts <= LIMIT. Without backtracking items the
+-- matcher is linear (subject x pattern length), like string.rep or table.concat: C keeps
+-- it up to 100 x LIMIT simple steps (a 10 MB subject for a short pattern).
+local function longest(reps, opts, anchored, lp)
+  if reps == 0 and opts == 0 then
+    return anchored and HUGE or math.floor(100 * LIMIT / math.max(lp, 1))
+  end
   local budget = LIMIT / 2 ^ math.min(opts, 64)
   local power = reps + (anchored and 0 or 1)
   if power == 0 then return budget >= 1 and HUGE or -1 end
@@ -467,6 +472,8 @@ local function shape_of(p)
   local reps, opts, anchor = 0, 0, byte(p, 1) == CARET
   local i, lp = anchor and 2 or 1, #p
   local last_rep_at_end = false
+  local tail = lp -- the pattern's last character before any closing parentheses
+  while tail >= 1 and byte(p, tail) == 41 do tail = tail - 1 end
   while i <= lp do
     local c = byte(p, i)
     local item_end
@@ -502,7 +509,7 @@ local function shape_of(p)
     if c ~= 40 and c ~= 41 and (q == 42 or q == 43 or q == 45) then -- * + -
       reps = reps + 1
       -- Only closing parentheses after it: it ends the pattern.
-      last_rep_at_end = find_c(p, "^%)*$", item_end + 1) ~= nil
+      last_rep_at_end = item_end == tail
       item_end = item_end + 1
     elseif c ~= 40 and c ~= 41 and q == 63 then -- ?
       opts = opts + 1
@@ -516,8 +523,8 @@ local function shape_of(p)
   local is_plain = not find_c(p, SPECIALS)
   return {
     plain = plain,                                                -- find(s, p, i, true)
-    find = is_plain and plain or longest(reps, opts, anchor),     -- find, match, gsub
-    scan = longest(reps + (anchor and 1 or 0), opts, false),      -- gmatch: '^' is literal
+    find = is_plain and plain or longest(reps, opts, anchor, lp), -- find, match, gsub
+    scan = longest(reps + (anchor and 1 or 0), opts, false, lp),  -- gmatch: '^' is literal
   }
 end
 
