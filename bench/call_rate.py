@@ -75,15 +75,28 @@ def _noop(*args: Any) -> None:
     return None
 
 
+class _BareHub:
+    """The part of a HubContext the measured primitives touch: a Lua host and per-module state
+    (no loop, no socket: the loops never reach them)."""
+
+    def __init__(self, host: Any) -> None:
+        self.host = host
+        self._states: dict[Any, Any] = {}
+
+    def state(self, cls: Any) -> Any:
+        return self._states.setdefault(cls, cls(self))
+
+
 def _host() -> Any:
     from botster.lua.runtime import LuaHost
 
     # Generous limits: the loops are long on purpose; slow-step warnings would be noise.
     host = LuaHost(budget_s=60.0, slow_s=3600.0)
+    hub = _BareHub(host)
     for name in ("events", "json", "timer"):
         module = importlib.import_module(f"botster.primitives.{name}")
         extras = getattr(module, "lua_extras", None)
-        host.install(name, module, extras(host) if extras else None)
+        host.install(name, module, extras(hub) if extras else None, hub=hub)
     host.globals[b"noop_py"] = _noop
     return host
 

@@ -25,6 +25,7 @@ from bench._common import Result, fmt_ms, header, median, p99, verdict
 from bench._hub import HubRun, Sandbox
 from botster.transports.client import HubConnection
 from botster.transports.framing import JSON, encode_frame, encode_json
+from botster.transports.handshake import hello
 
 __all__ = ["run"]
 
@@ -95,7 +96,7 @@ async def _measure(sandbox: Sandbox) -> tuple[dict[str, list[float]], int, int]:
         request = encode_json({"type": "request", "id": 1000, "command": "ping", "args": {}})
         sizes["request"] = len(request) - 5
         raw_reader, raw_writer = await asyncio.open_unix_connection(sandbox.hub_socket())
-        raw_writer.write(encode_json({"type": "hello", "protocol": 1, "client": "probe"}))
+        raw_writer.write(encode_json(hello("probe")))
         raw_writer.write(request)
         for _ in range(2):  # hello_ack, then the response
             n, ftype = struct.unpack("<IB", await raw_reader.readexactly(5))

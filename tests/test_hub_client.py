@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from botster.transports.client import HubConnection
+from botster.transports.handshake import PROTOCOL_VERSION
 from tests.conftest import write_plugin
 from tests.servers import http_server, lua_str
 
@@ -114,7 +115,7 @@ async def test_two_hubs_find_each_other_and_talk(hub: Any, second_repo: Path) ->
     found = await a.result("found")
     assert found["count"] == 2 and found["repo"] == str(second_repo.resolve())
     hello = await a.result("hello")
-    assert hello == {"hub_id": found["id"], "protocol": 1}
+    assert hello == {"hub_id": found["id"], "protocol": PROTOCOL_VERSION}
     assert await a.result("ping") == {"value": {"pong": True, "echo": "x"}}
     tool = await a.result("tool")
     assert tool == {

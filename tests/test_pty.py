@@ -20,7 +20,8 @@ from botster.transports.framing import (
     encode_session,
     split_session,
 )
-from tests.hubproc import HubProcess
+from botster.transports.handshake import hello
+from harness import HubProcess
 
 
 def render(cols: int, rows: int, data: bytes) -> list[str]:
@@ -275,7 +276,7 @@ async def test_a_client_that_falls_behind_is_resynced_not_cut(hub, tmp_path: Pat
     laggard = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM)
     laggard.setsockopt(socketlib.SOL_SOCKET, socketlib.SO_RCVBUF, 32 << 10)
     laggard.connect(str(path))
-    laggard.sendall(encode_json({"type": "hello", "protocol": 1, "client": "laggard"}))
+    laggard.sendall(encode_json(hello("laggard")))
     laggard.sendall(
         encode_json({"type": "subscribe", "channel": "terminal", "params": {"session_id": sid}})
     )

@@ -12,24 +12,26 @@ TICKER = """
 local n = 0
 timer.every(0.02, function()
   n = n + 1
-  if n == 3 then log.info("RESULT {tag} " .. n) end
+  log.info("RESULT {tag} " .. n)
 end)
 """
 
 
 async def test_edit_reloads_within_500ms_and_releases_old_timers(hub, git_repo: Path):
     proc = await hub(plugins={"tick": TICKER.format(tag="v1")})
-    assert await proc.result("v1") == 3
+    assert await proc.result("v1") == 1
     mark = proc.mark()
     t0 = time.monotonic()
     write_plugin(git_repo, "tick", TICKER.format(tag="v2"))
     await proc.wait_for(r"plugin 'tick' reloaded", since=mark)
     assert time.monotonic() - t0 < 0.5
-    assert await proc.result("v2", since=mark) == 3
-    # The old version's timer was released: its tag never shows again after the reload.
-    flush = proc.mark()
-    await proc.result("v2", since=mark)
-    assert not any("RESULT v1" in line for line in proc.lines[flush:])
+    # Both timers tick every 20 ms and v1 ticks on every call: by v2's fifth tick, a v1 timer
+    # that survived the reload would have logged after the "reloaded" line several times.
+    await proc.wait_for(r"RESULT v2 5$", since=mark)
+    reloaded = next(
+        i for i in range(mark, proc.mark()) if "plugin 'tick' reloaded" in proc.lines[i]
+    )
+    assert not any("RESULT v1" in line for line in proc.lines[reloaded:])
 
 
 async def test_syntax_error_keeps_old_version_running_and_names_file_line(hub, git_repo: Path):

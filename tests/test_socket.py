@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from botster.transports.client import HubConnection, RequestFailed
 from botster.transports.framing import encode_frame, encode_json
+from botster.transports.handshake import PROTOCOL_VERSION, hello
 from tests.conftest import write_plugin
 
 
@@ -32,7 +33,7 @@ async def test_handshake_and_builtin_requests(hub):
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     conn = await HubConnection.connect(path, "test")
     assert conn.hub_id and conn.client_id.startswith("socket:")
-    assert conn.hello_ack["protocol"] == 1
+    assert conn.hello_ack["protocol"] == PROTOCOL_VERSION
     assert await conn.request("ping", {"echo": "hi"}) == {"pong": True, "echo": "hi"}
     info = await conn.request("hub.info")
     assert info == {"hub_id": conn.hub_id, "plugins": 1, "tools": 1}
@@ -76,7 +77,7 @@ async def test_hello_is_required_and_versioned(hub):
     writer.write(encode_json({"type": "hello", "protocol": 99}))
     data = await reader.read()
     assert json.loads(data[5:])["message"] == (
-        "protocol error: protocol 99 is not supported (hub speaks 1)"
+        f"protocol error: protocol 99 is not supported (hub speaks {PROTOCOL_VERSION})"
     )
     writer.close()
     reader, writer = await asyncio.open_unix_connection(str(path))
@@ -190,6 +191,7 @@ async def test_mcp_channel_announces_tool_changes(hub, git_repo: Path):
     events: list[dict] = []
     conn = await HubConnection.connect(socket_of(proc), "t", on_message=events.append)
     conn.subscribe("mcp", {"context": {"agent_key": "a-1"}})
+    await conn.request("ping")  # a round trip: the subscription is in place before the edit
     write_plugin(git_repo, "t", "mcp.tool('second', {}, function(p, ctx) return ctx end)")
     for _ in range(200):
         if any(e.get("event") == "tools_list_changed" for e in events):
@@ -226,7 +228,7 @@ async def test_client_that_never_reads_is_cut_while_others_flow(hub):
     path = socket_of(proc)
     # The sluggard: hand-rolled so nothing reads its socket.
     reader, writer = await asyncio.open_unix_connection(str(path))
-    writer.write(encode_json({"type": "hello", "protocol": 1, "client": "sluggard"}))
+    writer.write(encode_json(hello("sluggard")))
     writer.write(encode_json({"type": "request", "id": 1, "command": "flood"}))
     healthy = await HubConnection.connect(path, "healthy")
     cut_at = await proc.result("cut_at", timeout=20)
@@ -259,7 +261,7 @@ async def test_fuzzed_connections_never_hurt_the_hub_or_a_good_client(hub):
     @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
     @given(st.lists(frame_bytes, min_size=1, max_size=6), st.booleans())
     def collect(parts, with_hello):
-        prefix = encode_json({"type": "hello", "protocol": 1}) if with_hello else b""
+        prefix = encode_json(hello("fuzz")) if with_hello else b""
         payloads.append(prefix + b"".join(parts))
 
     collect()

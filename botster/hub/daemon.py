@@ -12,20 +12,22 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import os
 import signal
 import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
+from botster.hub import blocking
 from botster.hub.config import Config
-from botster.hub.context import set_current_hub
 from botster.hub.identity import HubLock, socket_path_for
 from botster.hub.loop import loop_only, set_loop_thread
 from botster.hub.paths import Paths
 from botster.lua.owners import Owners
 from botster.lua.runtime import LuaHost
 from botster.sessions.manager import SessionManager
+from botster.transports.channel import ClientChannel
 from botster.transports.socket_server import SocketServer
 
 __all__ = ["Hub", "PRIMITIVES"]
@@ -33,6 +35,7 @@ __all__ = ["Hub", "PRIMITIVES"]
 log = logging.getLogger("hub")
 
 T = TypeVar("T")
+S = TypeVar("S")
 
 # Lua global -> module under botster.primitives, installed in this order.
 PRIMITIVES: tuple[str, ...] = (
@@ -53,6 +56,7 @@ PRIMITIVES: tuple[str, ...] = (
     "worktree",
     "hub_client",
     "update",
+    "push",
     "hub",
 )
 
@@ -60,15 +64,19 @@ SHUTDOWN_GRACE_S = 2.0
 
 
 class Hub:
-    """A running hub for one repository.
+    """A running hub for one repository; implements ``HubContext`` for its primitives.
 
     Args:
         paths: where everything lives.
         config: the device configuration.
         hub_id: hex SHA-256 of the repo path.
+        handle_signals: stop on SIGINT/SIGTERM (off for a second hub in one process: the
+            loop has one handler per signal).
     """
 
-    def __init__(self, paths: Paths, config: Config, hub_id: str) -> None:
+    def __init__(
+        self, paths: Paths, config: Config, hub_id: str, *, handle_signals: bool = True
+    ) -> None:
         self.paths = paths
         self.config = config
         self.hub_id = hub_id
@@ -77,6 +85,7 @@ class Hub:
         self.started_at = time.monotonic()
         self.host: LuaHost
         self.socket_server: SocketServer | None = None
+        self.clients = ClientChannel()
         self.sessions = SessionManager(self)
         self.loop: asyncio.AbstractEventLoop
         self._quit: asyncio.Event
@@ -84,6 +93,8 @@ class Hub:
         self._io_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="botster-io")
         self._closers: list[Callable[[], Coroutine[Any, Any, None]]] = []
         self._exit_code = 0
+        self._handle_signals = handle_signals
+        self._states: dict[Any, Any] = {}
 
     # Lifetime -----------------------------------------------------------------------------
 
@@ -92,21 +103,29 @@ class Hub:
         set_loop_thread()
         self.loop = asyncio.get_running_loop()
         self._quit = asyncio.Event()
-        set_current_hub(self)
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self.loop.add_signal_handler(sig, self._on_signal, sig)
+        if self._handle_signals:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.loop.add_signal_handler(sig, self._on_signal, sig)
+        guarded = bool(os.environ.get("BOTSTER_DEBUG")) or self.config.setting(
+            "debug_blocking_calls"
+        )
         try:
-            self.host = LuaHost(
-                budget_s=float(self.config.setting("lua_step_budget")),
-                memory_limit=int(self.config.setting("lua_memory_limit_mb")) << 20,
-                slow_s=int(self.config.setting("lua_slow_step_ms")) / 1000,
-                override_dirs=self.paths.override_dirs(),
-            )
-            for name in PRIMITIVES:
-                module = importlib.import_module(f"botster.primitives.{name}")
-                extras = getattr(module, "lua_extras", None)
-                self.host.install(name, module, extras(self.host) if extras else None)
-            self.host.install("_botster", importlib.import_module("botster.hub.internals"))
+            # Start-up reads the embedded Lua before anything is served; then the guard.
+            with blocking.allowed():
+                self.host = LuaHost(
+                    budget_s=float(self.config.setting("lua_step_budget")),
+                    memory_limit=int(self.config.setting("lua_memory_limit_mb")) << 20,
+                    slow_s=int(self.config.setting("lua_slow_step_ms")) / 1000,
+                    override_dirs=self.paths.override_dirs(),
+                )
+                for name in PRIMITIVES:
+                    module = importlib.import_module(f"botster.primitives.{name}")
+                    extras = getattr(module, "lua_extras", None)
+                    self.host.install(name, module, extras(self) if extras else None, hub=self)
+                internals = importlib.import_module("botster.hub.internals")
+                self.host.install("_botster", internals, hub=self)
+            if guarded:
+                blocking.guard()
             await self._start_socket()
             # Sessions kept running while no hub was here: adopt them before Lua boots so
             # the agent lifecycle finds them in pty.list().
@@ -116,21 +135,24 @@ class Hub:
             await self._quit.wait()
             await self._shutdown()
         finally:
-            self.lock.release()
+            if guarded:
+                blocking.unguard()
+            with blocking.allowed():  # the loop is done serving; releasing the lock reads files
+                self.lock.release()
             self._io_pool.shutdown(wait=False, cancel_futures=True)
-            set_current_hub(None)
+            if self._handle_signals:
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    self.loop.remove_signal_handler(sig)
         return self._exit_code
 
     async def _start_socket(self) -> None:
-        from botster.primitives import socket as socket_primitive
-
         self.socket_server = SocketServer(
             socket_path_for(self.paths, self.hub_id),
             self.hub_id,
-            on_connect=socket_primitive.client_connected,
-            on_message=socket_primitive.message_received,
-            on_disconnect=socket_primitive.client_disconnected,
-            on_pty_input=socket_primitive.pty_input,
+            on_connect=self.clients.connected,
+            on_message=self.clients.message,
+            on_disconnect=self.clients.disconnected,
+            on_pty_input=self.clients.pty_input,
         )
         await self.socket_server.start()
 
@@ -179,7 +201,22 @@ class Hub:
                 await close()
         log.info("hub stopped")
 
-    # Shared machinery for primitives ------------------------------------------------------
+    # Shared machinery for primitives (the HubContext protocol) -----------------------------
+
+    def state(self, cls: Callable[[Any], S]) -> S:
+        """This hub's one instance of a module's state class, made as ``cls(hub)`` on first
+        use (see ``botster.hub.context``)."""
+        found = self._states.get(cls)
+        if found is None:
+            found = self._states[cls] = cls(self)
+        return cast(S, found)
+
+    @loop_only
+    def own(self, key: str, release: Callable[[], object]) -> str:
+        """Records resource `key` against the calling owner; returns that owner."""
+        owner = self.host.current_owner()
+        self.owners.add(owner, key, release)
+        return owner
 
     @loop_only
     def spawn(self, coro: Coroutine[Any, Any, T], *, name: str, owner: str) -> asyncio.Task[T]:
@@ -215,7 +252,7 @@ class Hub:
     def notify_hook(self, name: str, data: Any = None) -> None:
         """Tells `hub.hooks` observers of `name` from Python; each runs as its own task."""
         try:
-            notify = self.host.require("hub.hooks")[b"notify"]
+            notify = self.host.get(self.host.require("hub.hooks"), b"notify")
             notify(name.encode(), self.host.convert.to_lua(data))
         except Exception:
             log.exception("notifying hook %s failed", name)
@@ -223,7 +260,7 @@ class Hub:
     @loop_only
     def emit(self, event: str, data: Any = None) -> None:
         """Emits an event into the Lua bus from Python; listeners run as their own tasks."""
-        emit = self.host.globals[b"events"][b"emit"]
+        emit = self.host.get(self.host.get(self.host.globals, b"events"), b"emit")
         try:
             emit(event.encode(), self.host.convert.to_lua(data))
         except Exception:

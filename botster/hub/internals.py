@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from botster.errors import ArgumentError
-from botster.hub.context import current_hub
+from botster.hub.context import HubContext
 from botster.lua.api import lua_api
 
 __all__ = ["LUA"]
@@ -72,26 +72,24 @@ def _discover_defs_blocking(layers: list[tuple[str, Path]], kind: str) -> list[d
 
 
 @lua_api
-async def discover_definitions(kind: str) -> list[dict[str, Any]]:
+async def discover_definitions(hub: HubContext, kind: str) -> list[dict[str, Any]]:
     """Agent or accessory definitions ("agents" / "accessories") in both layers, by name:
     ``<layer>/<kind>/<name>/initialization`` (+ a ``port_forward`` file for a $PORT)."""
     if kind not in ("agents", "accessories"):
         raise ArgumentError(f"kind: expected 'agents' or 'accessories', got {kind!r}")
-    hub = current_hub()
     layers = [("device", hub.paths.home), ("repo", hub.paths.repo_layer)]
     return await hub.run_blocking(_discover_defs_blocking, layers, kind)
 
 
 @lua_api
-def repo_path() -> str:
+def repo_path(hub: HubContext) -> str:
     """The repository this hub serves."""
-    return str(current_hub().paths.repo)
+    return str(hub.paths.repo)
 
 
 @lua_api
-async def discover_plugins() -> list[dict[str, str]]:
+async def discover_plugins(hub: HubContext) -> list[dict[str, str]]:
     """Every plugin in both layers, the repo layer winning by name, sorted by name."""
-    hub = current_hub()
     return await hub.run_blocking(_discover_blocking, hub.paths.plugin_dirs())
 
 
@@ -104,25 +102,25 @@ def _read_blocking(path: str) -> bytes | None:
 
 
 @lua_api
-async def read_file(path: str) -> bytes | tuple[None, str]:
+async def read_file(hub: HubContext, path: str) -> bytes | tuple[None, str]:
     """The bytes of a file, or nil, err. Missing file: nil, "missing"."""
     try:
-        data = await current_hub().run_blocking(_read_blocking, path)
+        data = await hub.run_blocking(_read_blocking, path)
     except OSError as e:
         return None, f"{path}: {e.strerror}"
     return (None, "missing") if data is None else data
 
 
 @lua_api
-async def is_dir(path: str) -> bool:
+async def is_dir(hub: HubContext, path: str) -> bool:
     """Whether `path` is a directory."""
-    return await current_hub().run_blocking(os.path.isdir, path)
+    return await hub.run_blocking(os.path.isdir, path)
 
 
 @lua_api
-def paths() -> dict[str, Any]:
+def paths(hub: HubContext) -> dict[str, Any]:
     """{plugin_dirs = {{source, dir}...}, override_dirs = {...}, user_init = path}."""
-    p = current_hub().paths
+    p = hub.paths
     return {
         "plugin_dirs": [{"source": s, "dir": str(d)} for s, d in p.plugin_dirs()],
         "override_dirs": [str(d) for d in p.override_dirs()],
@@ -131,21 +129,20 @@ def paths() -> dict[str, Any]:
 
 
 @lua_api
-def setting(key: str) -> Any:
+def setting(hub: HubContext, key: str) -> Any:
     """A hub setting from config.json, or its default."""
-    return current_hub().config.setting(key)
+    return hub.config.setting(key)
 
 
 @lua_api
-def release_owner(owner: str) -> None:
+def release_owner(hub: HubContext, owner: str) -> None:
     """Releases what `owner` holds on the Python side (timers, watches, requests, waits)."""
-    current_hub().release_owner(owner)
+    hub.release_owner(owner)
 
 
 @lua_api
-def ready(loaded: int, failed: int) -> None:
+def ready(hub: HubContext, loaded: int, failed: int) -> None:
     """Logs that start-up finished: every plugin was loaded or failed."""
-    hub = current_hub()
     ms = (time.monotonic() - hub.started_at) * 1000
     log.info(
         "hub ready: %d plugins loaded, %d failed, in %.0f ms (hub id %s, repo %s)",
@@ -159,9 +156,9 @@ def ready(loaded: int, failed: int) -> None:
 
 
 @lua_api
-def fatal(message: str) -> None:
+def fatal(hub: HubContext, message: str) -> None:
     """Stops the hub with exit code 1 (the core Lua could not start)."""
-    current_hub().fail(message)
+    hub.fail(message)
 
 
 LUA = {

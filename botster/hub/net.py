@@ -28,7 +28,7 @@ import aiohttp
 from yarl import URL
 
 from botster.errors import ArgumentError
-from botster.hub.context import current_hub
+from botster.hub.context import HubContext
 
 __all__ = ["LazySession", "check_headers", "os_reason", "reason", "shown"]
 
@@ -42,7 +42,8 @@ class LazySession:
     bound each request themselves (a per-request ``ClientTimeout``, ``asyncio.timeout``).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, hub: HubContext) -> None:
+        self._hub = hub
         self._session: aiohttp.ClientSession | None = None
 
     def get(self) -> aiohttp.ClientSession:
@@ -53,7 +54,7 @@ class LazySession:
                 trust_env=False,
                 timeout=aiohttp.ClientTimeout(total=None),
             )
-            current_hub().on_close(self.close)
+            self._hub.on_close(self.close)
         return self._session
 
     async def close(self) -> None:

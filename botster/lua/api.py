@@ -262,7 +262,7 @@ def _options_checker(td: Any) -> Checker:
 
 
 class _Spec:
-    __slots__ = ("fn", "name", "params", "is_async", "varargs")
+    __slots__ = ("fn", "name", "params", "is_async", "varargs", "takes_hub")
 
     def __init__(self, fn: Callable[..., Any]) -> None:
         self.fn = fn
@@ -271,9 +271,14 @@ class _Spec:
         self.is_async = inspect.iscoroutinefunction(fn)
         hints = get_type_hints(fn)
         sig = inspect.signature(fn)
+        parameters = list(sig.parameters.values())
+        # A first parameter named `hub` receives the installing hub; Lua never sees it.
+        self.takes_hub = bool(parameters) and parameters[0].name == "hub"
+        if self.takes_hub:
+            parameters = parameters[1:]
         # (name, checker, nil allowed, has a Python default)
         self.params: list[tuple[str, Checker, bool, bool]] = []
-        for p in sig.parameters.values():
+        for p in parameters:
             if p.kind is p.VAR_POSITIONAL:
                 raise TypeError(f"{self.name}: *args is not supported")
             check, _, optional = _checker(hints.get(p.name, Any))
@@ -298,15 +303,22 @@ def bind(
     conv: Any,
     raise_marker: Any,
     owner: Callable[[], str] = lambda: "hub",
+    hub: Any = None,
 ) -> tuple[Callable[..., Any], bool]:
     """Builds the raw callable Lua calls for a ``@lua_api`` function.
 
-    Returns (callable, is_async). The callable returns ``raise_marker, message`` for a wrong
-    argument; for an async function it returns an awaitable that yields converted results,
-    with ``CALLER`` set to `owner()` as it was at call time.
+    A function whose first parameter is ``hub`` gets `hub` bound there (see
+    ``botster.hub.context``). Returns (callable, is_async). The callable returns
+    ``raise_marker, message`` for a wrong argument; for an async function it returns an
+    awaitable that yields converted results, with ``CALLER`` set to `owner()` as it was at
+    call time.
     """
     spec: _Spec = fn.__lua_spec__  # type: ignore[attr-defined]
     params, name, target = spec.params, spec.name, spec.fn
+    if spec.takes_hub:
+        if hub is None:
+            raise TypeError(f"{name} takes the hub, but none was given to bind it")
+        target = functools.update_wrapper(functools.partial(spec.fn, hub), spec.fn)
     nparams = len(params)
 
     def convert_args(args: tuple[Any, ...]) -> list[Any]:

@@ -92,6 +92,12 @@ class LuaHost:
         self._setup_require(override_dirs or [])
         self.lua.globals()[b"package"][b"loaded"][b"hub.sched"] = self._lua_sched
         self._wrong_door = self.lua.execute(_WRONG_DOOR)
+        # lupa 2.8: indexing a Lua table from Python while a coroutine runs (a primitive
+        # called by a task) returns the resumer's stack slots as a tuple instead of the value.
+        # Calls are unaffected, so Python reads tables through a Lua function; both are
+        # fetched here, outside any coroutine.
+        self._index = self.lua.eval(b"function(t, k) return t[k] end")
+        self._require = self.globals[b"require"]
 
     def _load_scheduler(self, budget_s: float, slow_s: float) -> Any:
         source = _PACKAGE.joinpath("scheduler.lua").read_bytes()
@@ -133,19 +139,29 @@ class LuaHost:
             return None
         return entry
 
+    def get(self, table: Any, key: bytes) -> Any:
+        """``table[key]``, safe to call from code a Lua task runs (see ``_index``)."""
+        return self._index(table, key)
+
     # Installing primitives ----------------------------------------------------------------
 
     def install(
-        self, lua_name: str, module: types.ModuleType, extra: dict[str, Any] | None = None
+        self,
+        lua_name: str,
+        module: types.ModuleType,
+        extra: dict[str, Any] | None = None,
+        hub: Any = None,
     ) -> Any:
         """Installs a primitive module as the Lua global `lua_name`.
 
-        The module's ``LUA`` table lists its functions. A companion ``<module>.lua`` beside it,
-        if present, runs with the table and may add functions written in Lua.
+        The module's ``LUA`` table lists its functions; those whose first parameter is
+        ``hub`` get `hub` (the installing ``HubContext``) bound there. A companion
+        ``<module>.lua`` beside it, if present, runs with the table and may add functions
+        written in Lua.
         """
         table = self.lua.table()
         for name, fn in exported(module).items():
-            call, is_async = bind(fn, self.convert, self.raise_marker, self.current_owner)
+            call, is_async = bind(fn, self.convert, self.raise_marker, self.current_owner, hub)
             if is_async:
                 table[name.encode()] = self._lua_sched[b"bind_async"](
                     f"{lua_name}.{name}".encode(), call
@@ -174,8 +190,8 @@ class LuaHost:
         )
 
     def require(self, module: str) -> Any:
-        """Lua's ``require`` from Python (used once, to boot ``hub.init``)."""
-        return self.globals[b"require"](module.encode())
+        """Lua's ``require`` from Python (safe inside a task, like ``get``)."""
+        return self._require(module.encode())
 
     def current_owner(self) -> str:
         """Who is calling: the owner of the running Lua step, else (inside the body of an

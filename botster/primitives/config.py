@@ -23,14 +23,17 @@ from typing import Any
 
 from botster.errors import ArgumentError, HubError
 from botster.hub.config import HUB_SETTINGS
-from botster.hub.context import current_hub
+from botster.hub.context import HubContext
 from botster.lua.api import lua_api
 
 __all__ = ["LUA"]
 
+
 # One config.set at a time in this hub: writes land in call order and the in-memory copy
 # always ends up as the file's newest content.
-_write_lock = asyncio.Lock()
+class _State:
+    def __init__(self, hub: HubContext) -> None:
+        self.write_lock = asyncio.Lock()
 
 
 def _shown(value: Any) -> str:
@@ -73,28 +76,28 @@ def _check_json(value: Any, where: str) -> None:
 
 
 @lua_api
-def get(key: str) -> Any:
+def get(hub: HubContext, key: str) -> Any:
     """config.get(key) -> value | nil
 
     The value of top-level `key` in ``$BOTSTER_HOME/config.json``, or nil when it is not set.
     Tables come back as fresh copies (changing them changes nothing). Raises when `key` is not
     a string. Example: ``local port = config.get("my_plugin_port") or 8080``
     """
-    return current_hub().config.data.get(key)
+    return hub.config.data.get(key)
 
 
 @lua_api
-def all() -> dict[str, Any]:
+def all(hub: HubContext) -> dict[str, Any]:
     """config.all() -> table
 
     Every top-level key and value of the configuration, as a fresh table (``{}`` when the file
     is empty or missing). Example: ``for k, v in pairs(config.all()) do log.info(k) end``
     """
-    return dict(current_hub().config.data)
+    return dict(hub.config.data)
 
 
 @lua_api
-async def set(key: str, val: Any = None) -> bool | tuple[None, str]:
+async def set(hub: HubContext, key: str, val: Any = None) -> bool | tuple[None, str]:
     """config.set(key, val) -> true | nil, err
 
     Sets top-level `key` to `val` and writes ``$BOTSTER_HOME/config.json`` atomically (temp
@@ -113,9 +116,8 @@ async def set(key: str, val: Any = None) -> bool | tuple[None, str]:
         _, check, what = HUB_SETTINGS[key]
         if not check(val):
             raise ArgumentError(f"val: {key} must be {what}, got {_shown(val)}")
-    hub = current_hub()
     path = hub.config.path
-    async with _write_lock:
+    async with hub.state(_State).write_lock:
         try:
             await hub.run_blocking(hub.config.set_blocking, key, val)
         except OSError as e:
@@ -139,25 +141,25 @@ def env(name: str) -> str | None:
 
 
 @lua_api
-def lua_path() -> str:
+def lua_path(hub: HubContext) -> str:
     """config.lua_path() -> string
 
     The device-layer Lua directory, ``$BOTSTER_HOME/lua``: ``require`` looks there after the
     repo's ``.botster/lua``, and the user entry point is ``user/init.lua`` inside it.
     Example: ``fs.listdir(config.lua_path())``
     """
-    return str(current_hub().paths.lua_dir)
+    return str(hub.paths.lua_dir)
 
 
 @lua_api
-def data_dir() -> str:
+def data_dir(hub: HubContext) -> str:
     """config.data_dir() -> string
 
     The device layer, ``$BOTSTER_HOME`` (default ``~/.botster``): config.json, plugins, lua
     overrides, secrets. A plugin that keeps files should use a subdirectory named after itself.
     Example: ``local dir = config.data_dir() .. "/my_plugin"``
     """
-    return str(current_hub().paths.home)
+    return str(hub.paths.home)
 
 
 LUA = {

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from contextlib import suppress
 from typing import Any, BinaryIO
 
-from botster.hub.context import current_hub
+from botster.hub.context import HubContext
 from botster.lua.api import lua_api
 
 __all__ = ["LUA"]
@@ -64,12 +64,12 @@ def _oserror(code: int, path: str, reason: str | None = None) -> OSError:
     return OSError(code, reason or os.strerror(code), path)
 
 
-async def _call(op: str, obj: str, fn: Callable[..., Any], *args: Any) -> Any:
+async def _call(hub: HubContext, op: str, obj: str, fn: Callable[..., Any], *args: Any) -> Any:
     """Runs fn(*args) on the I/O pool; an OSError becomes ``nil, "fs.<op>: ..."``."""
     if any(isinstance(a, str) and "\0" in a for a in args):
         return None, f"fs.{op}: {_show(obj)}: path contains a NUL byte (EINVAL)"
     try:
-        return await current_hub().run_blocking(fn, *args)
+        return await hub.run_blocking(fn, *args)
     except OSError as e:
         return None, _os_message(op, obj, e)
 
@@ -251,7 +251,7 @@ def _resolve_safe_blocking(root: str, rel: str) -> tuple[str, None] | Fail:
 
 
 @lua_api
-async def read(path: str) -> bytes | Fail:
+async def read(hub: HubContext, path: str) -> bytes | Fail:
     """fs.read(path) -> string | nil, err
 
     Returns the whole content of the file at `path`, byte for byte (binary-safe).
@@ -259,11 +259,11 @@ async def read(path: str) -> bytes | Fail:
     Raises when `path` is not a string.
     Example: ``local text, err = fs.read("/tmp/notes.txt"); if not text then log.warn(err) end``
     """
-    return await _call("read", path, _read_blocking, path)
+    return await _call(hub, "read", path, _read_blocking, path)
 
 
 @lua_api
-async def write(path: str, content: bytes) -> bool | Fail:
+async def write(hub: HubContext, path: str, content: bytes) -> bool | Fail:
     """fs.write(path, content) -> true | nil, err
 
     Replaces the file at `path` with `content` (a string, binary-safe), atomically: the bytes
@@ -274,11 +274,11 @@ async def write(path: str, content: bytes) -> bool | Fail:
     Returns nil, err on failure (the old file is untouched). Raises on non-string arguments.
     Example: ``assert(fs.write(config.data_dir() .. "/my_plugin/state.json", json.encode(t)))``
     """
-    return await _call("write", path, _write_blocking, path, content)
+    return await _call(hub, "write", path, _write_blocking, path, content)
 
 
 @lua_api
-async def exists(path: str) -> bool:
+async def exists(hub: HubContext, path: str) -> bool:
     """fs.exists(path) -> bool
 
     Whether something exists at `path` (file, directory, ...). Follows symlinks: a dangling
@@ -287,11 +287,11 @@ async def exists(path: str) -> bool:
     """
     if "\0" in path:
         return False
-    return await current_hub().run_blocking(os.path.exists, path)
+    return await hub.run_blocking(os.path.exists, path)
 
 
 @lua_api
-async def is_dir(path: str) -> bool:
+async def is_dir(hub: HubContext, path: str) -> bool:
     """fs.is_dir(path) -> bool
 
     Whether `path` is a directory (or a symlink to one). Never fails: anything else, missing
@@ -299,11 +299,11 @@ async def is_dir(path: str) -> bool:
     """
     if "\0" in path:
         return False
-    return await current_hub().run_blocking(os.path.isdir, path)
+    return await hub.run_blocking(os.path.isdir, path)
 
 
 @lua_api
-async def listdir(path: str) -> list[bytes] | Fail:
+async def listdir(hub: HubContext, path: str) -> list[bytes] | Fail:
     """fs.listdir(path) -> {name, ...} | nil, err
 
     The names in directory `path` (not "." or ".."), sorted by byte value; an empty directory
@@ -311,11 +311,11 @@ async def listdir(path: str) -> list[bytes] | Fail:
     Returns nil, err if `path` is missing or not a directory.
     Example: ``for _, name in ipairs(fs.listdir(dir)) do log.info(name) end``
     """
-    return await _call("listdir", path, _listdir_blocking, path)
+    return await _call(hub, "listdir", path, _listdir_blocking, path)
 
 
 @lua_api
-async def copy(src: str, dst: str) -> bool | Fail:
+async def copy(hub: HubContext, src: str, dst: str) -> bool | Fail:
     """fs.copy(src, dst) -> true | nil, err
 
     Copies a file: `dst` is replaced atomically (like fs.write) with the content and permission
@@ -324,11 +324,11 @@ async def copy(src: str, dst: str) -> bool | Fail:
     Returns nil, err on failure, naming ``src -> dst``.
     Example: ``fs.copy(template, worktree .. "/.env")``
     """
-    return await _call("copy", f"{src} -> {dst}", _copy_blocking, src, dst)
+    return await _call(hub, "copy", f"{src} -> {dst}", _copy_blocking, src, dst)
 
 
 @lua_api
-async def stat(path: str) -> dict[str, Any] | Fail:
+async def stat(hub: HubContext, path: str) -> dict[str, Any] | Fail:
     """fs.stat(path) -> {size, modified, is_dir, is_file, is_symlink, mode} | nil, err
 
     size: bytes (integer); modified: last modification, seconds since the epoch (float);
@@ -338,21 +338,21 @@ async def stat(path: str) -> dict[str, Any] | Fail:
     A missing path returns nil, err (D4).
     Example: ``local st = fs.stat(p); if st then log.info(st.size) end``
     """
-    return await _call("stat", path, _stat_blocking, path)
+    return await _call(hub, "stat", path, _stat_blocking, path)
 
 
 @lua_api
-async def mkdir(path: str) -> bool | Fail:
+async def mkdir(hub: HubContext, path: str) -> bool | Fail:
     """fs.mkdir(path) -> true | nil, err
 
     Creates directory `path` and any missing parents. An existing directory is fine (true);
     an existing file at `path` is an error (EEXIST). Example: ``fs.mkdir(dir .. "/a/b/c")``
     """
-    return await _call("mkdir", path, _mkdir_blocking, path)
+    return await _call(hub, "mkdir", path, _mkdir_blocking, path)
 
 
 @lua_api
-async def rmdir(path: str) -> bool | Fail:
+async def rmdir(hub: HubContext, path: str) -> bool | Fail:
     """fs.rmdir(path) -> true | nil, err
 
     Removes directory `path` RECURSIVELY: everything inside it goes too, like ``rm -r``.
@@ -361,22 +361,22 @@ async def rmdir(path: str) -> bool | Fail:
     refused. On failure part of the tree may already be gone. For a file or an empty
     directory, use fs.delete. Example: ``fs.rmdir(cache_dir)``
     """
-    return await _call("rmdir", path, _rmdir_blocking, path)
+    return await _call(hub, "rmdir", path, _rmdir_blocking, path)
 
 
 @lua_api
-async def delete(path: str) -> bool | Fail:
+async def delete(hub: HubContext, path: str) -> bool | Fail:
     """fs.delete(path) -> true | nil, err
 
     Removes a file, a symlink (not what it points to) or an EMPTY directory. A non-empty
     directory is an error (ENOTEMPTY): use fs.rmdir to remove a tree. A missing path is an
     error (ENOENT). Example: ``local ok, err = fs.delete(tmp_file)``
     """
-    return await _call("delete", path, _delete_blocking, path)
+    return await _call(hub, "delete", path, _delete_blocking, path)
 
 
 @lua_api
-async def rename(src: str, dst: str) -> bool | Fail:
+async def rename(hub: HubContext, src: str, dst: str) -> bool | Fail:
     """fs.rename(src, dst) -> true | nil, err
 
     Moves `src` to `dst` (the spec's ``from, to``), creating missing parents of `dst`. An
@@ -384,11 +384,11 @@ async def rename(src: str, dst: str) -> bool | Fail:
     (ENOTEMPTY). Across filesystems it fails with EXDEV (copy then delete instead).
     Returns nil, err naming ``src -> dst``. Example: ``fs.rename(tmp, final)``
     """
-    return await _call("rename", f"{src} -> {dst}", _rename_blocking, src, dst)
+    return await _call(hub, "rename", f"{src} -> {dst}", _rename_blocking, src, dst)
 
 
 @lua_api
-async def resolve_safe(root: str, rel: str) -> str | Fail:
+async def resolve_safe(hub: HubContext, root: str, rel: str) -> str | Fail:
     """fs.resolve_safe(root, rel) -> path | nil, err
 
     Turns an untrusted relative path into a canonical absolute path that is guaranteed to be
@@ -402,7 +402,7 @@ async def resolve_safe(root: str, rel: str) -> str | Fail:
     and the use of the path is not protected against.
     Example: ``local p, err = fs.resolve_safe(worktree, msg.path); if p then fs.read(p) end``
     """
-    path, err = await current_hub().run_blocking(_resolve_safe_blocking, root, rel)
+    path, err = await hub.run_blocking(_resolve_safe_blocking, root, rel)
     return (None, err) if path is None else path
 
 

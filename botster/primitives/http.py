@@ -37,7 +37,7 @@ from yarl import URL
 
 from botster.errors import ArgumentError
 from botster.hub import net
-from botster.hub.context import current_hub
+from botster.hub.context import HubContext
 from botster.lua.api import LuaFunction, LuaTable, describe, lua_api
 from botster.lua.convert import ConversionError
 
@@ -63,14 +63,24 @@ class RequestOptions(_RequiredOptions, total=False):
     timeout: float
 
 
-_client = net.LazySession()
-_in_flight: dict[str, tuple[str, asyncio.Task[None]]] = {}  # request id -> (owner, task)
 _ids = itertools.count(1)
 
 
-def in_flight_count(owner: str | None = None) -> int:
+class _State:
+    """One hub's HTTP session and requests in flight."""
+
+    def __init__(self, hub: HubContext) -> None:
+        self.client = net.LazySession(hub)
+        self.in_flight: dict[str, tuple[str, asyncio.Task[None]]] = {}  # id -> (owner, task)
+
+
+def _client(hub: HubContext) -> aiohttp.ClientSession:
+    return hub.state(_State).client.get()
+
+
+def in_flight_count(hub: HubContext, owner: str | None = None) -> int:
     """How many ``http.request`` calls are waiting for their callback (for leak checks)."""
-    return sum(1 for o, _ in _in_flight.values() if owner is None or o == owner)
+    return sum(1 for o, _ in hub.state(_State).in_flight.values() if owner is None or o == owner)
 
 
 # Checking ---------------------------------------------------------------------------------
@@ -94,9 +104,9 @@ def _check_timeout(timeout: float, arg: str) -> float:
     return float(timeout)
 
 
-def _json_bytes(table: Any, arg: str) -> bytes:
+def _json_bytes(hub: HubContext, table: Any, arg: str) -> bytes:
     try:
-        data = current_hub().host.convert.to_py(table)
+        data = hub.host.convert.to_py(table)
         return json.dumps(data, ensure_ascii=False, allow_nan=False).encode(
             "utf-8", "surrogateescape"
         )
@@ -104,13 +114,13 @@ def _json_bytes(table: Any, arg: str) -> bytes:
         raise ArgumentError(f"{arg}: cannot be sent as JSON: {e}") from None
 
 
-def _body(body: bytes | Any, headers: dict[str, str], arg: str) -> bytes:
+def _body(hub: HubContext, body: bytes | Any, headers: dict[str, str], arg: str) -> bytes:
     """A shortcut's body: a string as-is, a table as JSON (setting Content-Type if unset)."""
     if isinstance(body, bytes):
         return body
     if not any(k.lower() == "content-type" for k in headers):
         headers["Content-Type"] = "application/json"
-    return _json_bytes(body, arg)
+    return _json_bytes(hub, body, arg)
 
 
 # The one implementation -------------------------------------------------------------------
@@ -140,6 +150,7 @@ def _response_headers(headers: Any) -> dict[str, str]:
 
 
 async def _perform(
+    hub: HubContext,
     fname: str,
     method: str,
     url: URL,
@@ -150,7 +161,7 @@ async def _perform(
     """Sends one request; ``{status, body, headers}`` or ``(None, "<fname>: <url>: <why>")``."""
     where = f"{fname}: {net.shown(url)}"
     try:
-        async with _client.get().request(
+        async with _client(hub).request(
             method,
             url,
             headers=headers,
@@ -180,19 +191,19 @@ async def _perform(
 
 
 async def _shortcut(
-    fname: str, method: str, url: str, body: Any, headers: dict[str, str] | None
+    hub: HubContext, fname: str, method: str, url: str, body: Any, headers: dict[str, str] | None
 ) -> dict[str, Any] | tuple[None, str]:
     parsed = _check_url(url)
     hdrs = net.check_headers(headers, "headers")
-    data = None if body is None else _body(body, hdrs, "body")
-    return await _perform(fname, method, parsed, hdrs, data, DEFAULT_TIMEOUT)
+    data = None if body is None else _body(hub, body, hdrs, "body")
+    return await _perform(hub, fname, method, parsed, hdrs, data, DEFAULT_TIMEOUT)
 
 
 # Lua-facing -------------------------------------------------------------------------------
 
 
 @lua_api
-async def get(url: str, headers: dict[str, str] | None = None) -> Any:
+async def get(hub: HubContext, url: str, headers: dict[str, str] | None = None) -> Any:
     """http.get(url, headers?) -> resp | nil, err
 
     Sends a GET request and suspends only the calling task until the response is in; the hub
@@ -213,11 +224,13 @@ async def get(url: str, headers: dict[str, str] | None = None) -> Any:
     log.info(resp.status .. " " .. resp.body)
     ```
     """
-    return await _shortcut("http.get", "GET", url, None, headers)
+    return await _shortcut(hub, "http.get", "GET", url, None, headers)
 
 
 @lua_api
-async def post(url: str, body: bytes | LuaTable, headers: dict[str, str] | None = None) -> Any:
+async def post(
+    hub: HubContext, url: str, body: bytes | LuaTable, headers: dict[str, str] | None = None
+) -> Any:
     """http.post(url, body, headers?) -> resp | nil, err
 
     Sends a POST request; suspends only the calling task. Times out after 30 s.
@@ -238,11 +251,13 @@ async def post(url: str, body: bytes | LuaTable, headers: dict[str, str] | None 
     local reply = json.decode(resp.body)
     ```
     """
-    return await _shortcut("http.post", "POST", url, body, headers)
+    return await _shortcut(hub, "http.post", "POST", url, body, headers)
 
 
 @lua_api
-async def put(url: str, body: bytes | LuaTable, headers: dict[str, str] | None = None) -> Any:
+async def put(
+    hub: HubContext, url: str, body: bytes | LuaTable, headers: dict[str, str] | None = None
+) -> Any:
     """http.put(url, body, headers?) -> resp | nil, err
 
     Sends a PUT request; suspends only the calling task. Times out after 30 s.
@@ -260,11 +275,11 @@ async def put(url: str, body: bytes | LuaTable, headers: dict[str, str] | None =
     assert(resp.status < 300, resp.body)
     ```
     """
-    return await _shortcut("http.put", "PUT", url, body, headers)
+    return await _shortcut(hub, "http.put", "PUT", url, body, headers)
 
 
 @lua_api
-async def delete(url: str, headers: dict[str, str] | None = None) -> Any:
+async def delete(hub: HubContext, url: str, headers: dict[str, str] | None = None) -> Any:
     """http.delete(url, headers?) -> resp | nil, err
 
     Sends a DELETE request; suspends only the calling task. Times out after 30 s.
@@ -282,11 +297,11 @@ async def delete(url: str, headers: dict[str, str] | None = None) -> Any:
     log.info("deleted: " .. resp.status)
     ```
     """
-    return await _shortcut("http.delete", "DELETE", url, None, headers)
+    return await _shortcut(hub, "http.delete", "DELETE", url, None, headers)
 
 
 @lua_api
-def request(opts: RequestOptions, callback: LuaFunction) -> str | tuple[None, str]:
+def request(hub: HubContext, opts: RequestOptions, callback: LuaFunction) -> str | tuple[None, str]:
     """http.request(opts, callback) -> request_id | nil, err
 
     Starts a request and returns at once; later runs `callback(resp, nil)` or
@@ -325,13 +340,12 @@ def request(opts: RequestOptions, callback: LuaFunction) -> str | tuple[None, st
         raise ArgumentError("opts: give body or json, not both")
     body = opts.get("body")
     if "json" in opts:
-        body = _json_bytes(opts["json"], "opts.json")
+        body = _json_bytes(hub, opts["json"], "opts.json")
         if not any(k.lower() == "content-type" for k in headers):
             headers["Content-Type"] = "application/json"
 
-    hub = current_hub()
     owner = hub.host.current_owner()
-    if in_flight_count(owner) >= MAX_IN_FLIGHT:
+    if in_flight_count(hub, owner) >= MAX_IN_FLIGHT:
         return None, (
             f"http.request: {owner} already has {MAX_IN_FLIGHT} requests in flight; "
             "wait for some callbacks before starting more"
@@ -340,9 +354,9 @@ def request(opts: RequestOptions, callback: LuaFunction) -> str | tuple[None, st
 
     async def run() -> None:
         try:
-            result = await _perform("http.request", method, url, headers, body, timeout)
+            result = await _perform(hub, "http.request", method, url, headers, body, timeout)
         finally:
-            _in_flight.pop(request_id, None)
+            hub.state(_State).in_flight.pop(request_id, None)
             hub.owners.discard(owner, request_id)
         if isinstance(result, tuple):
             args: tuple[Any, ...] = (None, hub.host.convert.to_lua(result[1]))
@@ -351,7 +365,7 @@ def request(opts: RequestOptions, callback: LuaFunction) -> str | tuple[None, st
         hub.host.sched.start(owner, f"http.request {request_id} callback", callback, *args)
 
     task = hub.spawn(run(), name=f"http.request {request_id}", owner=owner)
-    _in_flight[request_id] = (owner, task)
+    hub.state(_State).in_flight[request_id] = (owner, task)
     hub.owners.add(owner, request_id, task.cancel)
     return request_id
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from botster.hub.context import current_hub
+from botster.hub.context import HubContext
 from botster.hub.git import git, repo_reason, worktree_entries
 from botster.lua.api import lua_api
 
@@ -19,9 +19,9 @@ __all__ = ["LUA", "owner_name_from_url"]
 
 
 @lua_api
-def hub_id() -> str:
+def hub_id(hub: HubContext) -> str:
     """hub.hub_id() -> string: hex SHA-256 of this hub's repo path (same as hub_discovery)."""
-    return current_hub().hub_id
+    return hub.hub_id
 
 
 @lua_api
@@ -36,24 +36,23 @@ def server_id() -> None:
 
 
 @lua_api
-def quit() -> None:
+def quit(hub: HubContext) -> None:
     """hub.quit(): stops the hub cleanly once the current callback returns.
 
     Every listener of the `shutdown` event and hook runs first; agents' sessions are kept.
     """
-    hub = current_hub()
     hub.loop.call_soon(hub.quit)
 
 
 @lua_api
-async def get_worktrees() -> Any:
+async def get_worktrees(hub: HubContext) -> Any:
     """hub.get_worktrees() -> {{path, branch, head, is_main, ...}, ...} | nil, err
 
     The worktrees of the hub's repository, exactly as ``worktree.list()`` returns them
     (read from git on every call). Returns nil, err when the repository is gone.
     Example: ``for _, wt in ipairs(hub.get_worktrees()) do log.info(wt.path) end``
     """
-    entries = await worktree_entries(str(current_hub().paths.repo))
+    entries = await worktree_entries(str(hub.paths.repo))
     if isinstance(entries, str):
         return None, f"hub.get_worktrees: {entries}"
     return entries
@@ -86,7 +85,7 @@ def owner_name_from_url(url: str) -> str | None:
 
 
 @lua_api
-async def detect_repo() -> str | None | tuple[None, str]:
+async def detect_repo(hub: HubContext) -> str | None | tuple[None, str]:
     """hub.detect_repo() -> "owner/name" | nil, reason
 
     The hosted name of the hub's repository, read from its ``origin`` remote
@@ -97,7 +96,7 @@ async def detect_repo() -> str | None | tuple[None, str]:
     without an ``origin`` remote, or when origin is a local path.
     Example: ``local repo = hub.detect_repo(); if repo then log.info("working on " .. repo) end``
     """
-    repo = str(current_hub().paths.repo)
+    repo = str(hub.paths.repo)
     res = await git(repo, "remote", "get-url", "origin")
     if not res.ok:
         return None, f"hub.detect_repo: {repo_reason(repo, res)}"

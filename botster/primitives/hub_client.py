@@ -31,16 +31,16 @@ from typing import Any, TypedDict
 
 from botster.errors import ArgumentError, ProtocolError
 from botster.hub import net
-from botster.hub.context import current_hub
+from botster.hub.context import HubContext
 from botster.lua.api import LuaFunction, describe, lua_api
 from botster.lua.convert import JSON_NULL, lua_type_name
 from botster.transports.framing import DEFAULT_MAX_FRAME, JSON, FrameDecoder, encode_json
+from botster.transports.handshake import connect_unix
 
 __all__ = ["LUA", "WRONG_DOOR", "active_count"]
 
 log = logging.getLogger("hub_client")
 
-PROTOCOL_VERSION = 1
 MAX_PER_OWNER = 64  # connections per plugin, finished-but-undelivered ones included
 MAX_INBOX = 1000  # messages kept for a connection whose on_message is not registered yet
 MAX_OUTBOX = 1000  # messages sent while connecting, waiting for the connection
@@ -83,22 +83,28 @@ class _Conn:
     task: asyncio.Task[None] | None = None
 
 
-_conns: dict[str, _Conn] = {}
-_ended: collections.OrderedDict[str, str] = collections.OrderedDict()
 _ids = itertools.count(1)
 _req_ids = itertools.count(1)
 
 
-def active_count(owner: str | None = None) -> int:
+class _State:
+    """One hub's connections, and why recently ended ones ended."""
+
+    def __init__(self, hub: HubContext) -> None:
+        self.conns: dict[str, _Conn] = {}
+        self.ended: collections.OrderedDict[str, str] = collections.OrderedDict()
+
+
+def active_count(hub: HubContext, owner: str | None = None) -> int:
     """How many connections exist, for everyone or one owner (for leak checks)."""
-    return sum(1 for c in _conns.values() if owner is None or c.owner == owner)
+    return sum(1 for c in hub.state(_State).conns.values() if owner is None or c.owner == owner)
 
 
 # Reasons ----------------------------------------------------------------------------------
 
 
-def _unknown(fname: str, conn_id: str) -> str:
-    why = _ended.get(conn_id)
+def _unknown(hub: HubContext, fname: str, conn_id: str) -> str:
+    why = hub.state(_State).ended.get(conn_id)
     if why is not None:
         return f"hub_client.{fname}: {conn_id}: {why}"
     return f"hub_client.{fname}: {conn_id}: no such connection"
@@ -107,8 +113,7 @@ def _unknown(fname: str, conn_id: str) -> str:
 # Delivery ---------------------------------------------------------------------------------
 
 
-def _call(conn: _Conn, msg: dict[str, Any]) -> None:
-    hub = current_hub()
+def _call(hub: HubContext, conn: _Conn, msg: dict[str, Any]) -> None:
     hub.host.sched.start(
         conn.owner,
         f"hub_client {conn.id} on_message",
@@ -118,18 +123,18 @@ def _call(conn: _Conn, msg: dict[str, Any]) -> None:
     )
 
 
-def _deliver(conn: _Conn, msg: dict[str, Any]) -> None:
+def _deliver(hub: HubContext, conn: _Conn, msg: dict[str, Any]) -> None:
     """Runs on_message now, or keeps the message until on_message is registered."""
     if conn.handler is None or conn.inbox:  # a non-empty inbox means a flush is scheduled
         if len(conn.inbox) == MAX_INBOX:
             conn.dropped += 1
         conn.inbox.append(msg)
         return
-    _call(conn, msg)
+    _call(hub, conn, msg)
 
 
-def _flush_inbox(conn: _Conn) -> None:
-    if conn.handler is None or _conns.get(conn.id) is not conn:
+def _flush_inbox(hub: HubContext, conn: _Conn) -> None:
+    if conn.handler is None or hub.state(_State).conns.get(conn.id) is not conn:
         return  # closed or unloaded meanwhile
     if conn.dropped:
         log.warning(
@@ -142,17 +147,17 @@ def _flush_inbox(conn: _Conn) -> None:
     while conn.inbox and conn.handler is not None:  # a callback may close the connection
         msg = conn.inbox.popleft()
         if not conn.inbox and conn.state == "gone":
-            _forget(conn, conn.ended)  # the last message: the id is unknown from now on
-        _call(conn, msg)
+            _forget(hub, conn, conn.ended)  # the last message: the id is unknown from now on
+        _call(hub, conn, msg)
 
 
-def _forget(conn: _Conn, why: str) -> None:
-    if _conns.get(conn.id) is conn:
-        del _conns[conn.id]
-        current_hub().owners.discard(conn.owner, conn.id)
-    _ended[conn.id] = why
-    while len(_ended) > MAX_ENDED:
-        _ended.popitem(last=False)
+def _forget(hub: HubContext, conn: _Conn, why: str) -> None:
+    if hub.state(_State).conns.get(conn.id) is conn:
+        del hub.state(_State).conns[conn.id]
+        hub.owners.discard(conn.owner, conn.id)
+    hub.state(_State).ended[conn.id] = why
+    while len(hub.state(_State).ended) > MAX_ENDED:
+        hub.state(_State).ended.popitem(last=False)
 
 
 def _stop(conn: _Conn, why: str) -> None:
@@ -177,7 +182,7 @@ def _fail_pending(conn: _Conn, why: str) -> None:
     conn.pending.clear()
 
 
-def _end(conn: _Conn, reason: str) -> None:
+def _end(hub: HubContext, conn: _Conn, reason: str) -> None:
     """The connection failed or dropped: one synthetic `disconnected` message."""
     if conn.state == "gone":
         return
@@ -188,13 +193,13 @@ def _end(conn: _Conn, reason: str) -> None:
     conn.ready.set()
     msg = {"type": "disconnected", "reason": reason}
     if conn.handler is not None and not conn.inbox:
-        _forget(conn, conn.ended)  # before the call: inside it, the id is already unknown
-        _call(conn, msg)
+        _forget(hub, conn, conn.ended)  # before the call: inside it, the id is already unknown
+        _call(hub, conn, msg)
     else:
-        _deliver(conn, msg)  # the entry waits (owned) for on_message, close, or unload
+        _deliver(hub, conn, msg)  # the entry waits (owned) for on_message, close, or unload
 
 
-def _on_frame(conn: _Conn, msg: dict[str, Any]) -> None:
+def _on_frame(hub: HubContext, conn: _Conn, msg: dict[str, Any]) -> None:
     if msg.get("type") == "response":
         rid = msg.get("id")
         if isinstance(rid, str) and rid.startswith(_REQ_PREFIX):
@@ -203,37 +208,15 @@ def _on_frame(conn: _Conn, msg: dict[str, Any]) -> None:
                 fut.set_result(msg)
             return  # ours, even when it comes after the request timed out
     if conn.state == "open":
-        _deliver(conn, msg)
+        _deliver(hub, conn, msg)
 
 
 # The connection task ----------------------------------------------------------------------
 
 
-async def _handshake(
-    conn: _Conn, decoder: FrameDecoder
-) -> tuple[asyncio.StreamReader, dict[str, Any]]:
-    reader, writer = await asyncio.open_unix_connection(conn.path, limit=READ_SIZE)
-    conn.writer = writer
-    hello = {"type": "hello", "protocol": PROTOCOL_VERSION, "client": conn.client_name}
-    writer.write(encode_json(hello))
-    while True:
-        data = await reader.read(READ_SIZE)
-        if not data:
-            raise ProtocolError("the hub closed the connection during the handshake")
-        frames = decoder.feed(data)
-        first = next(frames, None)
-        frames.close()  # frames behind the hello_ack stay buffered for the read loop
-        if first is None:
-            continue
-        if first.type != JSON:
-            raise ProtocolError("the first frame is not a JSON hello_ack")
-        msg = first.json()
-        if msg.get("type") != "hello_ack":
-            raise ProtocolError(f"handshake refused: {msg.get('message', msg.get('type'))}")
-        return reader, msg
-
-
-async def _read(conn: _Conn, reader: asyncio.StreamReader, decoder: FrameDecoder) -> str:
+async def _read(
+    hub: HubContext, conn: _Conn, reader: asyncio.StreamReader, decoder: FrameDecoder
+) -> str:
     """Delivers messages until the connection ends; returns why it ended."""
     last_error = ""
     data = b""
@@ -247,7 +230,7 @@ async def _read(conn: _Conn, reader: asyncio.StreamReader, decoder: FrameDecoder
                 msg = frame.json()
                 if msg.get("type") == "error":
                     last_error = str(msg.get("message", ""))
-                _on_frame(conn, msg)
+                _on_frame(hub, conn, msg)
             data = await reader.read(READ_SIZE)
             if not data:
                 said = f" ({last_error})" if last_error else ""
@@ -258,20 +241,22 @@ async def _read(conn: _Conn, reader: asyncio.StreamReader, decoder: FrameDecoder
         return f"connection lost: {net.os_reason(e)}"
 
 
-async def _run(conn: _Conn) -> None:
+async def _run(hub: HubContext, conn: _Conn) -> None:
     decoder = FrameDecoder()
     try:
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT):
-                reader, ack = await _handshake(conn, decoder)
+                reader, conn.writer, ack = await connect_unix(
+                    conn.path, conn.client_name, decoder, read_size=READ_SIZE
+                )
         except TimeoutError:
-            _end(conn, f"no handshake from {conn.path} within {CONNECT_TIMEOUT:g} s")
+            _end(hub, conn, f"no handshake from {conn.path} within {CONNECT_TIMEOUT:g} s")
             return
         except ProtocolError as e:
-            _end(conn, f"handshake with {conn.path} failed: {e}")
+            _end(hub, conn, f"handshake with {conn.path} failed: {e}")
             return
         except OSError as e:
-            _end(conn, f"cannot connect to {conn.path}: {net.os_reason(e)}")
+            _end(hub, conn, f"cannot connect to {conn.path}: {net.os_reason(e)}")
             return
         if conn.state != "connecting":
             return
@@ -285,14 +270,14 @@ async def _run(conn: _Conn) -> None:
             if err is not None:
                 log.warning("[%s] hub_client %s: a queued message: %s", conn.owner, conn.id, err)
         conn.ready.set()
-        _deliver(conn, ack)
-        _end(conn, await _read(conn, reader, decoder))
+        _deliver(hub, conn, ack)
+        _end(hub, conn, await _read(hub, conn, reader, decoder))
     finally:
         if conn.writer is not None:
             conn.writer.close()
         if conn.state != "gone":  # only a bug gets here (the hub logs it)
             _stop(conn, "the connection task failed")
-            _forget(conn, conn.ended)
+            _forget(hub, conn, conn.ended)
 
 
 def _write(conn: _Conn, data: bytes) -> str | None:
@@ -310,10 +295,10 @@ def _write(conn: _Conn, data: bytes) -> str | None:
     return None
 
 
-def _release(conn: _Conn) -> None:
+def _release(hub: HubContext, conn: _Conn) -> None:
     """Owner unloaded: drop the connection without calling anything back."""
     _stop(conn, "closed: its plugin was unloaded")
-    _forget(conn, conn.ended)
+    _forget(hub, conn, conn.ended)
 
 
 # Checking ---------------------------------------------------------------------------------
@@ -345,10 +330,10 @@ def _encode(message: dict[str, Any], arg: str) -> bytes:
     return encode_json(message)
 
 
-def _evict_one_ended(owner: str) -> bool:
-    for conn in _conns.values():
+def _evict_one_ended(hub: HubContext, owner: str) -> bool:
+    for conn in hub.state(_State).conns.values():
         if conn.owner == owner and conn.state == "gone" and conn.handler is None:
-            _forget(conn, conn.ended)
+            _forget(hub, conn, conn.ended)
             return True
     return False
 
@@ -357,7 +342,7 @@ def _evict_one_ended(owner: str) -> bool:
 
 
 @lua_api
-def connect(socket_path: str) -> str | tuple[None, str]:
+def connect(hub: HubContext, socket_path: str) -> str | tuple[None, str]:
     """hub_client.connect(socket_path) -> conn_id | nil, err
 
     Connects to another hub's socket in the background and returns the connection's id at
@@ -388,23 +373,22 @@ def connect(socket_path: str) -> str | tuple[None, str]:
         )
     if "\0" in socket_path:
         raise ArgumentError("socket_path: a path cannot contain NUL")
-    hub = current_hub()
     owner = hub.host.current_owner()
-    if active_count(owner) >= MAX_PER_OWNER and not _evict_one_ended(owner):
+    if active_count(hub, owner) >= MAX_PER_OWNER and not _evict_one_ended(hub, owner):
         return None, (
             f"hub_client.connect: {owner} already has {MAX_PER_OWNER} connections; "
             "close some with hub_client.close(conn_id)"
         )
     name = f"hub {hub.hub_id[:12]} ({owner})"[:64]
     conn = _Conn(f"hub_conn_{next(_ids)}", owner, socket_path, name)
-    _conns[conn.id] = conn
-    hub.owners.add(owner, conn.id, lambda: _release(conn))
-    conn.task = hub.spawn(_run(conn), name=f"hub_client {conn.id}", owner=owner)
+    hub.state(_State).conns[conn.id] = conn
+    hub.owners.add(owner, conn.id, lambda: _release(hub, conn))
+    conn.task = hub.spawn(_run(hub, conn), name=f"hub_client {conn.id}", owner=owner)
     return conn.id
 
 
 @lua_api
-def on_message(conn_id: str, fn: LuaFunction) -> bool | tuple[None, str]:
+def on_message(hub: HubContext, conn_id: str, fn: LuaFunction) -> bool | tuple[None, str]:
     """hub_client.on_message(conn_id, fn(message, conn_id)) -> true | nil, err
 
     Sets the function that receives every JSON message the other hub sends on this
@@ -434,19 +418,19 @@ def on_message(conn_id: str, fn: LuaFunction) -> bool | tuple[None, str]:
     end)
     ```
     """
-    conn = _conns.get(conn_id)
+    conn = hub.state(_State).conns.get(conn_id)
     if conn is None:
-        return None, _unknown("on_message", conn_id)
+        return None, _unknown(hub, "on_message", conn_id)
     had_handler = conn.handler is not None
     conn.handler = fn
     if conn.inbox and not had_handler:
         # Next loop turn, not inside this call; messages arriving meanwhile queue behind.
-        current_hub().loop.call_soon(_flush_inbox, conn)
+        hub.loop.call_soon(_flush_inbox, hub, conn)
     return True
 
 
 @lua_api
-def send(conn_id: str, message: Any = None) -> bool | tuple[None, str]:
+def send(hub: HubContext, conn_id: str, message: Any = None) -> bool | tuple[None, str]:
     """hub_client.send(conn_id, message) -> true | nil, err
 
     Sends one JSON message (a table) to the other hub without waiting for an answer, e.g.
@@ -470,9 +454,9 @@ def send(conn_id: str, message: Any = None) -> bool | tuple[None, str]:
     ```
     """
     data = _encode(_object(message, "message"), "message")
-    conn = _conns.get(conn_id)
+    conn = hub.state(_State).conns.get(conn_id)
     if conn is None:
-        return None, _unknown("send", conn_id)
+        return None, _unknown(hub, "send", conn_id)
     if conn.state == "gone":
         return None, f"hub_client.send: {conn_id}: {conn.ended}"
     if conn.state == "connecting":
@@ -497,7 +481,11 @@ def send(conn_id: str, message: Any = None) -> bool | tuple[None, str]:
 
 @lua_api
 async def request(
-    conn_id: str, command: str, args: Any = None, opts: RequestOptions | None = None
+    hub: HubContext,
+    conn_id: str,
+    command: str,
+    args: Any = None,
+    opts: RequestOptions | None = None,
 ) -> Any:
     """hub_client.request(conn_id, command, args?, opts?) -> result | nil, err
 
@@ -535,9 +523,9 @@ async def request(
         raise ArgumentError("command: expected a command name, got an empty string")
     rid = f"{_REQ_PREFIX}{next(_req_ids)}"
     frame = _encode({"type": "request", "id": rid, "command": command, "args": payload}, "args")
-    conn = _conns.get(conn_id)
+    conn = hub.state(_State).conns.get(conn_id)
     if conn is None:
-        return None, _unknown("request", conn_id)
+        return None, _unknown(hub, "request", conn_id)
     if conn.state == "gone":
         return None, f"hub_client.request: {conn_id}: {conn.ended}"
     fut: asyncio.Future[dict[str, Any] | str] = asyncio.get_running_loop().create_future()
@@ -565,7 +553,7 @@ async def request(
 
 
 @lua_api
-def close(conn_id: str) -> bool:
+def close(hub: HubContext, conn_id: str) -> bool:
     """hub_client.close(conn_id) -> bool
 
     Closes a connection: what was already sent is flushed, pending requests return
@@ -578,12 +566,12 @@ def close(conn_id: str) -> bool:
     hub_client.close(conn)
     ```
     """
-    conn = _conns.get(conn_id)
+    conn = hub.state(_State).conns.get(conn_id)
     if conn is None:
         return False
     live = conn.state != "gone"
     _stop(conn, "closed with hub_client.close")
-    _forget(conn, conn.ended)
+    _forget(hub, conn, conn.ended)
     return live
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from botster.hub.context import current_hub
+from botster.hub.context import HubContext
 from botster.hub.identity import socket_path_for
 from botster.hub.registry import live_hubs_blocking
 from botster.lua.api import lua_api
@@ -17,31 +17,29 @@ __all__ = ["LUA"]
 
 
 @lua_api
-async def list() -> Any:  # noqa: A001 - the spec's name
+async def list(hub: HubContext) -> Any:  # noqa: A001 - the spec's name
     """hub_discovery.list() -> {{id, socket, repo_path, pid}...}
 
     Every live hub on this machine (this one included), sorted by repo path.
     Example: ``for _, h in ipairs(hub_discovery.list()) do log.info(h.repo_path) end``
     """
-    hub = current_hub()
     return await hub.run_blocking(live_hubs_blocking, hub.paths.runtime)
 
 
 @lua_api
-async def is_running(hub_id: str) -> bool:
+async def is_running(hub: HubContext, hub_id: str) -> bool:
     """hub_discovery.is_running(hub_id) -> bool: whether that hub is alive."""
-    hub = current_hub()
     hubs = await hub.run_blocking(live_hubs_blocking, hub.paths.runtime)
     return any(h["id"] == hub_id for h in hubs)
 
 
 @lua_api
-def socket_path(hub_id: str) -> str:
+def socket_path(hub: HubContext, hub_id: str) -> str:
     """hub_discovery.socket_path(hub_id) -> string
 
     Where that hub's socket is (or would be); it may not exist if the hub is not running.
     """
-    return str(socket_path_for(current_hub().paths, hub_id))
+    return str(socket_path_for(hub.paths, hub_id))
 
 
 LUA = {"list": list, "is_running": is_running, "socket_path": socket_path}

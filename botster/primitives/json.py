@@ -22,7 +22,7 @@ import math
 import re
 from typing import Any
 
-from botster.hub.context import current_hub
+from botster.hub.context import HubContext
 from botster.lua.api import lua_api
 from botster.lua.convert import ConversionError
 
@@ -83,7 +83,7 @@ def _lone_surrogate(value: Any, path: str) -> str | None:
 
 
 @lua_api
-def decode(text: bytes) -> Any:
+def decode(hub: HubContext, text: bytes) -> Any:
     """json.decode(str) -> value | nil, err
 
     Parses a JSON document. Returns the value, or nil and a message naming line and column.
@@ -109,7 +109,7 @@ def decode(text: bytes) -> Any:
         where = _lone_surrogate(value, "$")
         if where:
             return None, f"json.decode: {where}: lone UTF-16 surrogate in a string"
-    host = current_hub().host
+    host = hub.host
     if value is None:
         return host.null
     try:
@@ -126,6 +126,6 @@ WRONG_DOOR = {
 }
 
 
-def lua_extras(host: Any) -> dict[str, Any]:
+def lua_extras(hub: HubContext) -> dict[str, Any]:
     """Values json.lua needs: the null sentinel and the array mark."""
-    return {"null": host.null, "_array_mark": host.array_mark}
+    return {"null": hub.host.null, "_array_mark": hub.host.array_mark}

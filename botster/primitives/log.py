@@ -10,14 +10,20 @@ import logging
 import math
 from collections import deque
 
-from botster.hub.context import current_hub
+from botster.hub.context import HubContext
 from botster.lua.api import lua_api
 
 __all__ = ["LUA", "recent"]
 
 _log = logging.getLogger("plugin")
 RING_SIZE = 200
-_rings: dict[str, deque[tuple[str, str]]] = {}
+
+
+class _State:
+    """One hub's recent lines per owner."""
+
+    def __init__(self, hub: HubContext) -> None:
+        self.rings: dict[str, deque[tuple[str, str]]] = {}
 
 
 def _number_text(n: float) -> str:
@@ -32,15 +38,17 @@ def _number_text(n: float) -> str:
     return text if any(c in text for c in ".en") else text + ".0"
 
 
-def _emit(level: int, msg: str | float) -> None:
-    owner = current_hub().host.current_owner()
+def _emit(hub: HubContext, level: int, msg: str | float) -> None:
+    owner = hub.host.current_owner()
     text = msg if isinstance(msg, str) else _number_text(msg)
-    _rings.setdefault(owner, deque(maxlen=RING_SIZE)).append((logging.getLevelName(level), text))
+    hub.state(_State).rings.setdefault(owner, deque(maxlen=RING_SIZE)).append(
+        (logging.getLevelName(level), text)
+    )
     _log.log(level, "[%s] %s", owner, text)
 
 
 @lua_api
-def recent(owner: str) -> list[dict[str, str]]:
+def recent(hub: HubContext, owner: str) -> list[dict[str, str]]:
     """log.recent(owner) -> {{level, message}...}
 
     The last lines (at most 200) one plugin logged, oldest first; `level` is "INFO",
@@ -48,31 +56,33 @@ def recent(owner: str) -> list[dict[str, str]]:
     panel of the terminal UI reads them through the `plugins.log` command.
     Example: ``for _, l in ipairs(log.recent("my_plugin")) do print(l.level, l.message) end``
     """
-    return [{"level": level, "message": text} for level, text in _rings.get(owner, ())]
+    return [
+        {"level": level, "message": text} for level, text in hub.state(_State).rings.get(owner, ())
+    ]
 
 
 @lua_api
-def info(msg: str | float) -> None:
+def info(hub: HubContext, msg: str | float) -> None:
     """log.info(msg): logs at info level. `msg` is a string (numbers are accepted)."""
-    _emit(logging.INFO, msg)
+    _emit(hub, logging.INFO, msg)
 
 
 @lua_api
-def warn(msg: str | float) -> None:
+def warn(hub: HubContext, msg: str | float) -> None:
     """log.warn(msg): logs at warning level."""
-    _emit(logging.WARNING, msg)
+    _emit(hub, logging.WARNING, msg)
 
 
 @lua_api
-def error(msg: str | float) -> None:
+def error(hub: HubContext, msg: str | float) -> None:
     """log.error(msg): logs at error level (it does not raise)."""
-    _emit(logging.ERROR, msg)
+    _emit(hub, logging.ERROR, msg)
 
 
 @lua_api
-def debug(msg: str | float) -> None:
+def debug(hub: HubContext, msg: str | float) -> None:
     """log.debug(msg): logs at debug level (shown with BOTSTER_LOG=debug)."""
-    _emit(logging.DEBUG, msg)
+    _emit(hub, logging.DEBUG, msg)
 
 
 LUA = {"info": info, "warn": warn, "error": error, "debug": debug, "recent": recent}

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any, TypedDict
 
 from botster.errors import ArgumentError, SessionError
-from botster.hub.context import current_hub
+from botster.hub.context import HubContext
 from botster.lua.api import lua_api
 from botster.sessions.manager import HubSession
 
@@ -32,15 +32,15 @@ class SpawnOptions(TypedDict, total=False):
     labels: dict[str, str]
 
 
-def _session(fname: str, sid: str) -> HubSession | tuple[None, str]:
-    s = current_hub().sessions.get(sid)
+def _session(hub: HubContext, fname: str, sid: str) -> HubSession | tuple[None, str]:
+    s = hub.sessions.get(sid)
     if s is None:
         return None, f"pty.{fname}: no session {sid}"
     return s
 
 
 @lua_api
-async def _spawn(config: SpawnOptions) -> Any:
+async def _spawn(hub: HubContext, config: SpawnOptions) -> Any:
     """(pty.lua builds the handle around the id this returns.)"""
     if "cmd" not in config:
         raise ArgumentError("config.cmd: expected string, got nil")
@@ -57,7 +57,6 @@ async def _spawn(config: SpawnOptions) -> Any:
     }
     if "cwd" in config:
         spawn["cwd"] = config["cwd"]
-    hub = current_hub()
     labels = {**config.get("labels", {}), "owner": hub.host.current_owner()}
     try:
         s = await hub.sessions.spawn(spawn, labels, config.get("port_forward", False))
@@ -67,8 +66,8 @@ async def _spawn(config: SpawnOptions) -> Any:
 
 
 @lua_api
-def _write(sid: str, data: bytes) -> Any:
-    s = _session("write", sid)
+def _write(hub: HubContext, sid: str, data: bytes) -> Any:
+    s = _session(hub, "write", sid)
     if isinstance(s, tuple):
         return s
     if not s.running:
@@ -78,8 +77,8 @@ def _write(sid: str, data: bytes) -> Any:
 
 
 @lua_api
-def _resize(sid: str, rows: int, cols: int) -> Any:
-    s = _session("resize", sid)
+def _resize(hub: HubContext, sid: str, rows: int, cols: int) -> Any:
+    s = _session(hub, "resize", sid)
     if isinstance(s, tuple):
         return s
     for name, value in (("rows", rows), ("cols", cols)):
@@ -90,8 +89,8 @@ def _resize(sid: str, rows: int, cols: int) -> Any:
 
 
 @lua_api
-def _kill(sid: str) -> Any:
-    s = _session("kill", sid)
+def _kill(hub: HubContext, sid: str) -> Any:
+    s = _session(hub, "kill", sid)
     if isinstance(s, tuple):
         return s
     if s.running:
@@ -100,8 +99,7 @@ def _kill(sid: str) -> Any:
 
 
 @lua_api
-async def _close(sid: str) -> Any:
-    hub = current_hub()
+async def _close(hub: HubContext, sid: str) -> Any:
     s = hub.sessions.get(sid)
     if s is None:
         return False
@@ -110,14 +108,14 @@ async def _close(sid: str) -> Any:
 
 
 @lua_api
-def _info(sid: str) -> Any:
-    s = current_hub().sessions.get(sid)
+def _info(hub: HubContext, sid: str) -> Any:
+    s = hub.sessions.get(sid)
     return s.info() if s is not None else None
 
 
 @lua_api
-async def _snapshot(sid: str) -> Any:
-    s = _session("snapshot", sid)
+async def _snapshot(hub: HubContext, sid: str) -> Any:
+    s = _session(hub, "snapshot", sid)
     if isinstance(s, tuple):
         return s
     try:
@@ -138,8 +136,8 @@ async def _snapshot(sid: str) -> Any:
 
 
 @lua_api
-async def _text(sid: str) -> Any:
-    s = _session("text", sid)
+async def _text(hub: HubContext, sid: str) -> Any:
+    s = _session(hub, "text", sid)
     if isinstance(s, tuple):
         return s
     try:
@@ -149,12 +147,12 @@ async def _text(sid: str) -> Any:
 
 
 @lua_api
-def list() -> Any:  # noqa: A001 - the spec's name
+def list(hub: HubContext) -> Any:  # noqa: A001 - the spec's name
     """pty.list() -> {{id, pid, labels, running, exit_code, signal, port}...}
 
     Every session of this hub, including those adopted after a restart.
     """
-    return [s.info() for s in current_hub().sessions.sessions.values()]
+    return [s.info() for s in hub.sessions.sessions.values()]
 
 
 LUA = {

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from botster.errors import ArgumentError
-from botster.hub.context import current_hub
+from botster.hub.context import HubContext
 from botster.lua.api import LuaFunction, describe, lua_api
 
 __all__ = ["LUA", "active_count"]
@@ -33,13 +33,17 @@ class _Timer:
     ticks: int = field(default=0)
 
 
-_timers: dict[str, _Timer] = {}
-_next_id = 0
+class _State:
+    """One hub's timers."""
+
+    def __init__(self, hub: HubContext) -> None:
+        self.timers: dict[str, _Timer] = {}
+        self.next_id = 0
 
 
-def active_count() -> int:
-    """How many timers are scheduled (for leak checks)."""
-    return len(_timers)
+def active_count(hub: HubContext, owner: str | None = None) -> int:
+    """How many timers `hub` has scheduled, for everyone or one owner (for leak checks)."""
+    return sum(1 for t in hub.state(_State).timers.values() if owner is None or t.owner == owner)
 
 
 def _check_seconds(seconds: float, positive: bool) -> float:
@@ -49,32 +53,30 @@ def _check_seconds(seconds: float, positive: bool) -> float:
     return max(float(seconds), MIN_INTERVAL) if positive else float(seconds)
 
 
-def _create(seconds: float, fn: Any, interval: float | None) -> str:
-    global _next_id
-    hub = current_hub()
-    _next_id += 1
+def _create(hub: HubContext, seconds: float, fn: Any, interval: float | None) -> str:
+    state = hub.state(_State)
+    state.next_id += 1
     owner = hub.host.current_owner()
-    t = _Timer(f"timer_{_next_id}", owner, fn, interval, hub.loop.time() + seconds)
-    t.handle = hub.loop.call_at(t.due, _fire, t)
-    _timers[t.id] = t
-    hub.owners.add(owner, t.id, lambda: _stop(t))
+    t = _Timer(f"timer_{state.next_id}", owner, fn, interval, hub.loop.time() + seconds)
+    t.handle = hub.loop.call_at(t.due, _fire, hub, t)
+    state.timers[t.id] = t
+    hub.owners.add(owner, t.id, lambda: _stop(hub, t))
     return t.id
 
 
-def _stop(t: _Timer) -> None:
+def _stop(hub: HubContext, t: _Timer) -> None:
     if t.handle is not None:
         t.handle.cancel()
-    _timers.pop(t.id, None)
+    hub.state(_State).timers.pop(t.id, None)
     # The handle holds t and t held the handle: without this the callback (and all the Lua
     # memory it reaches) waited for Python's cycle collector.
     t.handle = t.fn = None
 
 
-def _fire(t: _Timer) -> None:
-    hub = current_hub()
+def _fire(hub: HubContext, t: _Timer) -> None:
     sched = hub.host.sched
     if t.interval is None:
-        _timers.pop(t.id, None)
+        hub.state(_State).timers.pop(t.id, None)
         hub.owners.discard(t.owner, t.id)
         fn, t.fn, t.handle = t.fn, None, None  # a fired one-shot keeps nothing alive
         sched.start(t.owner, f"timer {t.id}", fn)
@@ -86,7 +88,7 @@ def _fire(t: _Timer) -> None:
         t.due += math.ceil((now - t.due) / t.interval) * t.interval
         if t.due <= now:
             t.due += t.interval
-    t.handle = hub.loop.call_at(t.due, _fire, t)
+    t.handle = hub.loop.call_at(t.due, _fire, hub, t)
     if sched.is_pending(t.running):
         return  # the previous tick is still waiting on something: skip, don't pile up
     t.ticks += 1
@@ -94,17 +96,17 @@ def _fire(t: _Timer) -> None:
 
 
 @lua_api
-def after(seconds: float, fn: LuaFunction) -> str:
+def after(hub: HubContext, seconds: float, fn: LuaFunction) -> str:
     """timer.after(seconds, fn) -> id
 
     Calls fn() once, `seconds` from now (0 = on the next loop turn). Raises on a negative or
     non-finite delay. Example: ``timer.after(0.5, function() log.info("later") end)``
     """
-    return _create(_check_seconds(seconds, positive=False), fn, None)
+    return _create(hub, _check_seconds(seconds, positive=False), fn, None)
 
 
 @lua_api
-def every(seconds: float, fn: LuaFunction) -> str:
+def every(hub: HubContext, seconds: float, fn: LuaFunction) -> str:
     """timer.every(seconds, fn) -> id
 
     Calls fn() every `seconds` (first call after one interval) until cancelled. Ticks that
@@ -112,21 +114,21 @@ def every(seconds: float, fn: LuaFunction) -> str:
     ``local id = timer.every(1, function() log.info("tick") end)``
     """
     interval = _check_seconds(seconds, positive=True)
-    return _create(interval, fn, interval)
+    return _create(hub, interval, fn, interval)
 
 
 @lua_api
-def cancel(id: str) -> bool:
+def cancel(hub: HubContext, id: str) -> bool:
     """timer.cancel(id) -> bool
 
     Stops a timer; true if it was scheduled, false if unknown, fired (one-shot) or cancelled.
     Safe to call from inside the timer's own callback.
     """
-    t = _timers.get(id)
+    t = hub.state(_State).timers.get(id)
     if t is None:
         return False
-    _stop(t)
-    current_hub().owners.discard(t.owner, t.id)
+    _stop(hub, t)
+    hub.owners.discard(t.owner, t.id)
     return True
 
 

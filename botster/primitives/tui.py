@@ -2,7 +2,7 @@
 
 A terminal UI (``botster start`` / ``botster attach``, ``botster/tui``) is an ordinary socket
 client whose hello says ``"client": "tui"``; this module picks those clients out through the
-socket clients' observer hook (``botster.transports.observers``) and gives plugins one channel to
+hub's client channel (``botster.transports.channel``) and gives plugins one channel to
 all of them at once:
 
 * ``tui.send(msg)`` queues ``{type = "tui", data = msg}`` for every connected TUI;
@@ -22,117 +22,87 @@ from __future__ import annotations
 import itertools
 from typing import Any, TypedDict
 
-from botster.hub.context import current_hub
+from botster.hub.context import HubContext
 from botster.lua.api import LuaFunction, lua_api
+from botster.lua.listeners import ListenerSet
 from botster.sessions.forwarder import PtyForwarder
 from botster.sessions.manager import HubSession
-from botster.transports.observers import add_observer
-from botster.transports.socket_server import SocketClient
+from botster.transports.channel import ChannelClient
 
 __all__ = ["LUA", "TUI_CLIENT_NAME", "lua_extras"]
 
-TUI_CLIENT_NAME = "tui"  # the hello's `client` field that makes a socket client a TUI
+TUI_CLIENT_NAME = "tui"  # the hello's `client` field that makes a client a TUI
 
-_listeners: dict[str, dict[str, tuple[str, Any]]] = {
-    "connected": {},
-    "disconnected": {},
-    "message": {},
-}
 _ids = itertools.count(1)
-_tuis: dict[str, SocketClient] = {}  # client id -> connected TUI
+
+
+class _State:
+    """One hub's TUI listeners and forwarders (the TUIs themselves are the channel's)."""
+
+    def __init__(self, hub: HubContext) -> None:
+        self.on_connected = ListenerSet(hub, "tui_connected")
+        self.on_disconnected = ListenerSet(hub, "tui_disconnected")
+        self.on_message = ListenerSet(hub, "tui_message")
+        self.forwards: dict[str, _Forward] = {}
 
 
 class _Forward:
     """One ``tui.create_pty_forwarder``: a session routed to every TUI."""
 
-    def __init__(self, fid: str, session: HubSession) -> None:
+    def __init__(self, hub: HubContext, fid: str, session: HubSession) -> None:
+        self.hub = hub
         self.id = fid
         self.session = session
+        self.owner = ""
         self.per_client: dict[str, PtyForwarder] = {}
 
-    def attach(self, client: SocketClient) -> None:
-        old = self.per_client.pop(client.id, None)
-        if old is not None:
-            old.stop()
-        self.per_client[client.id] = PtyForwarder(
-            self.session, client.send_frame, client.queued, client.writer.drain
-        )
-
-    def detach(self, client_id: str) -> None:
-        fwd = self.per_client.pop(client_id, None)
-        if fwd is not None:
-            fwd.stop()
+    def attach(self, client: ChannelClient) -> None:
+        self.per_client[client.id] = self.hub.clients.attach(client, self.session)
 
     def stop(self) -> None:
-        for fwd in self.per_client.values():
-            fwd.stop()
+        for client_id, fwd in self.per_client.items():
+            self.hub.clients.detach(client_id, self.session.id, fwd)
         self.per_client.clear()
-        _forwards.pop(self.id, None)
+        self.hub.state(_State).forwards.pop(self.id, None)
 
 
-_forwards: dict[str, _Forward] = {}
-
-
-def _dispatch(kind: str, label: str, *args: Any) -> None:
-    hub = current_hub()
-    lua_args = [hub.host.convert.to_lua(a) for a in args]
-    for owner, fn in list(_listeners[kind].values()):
-        hub.host.sched.start(owner, label, fn, *lua_args)
+def _tuis(hub: HubContext) -> list[ChannelClient]:
+    return hub.clients.named(TUI_CLIENT_NAME)
 
 
 class _Observer:
-    """Watches socket clients for TUIs (``transports.observers.add_observer``)."""
+    """Picks the TUIs out of the hub's clients, whatever transport carries them."""
 
-    def connected(self, client: SocketClient) -> None:
+    def __init__(self, state: _State) -> None:
+        self.state = state
+
+    def connected(self, client: ChannelClient) -> None:
         if client.name != TUI_CLIENT_NAME:
             return
-        _tuis[client.id] = client
-        for fwd in list(_forwards.values()):
+        for fwd in list(self.state.forwards.values()):
             fwd.attach(client)
-        _dispatch("connected", "tui connected", client.id)
+        self.state.on_connected.dispatch("tui connected", client.id)
 
-    def disconnected(self, client: SocketClient) -> None:
-        if _tuis.pop(client.id, None) is None:
+    def disconnected(self, client: ChannelClient) -> None:
+        if client.name != TUI_CLIENT_NAME:
             return
-        for fwd in list(_forwards.values()):
-            fwd.detach(client.id)
-        _dispatch("disconnected", "tui disconnected", client.id)
+        for fwd in list(self.state.forwards.values()):
+            fwd.per_client.pop(client.id, None)  # the channel stopped it
+        self.state.on_disconnected.dispatch("tui disconnected", client.id)
 
-    def message(self, client: SocketClient, message: dict[str, Any]) -> None:
-        if client.id in _tuis and message.get("type") == "tui":
-            _dispatch("message", "tui message", message.get("data"), client.id)
-
-    def input_session(self, client: SocketClient, session_id: str) -> HubSession | None:
-        if client.id not in _tuis:
-            return None
-        for fwd in _forwards.values():
-            if fwd.session.id == session_id and client.id in fwd.per_client:
-                return fwd.session
-        return None
+    def message(self, client: ChannelClient, message: dict[str, Any]) -> None:
+        if client.name == TUI_CLIENT_NAME and message.get("type") == "tui":
+            self.state.on_message.dispatch("tui message", message.get("data"), client.id)
 
 
-_remove_observer: Any = None
-
-
-def lua_extras(host: Any) -> dict[str, Any]:
-    """Installs the socket observer once per process (nothing extra for Lua)."""
-    global _remove_observer
-    if _remove_observer is None:
-        _remove_observer = add_observer(_Observer())
+def lua_extras(hub: HubContext) -> dict[str, Any]:
+    """Starts observing the hub's clients for TUIs (nothing extra for Lua)."""
+    hub.clients.add_observer(_Observer(hub.state(_State)))
     return {}
 
 
-def _add(kind: str, fn: Any) -> str:
-    hub = current_hub()
-    owner = hub.host.current_owner()
-    key = f"tui_{kind}_{next(_ids)}"
-    _listeners[kind][key] = (owner, fn)
-    hub.owners.add(owner, key, lambda: _listeners[kind].pop(key, None))
-    return key
-
-
 @lua_api
-def on_connected(fn: LuaFunction) -> str:
+def on_connected(hub: HubContext, fn: LuaFunction) -> str:
     """tui.on_connected(fn()) -> listener id
 
     Calls fn when a terminal UI connects (a socket client whose hello said
@@ -140,33 +110,33 @@ def on_connected(fn: LuaFunction) -> str:
     Each call adds a listener; they go when the plugin unloads.
     Example: ``tui.on_connected(function() tui.send({kind = "notify", text = "hi"}) end)``
     """
-    return _add("connected", fn)
+    return hub.state(_State).on_connected.add(fn)
 
 
 @lua_api
-def on_disconnected(fn: LuaFunction) -> str:
+def on_disconnected(hub: HubContext, fn: LuaFunction) -> str:
     """tui.on_disconnected(fn()) -> listener id
 
     Calls fn when a terminal UI is gone (it quit, was cut, or the hub is stopping); fn also
     gets its client id.
     Example: ``tui.on_disconnected(function(id) log.info("UI " .. id .. " left") end)``
     """
-    return _add("disconnected", fn)
+    return hub.state(_State).on_disconnected.add(fn)
 
 
 @lua_api
-def on_message(fn: LuaFunction) -> str:
+def on_message(hub: HubContext, fn: LuaFunction) -> str:
     """tui.on_message(fn(msg_table)) -> listener id
 
     Calls fn with the `data` of every `{type = "tui", data = ...}` message a terminal UI
     sends (any JSON value; usually a table), and the UI's client id as a second argument.
     Example: ``tui.on_message(function(msg) log.info("UI says " .. json.encode(msg)) end)``
     """
-    return _add("message", fn)
+    return hub.state(_State).on_message.add(fn)
 
 
 @lua_api
-def send(msg: Any) -> int:
+def send(hub: HubContext, msg: Any) -> int:
     """tui.send(msg) -> count
 
     Queues `{type = "tui", data = msg}` for every connected terminal UI; `msg` is any JSON
@@ -175,14 +145,14 @@ def send(msg: Any) -> int:
     Example: ``tui.send({kind = "notify", text = "tests passed"})``
     """
     sent = 0
-    for client in list(_tuis.values()):
+    for client in _tuis(hub):
         if client.send_json({"type": "tui", "data": msg}):
             sent += 1
     return sent
 
 
 @lua_api
-def send_binary(data: bytes) -> int:
+def send_binary(hub: HubContext, data: bytes) -> int:
     """tui.send_binary(data) -> count
 
     Queues an opaque binary frame (type 0x06) holding the string `data` for every connected
@@ -190,7 +160,7 @@ def send_binary(data: bytes) -> int:
     Example: ``tui.send_binary(string.char(1, 2, 3))``
     """
     sent = 0
-    for client in list(_tuis.values()):
+    for client in _tuis(hub):
         if client.send_binary(data):
             sent += 1
     return sent
@@ -201,7 +171,7 @@ class TuiForwarderOptions(TypedDict):
 
 
 @lua_api
-def create_pty_forwarder(opts: TuiForwarderOptions) -> str | tuple[None, str]:
+def create_pty_forwarder(hub: HubContext, opts: TuiForwarderOptions) -> str | tuple[None, str]:
     """tui.create_pty_forwarder({session_id}) -> forwarder id | nil, err
 
     Routes a session's terminal to every terminal UI, now and as they connect: each gets a
@@ -211,44 +181,40 @@ def create_pty_forwarder(opts: TuiForwarderOptions) -> str | tuple[None, str]:
     stops when the plugin unloads.
     Example: ``local id = assert(tui.create_pty_forwarder({session_id = h:id()}))``
     """
-    hub = current_hub()
     session = hub.sessions.get(opts["session_id"])
     if session is None:
         return None, f"tui.create_pty_forwarder: no session {opts['session_id']}"
-    owner = hub.host.current_owner()
-    fwd = _Forward(f"tui_fwd_{next(_ids)}", session)
-    _forwards[fwd.id] = fwd
-    hub.owners.add(owner, fwd.id, fwd.stop)
-    for client in list(_tuis.values()):
+    fwd = _Forward(hub, f"tui_fwd_{next(_ids)}", session)
+    hub.state(_State).forwards[fwd.id] = fwd
+    fwd.owner = hub.own(fwd.id, fwd.stop)
+    for client in _tuis(hub):
         fwd.attach(client)
     return fwd.id
 
 
 @lua_api
-def stop_pty_forwarder(forwarder_id: str) -> bool:
+def stop_pty_forwarder(hub: HubContext, forwarder_id: str) -> bool:
     """tui.stop_pty_forwarder(forwarder_id) -> bool
 
     Stops a forwarder made by `tui.create_pty_forwarder`; false if it was already stopped.
     Example: ``tui.stop_pty_forwarder(id)``
     """
-    fwd = _forwards.get(forwarder_id)
+    fwd = hub.state(_State).forwards.get(forwarder_id)
     if fwd is None:
         return False
     fwd.stop()
-    hub = current_hub()
-    for owner in hub.owners.owners():
-        hub.owners.discard(owner, forwarder_id)
+    hub.owners.discard(fwd.owner, fwd.id)
     return True
 
 
 @lua_api
-def clients() -> list[str]:
+def clients(hub: HubContext) -> list[str]:
     """tui.clients() -> {client_id...}
 
     The client ids of the terminal UIs connected now (for `socket.send` to one of them).
     Example: ``log.info(#tui.clients() .. " UIs attached")``
     """
-    return list(_tuis)
+    return [c.id for c in _tuis(hub)]
 
 
 LUA = {

@@ -32,7 +32,7 @@ import aiohttp
 from yarl import URL
 
 from botster.hub import net
-from botster.hub.context import current_hub
+from botster.hub.context import HubContext
 from botster.lua.api import lua_api
 
 try:  # not a declared dependency; present in most environments (pip vendors its own copy)
@@ -65,7 +65,11 @@ def _running_version() -> str | None:
 
 # Read once, when the hub imports its primitives: the version this process runs.
 _RUNNING = _running_version()
-_install_task: asyncio.Task[Any] | None = None
+
+
+class _State:
+    def __init__(self, hub: HubContext) -> None:
+        self.install_task: asyncio.Task[Any] | None = None
 
 
 # Versions ---------------------------------------------------------------------------------
@@ -129,9 +133,9 @@ def version_key(text: str) -> Any:
 # Reaching the index -----------------------------------------------------------------------
 
 
-def _index(fname: str) -> tuple[str, None] | tuple[None, str]:
+def _index(hub: HubContext, fname: str) -> tuple[str, None] | tuple[None, str]:
     """The configured index URL without a trailing slash, or the reason it is unusable."""
-    value = current_hub().config.data.get("update_index", DEFAULT_INDEX)
+    value = hub.config.data.get("update_index", DEFAULT_INDEX)
     parsed = None
     if isinstance(value, str):
         try:
@@ -238,8 +242,8 @@ async def _stop_pip(proc: asyncio.subprocess.Process) -> None:
         await proc.wait()
 
 
-async def _install() -> tuple[Any, ...] | dict[str, Any]:
-    index, err = _index("update.install")
+async def _install(hub: HubContext) -> tuple[Any, ...] | dict[str, Any]:
+    index, err = _index(hub, "update.install")
     if index is None:
         return None, err
     found, err = await _compare("update.install", index)
@@ -296,7 +300,7 @@ async def _install() -> tuple[Any, ...] | dict[str, Any]:
 
 
 @lua_api
-async def check() -> Any:
+async def check(hub: HubContext) -> Any:
     """update.check() -> {available, version, current, index} | nil, err
 
     Asks the package index whether a newer Botster is published. Suspends only the calling
@@ -322,7 +326,7 @@ async def check() -> Any:
     elseif u.available then log.info("Botster " .. u.version .. " is out") end
     ```
     """
-    index, err = _index("update.check")
+    index, err = _index(hub, "update.check")
     if index is None:
         return None, err
     found, err = await _compare("update.check", index)
@@ -332,7 +336,7 @@ async def check() -> Any:
 
 
 @lua_api
-async def install() -> Any:
+async def install(hub: HubContext) -> Any:
     """update.install() -> {success = true, version, previous, updated} | nil, err
 
     Installs the newest Botster from the index into the Python environment the hub runs
@@ -357,11 +361,11 @@ async def install() -> Any:
     elseif not r then log.warn(err) end
     ```
     """
-    global _install_task
-    if _install_task is not None and not _install_task.done():
+    state = hub.state(_State)
+    if state.install_task is not None and not state.install_task.done():
         return None, "update.install: an install is already running"
-    task = current_hub().spawn(_install(), name="update.install", owner="hub")
-    _install_task = task
+    task = hub.spawn(_install(hub), name="update.install", owner="hub")
+    state.install_task = task
     return await asyncio.shield(task)
 
 

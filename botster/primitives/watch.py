@@ -8,7 +8,9 @@ Watchdog delivers on its own threads; events reach the loop only through
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
+import functools
 import itertools
 import logging
 import os
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, TypedDict
 
 from botster.errors import ArgumentError
-from botster.hub.context import current_hub
+from botster.hub.context import HubContext
 from botster.lua.api import describe, lua_api, options
 
 __all__ = ["LUA", "active_count"]
@@ -46,21 +48,28 @@ class _Watch:
     handler: Any = None
 
 
-_watches: dict[str, _Watch] = {}
-_observers: dict[float | None, Any] = {}  # poll interval (None = native) -> observer
 _ids = itertools.count(1)
-# Watchdog shares one ObservedWatch between handlers on the same path; unscheduling it would
-# stop every watch on that path, so handlers are counted and removed one by one.
-_handlers_per_handle: dict[Any, int] = {}  # ObservedWatch (hashed by path) -> count
 
 
-def active_count() -> int:
-    """How many watches are live (for leak checks)."""
-    return len(_watches)
+class _State:
+    """One hub's watches and watchdog observers."""
+
+    def __init__(self, hub: HubContext) -> None:
+        self.watches: dict[str, _Watch] = {}
+        self.observers: dict[float | None, Any] = {}  # poll interval (None = native) -> observer
+        # Watchdog shares one ObservedWatch between handlers on the same path; unscheduling it
+        # would stop every watch on that path, so handlers are counted and removed one by one.
+        self.handlers_per_handle: dict[Any, int] = {}  # ObservedWatch (hashed by path) -> count
 
 
-def _observer(poll_interval: float | None) -> Any:
-    obs = _observers.get(poll_interval)
+def active_count(hub: HubContext, owner: str | None = None) -> int:
+    """How many watches `hub` has live, for everyone or one owner (for leak checks)."""
+    return sum(1 for w in hub.state(_State).watches.values() if owner is None or w.owner == owner)
+
+
+def _observer(hub: HubContext, poll_interval: float | None) -> Any:
+    observers = hub.state(_State).observers
+    obs = observers.get(poll_interval)
     if obs is None:
         # watchdog 7.1 logs "queue_events() called when the thread is inactive" at ERROR when
         # a watch is removed while its emitter thread is mid-read: a benign race on its side.
@@ -75,16 +84,16 @@ def _observer(poll_interval: float | None) -> Any:
             obs = PollingObserver(timeout=poll_interval)
         obs.daemon = True
         obs.start()
-        _observers[poll_interval] = obs
-        if len(_observers) == 1:
-            current_hub().on_close(_stop_observers)
+        observers[poll_interval] = obs
+        if len(observers) == 1:
+            hub.on_close(functools.partial(_stop_observers, hub))
     return obs
 
 
-async def _stop_observers() -> None:
-    hub = current_hub()
-    observers = list(_observers.values())
-    _observers.clear()
+async def _stop_observers(hub: HubContext) -> None:
+    state = hub.state(_State)
+    observers = list(state.observers.values())
+    state.observers.clear()
     for obs in observers:
         obs.stop()
     for obs in observers:
@@ -115,9 +124,9 @@ def _matches(w: _Watch, path: str) -> bool:
 class _Handler:
     """Watchdog handler for one watch; runs on a watchdog thread."""
 
-    def __init__(self, watch_id: str, loop: Any) -> None:
+    def __init__(self, watch_id: str, hub: HubContext) -> None:
         self.watch_id = watch_id
-        self.loop = loop
+        self.hub = hub
 
     def dispatch(self, event: Any) -> None:
         kind = _kind(event)
@@ -125,11 +134,15 @@ class _Handler:
             return
         src = os.fsdecode(event.src_path)
         dest = os.fsdecode(event.dest_path) if kind == "rename" else None
-        self.loop.call_soon_threadsafe(_deliver, self.watch_id, kind, src, dest, event.is_directory)
+        self.hub.loop.call_soon_threadsafe(
+            _deliver, self.hub, self.watch_id, kind, src, dest, event.is_directory
+        )
 
 
-def _deliver(watch_id: str, kind: str, src: str, dest: str | None, is_dir: bool) -> None:
-    w = _watches.get(watch_id)
+def _deliver(
+    hub: HubContext, watch_id: str, kind: str, src: str, dest: str | None, is_dir: bool
+) -> None:
+    w = hub.state(_State).watches.get(watch_id)
     if w is None:
         return  # unwatched while the event was in flight
     path = dest if dest is not None else src
@@ -138,27 +151,29 @@ def _deliver(watch_id: str, kind: str, src: str, dest: str | None, is_dir: bool)
     event: dict[str, Any] = {"path": path, "kind": kind, "watch_id": w.id, "is_dir": is_dir}
     if dest is not None:
         event["old_path"] = src
-    hub = current_hub()
     hub.host.sched.start(w.owner, f"watch {w.id}", w.fn, hub.host.convert.to_lua(event))
 
 
-def _stop(w: _Watch) -> None:
-    _watches.pop(w.id, None)
+def _stop(hub: HubContext, w: _Watch) -> None:
+    state = hub.state(_State)
+    state.watches.pop(w.id, None)
     key = w.handle
-    remaining = _handlers_per_handle.get(key, 1) - 1
+    remaining = state.handlers_per_handle.get(key, 1) - 1
     try:
         if remaining > 0:
-            _handlers_per_handle[key] = remaining
+            state.handlers_per_handle[key] = remaining
             w.observer.remove_handler_for_watch(w.handler, w.handle)
         else:
-            _handlers_per_handle.pop(key, None)
+            state.handlers_per_handle.pop(key, None)
             w.observer.unschedule(w.handle)
     except (KeyError, ValueError):
         pass  # the observer already dropped it (its directory was deleted)
 
 
 @lua_api
-def directory(path: str, opts: object = None, callback: object = None) -> Any:
+async def directory(
+    hub: HubContext, path: str, opts: object = None, callback: object = None
+) -> Any:
     """watch.directory(path, opts?, callback) -> id | nil, err
 
     Calls callback(event) for each change under `path`; event = {path, kind, watch_id, is_dir,
@@ -168,7 +183,6 @@ def directory(path: str, opts: object = None, callback: object = None) -> Any:
     (seconds, default 2.0). A missing directory returns nil, err; bad arguments raise.
     Example: ``watch.directory("/tmp/x", {pattern = "*.lua"}, function(e) log.info(e.path) end)``
     """
-    hub = current_hub()
     if callback is None and opts is not None and _is_function(opts):
         opts, callback = None, opts
     if not _is_function(callback):
@@ -177,22 +191,36 @@ def directory(path: str, opts: object = None, callback: object = None) -> Any:
     interval = o.get("poll_interval", 2.0)
     if not interval > 0:
         raise ArgumentError(f"opts.poll_interval: expected a positive number, got {interval!r}")
-    root = os.path.abspath(path)
-    if not os.path.isdir(root):
-        reason = "not a directory" if os.path.exists(root) else "no such directory"
-        return None, f"watch.directory: {root}: {reason}"
+    root = os.path.abspath(path)  # noqa: ASYNC240 -- getcwd only, no disk wait
     owner = hub.host.current_owner()
-    observer = _observer(float(interval) if o.get("poll", False) else None)
+    observer = _observer(hub, float(interval) if o.get("poll", False) else None)
     w = _Watch(f"watch_{next(_ids)}", owner, root, callback, o.get("pattern"), observer)
-    w.handler = _Handler(w.id, hub.loop)
+    w.handler = _Handler(w.id, hub)
+    # Scheduling walks the whole tree (inotify adds a watch per directory): off the loop.
+    scheduled = asyncio.ensure_future(
+        hub.run_blocking(_schedule, observer, w.handler, root, o.get("recursive", True))
+    )
     try:
-        w.handle = observer.schedule(w.handler, root, recursive=o.get("recursive", True))
+        w.handle = await asyncio.shield(scheduled)
+    except asyncio.CancelledError:
+        # The caller went away (its plugin unloaded) while the walk ran: undo it when done.
+        scheduled.add_done_callback(lambda f: f.exception() or observer.unschedule(f.result()))
+        raise
     except OSError as e:
         return None, f"watch.directory: {root}: {e.strerror or e}"
-    _handlers_per_handle[w.handle] = _handlers_per_handle.get(w.handle, 0) + 1
-    _watches[w.id] = w
-    hub.owners.add(owner, w.id, lambda: _stop(w))
+    state = hub.state(_State)
+    state.handlers_per_handle[w.handle] = state.handlers_per_handle.get(w.handle, 0) + 1
+    state.watches[w.id] = w
+    hub.owners.add(owner, w.id, lambda: _stop(hub, w))
     return w.id
+
+
+def _schedule(observer: Any, handler: _Handler, root: str, recursive: bool) -> Any:
+    """Runs on the I/O pool: checks the directory and schedules the watch."""
+    if not os.path.isdir(root):
+        reason = "not a directory" if os.path.exists(root) else "no such directory"
+        raise OSError(0, reason)
+    return observer.schedule(handler, root, recursive=recursive)
 
 
 def _is_function(value: Any) -> bool:
@@ -202,13 +230,13 @@ def _is_function(value: Any) -> bool:
 
 
 @lua_api
-def unwatch(id: str) -> bool:
+def unwatch(hub: HubContext, id: str) -> bool:
     """watch.unwatch(id) -> bool: stops a watch; false if unknown or already stopped."""
-    w = _watches.get(id)
+    w = hub.state(_State).watches.get(id)
     if w is None:
         return False
-    _stop(w)
-    current_hub().owners.discard(w.owner, w.id)
+    _stop(hub, w)
+    hub.owners.discard(w.owner, w.id)
     return True
 
 

@@ -30,7 +30,7 @@ from yarl import URL
 
 from botster.errors import ArgumentError
 from botster.hub import net
-from botster.hub.context import current_hub
+from botster.hub.context import HubContext
 from botster.lua.api import LuaFunction, lua_api
 
 __all__ = ["LUA", "WRONG_DOOR", "active_count"]
@@ -71,14 +71,25 @@ class _Conn:
     closer: asyncio.Task[Any] | None = None
 
 
-_client = net.LazySession()  # no total timeout; _run bounds the handshake by CONNECT_TIMEOUT
-_conns: dict[str, _Conn] = {}
 _ids = itertools.count(1)
 
 
-def active_count(owner: str | None = None) -> int:
+class _State:
+    """One hub's websocket session and connections."""
+
+    def __init__(self, hub: HubContext) -> None:
+        # no total timeout; _run bounds the handshake by CONNECT_TIMEOUT
+        self.client = net.LazySession(hub)
+        self.conns: dict[str, _Conn] = {}
+
+
+def _client(hub: HubContext) -> aiohttp.ClientSession:
+    return hub.state(_State).client.get()
+
+
+def active_count(hub: HubContext, owner: str | None = None) -> int:
     """How many connections are live, for everyone or one owner (for leak checks)."""
-    return sum(1 for c in _conns.values() if owner is None or c.owner == owner)
+    return sum(1 for c in hub.state(_State).conns.values() if owner is None or c.owner == owner)
 
 
 # Reasons ----------------------------------------------------------------------------------
@@ -98,40 +109,39 @@ def _reason(exc: BaseException) -> str:
 # The connection task ----------------------------------------------------------------------
 
 
-def _callback(conn: _Conn, name: str, *args: Any) -> None:
+def _callback(hub: HubContext, conn: _Conn, name: str, *args: Any) -> None:
     fn = conn.callbacks.get(name)
     if fn is None:
         return
-    hub = current_hub()
     lua_args = [hub.host.convert.to_lua(a) for a in args]
     hub.host.sched.start(conn.owner, f"websocket {conn.id} {name}", fn, *lua_args)
 
 
-async def _deliver(conn: _Conn, name: str, *args: Any) -> None:
-    _callback(conn, name, *args)
+async def _deliver(hub: HubContext, conn: _Conn, name: str, *args: Any) -> None:
+    _callback(hub, conn, name, *args)
 
 
-def _forget(conn: _Conn) -> None:
+def _forget(hub: HubContext, conn: _Conn) -> None:
     conn.state = "gone"
-    if _conns.get(conn.id) is conn:
-        del _conns[conn.id]
-        current_hub().owners.discard(conn.owner, conn.id)
+    if hub.state(_State).conns.get(conn.id) is conn:
+        del hub.state(_State).conns[conn.id]
+        hub.owners.discard(conn.owner, conn.id)
 
 
-def _end(conn: _Conn, name: str, *args: Any) -> None:
+def _end(hub: HubContext, conn: _Conn, name: str, *args: Any) -> None:
     """Ends a connection with its one terminal callback (on_close or on_error)."""
     if conn.state == "gone":
         return
-    _forget(conn)
-    _callback(conn, name, *args)
+    _forget(hub, conn)
+    _callback(hub, conn, name, *args)
 
 
-async def _run(conn: _Conn) -> None:
+async def _run(hub: HubContext, conn: _Conn) -> None:
     ws: aiohttp.ClientWebSocketResponse | None = None
     try:
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT):
-                ws = await _client.get().ws_connect(
+                ws = await _client(hub).ws_connect(
                     conn.url,
                     headers=conn.headers,
                     max_msg_size=MAX_MESSAGE,
@@ -139,30 +149,32 @@ async def _run(conn: _Conn) -> None:
                     decode_text=False,
                 )
         except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as e:
-            _end(conn, "on_error", f"websocket.connect: {conn.shown}: {_reason(e)}")
+            _end(hub, conn, "on_error", f"websocket.connect: {conn.shown}: {_reason(e)}")
             return
         conn.ws = ws
         conn.state = "open"
-        _callback(conn, "on_open")
-        code, reason = await _read(conn, ws)
+        _callback(hub, conn, "on_open")
+        code, reason = await _read(hub, conn, ws)
         if code is None:
-            _end(conn, "on_error", reason)
+            _end(hub, conn, "on_error", reason)
         else:
-            _end(conn, "on_close", code, reason)
+            _end(hub, conn, "on_close", code, reason)
     finally:
         if conn.state != "gone":  # only a bug gets here (the hub logs it): drop the entry
-            _forget(conn)
+            _forget(hub, conn)
         if ws is not None and not ws.closed:  # cancelled: close politely, call nothing back
-            current_hub().spawn(_close_quietly(ws), name=f"websocket {conn.id} close", owner="hub")
+            hub.spawn(_close_quietly(ws), name=f"websocket {conn.id} close", owner="hub")
 
 
-async def _read(conn: _Conn, ws: aiohttp.ClientWebSocketResponse) -> tuple[int | None, str]:
+async def _read(
+    hub: HubContext, conn: _Conn, ws: aiohttp.ClientWebSocketResponse
+) -> tuple[int | None, str]:
     """Delivers messages until the connection ends: (code, reason), or (None, error)."""
     while True:
         msg = await ws.receive()
         if msg.type is aiohttp.WSMsgType.TEXT or msg.type is aiohttp.WSMsgType.BINARY:
             if conn.state == "open":  # after close() the plugin has said it wants no more
-                _callback(conn, "on_message", msg.data, msg.type is aiohttp.WSMsgType.BINARY)
+                _callback(hub, conn, "on_message", msg.data, msg.type is aiohttp.WSMsgType.BINARY)
             continue
         if msg.type is aiohttp.WSMsgType.CLOSE:  # the server closed; aiohttp has replied
             return int(msg.data), str(msg.extra or "")
@@ -193,10 +205,10 @@ async def _close_quietly(ws: aiohttp.ClientWebSocketResponse) -> None:
         pass
 
 
-def _release(conn: _Conn) -> None:
+def _release(hub: HubContext, conn: _Conn) -> None:
     """Owner unloaded: drop the connection without calling anything back."""
     conn.state = "gone"
-    _conns.pop(conn.id, None)
+    hub.state(_State).conns.pop(conn.id, None)
     if conn.task is not None:
         conn.task.cancel()
 
@@ -221,7 +233,9 @@ def _check_url(url: str) -> URL:
 
 
 @lua_api
-def connect(url: str, opts: ConnectOptions | None = None) -> str | tuple[None, str]:
+def connect(
+    hub: HubContext, url: str, opts: ConnectOptions | None = None
+) -> str | tuple[None, str]:
     """websocket.connect(url, opts?) -> conn_id | nil, err
 
     Opens a websocket client connection in the background and returns its id at once. The
@@ -253,23 +267,22 @@ def connect(url: str, opts: ConnectOptions | None = None) -> str | tuple[None, s
     parsed = _check_url(url)
     options = opts or {}
     headers = net.check_headers(options.get("headers"), "opts.headers")
-    hub = current_hub()
     owner = hub.host.current_owner()
-    if active_count(owner) >= MAX_PER_OWNER:
+    if active_count(hub, owner) >= MAX_PER_OWNER:
         return None, (
             f"websocket.connect: {owner} already has {MAX_PER_OWNER} open connections; "
             "close some with websocket.close(id)"
         )
     callbacks = {k: v for k, v in options.items() if k.startswith("on_")}
     conn = _Conn(f"ws_{next(_ids)}", owner, parsed, net.shown(parsed), headers, callbacks)
-    _conns[conn.id] = conn
-    hub.owners.add(owner, conn.id, lambda: _release(conn))
-    conn.task = hub.spawn(_run(conn), name=f"websocket {conn.id}", owner=owner)
+    hub.state(_State).conns[conn.id] = conn
+    hub.owners.add(owner, conn.id, lambda: _release(hub, conn))
+    conn.task = hub.spawn(_run(hub, conn), name=f"websocket {conn.id}", owner=owner)
     return conn.id
 
 
 @lua_api
-async def send(id: str, msg: bytes, opts: SendOptions | None = None) -> Any:
+async def send(hub: HubContext, id: str, msg: bytes, opts: SendOptions | None = None) -> Any:
     """websocket.send(conn_id, msg, opts?) -> true | nil, err
 
     Sends one message: a text frame, or a binary frame with `opts.binary`. Suspends only the
@@ -299,7 +312,7 @@ async def send(id: str, msg: bytes, opts: SendOptions | None = None) -> Any:
             raise ArgumentError(
                 "msg: a text frame must be valid UTF-8 (pass {binary = true} to send bytes)"
             ) from None
-    conn = _conns.get(id)
+    conn = hub.state(_State).conns.get(id)
     if conn is None:
         return None, f"websocket.send: {id}: no such connection (closed, or never opened)"
     if conn.state != "open" or conn.ws is None:
@@ -316,7 +329,7 @@ async def send(id: str, msg: bytes, opts: SendOptions | None = None) -> Any:
 
 
 @lua_api
-def close(id: str) -> bool | tuple[None, str]:
+def close(hub: HubContext, id: str) -> bool | tuple[None, str]:
     """websocket.close(conn_id) -> true | nil, err
 
     Starts closing a connection with code 1000. No more `on_message` calls follow; `on_close`
@@ -335,19 +348,18 @@ def close(id: str) -> bool | tuple[None, str]:
     -- on_close(1000, "") follows
     ```
     """
-    conn = _conns.get(id)
+    conn = hub.state(_State).conns.get(id)
     if conn is None:
         return None, f"websocket.close: {id}: no such connection (closed, or never opened)"
     if conn.state == "closing":
         return True
-    hub = current_hub()
     if conn.state == "connecting" or conn.ws is None:
         if conn.task is not None:
             conn.task.cancel()
-        _forget(conn)
+        _forget(hub, conn)
         # On the next loop turn, not inside this call; still owned, so an unload cancels it.
         hub.spawn(
-            _deliver(conn, "on_close", 1000, "closed before the connection opened"),
+            _deliver(hub, conn, "on_close", 1000, "closed before the connection opened"),
             name=f"websocket {id} on_close",
             owner=conn.owner,
         )

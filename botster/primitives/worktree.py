@@ -33,7 +33,7 @@ from itertools import count
 from typing import Any, NotRequired, Required, TypedDict
 
 from botster.errors import ArgumentError
-from botster.hub.context import current_hub
+from botster.hub.context import HubContext
 from botster.hub.git import (
     GIT_CHANGE_TIMEOUT_S,
     git,
@@ -57,14 +57,16 @@ def _realpaths_blocking(paths: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(os.path.realpath(p) for p in paths)
 
 
-async def _realpath(path: str) -> str:
-    return (await current_hub().run_blocking(_realpaths_blocking, (path,)))[0]
+async def _realpath(hub: HubContext, path: str) -> str:
+    return (await hub.run_blocking(_realpaths_blocking, (path,)))[0]
 
 
-async def _entry_at(entries: list[dict[str, Any]], path: str) -> dict[str, Any] | None:
+async def _entry_at(
+    hub: HubContext, entries: list[dict[str, Any]], path: str
+) -> dict[str, Any] | None:
     """The worktree entry whose directory is `path` (symlinks resolved on both sides)."""
     paths = (path, *(e["path"] for e in entries))
-    real, *known = await current_hub().run_blocking(_realpaths_blocking, paths)
+    real, *known = await hub.run_blocking(_realpaths_blocking, paths)
     return next((e for e, p in zip(entries, known, strict=True) if p == real), None)
 
 
@@ -115,21 +117,20 @@ async def _has_ref(repo: str, ref: str) -> bool:
 
 # Serialises the changes this hub makes to its repository's worktrees: two requests for one
 # branch must see each other's result (the second reuses the first's worktree).
-_change_lock: asyncio.Lock | None = None
+class _State:
+    def __init__(self, hub: HubContext) -> None:
+        self.change_lock = asyncio.Lock()
 
 
-def _lock() -> asyncio.Lock:
-    global _change_lock
-    if _change_lock is None:
-        _change_lock = asyncio.Lock()
-    return _change_lock
+def _lock(hub: HubContext) -> asyncio.Lock:
+    return hub.state(_State).change_lock
 
 
 # find / list ---------------------------------------------------------------------------------
 
 
 @lua_api
-async def find(branch: str) -> str | None | Fail:
+async def find(hub: HubContext, branch: str) -> str | None | Fail:
     """worktree.find(branch) -> path | nil[, err]
 
     The directory where `branch` (a short name such as ``"feature/login"``) is checked out:
@@ -143,7 +144,7 @@ async def find(branch: str) -> str | None | Fail:
     if path then log.info("already checked out at " .. path) end
     ```
     """
-    repo = str(current_hub().paths.repo)
+    repo = str(hub.paths.repo)
     entries = await worktree_entries(repo)
     if isinstance(entries, str):
         return None, f"worktree.find: {branch}: {entries}"
@@ -154,7 +155,7 @@ async def find(branch: str) -> str | None | Fail:
 
 
 @lua_api
-async def list() -> list[dict[str, Any]] | Fail:  # noqa: A001 - the spec's name
+async def list(hub: HubContext) -> list[dict[str, Any]] | Fail:  # noqa: A001 - the spec's name
     """worktree.list() -> {{path, branch, head, is_main, ...}, ...} | nil, err
 
     Every worktree of the hub's repository, the main checkout first, read from
@@ -178,7 +179,7 @@ async def list() -> list[dict[str, Any]] | Fail:  # noqa: A001 - the spec's name
     end
     ```
     """
-    repo = str(current_hub().paths.repo)
+    repo = str(hub.paths.repo)
     entries = await worktree_entries(repo)
     if isinstance(entries, str):
         return None, f"worktree.list: {entries}"
@@ -205,7 +206,7 @@ class _Refused(Exception):
 
 
 @lua_api
-def create_async(opts: CreateOptions) -> str:
+def create_async(hub: HubContext, opts: CreateOptions) -> str:
     """worktree.create_async(opts) -> request_id
 
     Starts making (or finding) the worktree for a branch and returns at once. The result
@@ -251,15 +252,14 @@ def create_async(opts: CreateOptions) -> str:
     branch = _check_name(opts["branch"], "opts.branch")
     base = _check_name(opts["base"], "opts.base") if "base" in opts else None
     path = _check_abs(opts["path"], "opts.path") if "path" in opts else None
-    hub = current_hub()
     owner = hub.host.current_owner()
     request_id = f"worktree_{next(_request_ids)}"
     echo = {k: opts[k] for k in ("prompt", "issue_number", "metadata") if k in opts}
 
     async def run() -> None:
         try:
-            async with _lock():
-                made = await _create(str(hub.paths.repo), branch, base, path)
+            async with _lock(hub):
+                made = await _create(hub, str(hub.paths.repo), branch, base, path)
         except _Refused as e:
             reason = str(e)
         except Exception as e:  # a bug here must still answer the request
@@ -295,7 +295,9 @@ def _inspect_target_blocking(path: str) -> str:
     return "taken"
 
 
-async def _create(repo: str, branch: str, base: str | None, path: str | None) -> dict[str, Any]:
+async def _create(
+    hub: HubContext, repo: str, branch: str, base: str | None, path: str | None
+) -> dict[str, Any]:
     """Makes or finds the worktree; returns the event fields, raises _Refused with a reason."""
     pruned = await git(repo, "worktree", "prune")
     if not pruned.ok:
@@ -308,7 +310,7 @@ async def _create(repo: str, branch: str, base: str | None, path: str | None) ->
         raise _Refused(entries)
     main = entries[0]["path"]
     target = path or os.path.join(_worktree_base(), os.path.basename(main), branch)
-    real_target = await _realpath(target)
+    real_target = await _realpath(hub, target)
 
     holder = next((e for e in entries if e.get("branch") == branch), None)
     if holder is not None and holder.get("prunable"):  # left by the prune: it is locked
@@ -318,7 +320,7 @@ async def _create(repo: str, branch: str, base: str | None, path: str | None) ->
             "reconnect it or run git worktree unlock"
         )
     if holder is not None:
-        if await _realpath(holder["path"]) == real_target:
+        if await _realpath(hub, holder["path"]) == real_target:
             return {"path": holder["path"], "created": False, "branch_created": False}
         where = "the main checkout of the repository" if holder["is_main"] else "a worktree"
         hint = (
@@ -330,11 +332,11 @@ async def _create(repo: str, branch: str, base: str | None, path: str | None) ->
             f"branch {branch} is already checked out at {holder['path']} ({where}); {hint}"
         )
 
-    occupant = await _entry_at(entries, target)
+    occupant = await _entry_at(hub, entries, target)
     if occupant is not None:
         what = f"branch {occupant['branch']}" if "branch" in occupant else "a detached HEAD"
         raise _Refused(f"{target} is already the worktree of {what}")
-    state = await current_hub().run_blocking(_inspect_target_blocking, target)
+    state = await hub.run_blocking(_inspect_target_blocking, target)
     if state == "taken":
         raise _Refused(
             f"{target} already exists and is not a worktree of {branch}; "
@@ -411,7 +413,9 @@ async def _unique_commits(repo: str, wt: dict[str, Any]) -> list[str] | str:
 
 
 @lua_api
-async def delete(path: str, branch: str | None = None, opts: DeleteOptions | None = None) -> Any:
+async def delete(
+    hub: HubContext, path: str, branch: str | None = None, opts: DeleteOptions | None = None
+) -> Any:
     """worktree.delete(path, branch?, opts?) -> true | nil, err
 
     Removes the worktree at `path` (a directory of the hub's repository, as
@@ -451,9 +455,10 @@ async def delete(path: str, branch: str | None = None, opts: DeleteOptions | Non
     if branch is not None:
         branch = _check_name(branch, "branch")
     opts = opts or {}
-    async with _lock():
+    async with _lock(hub):
         reason = await _delete(
-            str(current_hub().paths.repo),
+            hub,
+            str(hub.paths.repo),
             path,
             branch,
             force=opts.get("force", False),
@@ -463,13 +468,13 @@ async def delete(path: str, branch: str | None = None, opts: DeleteOptions | Non
 
 
 async def _delete(
-    repo: str, path: str, branch: str | None, *, force: bool, keep_branch: bool
+    hub: HubContext, repo: str, path: str, branch: str | None, *, force: bool, keep_branch: bool
 ) -> str | None:
     """Does the work of ``delete``; returns None on success, else the reason."""
     entries = await worktree_entries(repo)
     if isinstance(entries, str):
         return entries
-    wt = await _entry_at(entries, path)
+    wt = await _entry_at(hub, entries, path)
     if wt is None:
         return f"not a worktree of {entries[0]['path']}"
     if wt["is_main"]:
@@ -552,24 +557,24 @@ async def _delete(
 
 
 @lua_api
-def repo_root() -> str:
+def repo_root(hub: HubContext) -> str:
     """worktree.repo_root() -> path
 
     The top directory of the hub's repository (the checkout the hub was started for; the
     hub refuses to start outside a repository). Example: ``local root = worktree.repo_root()``
     """
-    return str(current_hub().paths.repo)
+    return str(hub.paths.repo)
 
 
 @lua_api
-async def is_git_repo() -> bool:
+async def is_git_repo(hub: HubContext) -> bool:
     """worktree.is_git_repo() -> bool
 
     Whether the hub's repository is (still) a working git repository: false when its
     directory or its ``.git`` has gone, or git cannot run. Never fails.
     Example: ``if not worktree.is_git_repo() then log.warn("repository is gone") end``
     """
-    res = await git(str(current_hub().paths.repo), "rev-parse", "--is-inside-work-tree")
+    res = await git(str(hub.paths.repo), "rev-parse", "--is-inside-work-tree")
     return res.ok and res.out.strip() == "true"
 
 
@@ -710,7 +715,7 @@ def _copy_patterns_blocking(src: str, dst: str, patterns_file: str) -> dict[str,
 
 
 @lua_api
-async def copy_from_patterns(src: str, dst: str, patterns_file: str) -> Any:
+async def copy_from_patterns(hub: HubContext, src: str, dst: str, patterns_file: str) -> Any:
     """worktree.copy_from_patterns(src, dst, patterns_file) -> {copied, skipped} | nil, err
 
     Copies the files under `src` that match the patterns in `patterns_file` to the same
@@ -749,7 +754,7 @@ async def copy_from_patterns(src: str, dst: str, patterns_file: str) -> Any:
     dst = _check_abs(dst, "dst")
     if not patterns_file:
         raise ArgumentError("patterns_file: expected a non-empty string, got an empty string")
-    result = await current_hub().run_blocking(_copy_patterns_blocking, src, dst, patterns_file)
+    result = await hub.run_blocking(_copy_patterns_blocking, src, dst, patterns_file)
     return (None, result) if isinstance(result, str) else result
 
 

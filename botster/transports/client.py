@@ -15,6 +15,7 @@ from typing import Any
 
 from botster.errors import ProtocolError
 from botster.transports.framing import JSON, Frame, FrameDecoder, encode_json
+from botster.transports.handshake import connect_unix
 
 __all__ = ["HubConnection", "RequestFailed"]
 
@@ -75,27 +76,12 @@ class HubConnection:
             ProtocolError: the hub refused the handshake.
             TimeoutError: no hello_ack within `handshake_s`.
         """
-        reader, writer = await asyncio.open_unix_connection(str(socket_path), limit=READ_SIZE)
-        writer.write(encode_json({"type": "hello", "protocol": 1, "client": client}))
         decoder = FrameDecoder()
-        try:
-            async with asyncio.timeout(handshake_s):
-                while True:
-                    data = await reader.read(65536)
-                    if not data:
-                        raise ProtocolError("hub closed the connection during the handshake")
-                    frames = decoder.feed(data)
-                    first = next(frames, None)
-                    frames.close()
-                    if first is None:
-                        continue
-                    msg = first.json()
-                    if msg.get("type") != "hello_ack":
-                        raise ProtocolError(f"handshake refused: {msg.get('message', msg)}")
-                    return cls(reader, writer, msg, decoder, on_message, on_frame)
-        except BaseException:
-            writer.close()
-            raise
+        async with asyncio.timeout(handshake_s):
+            reader, writer, ack = await connect_unix(
+                socket_path, client, decoder, read_size=READ_SIZE
+            )
+        return cls(reader, writer, ack, decoder, on_message, on_frame)
 
     async def _read_loop(self) -> None:
         try:

@@ -2,9 +2,10 @@
 
 Owns: the listening socket (0600 in the 0700 runtime dir), one ``SocketClient`` per
 connection, the ``hello`` handshake, decoding with a frame-size limit, and the bounded send
-buffer that cuts a client which stops reading. Messages go to ``botster.primitives.socket``,
-which runs the Lua callbacks; what a message means is the embedded Lua's business
-(``lib/client.lua``). The protocol is documented in ``docs/protocol.md``.
+buffer that cuts a client which stops reading. Clients, messages and PTY input go to the
+hub's client channel (``botster.transports.channel``), which the primitives observe; what a
+message means is the embedded Lua's business (``lib/client.lua``). The protocol is documented
+in ``docs/protocol.md``.
 """
 
 from __future__ import annotations
@@ -31,12 +32,12 @@ from botster.transports.framing import (
     encode_frame,
     encode_json,
 )
+from botster.transports.handshake import check_hello, hello_ack
 
-__all__ = ["PROTOCOL_VERSION", "SocketClient", "SocketServer"]
+__all__ = ["SocketClient", "SocketServer"]
 
 log = logging.getLogger("socket")
 
-PROTOCOL_VERSION = 1
 HELLO_TIMEOUT_S = 5.0
 READ_SIZE = 64 << 10
 DEFAULT_SEND_LIMIT = 8 << 20  # bytes queued for one client before it is cut
@@ -48,7 +49,10 @@ CLIENT_SNDBUF = 32 << 10
 
 
 class SocketClient:
-    """One connected client. Sends never block: they queue, up to `send_limit` bytes."""
+    """One connected client (a ``ChannelClient``). Sends never block: they queue, up to
+    `send_limit` bytes."""
+
+    transport = "socket"
 
     def __init__(self, server: SocketServer, client_id: str, writer: asyncio.StreamWriter) -> None:
         self.server = server
@@ -61,6 +65,10 @@ class SocketClient:
     def queued(self) -> int:
         """Bytes accepted for sending but not yet written to the socket."""
         return self.writer.transport.get_write_buffer_size()
+
+    async def drained(self) -> None:
+        """Returns once the send buffer is below the transport's low-water mark."""
+        await self.writer.drain()
 
     def send_frame(self, data: bytes) -> bool:
         """Queues one encoded frame. False if the client is gone or was cut for not reading."""
@@ -190,15 +198,7 @@ class SocketServer:
         try:
             hello = await asyncio.wait_for(self._read_hello(reader, decoder), HELLO_TIMEOUT_S)
             client.name = str(hello.get("client", "unknown"))[:64]
-            client.send_json(
-                {
-                    "type": "hello_ack",
-                    "protocol": PROTOCOL_VERSION,
-                    "hub_id": self.hub_id,
-                    "client_id": client.id,
-                    "max_frame": self.max_frame,
-                }
-            )
+            client.send_json(hello_ack(self.hub_id, client.id, self.max_frame))
             self.clients[client.id] = client
             registered = True
             log.info("client %s (%s) connected", client.id, client.name)
@@ -244,15 +244,7 @@ class SocketServer:
             for frame in decoder.feed(data):
                 if frame.type != JSON:
                     raise ProtocolError("the first frame must be a JSON hello")
-                msg = frame.json()
-                if msg.get("type") != "hello":
-                    raise ProtocolError(f"expected hello first, got {msg.get('type')!r}")
-                version = msg.get("protocol", PROTOCOL_VERSION)
-                if version != PROTOCOL_VERSION:
-                    raise ProtocolError(
-                        f"protocol {version!r} is not supported (hub speaks {PROTOCOL_VERSION})"
-                    )
-                return msg
+                return check_hello(frame.json())
 
     def _dispatch(self, client: SocketClient, ftype: int, payload: bytes) -> None:
         if ftype == JSON:

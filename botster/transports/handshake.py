@@ -1,0 +1,92 @@
+"""The hello handshake of the client protocol, both sides, and its version, defined once.
+
+A client's first frame is ``{"type": "hello", "protocol": 1, "client": <name>}``; the hub
+answers ``{"type": "hello_ack", "protocol": 1, "hub_id", "client_id", "max_frame"}`` or an
+error and closes (``docs/protocol.md``). The hub socket (``socket_server.py``) and any other
+transport use ``check_hello`` and ``hello_ack``; the two Python clients of the hub socket
+(``transports/client.py`` and the ``hub_client`` primitive) use ``connect_unix``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from botster.errors import ProtocolError
+from botster.transports.framing import JSON, FrameDecoder, encode_json
+
+__all__ = ["PROTOCOL_VERSION", "check_hello", "connect_unix", "hello", "hello_ack"]
+
+PROTOCOL_VERSION = 1
+
+
+def hello(client: str) -> dict[str, Any]:
+    """The hello a client sends first; `client` names it (``"tui"`` makes it a TUI)."""
+    return {"type": "hello", "protocol": PROTOCOL_VERSION, "client": client}
+
+
+def check_hello(msg: dict[str, Any]) -> dict[str, Any]:
+    """The hub's check of a client's first JSON message; returns it.
+
+    Raises:
+        ProtocolError: not a hello, or a protocol version the hub does not speak.
+    """
+    if msg.get("type") != "hello":
+        raise ProtocolError(f"expected hello first, got {msg.get('type')!r}")
+    version = msg.get("protocol", PROTOCOL_VERSION)
+    if version != PROTOCOL_VERSION:
+        raise ProtocolError(
+            f"protocol {version!r} is not supported (hub speaks {PROTOCOL_VERSION})"
+        )
+    return msg
+
+
+def hello_ack(hub_id: str, client_id: str, max_frame: int) -> dict[str, Any]:
+    """The hub's answer to an accepted hello."""
+    return {
+        "type": "hello_ack",
+        "protocol": PROTOCOL_VERSION,
+        "hub_id": hub_id,
+        "client_id": client_id,
+        "max_frame": max_frame,
+    }
+
+
+async def connect_unix(
+    path: Path | str, client: str, decoder: FrameDecoder, *, read_size: int
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, dict[str, Any]]:
+    """Connects to a hub socket and completes the handshake; the caller bounds the time.
+
+    Frames the hub sent right behind the hello_ack stay buffered in `decoder`, for the
+    caller's read loop. On any failure the connection is closed.
+
+    Returns:
+        (reader, writer, the hello_ack message).
+
+    Raises:
+        OSError: nothing listens at `path`.
+        ProtocolError: the hub refused the hello, closed the connection, or answered with
+            something other than a JSON hello_ack.
+    """
+    reader, writer = await asyncio.open_unix_connection(str(path), limit=read_size)
+    try:
+        writer.write(encode_json(hello(client)))
+        while True:
+            data = await reader.read(read_size)
+            if not data:
+                raise ProtocolError("the hub closed the connection during the handshake")
+            frames = decoder.feed(data)
+            first = next(frames, None)
+            frames.close()  # frames behind the hello_ack stay buffered for the read loop
+            if first is None:
+                continue
+            if first.type != JSON:
+                raise ProtocolError("the first frame is not a JSON hello_ack")
+            msg = first.json()
+            if msg.get("type") != "hello_ack":
+                raise ProtocolError(f"handshake refused: {msg.get('message', msg.get('type'))}")
+            return reader, writer, msg
+    except BaseException:
+        writer.close()
+        raise

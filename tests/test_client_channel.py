@@ -1,0 +1,106 @@
+"""The client channel: what a plugin registers on the socket and tui primitives is released
+with it (issue 9), and PTY input follows the channel's forwarders whoever made them."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from botster.primitives import socket as socket_primitive
+from botster.primitives import tui as tui_primitive
+from botster.transports.client import HubConnection
+from botster.transports.framing import PTY_INPUT, SNAPSHOT, Frame, encode_frame, encode_session
+from tests.inproc import LogLines, make_repo, running_hubs, socket_of
+
+PLUGIN = """
+require("lib.commands").register("test.setup", function(args)
+  local h = assert(pty.spawn({cmd = "sh", args = {"-c", "read l; echo got:$l; read x"}}))
+  local sid = h:id()
+  return {
+    sid = sid,
+    socket_fwd = assert(socket.create_pty_forwarder({client_id = args.client_id, session_id = sid})),
+    tui_fwd = assert(tui.create_pty_forwarder({session_id = sid})),
+    listeners = {
+      socket.on_client_connected(function() end),
+      socket.on_client_disconnected(function() end),
+      socket.on_message(function() end),
+      tui.on_connected(function() end),
+      tui.on_disconnected(function() end),
+      tui.on_message(function() end),
+    },
+  }
+end)
+log.info("RESULT loaded")
+"""
+
+
+def _pty_input(session_id: str, data: bytes) -> bytes:
+    return encode_frame(PTY_INPUT, encode_session(session_id, data))
+
+
+def _listeners(hub, module) -> int:
+    state = hub.state(module._State)
+    return len(state.on_connected) + len(state.on_disconnected) + len(state.on_message)
+
+
+async def _first_snapshot(frames: list[Frame], changed: asyncio.Event) -> None:
+    async with asyncio.timeout(20):
+        while not any(f.type == SNAPSHOT for f in frames):
+            changed.clear()
+            await changed.wait()
+
+
+async def test_reload_releases_socket_and_tui_forwarders_and_listeners(
+    tmp_path: Path, isolated_env: dict[str, str]
+) -> None:
+    lines = LogLines()
+    repo = make_repo(tmp_path / "repo", {"fw": PLUGIN})
+    conns: list[HubConnection] = []
+    with lines.attached():
+        async with running_hubs([repo], lines) as (hub,):
+            try:
+                got: dict[str, list[Frame]] = {"plain": [], "tui": []}
+                changed = asyncio.Event()
+
+                def collect(name: str):
+                    def on_frame(frame: Frame) -> None:
+                        got[name].append(frame)
+                        changed.set()
+
+                    return on_frame
+
+                plain = await HubConnection.connect(socket_of(hub), "plain")
+                conns.append(plain)
+                plain.on_frame = collect("plain")
+                ui = await HubConnection.connect(socket_of(hub), "tui")
+                conns.append(ui)
+                ui.on_frame = collect("tui")
+                assert [c.id for c in hub.clients.named("tui")] == [ui.client_id]
+                socket_before = _listeners(hub, socket_primitive)
+                tui_before = _listeners(hub, tui_primitive)
+
+                made = await plain.request("test.setup", {"client_id": plain.client_id})
+                await _first_snapshot(got["plain"], changed)
+                await _first_snapshot(got["tui"], changed)
+                assert hub.clients.forwarder_count() == 2
+                assert _listeners(hub, socket_primitive) == socket_before + 3
+                assert _listeners(hub, tui_primitive) == tui_before + 3
+                assert sorted(hub.owners._held["fw"]) == sorted(
+                    [made["socket_fwd"], made["tui_fwd"], *made["listeners"]]
+                )
+
+                await plain.request("plugins.reload", {"name": "fw"})
+                assert lines.count("RESULT loaded") == 2
+                assert hub.clients.forwarder_count() == 0
+                assert _listeners(hub, socket_primitive) == socket_before
+                assert _listeners(hub, tui_primitive) == tui_before
+                assert "fw" not in hub.owners.owners()
+                # Neither client may type into the session any more.
+                errors: list[dict] = []
+                plain.on_message = errors.append
+                plain.send_raw(_pty_input(made["sid"], b"hello\n"))
+                assert await plain.request("ping") == {"pong": True}
+                assert [e["code"] for e in errors] == ["bad_message"]
+            finally:
+                for conn in conns:
+                    await conn.close()
