@@ -411,14 +411,19 @@ async def test_agent_attention_becomes_a_push_when_nobody_looks(hub, git_repo, t
         await conn.close()
 
 
-async def test_agent_url_builds_the_browser_link(hub) -> None:
+async def test_agent_url_builds_the_browser_link(hub, git_repo) -> None:
+    # Plugins cannot replace hub.server_id (shared tables are read-only to them); a core
+    # override module, trusted like the hub's own code, can.
+    stub = git_repo / ".botster" / "lua" / "stub_server_id.lua"
+    stub.parent.mkdir(parents=True, exist_ok=True)
+    stub.write_text('hub.server_id = function() return "srv 1" end\nreturn true\n')
     proc = await hub(
         plugins={
             "url": PRELUDE
             + """
 local attention = require("lib.attention")
 report("none", attention.agent_url("k") or "nil")
-hub.server_id = function() return "srv 1" end
+require("stub_server_id")
 report("path", attention.agent_url("feature/x"))
 assert(config.set("server_url", "https://relay.example/"))
 report("full", attention.agent_url("feature/x"))

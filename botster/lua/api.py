@@ -348,14 +348,13 @@ def bind(
         async def finish(coro: Any, caller: str) -> Any:
             token = CALLER.set(caller)
             try:
-                result = await coro
+                return conv.results(await coro)
             except ArgumentError as e:
                 return raise_marker, message(e)
             except ConversionError as e:
                 return raise_marker, f"{name}: {e}".encode()
             finally:
                 CALLER.reset(token)
-            return conv.results(result)
 
         @functools.wraps(target)
         def call_async(*args: Any) -> Any:

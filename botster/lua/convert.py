@@ -13,13 +13,28 @@ rules; ``docs/primitives.md`` states them for plugin authors.
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from collections.abc import Generator
+from typing import Any, TypeVar
 
 from lupa import lua54
 
-__all__ = ["JSON_NULL", "ConversionError", "Converter", "lua_type_name"]
+__all__ = [
+    "JSON_NULL",
+    "ConversionError",
+    "Converter",
+    "check_data",
+    "check_data_steps",
+    "data_size",
+    "run_sliced",
+    "run_steps",
+    "lua_type_name",
+]
 
 MAX_DEPTH = 200
+T = TypeVar("T")
+# Rough bytes one Lua table slot and one string header take; only used to refuse early.
+_SLOT = 40
 
 
 class _JsonNull:
@@ -62,21 +77,132 @@ def lua_type_name(value: Any) -> str:
     return t if t is not None else "userdata"
 
 
+def data_size(value: Any, stop: int) -> int:
+    """About how many bytes of Lua memory `value` takes once converted (JSON-like data).
+
+    The walk gives up as soon as the total passes `stop` (and returns a number above it), so
+    a huge value costs no more to measure than a value of `stop` bytes.
+    """
+    total = 0
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, (bytes, str)):
+            total += len(v) + _SLOT
+        elif isinstance(v, dict):
+            total += _SLOT * (len(v) + 1)
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, (list, tuple)):
+            total += _SLOT * (len(v) + 1)
+            stack.extend(v)
+        else:
+            total += _SLOT
+        if total > stop:
+            return total
+    return total
+
+
+# Elements handled between two yields of the sliced walks (well under a millisecond).
+SLICE = 256
+
+Steps = Generator[None, None, Any]
+
+
+_END = object()
+
+
+def check_data_steps(
+    value: Any, *, max_bytes: int, max_depth: int
+) -> Generator[None, None, str | None]:
+    """``check_data`` in slices: yields every ``SLICE`` elements; returns the same answer.
+
+    Containers are walked through iterators, never copied, so no slice does more than
+    ``SLICE`` elements' work however wide one container is.
+    """
+    total = 0
+    work = 0
+    stack: list[Any] = [iter((value,))]
+    while stack:
+        v = next(stack[-1], _END)
+        if v is _END:
+            stack.pop()
+            continue
+        if type(v) is tuple and len(v) == 2 and type(v[0]) is str:  # a dict item
+            total += len(v[0]) + 3
+            v = v[1]
+        if isinstance(v, (bytes, str)):
+            total += len(v) + 3
+        elif isinstance(v, dict):
+            total += 2
+            stack.append(iter(v.items()))
+        elif isinstance(v, (list, tuple)):
+            total += 2
+            stack.append(iter(v))
+        else:
+            total += 8
+        total += 1
+        if len(stack) - 1 > max_depth:
+            return f"nested deeper than {max_depth} levels"
+        if total > max_bytes:
+            return f"larger than {max_bytes} bytes"
+        work += 1
+        if work >= SLICE:
+            work = 0
+            yield
+    return None
+
+
+def check_data(value: Any, *, max_bytes: int, max_depth: int) -> str | None:
+    """Why `value` (decoded JSON) is too big or too deep to hand to Lua, or None if it isn't.
+
+    Measures about as many bytes as its JSON text would take and stops at the first limit
+    passed, so a hostile value costs at most `max_bytes` of work. Checked before conversion
+    (a deep or huge value would otherwise hold the loop while it is converted). For a large
+    value, drive ``check_data_steps`` from the loop instead (see ``run_sliced``).
+    """
+    return run_steps(check_data_steps(value, max_bytes=max_bytes, max_depth=max_depth))
+
+
+def run_steps(steps: Generator[None, None, T]) -> T:
+    """Runs a sliced walk to the end at once."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+async def run_sliced(steps: Generator[None, None, T]) -> T:
+    """Runs a sliced walk, letting the event loop run between slices."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+        await asyncio.sleep(0)
+
+
 class Converter:
     """Converts values for one Lua runtime.
 
     Args:
         lua: the runtime.
         array_mark: the Lua metatable that marks a table as a JSON array.
+        memory_limit: the Lua memory cap in bytes (0: none); a value that would not fit
+            under it is refused before conversion starts.
     """
 
-    def __init__(self, lua: lua54.LuaRuntime, array_mark: Any) -> None:
+    def __init__(self, lua: lua54.LuaRuntime, array_mark: Any, memory_limit: int = 0) -> None:
         self._lua = lua
+        self._limit = memory_limit
+        self._collect = lua.eval("function() collectgarbage() end")
         self._table_from = lua.table_from
         self._mark = lua.eval("function(t, mt) return setmetatable(t, mt) end")
         self._is_marked = lua.eval("function(t, mt) return getmetatable(t) == mt end")
         self._array_mark = array_mark
         self._identity = lua.eval("function(x) return x end")
+        self._merge = lua.eval("function(t, chunk) for k, v in pairs(chunk) do t[k] = v end end")
 
     def anchor(self, value: Any) -> Any:
         """Re-wraps a Lua object so Python may keep it.
@@ -93,8 +219,41 @@ class Converter:
 
     # Python -> Lua -------------------------------------------------------------------------
 
-    def to_lua(self, value: Any, _depth: int = 0) -> Any:
-        """Converts a Python value (JSON-like data, or an existing Lua object) for Lua."""
+    def reserve(self, value: Any) -> None:
+        """Checks that `value` fits in what is left of the Lua memory cap.
+
+        Conversion runs with the cap lifted (see scheduler.lua), so this check is what keeps
+        a large value out: it is refused with a clear error instead of being built.
+
+        Raises:
+            ConversionError: it does not fit, even after a full garbage collection.
+        """
+        if self._limit <= 0 or isinstance(value, (bool, int, float)) or value is None:
+            return
+        free = self._limit - self._lua.get_memory_used()
+        need = data_size(value, free)
+        if need <= free:
+            return
+        self._collect()
+        used = self._lua.get_memory_used()
+        if need <= self._limit - used:
+            return
+        mib = 1 << 20
+        raise ConversionError(
+            f"a value of about {need / mib:.1f} MiB does not fit in Lua memory "
+            f"({used / mib:.0f} of {self._limit / mib:.0f} MiB in use; see lua_memory_limit_mb)"
+        )
+
+    def to_lua(self, value: Any) -> Any:
+        """Converts a Python value (JSON-like data, or an existing Lua object) for Lua.
+
+        Raises:
+            ConversionError: too deep, or too large for the Lua memory cap.
+        """
+        self.reserve(value)
+        return self._to_lua(value)
+
+    def _to_lua(self, value: Any, _depth: int = 0) -> Any:
         if value is None or isinstance(value, (bool, int, float, bytes)):
             return value
         if isinstance(value, str):
@@ -104,14 +263,14 @@ class Converter:
         if isinstance(value, dict):
             return self._table_from(
                 {
-                    self.to_lua(k, _depth + 1): self.to_lua(v, _depth + 1)
+                    self._to_lua(k, _depth + 1): self._to_lua(v, _depth + 1)
                     for k, v in value.items()
                     if v is not None
                 }
             )
         if isinstance(value, (list, tuple)):
             table = self._table_from(
-                [JSON_NULL if v is None else self.to_lua(v, _depth + 1) for v in value]
+                [JSON_NULL if v is None else self._to_lua(v, _depth + 1) for v in value]
             )
             # Every list is marked, not only empty ones: a decoded array that a plugin
             # empties (table.remove) must still encode as [] rather than {}.
@@ -119,11 +278,72 @@ class Converter:
         # Lua objects and documented handles cross unchanged.
         return value
 
+    def to_lua_steps(self, value: Any) -> Generator[None, None, Any]:
+        """``to_lua`` in slices (yields every ``SLICE`` elements), for large data such as a
+        client's message: drive it with ``run_sliced`` so the loop keeps running.
+
+        Raises:
+            ConversionError: too deep, or too large for the Lua memory cap.
+        """
+        work = 0
+
+        def convert(v: Any, depth: int) -> Generator[None, None, Any]:
+            nonlocal work
+            if depth > MAX_DEPTH:
+                raise ConversionError("value is nested too deeply")
+            is_dict = isinstance(v, dict)
+            items = v.items() if is_dict else enumerate(v, 1)
+            # A wide container is filled in chunks, so no single call builds all of it.
+            table = self._lua.table() if len(v) > SLICE else None
+            out: Any = {}
+            for k, item in items:
+                if isinstance(item, (dict, list, tuple)):
+                    item = yield from convert(item, depth + 1)
+                elif item is None:
+                    if is_dict:
+                        continue
+                    item = JSON_NULL
+                else:
+                    item = self._to_lua(item)
+                out[self._to_lua(k) if is_dict else k] = item
+                work += 1
+                if work >= SLICE:
+                    work = 0
+                    if table is not None:
+                        self._merge(table, self._table_from(out))
+                        out = {}
+                    self._check_room()
+                    yield
+            if table is None:
+                table = self._table_from(out)
+            elif out:
+                self._merge(table, self._table_from(out))
+            return table if is_dict else self._mark(table, self._array_mark)
+
+        if not isinstance(value, (dict, list, tuple)):
+            return self.to_lua(value)
+        # Measuring first would be a second full walk without a break; instead the memory
+        # left is checked at every slice, so it is passed by one slice at most.
+        self._check_room()
+        return (yield from convert(value, 1))
+
+    def _check_room(self) -> None:
+        if self._limit <= 0:
+            return
+        used = self._lua.get_memory_used()
+        if used > self._limit - (1 << 20):
+            mib = 1 << 20
+            raise ConversionError(
+                f"value does not fit in Lua memory ({used / mib:.0f} of "
+                f"{self._limit / mib:.0f} MiB in use; see lua_memory_limit_mb)"
+            )
+
     def results(self, value: Any) -> Any:
         """Converts a primitive's return value; a tuple becomes multiple Lua results."""
+        self.reserve(value)
         if isinstance(value, tuple):
-            return tuple(self.to_lua(v) for v in value)
-        return self.to_lua(value)
+            return tuple(self._to_lua(v) for v in value)
+        return self._to_lua(value)
 
     # Lua -> Python -------------------------------------------------------------------------
 

@@ -49,10 +49,14 @@ class ListenerSet:
         """Starts every listener with `args` (converted to Lua) as a task of its owner."""
         if not self._fns:
             return
-        host = self._hub.host
-        lua_args = [host.convert.to_lua(a) for a in args]
+        convert = self._hub.host.convert
+        self.dispatch_lua(label, *[convert.to_lua(a) for a in args])
+
+    def dispatch_lua(self, label: str, *lua_args: Any) -> None:
+        """Like ``dispatch`` with arguments already converted (a large message, say)."""
+        sched = self._hub.host.sched
         for owner, fn in list(self._fns.values()):
-            host.sched.start(owner, label, fn, *lua_args)
+            sched.start(owner, label, fn, *lua_args)
 
     def __len__(self) -> int:
         return len(self._fns)

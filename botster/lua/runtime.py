@@ -9,6 +9,7 @@ Leaves to ``botster/primitives`` what each global does, and to the embedded Lua 
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import types
@@ -28,7 +29,7 @@ log = logging.getLogger("lua")
 plugin_log = logging.getLogger("plugin")
 
 # Core modules that can be neither overridden nor reloaded: they hold the hub's Lua state.
-PROTECTED_MODULES = ("hub.state", "hub.hooks", "hub.loader")
+PROTECTED_MODULES = ("hub.state", "hub.hooks", "hub.loader", "hub.sandbox")
 
 _PACKAGE = resources.files("botster.lua")
 
@@ -68,17 +69,24 @@ class LuaHost:
             unpack_returned_tuples=True,
             register_eval=False,
             register_builtins=False,
+            attribute_filter=_no_attributes,
             max_memory=memory_limit,
         )
+        self.memory_limit = memory_limit
+        # The cap is in force only while plugin code runs (scheduler.lua): an allocation that
+        # fails while lupa pushes values outside a protected call would abort the process.
+        self.lua.set_max_memory(0)
         self.globals = self.lua.globals()
         # Plugins get the full standard library, but not a door into the Python process.
         self.lua.execute(b"python = nil")
         self.sched: Scheduler
         self._lua_sched = self._load_scheduler(budget_s, slow_s)
+        # string.find/match/gmatch/gsub that the CPU budget can cut (see patterns.lua).
+        self.load(_PACKAGE.joinpath("patterns.lua").read_bytes(), "@embedded:patterns.lua")()
         self.raise_marker = self._lua_sched[b"RAISE"]
         self._running_owner = self._lua_sched[b"running_owner"]
         self.array_mark = self.lua.execute(b"return {__name = 'json.array'}")
-        self.convert = Converter(self.lua, self.array_mark)
+        self.convert = Converter(self.lua, self.array_mark, memory_limit)
         self.null = JSON_NULL
         self.embedded = _embedded_sources()
         self._setup_require(override_dirs or [])
@@ -97,7 +105,16 @@ class LuaHost:
         # scheduler.lua looks its callbacks up in `py` at call time, so they can be added
         # once the Python half exists.
         py = self.lua.table_from(
-            {b"now": time.monotonic, b"budget": float(budget_s), b"slow_s": float(slow_s)}
+            {
+                b"now": time.monotonic,
+                b"budget": float(budget_s),
+                b"slow_s": float(slow_s),
+                b"mem_enforce": functools.partial(self.lua.set_max_memory, self.memory_limit),
+                b"mem_lift": functools.partial(self.lua.set_max_memory, 0),
+                # A quarter of the cap (at least 32 MiB) is headroom for what Python pushes.
+                b"mem_soft_kb": max(self.memory_limit - max(self.memory_limit // 4, 32 << 20), 0)
+                / 1024,
+            }
         )
         lua_sched = chunk(py)
         self.sched_py = py  # the supervisor's watchdog adds on_enter (botster.hub.supervisor)
@@ -114,7 +131,7 @@ class LuaHost:
         setup(
             ";".join(patterns).encode(),
             self.convert.to_lua(list(PROTECTED_MODULES)),
-            self._embedded_loader,
+            self._lua_sched[b"bind_sync"](self._embedded_loader),
         )
 
     def _embedded_loader(self, name: bytes) -> Any:
@@ -184,6 +201,15 @@ class LuaHost:
         if running is not None:
             return running.decode("utf-8", "replace")
         return CALLER.get() or "hub"
+
+
+def _no_attributes(obj: Any, name: Any, is_setting: bool) -> Any:
+    """lupa's attribute filter: Lua code reads no attribute of a Python object.
+
+    Python objects reach Lua only as opaque values (``json.null``, a waiting task's
+    awaitable); their attributes would lead to any Python module (``__class__``...).
+    """
+    raise AttributeError("Python objects have no fields in Lua")
 
 
 _REQUIRE_SETUP = b"""

@@ -14,6 +14,13 @@
 --   py.on_enter(owner)               optional: a step of `owner` starts ("" when the outermost
 --                                    one ends); the supervisor learns who wedged or crashed it
 --   py.budget, py.slow_s             seconds
+--   py.mem_enforce(), py.mem_lift()  put the Lua memory cap in force / lift it (see below)
+--   py.mem_soft_kb                   below this much Lua memory, calls skip the switch
+--
+-- Memory: lupa's allocator fails at the cap, and an allocation that fails while Python is
+-- pushing values into Lua (outside any protected call) aborts the process (Lua's PANIC). So
+-- the cap is in force only while plugin code runs inside a step; Python, and the hub's glue
+-- between steps, run with it lifted, and Python checks sizes before it converts (convert.py).
 
 local py = ...
 
@@ -24,6 +31,14 @@ local pack, unpack = table.pack, table.unpack
 local sethook, traceback = debug.sethook, debug.traceback
 local clock = os.clock
 local now = py.now
+local mem_enforce, mem_lift = py.mem_enforce, py.mem_lift
+local enforced = false -- whether the memory cap is in force now
+local function set_cap(on)
+  if on ~= enforced then
+    enforced = on
+    if on then mem_enforce() else mem_lift() end
+  end
+end
 local HOOK_COUNT = 10000
 
 local M = {}
@@ -72,6 +87,11 @@ local function new_coroutine(fn, owner)
   return co
 end
 
+local function restore_cap(was, ...)
+  set_cap(was)
+  return ...
+end
+
 -- Resumes `co` as one step with its own budget; nested steps don't count against the parent.
 local function run_step(co, owner, label, ...)
   local parent = frame
@@ -81,9 +101,14 @@ local function run_step(co, owner, label, ...)
   frame = f
   local was = current
   current = owner
+  -- The supervisor's watchdog learns who runs (a call into Python: outside the cap).
   local on_enter = py.on_enter
   if on_enter then on_enter(owner) end
-  local r = pack(co_resume(co, ...))
+  local was_enforced = enforced
+  set_cap(true)
+  -- The cap goes back before `pack` allocates: an allocation failing out here would escape
+  -- to Python with the cap still in force.
+  local r = pack(restore_cap(was_enforced, co_resume(co, ...)))
   current = was
   frame = parent
   if on_enter then on_enter(parent and parent.owner or "") end
@@ -97,10 +122,20 @@ local function run_step(co, owner, label, ...)
   return r
 end
 
+-- An error value as text without running its __tostring: that would be plugin code run
+-- here, outside any step and its budget.
+local function error_text(e)
+  local te = type(e)
+  if te == "string" or te == "number" then return tostring(e) end
+  if te == "nil" or te == "boolean" then return "error " .. tostring(e) end
+  return "(error object is a " .. te .. " value)"
+end
+M.error_text = error_text
+
 local function settle(t, r)
   if not r[1] then
     tasks[t.id] = nil
-    py.on_error(t.owner, t.label, traceback(t.co, tostring(r[2])))
+    py.on_error(t.owner, t.label, traceback(t.co, error_text(r[2])))
     return "error"
   end
   if co_status(t.co) == "dead" then
@@ -142,7 +177,7 @@ function M.call_as(owner, label, fn, ...)
   local co = new_coroutine(fn, owner)
   local r = run_step(co, owner, label, ...)
   while true do
-    if not r[1] then return false, traceback(co, tostring(r[2])) end
+    if not r[1] then return false, traceback(co, error_text(r[2])) end
     if co_status(co) == "dead" then return true, unpack(r, 2, r.n) end
     if not co_isyieldable() then
       return false, label .. ": cannot wait here (not inside a hub task)"
@@ -167,11 +202,27 @@ end
 
 -- Shims that make Python functions behave like Lua ones: a RAISE first value becomes a Lua
 -- error at the caller's line, and an awaitable suspends only the calling task.
+--
+-- The memory cap is lifted around the Python call: lupa converts arguments and results
+-- outside Lua's protection, where a failed allocation would abort the process.
+-- Far below the cap (under py.mem_soft_kb) nothing lupa pushes can reach it (values are
+-- measured before conversion), so the common call skips the two switches.
+local gc_count, soft_kb = collectgarbage, py.mem_soft_kb
+local function call_py(pyfn, ...)
+  if not enforced or gc_count("count") < soft_kb then return pack(true, pyfn(...)) end
+  local was_enforced = enforced
+  set_cap(false)
+  local r = pack(raw_pcall(pyfn, ...))
+  set_cap(was_enforced)
+  return r
+end
+
 function M.bind_sync(pyfn)
   return function(...)
-    local r = pack(pyfn(...))
-    if r[1] == RAISE then error(r[2], 2) end
-    return unpack(r, 1, r.n)
+    local r = call_py(pyfn, ...)
+    if not r[1] then error(r[2], 0) end
+    if r[2] == RAISE then error(r[3], 2) end
+    return unpack(r, 2, r.n)
   end
 end
 
@@ -180,8 +231,10 @@ function M.bind_async(name, pyfn)
     if not co_isyieldable() then
       error(name .. ": cannot wait here (not inside a hub task)", 2)
     end
-    local r = pack(pyfn(...))
-    if r[1] == RAISE then error(r[2], 2) end
+    local r = call_py(pyfn, ...)
+    if not r[1] then error(r[2], 0) end
+    if r[2] == RAISE then error(r[3], 2) end
+    r = pack(unpack(r, 2, r.n))
     r = pack(co_yield(AWAIT, r[1]))
     if r[1] == RAISE then error(r[2], 2) end
     return unpack(r, 1, r.n)
@@ -197,7 +250,15 @@ local function rethrow_abort(ok, ...)
 end
 
 function pcall(f, ...) return rethrow_abort(raw_pcall(f, ...)) end
-function xpcall(f, handler, ...) return rethrow_abort(raw_xpcall(f, handler, ...)) end
+-- The plugin's message handler runs under the step's budget like any code; once the step is
+-- being aborted it is not called again, so a handler that loops (or errors) cannot hold the
+-- abort up.
+function xpcall(f, handler, ...)
+  return rethrow_abort(raw_xpcall(f, function(e)
+    if frame and frame.aborting then return e end
+    return handler(e)
+  end, ...))
+end
 
 function coroutine.create(fn)
   return new_coroutine(fn, M.current_owner())

@@ -68,6 +68,9 @@ def _stop(hub: HubContext, t: _Timer) -> None:
     if t.handle is not None:
         t.handle.cancel()
     hub.state(_State).timers.pop(t.id, None)
+    # The handle holds t and t held the handle: without this the callback (and all the Lua
+    # memory it reaches) waited for Python's cycle collector.
+    t.handle = t.fn = None
 
 
 def _fire(hub: HubContext, t: _Timer) -> None:
@@ -75,7 +78,8 @@ def _fire(hub: HubContext, t: _Timer) -> None:
     if t.interval is None:
         hub.state(_State).timers.pop(t.id, None)
         hub.owners.discard(t.owner, t.id)
-        sched.start(t.owner, f"timer {t.id}", t.fn)
+        fn, t.fn, t.handle = t.fn, None, None  # a fired one-shot keeps nothing alive
+        sched.start(t.owner, f"timer {t.id}", fn)
         return
     # Schedule the next tick first so the callback may cancel it.
     now = hub.loop.time()

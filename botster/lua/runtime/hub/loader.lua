@@ -9,6 +9,7 @@
 -- keeps the old version untouched; a runtime error in the new init rolls back to the old.
 local sched = require("hub.sched")
 local hooks = require("hub.hooks")
+local sandbox = require("hub.sandbox")
 local call_as = sched.call_as
 
 local M = {}
@@ -25,11 +26,11 @@ local function release(owner)
   require("lib.commands")._release(owner)
   _botster.release_owner(owner)
 end
-M.release = release
+M._release = release -- internal: plugins never see `_` fields
 
 -- The plugin's own `require`: its directory (and `lua/` below it) first, then the shared
 -- chain (repo overrides, device overrides, embedded modules). Results are cached per plugin.
-local function plugin_require(p, env)
+local function plugin_require(p, env, view)
   local cache = {}
   return function(name)
     if type(name) ~= "string" then
@@ -50,15 +51,19 @@ local function plugin_require(p, env)
         return result
       end
     end
-    return require(name)
+    if sandbox.INTERNAL[name] then error("require: '" .. name .. "' is internal to the hub", 2) end
+    -- Standard libraries the sandbox replaces (debug, os, package) come from the sandbox.
+    if sandbox.REPLACED[name] then return env[name] end
+    local shared = require(name)
+    -- Shared modules are read-only to plugins, like the globals.
+    if type(shared) == "table" then return view(shared, name) end
+    return shared
   end
 end
 
+-- Each plugin's environment: its own globals over read-only views of the shared ones.
 local function new_env(p)
-  local env = setmetatable({}, { __index = _G })
-  env._G = env
-  env.require = plugin_require(p, env)
-  return env
+  return sandbox.new_env(function(env, view) return plugin_require(p, env, view) end)
 end
 
 local function compile(p, src)
@@ -189,6 +194,9 @@ function M.unload_plugin(name)
   if p.status == "loaded" then call_module_hook(p, p.module, "_before_unload") end
   release(name)
   plugins[name] = nil
+  -- What only the plugin referenced is garbage now; give it back at once rather than
+  -- whenever the collector next gets round to it (a plugin may have held hundreds of MB).
+  collectgarbage()
   log.info("plugin '" .. name .. "' unloaded")
   return true
 end
@@ -278,7 +286,7 @@ function M.reload(module)
 end
 
 local PROTECTED = { ["hub.state"] = true, ["hub.hooks"] = true, ["hub.loader"] = true,
-  ["hub.sched"] = true }
+  ["hub.sched"] = true, ["hub.sandbox"] = true }
 function M.is_protected(module) return PROTECTED[module] == true end
 
 -- Hot reload ---------------------------------------------------------------------------------
