@@ -55,13 +55,16 @@ async def test_huge_deeply_nested_request_is_refused_before_conversion(hub):
     attacker = await HubConnection.connect(socket_of(proc), "attacker")
     # ~15.9 MiB: a wide array of strings under 150 levels of nesting (issue 10: a PANIC).
     leaf = ["x" * 100] * 150_000
-    with pytest.raises(RequestFailed, match=r"nested deeper than 64 levels .*request_max_depth"):
+    with pytest.raises(RequestFailed, match=r"over the limit of 4194304 \(socket_max_message_kb\)"):
         await asyncio.wait_for(attacker.request("ping", {"echo": nested(150, leaf)}), 60)
+    # Within the size limit but too deep.
+    with pytest.raises(RequestFailed, match=r"nested deeper than 64 levels"):
+        await asyncio.wait_for(attacker.request("ping", {"echo": nested(150, leaf[:5000])}), 60)
     # Flat but over the size limit.
-    with pytest.raises(RequestFailed, match=r"larger than 1048576 bytes .*request_max_bytes"):
+    with pytest.raises(RequestFailed, match=r"over the limit of 4194304 \(socket_max_message_kb\)"):
         await asyncio.wait_for(attacker.request("ping", {"echo": leaf}), 60)
     await attacker.close()
-    await proc.wait_for(r"WARNING hub +client \S+: message is nested deeper")
+    await proc.wait_for(r"nested deeper than 64 levels")
     await assert_alive(proc, conn)
 
 
@@ -73,7 +76,7 @@ async def test_deep_arguments_through_mcp_serve_get_an_error(hub, git_repo: Path
     notes: list[str] = []
     async with mcp_client(git_repo, isolated_env, notes) as session:
         assert (await session.call_tool("echo", arguments={"a": 1})).content[0].text == "ok"
-        with pytest.raises(Exception, match="request_max_depth"):
+        with pytest.raises(Exception, match="nested deeper than 64 levels"):
             await session.call_tool("echo", arguments={"deep": nested(200, "x")})
     await assert_alive(proc, conn)
 
@@ -99,7 +102,7 @@ def json_depth(v: Any) -> int:
 
 
 async def test_open_ended_request_args_are_answered_or_refused_never_dropped(hub):
-    proc = await hub(config={"request_max_depth": 8, "request_max_bytes": 4096})
+    proc = await hub(config={"socket_max_json_depth": 8, "socket_max_message_kb": 4})
     conn = await witness(proc)
     examples: list[Any] = []
 

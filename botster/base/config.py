@@ -40,16 +40,6 @@ HUB_SETTINGS: dict[str, tuple[Any, Any, str]] = {
         lambda v: isinstance(v, int) and v > 0,
         "a Lua step longer than this many ms is logged as slow (an integer > 0)",
     ),
-    "request_max_depth": (
-        64,
-        lambda v: isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 180,
-        "deepest nesting of a socket message handed to Lua (an integer 1..180)",
-    ),
-    "request_max_bytes": (
-        1 << 20,
-        lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1024,
-        "largest socket message handed to Lua, in bytes of JSON (an integer >= 1024)",
-    ),
     "reload_debounce_ms": (
         100,
         lambda v: isinstance(v, int) and 0 <= v <= 5000,

@@ -72,8 +72,9 @@ class _Observer:
 class _Inbox:
     """Hands each client's messages to Lua in arrival order; large ones in slices.
 
-    A message too deep or too large for Lua (settings ``request_max_depth`` and
-    ``request_max_bytes``) is answered with an error and never converted. One over
+    A message too deep or too large (the socket's own limits, ``socket_max_json_depth`` and
+    ``socket_max_message_kb``, checked again here on the decoded value) is answered with an
+    error and never converted. One over
     ``_SMALL`` that passes is measured and converted in slices between which the loop runs;
     while it is, the same client's later messages wait behind it, so Lua sees them in order.
     """
@@ -85,7 +86,8 @@ class _Inbox:
 
     def _limits(self) -> tuple[int, int]:
         config = self._hub.config
-        return int(config.setting("request_max_bytes")), int(config.setting("request_max_depth"))
+        max_bytes = int(config.setting("socket_max_message_kb")) << 10
+        return max_bytes, int(config.setting("socket_max_json_depth"))
 
     def receive(self, client: ChannelClient, message: dict[str, Any]) -> None:
         queue = self._queues.get(client.id)
@@ -127,7 +129,7 @@ class _Inbox:
 
 def _refuse(client: ChannelClient, message: Any, problem: str) -> None:
     if problem.startswith(("nested", "larger")):
-        setting = "request_max_depth" if "deeper" in problem else "request_max_bytes"
+        setting = "socket_max_json_depth" if "deeper" in problem else "socket_max_message_kb"
         text = f"message is {problem} (setting {setting})"
     else:
         text = f"message refused: {problem}"
