@@ -132,7 +132,7 @@ def identifier_for(channel_name: str, params: dict[str, Any]) -> str:
 async def _run(st: _Cables, conn: _Conn) -> None:
     endpoint = await st.hub.relay.endpoint()
     if endpoint is None:
-        log.warning("[%s] action_cable %s: no relay to connect to", conn.owner, conn.id)
+        log.warning("[%s] %s: no relay to connect to", conn.owner, conn.id)
         _forget(st, conn)
         st.hub.owners.discard(conn.owner, conn.id)
         return
@@ -150,7 +150,7 @@ async def _run(st: _Cables, conn: _Conn) -> None:
                 )
         except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as e:
             log.info(
-                "[%s] action_cable %s: cannot connect to %s: %s; retrying in %.0f s",
+                "[%s] %s: cannot connect to %s: %s; retrying in %.0f s",
                 conn.owner,
                 conn.id,
                 net.shown(endpoint.cable_url),
@@ -168,7 +168,7 @@ async def _run(st: _Cables, conn: _Conn) -> None:
             if welcomed:
                 delay = RECONNECT_MIN
             log.info(
-                "[%s] action_cable %s: disconnected; reconnecting in %.0f s",
+                "[%s] %s: disconnected; reconnecting in %.0f s",
                 conn.owner,
                 conn.id,
                 delay,
@@ -200,7 +200,7 @@ async def _session(
                 msg = await ws.receive(timeout=SILENCE_TIMEOUT)
             except TimeoutError:
                 log.info(
-                    "[%s] action_cable %s: no frame for %.0f s; the socket is dead",
+                    "[%s] %s: no frame for %.0f s; the socket is dead",
                     conn.owner,
                     conn.id,
                     SILENCE_TIMEOUT,
@@ -228,7 +228,7 @@ async def _session(
                 pass
             elif kind == "disconnect":
                 log.info(
-                    "[%s] action_cable %s: the relay disconnected us (%s)",
+                    "[%s] %s: the relay disconnected us (%s)",
                     conn.owner,
                     conn.id,
                     frame.get("reason"),
@@ -265,7 +265,7 @@ async def _watch_confirmations(conn: _Conn) -> None:
         for ch in list(conn.channels.values()):
             if not ch.confirmed and ch.sent_at is not None and now - ch.sent_at >= CONFIRM_TIMEOUT:
                 log.info(
-                    "[%s] action_cable %s: %s not confirmed in %.0f s; subscribing again",
+                    "[%s] %s: %s not confirmed in %.0f s; subscribing again",
                     ch.owner,
                     ch.id,
                     ch.identifier,
@@ -300,7 +300,7 @@ def _rejected(st: _Cables, conn: _Conn, identifier: Any) -> None:
     if ch is None:
         return
     log.warning(
-        "[%s] action_cable %s: the relay rejected the subscription %s", ch.owner, ch.id, identifier
+        "[%s] %s: the relay rejected the subscription %s", ch.owner, ch.id, identifier
     )
     _drop_channel(st, ch)
     st.hub.owners.discard(ch.owner, ch.id)
