@@ -278,16 +278,20 @@ class RelayLink:
 
     async def _start_embedded(self) -> Endpoint | None:
         hub = self._hub
-        data_dir = hub.paths.home / "relay"
+        # One directory per hub: relays of several hubs on this machine never share a store.
+        data_dir = hub.paths.home / "relay" / hub.hub_id[:16]
         port = int(hub.config.setting("relay_port"))
         try:
             # Imported on the pool: the relay app's modules are not needed for anything else.
             server = await hub.run_blocking(_import, "botster.relay.server")
-            token = await _embedded_token(hub, data_dir)
-            self.embedded = await server.start_relay("127.0.0.1", port, str(data_dir))
+            self.embedded = await server.start_relay("127.0.0.1", port, data_dir)
+            token = await _embedded_token(hub, self.embedded, data_dir)
         except Exception as e:  # the hub runs without a relay rather than fail
             self._failed = True
             log.warning("the embedded relay could not start on port %d: %s", port, e)
+            if self.embedded is not None:
+                relay, self.embedded = self.embedded, None
+                await relay.stop()
             return None
         log.info("embedded relay on %s", self.embedded.url)
         return Endpoint(str(self.embedded.url).rstrip("/"), token)
@@ -405,24 +409,17 @@ def _write_token_file_blocking(path: Path, token: str) -> None:
         f.write(token + "\n")
 
 
-async def _embedded_token(hub: Hub, data_dir: Path) -> str:
+async def _embedded_token(hub: Hub, relay: Any, data_dir: Path) -> str:
     """The embedded relay's hub token: minted into its store once, then read from a 0600 file
     beside it, so the server id (which pairing URLs carry) stays the same across restarts."""
     path = data_dir / EMBEDDED_TOKEN_FILE
     token = await hub.run_blocking(_read_token_file_blocking, path)
     if token is not None:
         return token
-    store_module = await hub.run_blocking(_import, "botster.relay.store")
-    # A store of our own on the same file, without open(): that marks every hub offline,
-    # which would be wrong while another hub's embedded relay serves this directory.
-    store = store_module.SqliteStore(data_dir)
     try:
-        try:
-            _, token = await store.create_token(EMBEDDED_TOKEN_NAME)
-        except store_module.StoreError:  # the file was lost: re-mint under the same name
-            await store.revoke_token(EMBEDDED_TOKEN_NAME)
-            _, token = await store.create_token(EMBEDDED_TOKEN_NAME)
-    finally:
-        await store.close()
+        token = await relay.create_token(EMBEDDED_TOKEN_NAME)
+    except Exception:  # the file was lost but the name is taken: mint it again
+        await relay.relay.store.revoke_token(EMBEDDED_TOKEN_NAME)
+        token = await relay.create_token(EMBEDDED_TOKEN_NAME)
     await hub.run_blocking(_write_token_file_blocking, path, token)
     return token

@@ -536,7 +536,7 @@ def perform(channel_id: str, action: str, data: dict[str, Any] | None = None) ->
             "(unsubscribed, rejected, or not this plugin's)"
         )
     try:
-        payload = json.dumps({"action": action, **data}, separators=(",", ":"))
+        payload = json.dumps({**data, "action": action}, sort_keys=True, separators=(",", ":"))
     except (TypeError, ValueError) as e:
         raise ArgumentError(f"data: not JSON data ({e})") from None
     frame = json.dumps(
