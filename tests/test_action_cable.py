@@ -1,6 +1,6 @@
 """The hub side of the relay end to end: registration, ``hub.server_id()``, the token, the
 ``action_cable`` primitive and the embedded relay, against a real ``botster relay`` process
-(``tests/relayproc.py``) and real hubs.
+(``tests/hub_relay.py``) and real hubs.
 
 The browser side of each conversation is ``CableClient``, a plain ActionCable client. A few
 wire details the relay cannot show (the exact bytes the hub sends, re-subscribing when no
@@ -30,7 +30,7 @@ from botster.primitives.action_cable import identifier_for
 from tests.conftest import write_plugin
 from tests.lua_prelude import assert_raised, report_raised
 from tests.lua_prelude import plugin as lua_plugin
-from tests.relayproc import BROWSER, CableClient, RelayProcess
+from tests.hub_relay import BROWSER, CableClient, RelayProcess
 from tests.servers import free_port
 
 # `when_registered(fn)`: fn(server_id) now if the hub is registered, else on the event.
