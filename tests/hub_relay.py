@@ -1,6 +1,8 @@
-"""The relay as the hub-side tests drive it: a restartable ``botster relay`` process (same port,
+"""The relay as the hub-side tests drive it: a ``botster relay`` process that restarts on the
+same port and data (the hub must reconnect to it), and a browser-side ActionCable client that
+keeps every frame. (``tests/relayproc.py`` holds the relay's own test helpers.)
 
-    relay = RelayProcess(data_dir, port)      # port 0: a free one, chosen before start
+    relay = RelayProcess(data_dir, env)       # a free port is chosen at the first start
     token = await relay.mint_token("hub")     # ``botster relay token`` (before start: the
     await relay.start()                       # token command resets the store's presence)
     async with CableClient(relay.url) as browser:

@@ -28,9 +28,9 @@ from aiohttp import web
 
 from botster.primitives.action_cable import identifier_for
 from tests.conftest import write_plugin
+from tests.hub_relay import BROWSER, CableClient, RelayProcess
 from tests.lua_prelude import assert_raised, report_raised
 from tests.lua_prelude import plugin as lua_plugin
-from tests.hub_relay import BROWSER, CableClient, RelayProcess
 from tests.servers import free_port
 
 # `when_registered(fn)`: fn(server_id) now if the hub is registered, else on the event.
