@@ -319,7 +319,8 @@ class RelayLink:
         self._hub.emit("relay_registered", {"server_id": self.server_id, "url": endpoint.url})
 
     async def _post_hub(self, endpoint: Endpoint) -> str:
-        body = {"identifier": self._hub.hub_id, "name": self._hub.paths.repo.name}
+        # Only the hub id: the repository's path or name is none of the relay's business.
+        body = {"identifier": self._hub.hub_id}
         data = await self._call("POST", endpoint, "/hubs", body)
         server_id = data.get("id")
         if isinstance(server_id, int) and not isinstance(server_id, bool):

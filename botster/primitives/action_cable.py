@@ -192,6 +192,8 @@ async def _session(
     conn.ws = ws
     welcomed = False
     out: asyncio.Queue[str] = asyncio.Queue()
+    # Helpers of this one socket, cancelled in the finally below (not hub.spawn: they must
+    # never outlive the socket, and the connection task that owns them is already tracked).
     writer = asyncio.ensure_future(_write(ws, out))
     watchdog: asyncio.Future[None] | None = None
     try:
