@@ -26,6 +26,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from botster.demo import _relay_line
 from botster.primitives.action_cable import identifier_for
 from tests.conftest import write_plugin
 from tests.hub_relay import BROWSER, CableClient, RelayProcess
@@ -660,6 +661,9 @@ end)
     runtime = Path(isolated_env["BOTSTER_RUNTIME_DIR"])
     info = json.loads(next(runtime.glob("relay-*.json")).read_text())
     assert info == {"url": url, "server_id": sid, "embedded": True}
+    # What `make run` prints.
+    line = await asyncio.to_thread(_relay_line, proc.repo)
+    assert line == f"Relay: embedded relay at {url} (this hub's server id: {sid})"
     await proc.stop_and_verify()
     # Stopped with the hub, and its note is gone.
     with pytest.raises(aiohttp.ClientConnectionError):
