@@ -257,8 +257,14 @@ def mcp_serve(socket_path: Path | None) -> None:
 )
 @click.option("--redis", "redis_url", default=None, help="Redis URL: scale out across relays.")
 @click.option("--public-url", default=None, help="URL browsers reach this relay at.")
-@click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True, path_type=Path))
-@click.option("--tls-key", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option(
+    "--tls-cert",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="PEM certificate chain: serve HTTPS and WSS (with --tls-key).",
+)
+@click.option(
+    "--tls-key", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="PEM key."
+)
 @click.option("--stun", multiple=True, help="A STUN URL for browsers and hubs (repeatable).")
 @click.option("--turn", multiple=True, help="A TURN URL (repeatable).")
 @click.option(

@@ -79,8 +79,15 @@ async def mint_token(data_dir: Path, name: str, redis_url: str | None = None) ->
 class RelayProcess:
     """One ``botster relay`` child and everything it logged."""
 
-    def __init__(self, data_dir: Path, *extra: str, redis_url: str | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *extra: str,
+        redis_url: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.data_dir = data_dir
+        self.env = {**_env(), **(env or {})}
         self.extra = list(extra)
         if redis_url:
             self.extra += ["--redis", redis_url]
@@ -110,7 +117,7 @@ class RelayProcess:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-            env=_env(),
+            env=self.env,
         )
         assert self.proc.stdout and self.proc.stderr
         self._readers = [

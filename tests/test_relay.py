@@ -37,13 +37,16 @@ async def relay(tmp_path: Path, isolated_env: dict[str, str]) -> AsyncIterator[C
     started: list[RelayProcess] = []
 
     async def start(
-        *flags: str, settings: dict[str, Any] | None = None, data: Path | None = None
+        *flags: str,
+        settings: dict[str, Any] | None = None,
+        data: Path | None = None,
+        env: dict[str, str] | None = None,
     ) -> RelayProcess:
         data_dir = data or tmp_path / f"relay{len(started)}"
         data_dir.mkdir(exist_ok=True)
         if settings is not None:
             (data_dir / "relay.json").write_text(json.dumps(settings))
-        proc = RelayProcess(data_dir, *flags)
+        proc = RelayProcess(data_dir, *flags, env=env)
         started.append(proc)
         await proc.start()
         return proc
@@ -98,8 +101,9 @@ async def test_rest_registration_same_id_and_owner_checks(relay: Callable[..., A
             resp = await s.post(f"{r.url}/hubs", json=payload, headers=headers)
             assert resp.status == status, (headers, payload, await resp.text())
             assert "error" in await resp.json()
-        resp = await s.post(f"{r.url}/hubs", data=b"{not json", headers=_auth(t1))
-        assert resp.status == 400
+        for raw in (b"{not json", b"[" * 5000 + b"]" * 5000, b"\xff\xfe"):
+            resp = await s.post(f"{r.url}/hubs", data=raw, headers=_auth(t1))
+            assert resp.status == 400, raw[:10]
         resp = await s.post(f"{r.url}/hubs", data=b"x" * 100_000, headers=_auth(t1))
         assert resp.status == 413
 
@@ -240,7 +244,7 @@ async def test_welcome_ping_subprotocol_and_identifier_echoed_byte_for_byte(
 
 
 async def test_signalling_between_browser_and_hub_and_health(relay: Callable[..., Any]) -> None:
-    r = await relay()
+    r = await relay(env={"BOTSTER_LOG": "debug"})
     token = await mint_token(r.data_dir, "h")
     hub_id = await register(r.url, token)
     hub_ch = ident("HubCommandChannel", hub_id=hub_id)
@@ -266,7 +270,7 @@ async def test_signalling_between_browser_and_hub_and_health(relay: Callable[...
                 "identifier": hub_ch,
                 "message": {"type": "bundle_request", "browser_identity": BROWSER_IDENTITY},
             }
-            envelope = {"t": 0, "b": "b2xtIHByZWtleQ", "k": "a2V5"}
+            envelope = {"t": 0, "b": "b2xtIHByZWtleQ-ENVELOPE-MARKER", "k": "a2V5"}
             await browser.perform(br_ch, "signal", envelope=envelope)
             assert await hub.recv() == {
                 "identifier": hub_ch,
@@ -276,7 +280,7 @@ async def test_signalling_between_browser_and_hub_and_health(relay: Callable[...
                     "envelope": envelope,
                 },
             }
-            reply = {"t": 1, "b": "bm9ybWFs"}
+            reply = {"t": 1, "b": "bm9ybWFs-REPLY-MARKER"}
             await hub.perform(hub_ch, "signal", browser_identity=BROWSER_IDENTITY, envelope=reply)
             assert await browser.recv() == {
                 "identifier": br_ch,
@@ -320,6 +324,13 @@ async def test_signalling_between_browser_and_hub_and_health(relay: Callable[...
             async with aiohttp.ClientSession() as s:
                 await s.put(f"{r.url}/hubs/{hub_id}", json={"alive": False}, headers=_auth(token))
             assert (await browser.recv())["message"]["cli"] == "offline"
+
+    # Envelopes pass through and stay nowhere: not in the log (at debug), not in the store.
+    await r.stop_and_verify()
+    stored = b"".join(p.read_bytes() for p in r.data_dir.iterdir() if p.is_file())
+    for marker in ("ENVELOPE-MARKER", "REPLY-MARKER"):
+        assert marker not in r.log and marker.encode() not in stored
+    assert f"hub {hub_id} online" in r.log  # the log was captured
 
 
 async def test_unsubscribe_silences_the_identifier(relay: Callable[..., Any]) -> None:
@@ -517,6 +528,11 @@ async def test_cable_rate_limit_per_address_spans_connections(relay: Callable[..
             'expected a JSON object with a string "action"',
         ),
         ('{"command":"subscribe","identifier":"' + "x" * 2000 + '"}', "longer than 1024"),
+        ("[" * 5000 + "]" * 5000, "frame is not JSON"),
+        (
+            json.dumps({"command": "message", "identifier": "{}", "data": "[" * 5000 + "]" * 5000}),
+            "data is not JSON",
+        ),
     ],
 )
 async def test_malformed_frames_get_a_disconnect_with_a_reason(
@@ -624,3 +640,99 @@ async def test_hostile_frames_never_crash_the_relay(relay: Callable[..., Any]) -
     assert "open" in outcomes and "closed" in outcomes
     async with aiohttp.ClientSession() as s:
         assert (await s.get(f"{r.url}/healthz")).status == 200
+
+
+# -- TLS, the in-process relay, the built web app ----------------------------------------------
+
+
+async def test_tls_relay_serves_https_and_wss(relay: Callable[..., Any], tmp_path: Path) -> None:
+    import ssl
+
+    from tests.servers import _self_signed
+
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    _self_signed(certs)
+    r = await relay("--tls-cert", str(certs / "cert.pem"), "--tls-key", str(certs / "key.pem"))
+    assert r.url.startswith("https://127.0.0.1:")
+    client_ctx = ssl.create_default_context(cafile=str(certs / "cert.pem"))
+    client_ctx.check_hostname = False
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=client_ctx)) as s:
+        assert (await (await s.get(f"{r.url}/healthz")).json())["ok"] is True
+        ws = await s.ws_connect(
+            r.url.replace("https", "wss") + "/cable", protocols=("actioncable-v1-json",)
+        )
+        assert json.loads((await ws.receive()).data) == {"type": "welcome"}
+        await ws.close()
+    code, _, err = await relay_cli(
+        "--port", "0", "--data", str(tmp_path), "--tls-cert", str(certs / "cert.pem"), check=False
+    )
+    assert code != 0 and "--tls-cert and --tls-key together" in err
+
+
+async def test_start_relay_in_process_serves_the_built_web_app(
+    tmp_path: Path, isolated_env: dict[str, str]
+) -> None:
+    from botster.relay.server import start_relay
+
+    static = tmp_path / "static"
+    (static / "assets").mkdir(parents=True)
+    (static / "index.html").write_text("<!doctype html><script src=/assets/app.js></script>")
+    (static / "assets" / "app.js").write_text("console.log('app')")
+    (tmp_path / "secret.txt").write_text("outside")
+    (static / "escape.txt").symlink_to(tmp_path / "secret.txt")
+    running = await start_relay("127.0.0.1", 0, tmp_path / "data", static_dir=static)
+    stopped = False
+    try:
+        assert running.url == f"http://127.0.0.1:{running.port}"
+        token = await running.create_token("embedded")
+        hub_id = await register(running.url, token)
+        async with aiohttp.ClientSession() as s:
+            page = await s.get(f"{running.url}/hubs/{hub_id}/pairing")
+            assert page.status == 200 and "/assets/app.js" in await page.text()
+            assert page.headers["Cache-Control"] == "no-cache"
+            asset = await s.get(f"{running.url}/assets/app.js")
+            assert asset.status == 200 and await asset.text() == "console.log('app')"
+            assert "immutable" in asset.headers["Cache-Control"]
+            assert (await s.get(f"{running.url}/escape.txt")).status == 404
+            assert (await s.get(f"{running.url}/")).status == 200
+        async with CableClient.connect(running.url, token=token) as hub:
+            assert (await hub.subscribe(ident("HubCommandChannel", hub_id=hub_id)))[
+                "type"
+            ] == "confirm_subscription"
+            stop_task = asyncio.ensure_future(running.stop())
+            frames, close = await hub.closed()
+            assert frames[-1]["reason"] == "server_restart" and frames[-1]["reconnect"] is True
+            assert close.data == 1012
+            await stop_task
+            stopped = True
+    finally:
+        if not stopped:
+            await running.stop()
+
+
+async def test_a_socket_whose_queue_overflows_is_cut_not_the_relay(
+    relay: Callable[..., Any],
+) -> None:
+    # A bound this small makes one large signal overflow the browser's queue at once, the
+    # same path a browser that stops reading takes after max_outbound bytes.
+    r = await relay(settings={"limits": {"max_outbound": 2048}})
+    r.expect_log(r"reads too slowly")
+    token = await mint_token(r.data_dir, "h")
+    hub_id = await register(r.url, token)
+    hub_ch = ident("HubCommandChannel", hub_id=hub_id)
+    br_ch = ident("HubSignalingChannel", hub_id=hub_id, browser_identity=BROWSER_IDENTITY)
+    async with (
+        CableClient.connect(r.url, token=token) as hub,
+        CableClient.connect(r.url) as browser,
+    ):
+        await hub.subscribe(hub_ch)
+        await browser.subscribe(br_ch)
+        assert (await browser.recv())["message"]["cli"] == "online"
+        await hub.perform(
+            hub_ch, "signal", browser_identity=BROWSER_IDENTITY, envelope={"t": 1, "b": "x" * 3000}
+        )
+        frames, close = await browser.closed()
+        assert frames == [] and close.data == 1008 and close.extra == "slow consumer"
+        await hub.perform(hub_ch, "heartbeat")
+        assert (await hub.subscribe(hub_ch))["type"] == "confirm_subscription"

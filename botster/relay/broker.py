@@ -83,6 +83,7 @@ class RedisBroker(Broker):
         self._reader: asyncio.Task[None] | None = None
         self._acks: dict[str, list[asyncio.Future[None]]] = {}
         self._lock = asyncio.Lock()
+        self._ready: dict[str, asyncio.Future[None]] = {}
 
     @staticmethod
     def _channel(stream: str) -> str:
@@ -126,8 +127,18 @@ class RedisBroker(Broker):
         first = stream not in self._streams
         await super().subscribe(stream, deliver)
         if first:
-            async with self._lock:
-                await self._subscribe_channel(self._channel(stream))
+            ready = asyncio.get_running_loop().create_future()
+            self._ready[stream] = ready
+            try:
+                async with self._lock:
+                    await self._subscribe_channel(self._channel(stream))
+            finally:
+                if self._ready.get(stream) is ready:
+                    del self._ready[stream]
+                ready.set_result(None)
+        elif (ready := self._ready.get(stream)) is not None:
+            # Another socket's SUBSCRIBE for this stream is in flight: ours is live when it is.
+            await asyncio.shield(ready)
 
     async def unsubscribe(self, stream: str, deliver: Deliver) -> None:
         await super().unsubscribe(stream, deliver)

@@ -105,6 +105,14 @@ class _Invalid(Exception):
     """A frame that breaks the protocol; the socket is closed with this reason."""
 
 
+def parse_json(text: str) -> Any:
+    """``json.loads`` that raises ValueError for nesting too deep to parse, too."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
@@ -376,6 +384,11 @@ class Connection:
         except _Invalid as e:
             log.info("relay: connection %s closed: %s", self.id, e)
             self.disconnect("invalid_request", reconnect=False, detail=str(e))
+        except Exception as e:
+            # The store or Redis failed under us: this socket goes, the relay stays; the
+            # client reconnects (to another relay, behind a load balancer).
+            log.error("relay: connection %s: %s: %s", self.id, type(e).__name__, e)
+            self.disconnect("server_error", reconnect=True, code=1011)
 
     def invalid(self, detail: str) -> None:
         log.info("relay: connection %s closed: %s", self.id, detail)
@@ -383,7 +396,7 @@ class Connection:
 
     async def _dispatch(self, text: str) -> None:
         try:
-            frame = json.loads(text)
+            frame = parse_json(text)
         except ValueError:
             raise _Invalid("frame is not JSON") from None
         if not isinstance(frame, dict):
@@ -413,7 +426,7 @@ class Connection:
         if len(self.subs) >= self.relay.settings.limits.subscriptions_per_connection:
             raise _Invalid("too many subscriptions on one connection")
         try:
-            params = json.loads(identifier)
+            params = parse_json(identifier)
         except ValueError:
             params = None
         sub: Subscription | None = None
@@ -459,7 +472,7 @@ class Connection:
         if not isinstance(data, str):
             raise _Invalid("data: expected a JSON string")
         try:
-            payload = json.loads(data)
+            payload = parse_json(data)
         except ValueError:
             raise _Invalid("data is not JSON") from None
         if not isinstance(payload, dict) or not isinstance(payload.get("action"), str):

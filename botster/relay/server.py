@@ -152,11 +152,16 @@ class Relay:
         if self.presence_local:
             await self.store.presence_refresh(self.presence_local)
 
-    async def close(self) -> None:
+    def begin_close(self) -> None:
+        """Stops the tickers and tells every socket to go (they reconnect elsewhere)."""
         for t in self._tickers:
             t.cancel()
         for conn in tuple(self.connections):
             conn.disconnect("server_restart", reconnect=True, code=1012)
+
+    async def close(self) -> None:
+        """Ends what the socket handlers left, then the broker and the store."""
+        self.begin_close()
         if self._tasks:
             await asyncio.wait(tuple(self._tasks), timeout=2.0)
         for conn in tuple(self.connections):
@@ -309,9 +314,9 @@ class Relay:
 
     # -- the web app
 
-    def _index(self) -> web.StreamResponse:
+    async def _index(self) -> web.StreamResponse:
         index = self.static_dir / "index.html"
-        if index.is_file():
+        if await asyncio.get_running_loop().run_in_executor(None, index.is_file):
             return web.FileResponse(
                 index, headers={"Cache-Control": "no-cache", "Referrer-Policy": "no-referrer"}
             )
@@ -320,18 +325,23 @@ class Relay:
         )
 
     async def pairing(self, request: web.Request) -> web.StreamResponse:
-        return self._index()
+        return await self._index()
 
-    async def static(self, request: web.Request) -> web.StreamResponse:
-        rel = request.match_info["path"]
-        if rel in ("", "index.html"):
-            return self._index()
+    def _contained(self, rel: str) -> Path | None:
+        """The file `rel` names inside the static directory, or None (symlinks resolved)."""
         root = self.static_dir.resolve()
         try:
             path = (root / rel).resolve()
         except (OSError, ValueError):
-            raise _http_error(404, "not found") from None
-        if root not in path.parents or not path.is_file():
+            return None
+        return path if root in path.parents and path.is_file() else None
+
+    async def static(self, request: web.Request) -> web.StreamResponse:
+        rel = request.match_info["path"]
+        if rel in ("", "index.html"):
+            return await self._index()
+        path = await asyncio.get_running_loop().run_in_executor(None, self._contained, rel)
+        if path is None:
             raise _http_error(404, "not found")
         cache = "public, max-age=31536000, immutable" if "/assets/" in f"/{rel}" else "no-cache"
         return web.FileResponse(path, headers={"Cache-Control": cache})
@@ -359,7 +369,7 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
         body = await request.json()
     except web.HTTPRequestEntityTooLarge:
         raise _http_error(413, "body too large") from None
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise _http_error(400, "body: expected JSON") from None
     if not isinstance(body, dict):
         raise _http_error(400, "body: expected a JSON object")
@@ -412,8 +422,11 @@ class RunningRelay:
         return token
 
     async def stop(self) -> None:
-        await self.relay.close()
+        # Sockets first, while the store and broker still work: their handlers' cleanup
+        # (presence, "offline" to browsers) runs as the runner waits for them.
+        self.relay.begin_close()
         await self.runner.cleanup()
+        await self.relay.close()
 
 
 async def start_relay(
@@ -425,6 +438,7 @@ async def start_relay(
     *,
     settings: RelaySettings | None = None,
     ssl_context: ssl.SSLContext | None = None,
+    static_dir: Path | None = None,
 ) -> RunningRelay:
     """Runs the relay app on the running loop; port 0 picks a free one.
 
@@ -433,13 +447,15 @@ async def start_relay(
         data_dir: relay.json and, without Redis, the SQLite store.
         redis_url: keep hubs and tokens in Redis and fan out through its pub/sub.
         public_url: the URL browsers reach this relay at (default ``http(s)://host:port``).
+        static_dir: the built web app (default: ``botster/relay/static``).
 
     Raises:
         StoreError: no store could be opened; SettingsError: relay.json is malformed;
         OSError: the address is taken.
     """
     data = Path(data_dir) if data_dir is not None else None
-    settings = settings if settings is not None else load_settings(data)
+    if settings is None:
+        settings = await asyncio.get_running_loop().run_in_executor(None, load_settings, data)
     store = await open_store(data, redis_url)
     broker: Broker = RedisBroker(redis_url) if redis_url else LocalBroker()
     try:
@@ -447,10 +463,12 @@ async def start_relay(
     except Exception as e:
         await store.close()
         raise StoreError(f"redis pub/sub at {redacted(redis_url or '')}: {e}") from None
-    relay = Relay(store, broker, settings)
-    runner = web.AppRunner(make_app(relay), access_log=None, handle_signals=False)
+    relay = Relay(store, broker, settings, static_dir=static_dir or STATIC_DIR)
+    runner = web.AppRunner(
+        make_app(relay), access_log=None, handle_signals=False, shutdown_timeout=1.0
+    )
     await runner.setup()
-    site = web.TCPSite(runner, host, port, ssl_context=ssl_context, shutdown_timeout=1.0)
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     try:
         await site.start()
     except OSError:
@@ -497,4 +515,9 @@ def run_relay_blocking(
         await running.stop()
         print("relay stopped", flush=True)
 
-    asyncio.run(main())
+    try:
+        import uvloop  # optional speed-up, as the hub uses
+    except ImportError:
+        asyncio.run(main())
+        return
+    uvloop.run(main())

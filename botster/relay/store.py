@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import secrets
 import sqlite3
 import time
@@ -129,6 +130,13 @@ def _default_name() -> str:
     return "token-" + secrets.token_hex(4)
 
 
+def _check_name(name: str | None) -> str:
+    name = name or _default_name()
+    if len(name) > 64 or not name.isprintable() or looks_like_token(name):
+        raise StoreError("token name: expected 1..64 printable characters, not a token")
+    return name
+
+
 # -- SQLite ---------------------------------------------------------------------------------
 
 _SCHEMA = """
@@ -190,7 +198,7 @@ class SqliteStore:
         self._pool.shutdown(wait=False)
 
     async def create_token(self, name: str | None = None) -> tuple[str, str]:
-        name = name or _default_name()
+        name = _check_name(name)
         token = mint_token()
         try:
             await self._run(
@@ -328,7 +336,7 @@ class RedisStore:
         await self.redis.aclose()
 
     async def create_token(self, name: str | None = None) -> tuple[str, str]:
-        name = name or _default_name()
+        name = _check_name(name)
         token = mint_token()
         digest = hash_token(token)
         if not await self.redis.set(self._p + "tokname:" + name, digest, nx=True):
@@ -350,8 +358,6 @@ class RedisStore:
             if digest is None:
                 return []
         await self.redis.delete(self._p + "token:" + digest, self._p + "tokname:" + name)
-        import json
-
         await self.redis.publish(
             CONTROL_CHANNEL, json.dumps({"type": "revoked", "token_hash": digest})
         )
@@ -386,25 +392,29 @@ class RedisStore:
         now = time.time()
         key = self._hubkey(token_name, identifier)
         hub_id = _new_hub_id()
-        created = await self.redis.set(key, hub_id, nx=True)
-        if created:
-            await self.redis.hset(
-                self._p + "hub:" + hub_id,
-                mapping={
-                    "token_name": token_name,
-                    "identifier": identifier,
-                    "created": now,
-                    "last_seen": now,
-                    "alive": 0,
-                },
-            )
+        # The record goes in before the key that finds it, so a relay racing us on the same
+        # (token, identifier) never finds a key without its record; the loser drops its own.
+        record = HubRecord(hub_id, token_name, identifier, now, now, False)
+        await self.redis.hset(
+            self._p + "hub:" + hub_id,
+            mapping={
+                "token_name": token_name,
+                "identifier": identifier,
+                "created": now,
+                "last_seen": now,
+                "alive": 0,
+            },
+        )
+        if await self.redis.set(key, hub_id, nx=True):
             await self.redis.sadd(self._p + "hubsof:" + token_name, hub_id)
-            return HubRecord(hub_id, token_name, identifier, now, now, False), True
+            return record, True
+        await self.redis.delete(self._p + "hub:" + hub_id)
         hub_id = await self.redis.get(key)
         await self.redis.hset(self._p + "hub:" + hub_id, "last_seen", now)
-        record = await self.get_hub(hub_id)
-        assert record is not None
-        return record, False
+        existing = await self.get_hub(hub_id)
+        if existing is None:
+            raise StoreError(f"hub {hub_id} has a key but no record in redis")
+        return existing, False
 
     async def get_hub(self, hub_id: str) -> HubRecord | None:
         f = await self.redis.hgetall(self._p + "hub:" + hub_id)
