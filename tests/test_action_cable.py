@@ -337,6 +337,7 @@ class Recorder:
         self.confirm_after = confirm_after
         self.seen_subscribes: dict[str, int] = {}
         self.url = ""
+        self.connections = 0
 
     async def hubs(self, request: web.Request) -> web.Response:
         return web.json_response({"id": "0123456789abcdef"})
@@ -347,6 +348,7 @@ class Recorder:
     async def cable(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
+        self.connections += 1
         await ws.send_str('{"type":"welcome"}')
         async for msg in ws:
             self.frames.append(msg.data)
@@ -361,6 +363,10 @@ class Recorder:
                     )
             elif frame["command"] == "message":
                 data = json.loads(frame["data"])
+                if data["action"] == "kick":
+                    await ws.send_str('{"type":"disconnect","reason":"kicked","reconnect":true}')
+                    await ws.close()
+                    break
                 await ws.send_str(json.dumps({"identifier": frame["identifier"], "message": data}))
         return ws
 
@@ -438,6 +444,36 @@ async def test_subscribes_again_when_not_confirmed_in_5_s(hub: Any) -> None:
         kinds = [json.loads(f)["command"] for f in recorder.frames]
         # The perform waited for the confirmation of the second subscribe.
         assert kinds[:3] == ["subscribe", "subscribe", "message"]
+        await proc.stop_and_verify()
+    finally:
+        await runner.cleanup()
+
+
+async def test_disconnect_frame_and_silence_reconnect(hub: Any) -> None:
+    """A `disconnect` frame reconnects at once (after 1 s); so does a socket silent for 15 s
+    (this endpoint never pings). Each new socket gets the subscription again."""
+    recorder = Recorder()
+    runner = await serve(recorder)
+    try:
+        source = plugin(
+            """
+local conn = assert(action_cable.connect())
+local ch = action_cable.subscribe(conn, "Test", {}, function() end)
+assert(action_cable.perform(ch, "kick", {}))
+"""
+        )
+        proc = await hub(
+            {"kick": source}, env={"BOTSTER_SERVER_URL": recorder.url, "BOTSTER_TOKEN": "btstr_x"}
+        )
+        await proc.wait_for(r"ac_conn_1: the relay disconnected us \(kicked\)")
+        await proc.wait_for(r"no frame for 15 s; the socket is dead", timeout=40)
+        await proc.wait_for(r"ac_conn_1: disconnected; reconnecting in 1 s")
+        subscribes = [f for f in await recorder.wait_frames(4, timeout=20) if "subscribe" in f]
+        assert recorder.connections >= 3
+        assert (
+            subscribes[:3]
+            == ['{"command":"subscribe","identifier":"{\\"channel\\":\\"Test\\"}"}'] * 3
+        )
         await proc.stop_and_verify()
     finally:
         await runner.cleanup()
