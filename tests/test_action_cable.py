@@ -710,3 +710,31 @@ end)
     proc = await hub({"emb": plugin('when_registered(function(sid) report("sid", sid) end)')})
     assert await proc.result("sid", timeout=20) == sid
     assert re.search(r"embedded relay on http://127\.0\.0\.1:\d+", proc.log)
+
+
+async def test_embedded_relay_port_taken(hub: Any) -> None:
+    """A configured port that is taken: a warning, no relay, and the hub runs on."""
+    taken = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    port = taken.sockets[0].getsockname()[1]
+    try:
+        source = plugin(
+            """
+local early = action_cable.connect()
+report("early", {ok = type(early) == "string"})
+local t
+t = timer.every(0.05, function()
+  local conn, err = action_cable.connect()
+  if conn then action_cable.close(conn) else timer.cancel(t); report("late", err) end
+end)
+"""
+        )
+        proc = await hub({"taken": source}, config={"lua_slow_step_ms": 500, "relay_port": port})
+        # Before the relay has started, connect cannot know yet: it returns an id.
+        assert await proc.result("early") == {"ok": True}
+        await proc.wait_for(rf"the embedded relay could not start on port {port}: .*address")
+        assert await proc.result("late") == "the embedded relay failed to start (see the hub log)"
+        await proc.wait_for(r"ac_conn_1: no relay to connect to")
+        await proc.stop_and_verify()
+    finally:
+        taken.close()
+        await taken.wait_closed()
