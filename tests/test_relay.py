@@ -289,7 +289,12 @@ async def test_signalling_between_browser_and_hub_and_health(relay: Callable[...
             await hub.perform(hub_ch, "heartbeat")
             async with aiohttp.ClientSession() as s:
                 listed = await (await s.get(f"{r.url}/hubs", headers=_auth(token))).json()
-            assert listed[0]["active"] is True
+            assert listed[0]["active"] is True and listed[0]["alive"] is True
+            # Minting a token beside the running relay leaves its hubs' state alone.
+            await mint_token(r.data_dir, "another")
+            async with aiohttp.ClientSession() as s:
+                listed = await (await s.get(f"{r.url}/hubs", headers=_auth(token))).json()
+            assert listed[0]["alive"] is True
 
             # A second browser subscribing gets the health now, and the hub a bundle_request.
             other = BROWSER_IDENTITY.replace("tab-0001", "tab-0002")
@@ -696,6 +701,8 @@ async def test_start_relay_in_process_serves_the_built_web_app(
             assert "immutable" in asset.headers["Cache-Control"]
             assert (await s.get(f"{running.url}/escape.txt")).status == 404
             assert (await s.get(f"{running.url}/")).status == 200
+            shell = await s.get(f"{running.url}/hubs/{hub_id}")
+            assert shell.status == 200 and "/assets/app.js" in await shell.text()
         async with CableClient.connect(running.url, token=token) as hub:
             assert (await hub.subscribe(ident("HubCommandChannel", hub_id=hub_id)))[
                 "type"
@@ -729,6 +736,7 @@ async def test_a_socket_whose_queue_overflows_is_cut_not_the_relay(
         await hub.subscribe(hub_ch)
         await browser.subscribe(br_ch)
         assert (await browser.recv())["message"]["cli"] == "online"
+        assert (await hub.recv())["message"]["type"] == "bundle_request"
         await hub.perform(
             hub_ch, "signal", browser_identity=BROWSER_IDENTITY, envelope={"t": 1, "b": "x" * 3000}
         )

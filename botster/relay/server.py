@@ -12,7 +12,7 @@ REST (JSON; errors are ``{"error": "..."}``):
 | ``GET /hubs`` | Bearer | this token's hubs |
 | ``PUT /hubs/<id>`` ``{"alive": false}`` | Bearer, owner | ``{"success": true, "hub_id"}`` |
 | ``GET /hubs/<id>/webrtc`` | none | ``{"ice_servers": [...]}`` |
-| ``GET /hubs/<id>/pairing`` | none | the web app's HTML shell |
+| ``GET /hubs/<id>/pairing``, ``GET /hubs/<id>`` | none | the web app's HTML shell |
 | ``GET /healthz`` | none | ``{"ok": true}`` |
 
 Everything else under GET is a file of the built web app (``botster/relay/static``), contained
@@ -402,6 +402,7 @@ def make_app(relay: Relay) -> web.Application:
     app.router.add_put("/hubs/{hub_id}", relay.put_hub)
     app.router.add_get("/hubs/{hub_id}/webrtc", relay.get_webrtc)
     app.router.add_get("/hubs/{hub_id}/pairing", relay.pairing)
+    app.router.add_get("/hubs/{hub_id}", relay.pairing)  # the app's page for a paired hub
     app.router.add_get("/healthz", relay.healthz)
     app.router.add_get("/{path:.*}", relay.static)
     return app
@@ -457,6 +458,7 @@ async def start_relay(
     if settings is None:
         settings = await asyncio.get_running_loop().run_in_executor(None, load_settings, data)
     store = await open_store(data, redis_url)
+    await store.relay_started()
     broker: Broker = RedisBroker(redis_url) if redis_url else LocalBroker()
     try:
         await broker.start()

@@ -108,6 +108,10 @@ class Store(Protocol):
         """Re-stamps this relay's live members ({hub id: members}) so they keep counting."""
         ...
 
+    async def relay_started(self) -> None:
+        """Called once when a relay starts serving from this store."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -185,7 +189,10 @@ class SqliteStore:
 
     async def open(self) -> None:
         await self._run(self._open_blocking)
+
+    async def relay_started(self) -> None:
         # A relay that starts serves no sockets yet: every hub is offline until it subscribes.
+        # (Not in open(): `botster relay token` opens the store beside a running relay.)
         await self._run(self._q, "UPDATE hubs SET alive = 0")
 
     async def close(self) -> None:
@@ -334,6 +341,9 @@ class RedisStore:
 
     async def close(self) -> None:
         await self.redis.aclose()
+
+    async def relay_started(self) -> None:
+        return None  # presence entries of relays that died expire on their own
 
     async def create_token(self, name: str | None = None) -> tuple[str, str]:
         name = _check_name(name)
