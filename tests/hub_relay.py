@@ -3,8 +3,8 @@ same port and data (the hub must reconnect to it), and a browser-side ActionCabl
 keeps every frame. (``tests/relayproc.py`` holds the relay's own test helpers.)
 
     relay = RelayProcess(data_dir, env)       # a free port is chosen at the first start
-    token = await relay.mint_token("hub")     # ``botster relay token`` (before start: the
-    await relay.start()                       # token command resets the store's presence)
+    token = await relay.mint_token("hub")     # ``botster relay token``
+    await relay.start()
     async with CableClient(relay.url) as browser:
         await browser.subscribe("HubSignalingChannel", hub_id=sid, browser_identity=B)
         msg = await browser.next_message(lambda m: m.get("type") == "signal")
