@@ -738,3 +738,30 @@ end)
     finally:
         taken.close()
         await taken.wait_closed()
+
+
+def test_login_reads_the_token_from_stdin_and_checks_its_arguments(
+    isolated_env: dict[str, str],
+) -> None:
+    env = {**os.environ, **isolated_env, "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"}
+
+    def login(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "botster.cli", "login", *args],
+            env=env,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    done = login("--server", "https://relay.example.org/x/", stdin="btstr_from_stdin\n")
+    assert done.returncode == 0, done.stderr
+    home = Path(isolated_env["BOTSTER_HOME"])
+    assert json.loads((home / "relay_tokens.json").read_text()) == {
+        "https://relay.example.org/x": "btstr_from_stdin"
+    }
+    bad = login("--server", "ftp://relay.example.org", "--token", "t")
+    assert bad.returncode != 0 and "expected an http:// or https:// URL" in bad.stderr
+    empty = login("--server", "https://relay.example.org", stdin="\n")
+    assert empty.returncode != 0 and "the token is empty" in empty.stderr
