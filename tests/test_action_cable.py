@@ -765,3 +765,28 @@ def test_login_reads_the_token_from_stdin_and_checks_its_arguments(
     assert bad.returncode != 0 and "expected an http:// or https:// URL" in bad.stderr
     empty = login("--server", "https://relay.example.org", stdin="\n")
     assert empty.returncode != 0 and "the token is empty" in empty.stderr
+
+
+async def test_relay_url_without_a_token(hub: Any) -> None:
+    """server_url set, no token anywhere: a warning saying what to do, no registration, and
+    connect says so once the hub knows."""
+    source = plugin(
+        """
+local t
+t = timer.every(0.05, function()
+  local conn, err = action_cable.connect()
+  if conn then action_cable.close(conn) else timer.cancel(t); report("err", err) end
+end)
+"""
+    )
+    proc = await hub(
+        {"notoken": source},
+        config={"lua_slow_step_ms": 500, "server_url": "http://127.0.0.1:9"},
+        env={"PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"},
+    )
+    expected = (
+        "no hub token for the relay http://127.0.0.1:9: set BOTSTER_TOKEN or run "
+        "`botster login --server http://127.0.0.1:9 --token TOKEN`"
+    )
+    assert await proc.result("err") == expected
+    assert expected in proc.log

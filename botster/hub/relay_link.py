@@ -202,7 +202,7 @@ class RelayLink:
         self._endpoint: asyncio.Future[Endpoint | None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._http = net.LazySession()
-        self._failed = False  # the embedded relay could not start
+        self._none_why: str | None = None  # why there is no relay, once that is known
 
     # Where --------------------------------------------------------------------------------
 
@@ -213,13 +213,9 @@ class RelayLink:
 
     def unavailable(self) -> str | None:
         """Why no relay can be reached, in the words ``action_cable.connect`` returns; or None."""
-        if self.configured_url() is not None:
-            return None
-        if not self._hub.config.setting("embedded_relay"):
+        if self.configured_url() is None and not self._hub.config.setting("embedded_relay"):
             return NO_RELAY
-        if self._failed:
-            return "the embedded relay failed to start (see the hub log)"
-        return None
+        return self._none_why
 
     async def endpoint(self) -> Endpoint | None:
         """The relay's URL and token once known (after start-up); None when there is none."""
@@ -259,16 +255,16 @@ class RelayLink:
             try:
                 url = normalise_url(url)
             except ValueError as e:
-                log.warning("relay not used: %s", e)
+                self._none_why = f"server_url: {e}"
+                log.warning("relay not used: %s", self._none_why)
                 return None
             token = await hub.run_blocking(load_token_blocking, hub.paths.home, url)
             if token is None:
-                log.warning(
-                    "%s: no hub token; set BOTSTER_TOKEN or run "
-                    "`botster login --server %s --token TOKEN`",
-                    net.shown(url),
-                    url,
+                self._none_why = (
+                    f"no hub token for the relay {net.shown(url)}: set BOTSTER_TOKEN or run "
+                    f"`botster login --server {url} --token TOKEN`"
                 )
+                log.warning("%s", self._none_why)
                 return None
             return Endpoint(url, token)
         if not hub.config.setting("embedded_relay"):
@@ -287,7 +283,7 @@ class RelayLink:
             self.embedded = await server.start_relay("127.0.0.1", port, data_dir)
             token = await _embedded_token(hub, self.embedded, data_dir)
         except Exception as e:  # the hub runs without a relay rather than fail
-            self._failed = True
+            self._none_why = "the embedded relay failed to start (see the hub log)"
             log.warning("the embedded relay could not start on port %d: %s", port, e)
             if self.embedded is not None:
                 relay, self.embedded = self.embedded, None

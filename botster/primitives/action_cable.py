@@ -422,8 +422,10 @@ def connect(opts: ConnectOptions | None = None) -> str | tuple[None, str]:
       replaced by the decrypted table, or with `decrypt_failed = true` (default: false).
 
     Returns the connection id (`"ac_conn_1"`), or `nil, err` when no relay is configured
-    (`"no relay configured: set server_url or BOTSTER_SERVER_URL"`) or the plugin already has
-    16 connections.
+    (`"no relay configured: set server_url or BOTSTER_SERVER_URL"`), when the hub found it
+    cannot use one (no hub token, the embedded relay failed to start; the error says which),
+    or when the plugin already has 16 connections. A connection made before the hub knew
+    that ends at once, with a warning in the log.
     Raises on an unknown option key or a non-boolean `opts.crypto`.
 
     ```lua
