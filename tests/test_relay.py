@@ -565,11 +565,15 @@ async def test_huge_and_binary_frames_close_the_socket(relay: Callable[..., Any]
 
 
 _json_scalars = st.none() | st.booleans() | st.integers() | st.text(max_size=20)
+
+
+def _containers(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
+
+
 _json = st.recursive(
     _json_scalars,
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
-    ),
+    _containers,
     max_leaves=10,
 )
 _frames = st.one_of(
