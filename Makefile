@@ -18,19 +18,19 @@ run: $(STAMP)
 		$(BIN)/python -m botster.demo $(DEMO)
 
 test: $(STAMP)
-	$(BIN)/ruff check botster tests bench
-	$(BIN)/ruff format --check botster tests bench
+	$(BIN)/ruff check botster tests bench harness
+	$(BIN)/ruff format --check botster tests bench harness
 	$(BIN)/pytest -q
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
 lint: $(STAMP)
-	$(BIN)/ruff check botster tests bench
+	$(BIN)/ruff check botster tests bench harness
 
 fmt: $(STAMP)
-	$(BIN)/ruff format botster tests bench
-	$(BIN)/ruff check --fix botster tests bench
+	$(BIN)/ruff format botster tests bench harness
+	$(BIN)/ruff check --fix botster tests bench harness
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache

@@ -61,9 +61,9 @@ async def _start_hub(sandbox: Sandbox, relay: list[float] | None = None) -> tupl
     hub = HubRun(sandbox)
     await hub.start()
     try:
-        at, m = await hub.wait_for(READY)
+        at, m = await hub.wait_for_at(READY)
         if relay is not None:
-            registered, _ = await hub.wait_for(r"registered as [0-9a-f]{16}")
+            registered, _ = await hub.wait_for_at(r"registered as [0-9a-f]{16}")
             relay.append((registered - at) * 1000)
     finally:
         rc = await hub.stop()
