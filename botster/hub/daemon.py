@@ -53,6 +53,8 @@ PRIMITIVES: tuple[str, ...] = (
     "worktree",
     "hub_client",
     "update",
+    "webrtc",
+    "connection",
     "hub",
 )
 

@@ -1,0 +1,254 @@
+"""Remote access: bundles, pairing codes, admission, signalling, and the terminal over WebRTC.
+
+Pure tests (bundle, URL, QR) run in-process. Everything else runs a real hub and the Python
+test browser (``botster.remote.test_browser``: aiortc offerer + vodozemac outbound session).
+WebRTC tests run in a network namespace that has only loopback: the ``netns`` fixture re-runs
+the test under ``unshare --net`` (after ``ip link set lo up``) and the outer run only checks
+that it passed; aioice's host candidates are forced to 127.0.0.1 on both ends
+(``BOTSTER_WEBRTC_LOOPBACK=1``), so no packet leaves the machine. Signalling goes over the hub
+socket (``remote.signal``), the path a relay-less client uses; the relay path is tested with
+the relay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from botster.errors import ProtocolError
+from botster.remote import bundle as B
+from botster.remote.test_browser import SocketSignaller, TestBrowser
+from botster.transports.client import HubConnection, RequestFailed
+from botster.transports.webrtc import MAX_DC_MESSAGE, PART, Reassembler, encode_plaintexts
+from tests.test_pty import render
+from tests.test_socket import socket_of
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Bundles, URLs and QR codes ------------------------------------------------------------------
+
+
+def _signed_bundle() -> tuple[bytes, bytes]:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    sk = Ed25519PrivateKey.generate()
+    pub = sk.public_key().public_bytes_raw()
+    raw = B.build(b"\x01" * 32, pub, b"\x02" * 32, sk.sign)
+    return raw, pub
+
+
+def test_bundle_builds_verifies_and_rejects_tampering():
+    raw, pub = _signed_bundle()
+    assert len(raw) == 161 and raw[0] == 6
+    b = B.verify(raw, identity_key=b"\x01" * 32, signing_key=pub)
+    assert (b.identity_key, b.signing_key, b.one_time_key) == (b"\x01" * 32, pub, b"\x02" * 32)
+    for i in (0, 1, 40, 70, 100, 160):
+        bad = bytearray(raw)
+        bad[i] ^= 1
+        with pytest.raises(B.BundleError):
+            B.verify(bytes(bad))
+    with pytest.raises(B.BundleError, match="expected 161 bytes"):
+        B.verify(raw[:-1])
+    with pytest.raises(B.BundleError, match="pinned"):
+        B.verify(raw, identity_key=b"\x03" * 32)
+
+
+def test_pairing_url_round_trip_keeps_the_bundle_in_the_fragment():
+    raw, _ = _signed_bundle()
+    url = B.pairing_url("https://relay.example/", "42", raw)
+    base, _, fragment = url.partition("#")
+    assert base == "https://relay.example/hubs/42/pairing"
+    assert len(fragment) == 258 and fragment == fragment.upper() and "=" not in fragment
+    relay, sid, b = B.parse_pairing_url(url)
+    assert (relay, sid, b.raw) == ("https://relay.example", "42", raw)
+    with pytest.raises(B.BundleError):
+        B.parse_pairing_url("https://relay.example/hubs/42/pairing")
+    with pytest.raises(B.BundleError):
+        B.parse_pairing_url(url[:-4] + "AAAA")
+
+
+def _decode_qr_data(url: str) -> str:
+    """Decodes the QR's segment bit streams back to text (byte and alphanumeric modes)."""
+    from segno import consts, encoder
+
+    alnum = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:"
+    modes = {"byte": consts.MODE_BYTE, "alphanumeric": consts.MODE_ALPHANUMERIC}
+    code = encoder.encode([(t, modes[m]) for t, m in B.qr_segments(url)], error="l")
+    assert code.matrix == B.make_qr(url).matrix
+    out = []
+    for seg in code.segments:
+        bits = "".join(str(b) for b in seg.bits)
+        if seg.mode == 4:  # byte
+            out.append(bytes(int(bits[i : i + 8], 2) for i in range(0, len(bits), 8)).decode())
+        else:
+            assert seg.mode == 2, "the Base32 tail is alphanumeric"
+            text, pos = [], 0
+            for _ in range(seg.char_count // 2):
+                v = int(bits[pos : pos + 11], 2)
+                text += [alnum[v // 45], alnum[v % 45]]
+                pos += 11
+            if seg.char_count % 2:
+                text.append(alnum[int(bits[pos : pos + 6], 2)])
+            out.append("".join(text))
+    return "".join(out)
+
+
+def test_qr_has_two_segments_and_round_trips():
+    raw, _ = _signed_bundle()
+    url = B.pairing_url("http://127.0.0.1:8420", "7", raw)
+    segs = B.qr_segments(url)
+    assert [m for _, m in segs] == ["byte", "alphanumeric"] and segs[0][0].endswith("#")
+    assert _decode_qr_data(url) == url
+    art = B.qr_ascii(url)
+    lines = art.split("\n")
+    assert len({len(line) for line in lines}) == 1 and set(art) <= set("█▀▄ \n")
+    # Redraw the modules from the half blocks and compare with segno's matrix.
+    matrix = B.make_qr(url).matrix
+    size = len(matrix)
+    top = {"█": 0, "▀": 0, "▄": 1, " ": 1}
+    bottom = {"█": 0, "▀": 1, "▄": 0, " ": 1}
+    grid = []
+    for line in lines:
+        grid.append([top[c] for c in line])
+        grid.append([bottom[c] for c in line])
+    assert [row[2 : 2 + size] for row in grid[2 : 2 + size]] == [
+        [int(bool(m)) for m in row] for row in matrix
+    ]
+
+
+def test_carrier_framing_compresses_splits_and_reassembles():
+    small = bytes([1]) + b'{"type":"x"}'
+    assert encode_plaintexts(small) == [small]
+    text = bytes([2]) + b"\x00\x00" + b"hello world " * 50_000  # compresses well
+    (one,) = encode_plaintexts(text)
+    assert one[0] == 0x07 and len(one) < len(text) // 10
+    noise = bytes([6]) + os.urandom(700_000)  # does not compress: split into parts
+    parts = encode_plaintexts(noise)
+    assert len(parts) == 3 and all(p[0] == PART for p in parts)
+    assert all(len(p) + 100 < MAX_DC_MESSAGE for p in parts)
+    r = Reassembler()
+    got = [f for p in [small, one, *parts] for f in r.feed(p)]
+    assert got == [(1, small[1:]), (2, text[1:]), (6, noise[1:])]
+    for bad in (b"", bytes([PART, 7]), bytes([0x07]) + b"not gzip", bytes([0x42, 1])):
+        with pytest.raises(ProtocolError):
+            list(Reassembler().feed(bad))
+    bomb = bytes([0x07]) + __import__("gzip").compress(bytes([6]) + bytes(20 << 20))
+    with pytest.raises(ProtocolError, match="over"):
+        list(Reassembler().feed(bomb))
+
+
+# A running hub -------------------------------------------------------------------------------
+
+SPAWN_PLUGIN = """
+require("lib.commands").register("test.spawn", function(args)
+  local h = assert(pty.spawn({cmd = "sh", args = {"-c", args.script}, rows = 24, cols = 80}))
+  return h:id()
+end)
+webrtc.on_peer_connected(function(id) log.info("RESULT peer_connected " .. json.encode(id)) end)
+webrtc.on_peer_disconnected(function(id) log.info("RESULT peer_gone " .. json.encode(id)) end)
+events.on("connection_code_ready", function(c) log.info("RESULT code_ready " .. json.encode(c.url)) end)
+"""
+
+
+@pytest.fixture
+def netns(request, monkeypatch):
+    """Runs the test again inside a network namespace with only loopback; the outer run
+    returns True (the test body then stops), the inner run False."""
+    monkeypatch.setenv("BOTSTER_WEBRTC_LOOPBACK", "1")
+    if os.environ.get("BOTSTER_IN_NETNS") == "1":
+        return False
+    script = 'ip link set lo up && exec "$0" -m pytest -q -p no:cacheprovider "$1"'
+    proc = subprocess.run(
+        ["unshare", "--net", "--", "sh", "-c", script, sys.executable, request.node.nodeid],
+        cwd=ROOT,
+        env={**os.environ, "BOTSTER_IN_NETNS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+    assert " passed" in proc.stdout, proc.stdout[-3000:]
+    return True
+
+
+async def _pair(proc) -> tuple[HubConnection, TestBrowser]:
+    conn = await HubConnection.connect(socket_of(proc), "test")
+    code = await conn.request("connection.code")
+    browser = TestBrowser(code["url"], SocketSignaller(conn))
+    await browser.connect()
+    return conn, browser
+
+
+async def test_pairing_code_and_account_at_rest(hub, isolated_env):
+    proc = await hub(plugins={"p": SPAWN_PLUGIN})
+    conn = await HubConnection.connect(socket_of(proc), "test")
+    code = await conn.request("connection.code")
+    assert code["hub_id"] == conn.hub_id
+    relay, sid, bundle = B.parse_pairing_url(code["url"])
+    # No relay configured and no server id: the default relay URL and the hub id stand in.
+    assert (relay, sid) == ("http://127.0.0.1:8420", conn.hub_id)
+    assert code["qr_ascii"] == B.qr_ascii(code["url"])
+    assert await proc.result("code_ready") == code["url"]
+    # The same code until it is used; regenerate makes a new one-time key.
+    assert (await conn.request("connection.code"))["url"] == code["url"]
+    fresh = await conn.request("connection.regenerate")
+    _, _, b2 = B.parse_pairing_url(fresh["url"])
+    assert b2.identity_key == bundle.identity_key and b2.one_time_key != bundle.one_time_key
+    # The account is stored encrypted, 0600, with its key in a 0600 file (no keyring here).
+    store = Path(isolated_env["BOTSTER_HOME"]) / "remote" / conn.hub_id
+    enc = store / "account.enc"
+    data = json.loads(enc.read_text())
+    assert set(data) == {"nonce", "ciphertext", "version"}
+    assert stat.S_IMODE(enc.stat().st_mode) == 0o600
+    assert stat.S_IMODE((store / "olm.key").stat().st_mode) == 0o600
+    assert B.b64u(bundle.identity_key).encode() not in enc.read_bytes()
+    assert await conn.request("connection.paired") == []
+    await conn.close()
+    # The account survives a restart: same identity key.
+    await proc.stop_and_verify()
+    proc2 = await hub()
+    conn = await HubConnection.connect(socket_of(proc2), "test")
+    _, _, b3 = B.parse_pairing_url((await conn.request("connection.code"))["url"])
+    assert b3.identity_key == bundle.identity_key
+    await conn.close()
+
+
+async def test_pairing_admits_the_browser_and_refuses_others(hub, netns):
+    if netns:
+        return
+    proc = await hub(plugins={"p": SPAWN_PLUGIN})
+    conn, browser = await _pair(proc)
+    assert (await browser.request("ping", {"echo": "over webrtc"}))["echo"] == "over webrtc"
+    peer_id = await proc.result("peer_connected")
+    assert peer_id.startswith("webrtc:")
+    paired = await conn.request("connection.paired")
+    assert [p["browser_key"] for p in paired] == [browser.key]
+    # The code was spent: a new one was announced.
+    urls = []
+    await proc.wait_for(r"RESULT code_ready", since=0)
+    code = await conn.request("connection.code")
+    urls.append(code["url"])
+
+    # A second browser with a bundle it got without a code (one a relay could see: a ratchet
+    # restart's plain bundle, issued to the paired browser) is refused.
+    restart = await conn.request("remote.bundle_request", {"browser_identity": browser.identity})
+    (env,) = restart["envelopes"]
+    assert env["t"] == 2
+    stolen = B.verify(B.unb64(env["b"]))
+    intruder = TestBrowser(None, SocketSignaller(conn), bundle=stolen)
+    with pytest.raises(ConnectionError, match="did not answer"):
+        await intruder.connect()
+    # ... and a bundle request injected for its key gets nothing.
+    assert await intruder.request_bundle() == 0
+    with pytest.raises(RequestFailed):
+        pass  # (placeholder for symmetry; the hub functions below say why)
+    assert [p["browser_key"] for p in await conn.request("connection.paired")] == [browser.key]
+    await browser.close()
+    await conn.close()
