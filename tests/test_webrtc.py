@@ -26,6 +26,7 @@ from botster.errors import ProtocolError
 from botster.remote import bundle as B
 from botster.remote.test_browser import SocketSignaller, TestBrowser
 from botster.transports.client import HubConnection, RequestFailed
+from botster.transports.framing import SNAPSHOT
 from botster.transports.webrtc import MAX_DC_MESSAGE, PART, Reassembler, encode_plaintexts
 from tests.test_pty import render
 from tests.test_socket import socket_of
@@ -153,6 +154,12 @@ require("lib.commands").register("test.spawn", function(args)
 end)
 webrtc.on_peer_connected(function(id) log.info("RESULT peer_connected " .. json.encode(id)) end)
 webrtc.on_peer_disconnected(function(id) log.info("RESULT peer_gone " .. json.encode(id)) end)
+require("lib.commands").register("test.hubfns", function(args)
+  local _, ea = hub.handle_webrtc_offer(args.identity, "v=0")
+  local _, eb = hub.handle_ice_candidate(args.identity, "candidate:1 1 udp 1 127.0.0.1 9 typ host")
+  local _, ec = hub.request_ratchet_restart(args.identity)
+  return {ea, eb, ec}
+end)
 events.on("connection_code_ready", function(c) log.info("RESULT code_ready " .. json.encode(c.url)) end)
 """
 
@@ -247,8 +254,91 @@ async def test_pairing_admits_the_browser_and_refuses_others(hub, netns):
         await intruder.connect()
     # ... and a bundle request injected for its key gets nothing.
     assert await intruder.request_bundle() == 0
-    with pytest.raises(RequestFailed):
-        pass  # (placeholder for symmetry; the hub functions below say why)
     assert [p["browser_key"] for p in await conn.request("connection.paired")] == [browser.key]
+    # The hub's signalling functions refuse an unpaired identity, each with nil, err.
+    errs = await conn.request("test.hubfns", {"identity": intruder.identity})
+    assert [e.split(":")[0] for e in errs] == [
+        "hub.handle_webrtc_offer",
+        "hub.handle_ice_candidate",
+        "hub.request_ratchet_restart",
+    ]
+    assert all("is not paired with this hub" in e for e in errs)
+    # The paired browser got the same bundle on its data channel, re-keyed, and still works.
+    await browser.wait_for(lambda: browser.bundles_received == 1)
+    assert (await browser.request("ping", {"echo": 2}))["echo"] == 2
+    await browser.close()
+    await conn.close()
+
+
+async def test_revoke_closes_the_peer_and_refuses_the_browser(hub, netns):
+    if netns:
+        return
+    proc = await hub(plugins={"p": SPAWN_PLUGIN})
+    conn, browser = await _pair(proc)
+    assert await conn.request("connection.revoke", {"browser_key": browser.key}) == {
+        "revoked": True
+    }
+    await proc.result("peer_gone")
+    async with asyncio.timeout(20):
+        await browser.closed.wait()
+    assert await conn.request("connection.paired") == []
+    assert await browser.request_bundle() == 0
+    with pytest.raises(ConnectionError):
+        await browser.connect()
+    assert await conn.request("connection.revoke", {"browser_key": browser.key}) == {
+        "revoked": False
+    }
+    with pytest.raises(RequestFailed, match="browser_key"):
+        await conn.request("connection.revoke", {})
+    await conn.close()
+
+
+async def test_ratchet_restarts_after_three_undecryptable_frames(hub, netns):
+    if netns:
+        return
+    proc = await hub(plugins={"p": SPAWN_PLUGIN})
+    conn, browser = await _pair(proc)
+    proc.expect_log(r"undecryptable frame")
+    for _ in range(2):
+        browser.send_raw(b"\x01" + os.urandom(120))
+    assert (await browser.request("ping", {"echo": 1}))["echo"] == 1, "two bad frames: no restart"
+    assert browser.bundles_received == 0
+    for _ in range(3):
+        browser.send_raw(b"\x01" + os.urandom(120))
+    await browser.wait_for(lambda: browser.bundles_received == 1)
+    # The browser re-keyed from the signed bundle; its next frames are PreKey messages that
+    # open a new session (it is paired, so any of the hub's one-time keys will do).
+    assert (await browser.request("ping", {"echo": 3}))["echo"] == 3
+    await browser.close()
+    await conn.close()
+
+
+async def test_terminal_over_webrtc(hub, netns):
+    if netns:
+        return
+    proc = await hub(plugins={"p": SPAWN_PLUGIN})
+    conn, browser = await _pair(proc)
+    script = 'echo "ready $(stty size)"; while read l; do echo "got:$l $(stty size)"; done; exit 3'
+    sid = await browser.request("test.spawn", {"script": script})
+    browser.attach(sid, rows=20, cols=70)
+    await browser.wait_for(lambda: any(m.get("type") == "subscribed" for m in browser.messages))
+
+    def screen(cols: int = 100, rows: int = 30) -> str:
+        return "\n".join(render(cols, rows, bytes(browser.screens.get(sid, b""))))
+
+    # The snapshot shows what was printed before the subscription resized the terminal.
+    await browser.wait_for(lambda: "ready 24 80" in screen())
+    assert browser.frames[0][0] == SNAPSHOT
+    browser.type(sid, b"hello\n")
+    await browser.wait_for(lambda: "got:hello 20 70" in screen())
+    assert await browser.resize(sid, 30, 100) == {"rows": 30, "cols": 100}
+    browser.type(sid, b"x\n")
+    await browser.wait_for(lambda: "got:x 30 100" in screen())
+    # A long line comes back whole (frames over 4 KiB travel gzipped).
+    browser.type(sid, b"y" * 3000 + b"\n")
+    await browser.wait_for(lambda: b"got:" + b"y" * 3000 in browser.screens[sid])
+    browser.type(sid, b"\x04")
+    await browser.wait_for(lambda: sid in browser.exits)
+    assert browser.exits[sid] == 3
     await browser.close()
     await conn.close()
