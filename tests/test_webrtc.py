@@ -185,6 +185,23 @@ def netns(request, monkeypatch):
     return True
 
 
+async def _cli(proc, *args: str, fails: bool = False) -> str:
+    cli = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "botster.cli",
+        *args,
+        "--repo",
+        str(proc.repo),
+        env=proc.env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await cli.communicate()
+    assert (cli.returncode != 0) == fails, (out, err)
+    return (err if fails else out).decode()
+
+
 async def _pair(proc) -> tuple[HubConnection, TestBrowser]:
     conn = await HubConnection.connect(socket_of(proc), "test")
     code = await conn.request("connection.code")
@@ -217,6 +234,12 @@ async def test_pairing_code_and_account_at_rest(hub, isolated_env):
     assert stat.S_IMODE((store / "olm.key").stat().st_mode) == 0o600
     assert B.b64u(bundle.identity_key).encode() not in enc.read_bytes()
     assert await conn.request("connection.paired") == []
+    # `botster pair` prints the running hub's code.
+    out = json.loads(await _cli(proc, "pair", "--json"))
+    assert out == {"url": fresh["url"], "qr": fresh["qr_ascii"]}
+    assert json.loads(await _cli(proc, "pair", "--list", "--json")) == []
+    err = await _cli(proc, "pair", "--revoke", "nobody", fails=True)
+    assert "nobody is not a paired browser" in err
     await conn.close()
     # The account survives a restart: same identity key.
     await proc.stop_and_verify()
