@@ -365,3 +365,41 @@ async def test_terminal_over_webrtc(hub, netns):
     assert browser.exits[sid] == 3
     await browser.close()
     await conn.close()
+
+
+async def test_copy_to_clipboard_goes_to_the_tui_else_says_why(hub, tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")  # no clipboard tool here
+    proc = await hub(
+        plugins={
+            "p": """
+        require("lib.commands").register("test.copy", function()
+          local ok, err = connection.copy_to_clipboard()
+          return {ok = ok or false, err = err}
+        end)
+    """
+        }
+    )
+    plain = await HubConnection.connect(socket_of(proc), "test")
+    res = await plain.request("test.copy")
+    assert res == {
+        "ok": False,
+        "err": "connection.copy_to_clipboard: no terminal UI is attached and no clipboard "
+        "tool (wl-copy, xclip, xsel, pbcopy) is installed",
+    }
+    # A fake clipboard tool gets the URL on stdin.
+    tool = bin_dir / "xsel"
+    tool.write_text(f'#!/bin/sh\ncat > "{tmp_path}/clip"\n')
+    tool.chmod(0o755)
+    assert await plain.request("test.copy") == {"ok": True}
+    url = await plain.request("connection.code")
+    assert (tmp_path / "clip").read_text() == url["url"]
+    # With a terminal UI attached, the URL goes to it (it sets the clipboard with OSC 52).
+    seen: list[dict] = []
+    tui = await HubConnection.connect(socket_of(proc), "tui", on_message=seen.append)
+    assert await plain.request("test.copy") == {"ok": True}
+    await tui.request("ping")
+    assert {"type": "tui", "data": {"type": "clipboard", "text": url["url"]}} in seen
+    await tui.close()
+    await plain.close()

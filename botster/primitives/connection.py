@@ -116,13 +116,16 @@ async def _system_clipboard(text: str) -> Any:
         path = shutil.which(tool)
         if path is None:
             continue
-        proc = await asyncio.create_subprocess_exec(
-            path,
-            *args,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                path,
+                *args,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+            )
+        except OSError as e:
+            return None, f"connection.copy_to_clipboard: {tool}: {e.strerror or e}"
         try:
             async with asyncio.timeout(5):
                 _, err = await proc.communicate(text.encode())
