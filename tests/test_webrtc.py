@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from botster.remote.test_browser import SocketSignaller, TestBrowser
 from botster.transports.client import HubConnection, RequestFailed
 from botster.transports.framing import SNAPSHOT
 from botster.transports.webrtc import MAX_DC_MESSAGE, PART, Reassembler, encode_plaintexts
+from tests.hubproc import HubProcess
 from tests.test_pty import render
 from tests.test_socket import socket_of
 
@@ -185,6 +187,12 @@ def netns(request, monkeypatch):
     return True
 
 
+def _loaded_webrtc(proc) -> bool:
+    """Whether the hub process has av/aiortc's native libraries mapped."""
+    maps = Path(f"/proc/{proc.proc.pid}/maps").read_text()
+    return "/site-packages/av/" in maps or "/site-packages/aiortc/" in maps
+
+
 async def _cli(proc, *args: str, fails: bool = False) -> str:
     cli = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -234,6 +242,7 @@ async def test_pairing_code_and_account_at_rest(hub, isolated_env):
     assert stat.S_IMODE((store / "olm.key").stat().st_mode) == 0o600
     assert B.b64u(bundle.identity_key).encode() not in enc.read_bytes()
     assert await conn.request("connection.paired") == []
+    assert not _loaded_webrtc(proc), "no peer yet: aiortc and av stay unloaded"
     # `botster pair` prints the running hub's code.
     out = json.loads(await _cli(proc, "pair", "--json"))
     assert out == {"url": fresh["url"], "qr": fresh["qr_ascii"]}
@@ -340,7 +349,9 @@ async def test_terminal_over_webrtc(hub, netns):
     if netns:
         return
     proc = await hub(plugins={"p": SPAWN_PLUGIN})
+    assert not _loaded_webrtc(proc)
     conn, browser = await _pair(proc)
+    assert _loaded_webrtc(proc), "the first peer loads aiortc"
     script = 'echo "ready $(stty size)"; while read l; do echo "got:$l $(stty size)"; done; exit 3'
     sid = await browser.request("test.spawn", {"script": script})
     browser.attach(sid, rows=20, cols=70)
@@ -365,6 +376,39 @@ async def test_terminal_over_webrtc(hub, netns):
     assert browser.exits[sid] == 3
     await browser.close()
     await conn.close()
+
+
+async def test_browser_reconnects_after_kill_9_of_the_hub(hub, netns, git_repo, isolated_env):
+    if netns:
+        return
+    proc = await hub(plugins={"p": SPAWN_PLUGIN})
+    conn, browser = await _pair(proc)
+    await proc.wait_for(r"stored the Olm account: paired")
+    sid = await browser.request("test.spawn", {"script": "while read l; do echo got:$l; done"})
+    browser.attach(sid)
+    browser.type(sid, b"before\n")
+    await browser.wait_for(lambda: b"got:before" in browser.screens.get(sid, b""))
+    await conn.close()
+    proc.signal(signal.SIGKILL)
+    assert await proc.wait_exit() == -signal.SIGKILL
+    proc.allow_nonzero_exit = True
+    proc.allow_registry_left = True
+
+    second = HubProcess(git_repo, isolated_env)
+    await second.start()
+    await second.wait_ready()
+    conn = await HubConnection.connect(socket_of(second), "test")
+    browser.signaller = SocketSignaller(conn)
+    # Sessions are memory-only: a fresh bundle (the pairing survived on disk), then a new offer.
+    assert await browser.request_bundle() == 1
+    await browser.connect()
+    browser.attach(sid)
+    await browser.wait_for(lambda: b"got:before" in browser.screens.get(sid, b""))
+    browser.type(sid, b"after\n")
+    await browser.wait_for(lambda: b"got:after" in browser.screens[sid])
+    await browser.close()
+    await conn.close()
+    await second.stop_and_verify()
 
 
 async def test_copy_to_clipboard_goes_to_the_tui_else_says_why(hub, tmp_path, monkeypatch):

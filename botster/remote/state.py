@@ -64,6 +64,7 @@ class Remote:
         self._load_lock = asyncio.Lock()
         self._save_pending = False
         self._save_task: asyncio.Task[None] | None = None
+        self._announce: list[str] = []
         self._created_seen = 0
 
     # Loading and saving ----------------------------------------------------------------------
@@ -85,16 +86,22 @@ class Remote:
             self._loaded = True
         return self.olm
 
-    def persist(self) -> None:
-        """Saves the account soon (coalesced; written off the loop)."""
+    def persist(self, *, announce: str | None = None) -> None:
+        """Saves the account soon (coalesced; written off the loop); `announce` is logged once
+        the write is done (pairings and revocations, which tests and users wait for)."""
         self._save_pending = True
+        if announce is not None:
+            self._announce.append(announce)
         if self._save_task is None or self._save_task.done():
             self._save_task = self.hub.spawn(self._save(), name="save olm account", owner="hub")
 
     async def _save(self) -> None:
         while self._save_pending:
             self._save_pending = False
+            announce, self._announce = self._announce, []
             await self.hub.run_blocking(self.olm.save_blocking, self.olm.snapshot())
+            for what in announce:
+                log.info("stored the Olm account: %s", what)
 
     def after_decrypt(self, key: str) -> None:
         """Persists the account after an inbound session consumed a one-time key."""
@@ -128,7 +135,7 @@ class Remote:
 
     def _paired(self, key: str) -> None:
         # The code just used is spent: show a fresh one, and tell plugins who paired.
-        self.persist()
+        self.persist(announce=f"paired {key}")
         self.hub.emit("browser_paired", {"browser_key": key})
         if self.code is not None:
             self.hub.spawn(self.generate(fresh=True), name="regenerate code", owner="hub")
@@ -140,7 +147,7 @@ class Remote:
         if self.peers is not None:
             await self.peers.close_key(key, "revoked")
         if removed:
-            self.persist()
+            self.persist(announce=f"revoked {key}")
             log.info("revoked browser %s", key)
         return removed
 

@@ -154,6 +154,11 @@ class TestBrowser:
 
         if os.environ.get("BOTSTER_WEBRTC_LOOPBACK") == "1":
             force_loopback()
+        if self.pc is not None:
+            await self.pc.close()  # a reconnect: a new peer, a new page of messages
+        self.messages, self.frames, self.screens, self.exits = [], [], {}, {}
+        self.closed = asyncio.Event()
+        self._reasm = Reassembler()
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.dc = self.pc.createDataChannel("relay", ordered=True)
         opened = asyncio.Event()
