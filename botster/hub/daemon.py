@@ -23,6 +23,7 @@ from botster.hub.context import set_current_hub
 from botster.hub.identity import HubLock, socket_path_for
 from botster.hub.loop import loop_only, set_loop_thread
 from botster.hub.paths import Paths
+from botster.hub.relay_link import RelayLink
 from botster.lua.owners import Owners
 from botster.lua.runtime import LuaHost
 from botster.sessions.manager import SessionManager
@@ -55,6 +56,7 @@ PRIMITIVES: tuple[str, ...] = (
     "update",
     "webrtc",
     "connection",
+    "action_cable",
     "hub",
 )
 
@@ -80,6 +82,7 @@ class Hub:
         self.host: LuaHost
         self.socket_server: SocketServer | None = None
         self.sessions = SessionManager(self)
+        self.relay = RelayLink(self)  # started once the hub is ready (hub/internals.py)
         self.loop: asyncio.AbstractEventLoop
         self._quit: asyncio.Event
         self._background: dict[asyncio.Task[Any], str] = {}
@@ -176,6 +179,9 @@ class Hub:
             task.cancel()
         if self._background:
             await asyncio.wait(list(self._background), timeout=SHUTDOWN_GRACE_S)
+        # Stage 3: tell the relay this hub is gone, and stop the embedded one (after every
+        # plugin's connection to it is closed).
+        await self.relay.stop(SHUTDOWN_GRACE_S)
         for close in reversed(self._closers):
             with contextlib.suppress(Exception):
                 await close()
