@@ -219,7 +219,9 @@ async def _pair(proc) -> tuple[HubConnection, TestBrowser]:
 
 
 async def test_pairing_code_and_account_at_rest(hub, isolated_env):
-    proc = await hub(plugins={"p": SPAWN_PLUGIN})
+    proc = await hub(
+        plugins={"p": SPAWN_PLUGIN}, config={"lua_slow_step_ms": 500, "embedded_relay": False}
+    )
     conn = await HubConnection.connect(socket_of(proc), "test")
     code = await conn.request("connection.code")
     assert code["hub_id"] == conn.hub_id
@@ -252,7 +254,7 @@ async def test_pairing_code_and_account_at_rest(hub, isolated_env):
     await conn.close()
     # The account survives a restart: same identity key.
     await proc.stop_and_verify()
-    proc2 = await hub()
+    proc2 = await hub(config={"lua_slow_step_ms": 500, "embedded_relay": False})
     conn = await HubConnection.connect(socket_of(proc2), "test")
     _, _, b3 = B.parse_pairing_url((await conn.request("connection.code"))["url"])
     assert b3.identity_key == bundle.identity_key

@@ -113,7 +113,11 @@ function M.install()
       action_cable.perform(relay.channel, "signal", data)
     end
   end)
-  events.on("relay_registered", function(data) connect_relay(data.server_id) end)
+  events.on("relay_registered", function(data)
+    connect_relay(data.server_id)
+    -- A code shown before registration named the hub by its hub id: make one with the id.
+    if connection.get_url() then connection.regenerate() end
+  end)
   events.on("hub_ready", function() connect_relay(hub.server_id()) end)
 end
 
