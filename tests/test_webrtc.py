@@ -25,7 +25,7 @@ import pytest
 
 from botster.errors import ProtocolError
 from botster.remote import bundle as B
-from botster.remote.test_browser import SocketSignaller, TestBrowser
+from botster.remote.test_browser import RelaySignaller, SocketSignaller, TestBrowser
 from botster.transports.client import HubConnection, RequestFailed
 from botster.transports.framing import SNAPSHOT
 from botster.transports.webrtc import MAX_DC_MESSAGE, PART, Reassembler, encode_plaintexts
@@ -411,6 +411,65 @@ async def test_browser_reconnects_after_kill_9_of_the_hub(hub, netns, git_repo, 
     await browser.close()
     await conn.close()
     await second.stop_and_verify()
+
+
+RELAY_PLUGIN = (
+    SPAWN_PLUGIN
+    + """
+events.on("relay_registered", function(d) log.info("RESULT registered " .. json.encode(d.server_id)) end)
+"""
+)
+
+
+async def test_pairing_and_terminal_through_the_relay_reveal_nothing_to_it(
+    hub, netns, isolated_env
+):
+    if netns:
+        return
+    proc = await hub(plugins={"p": RELAY_PLUGIN})  # the hub serves its embedded relay
+    server_id = await proc.result("registered", timeout=30)
+    conn = await HubConnection.connect(socket_of(proc), "test")
+    await proc.wait_for(r"relay: hub \S+ online")
+    code = await conn.request("connection.code")
+    relay_url, sid, _ = B.parse_pairing_url(code["url"])
+    assert sid == server_id and relay_url.startswith("http://127.0.0.1:")
+    # The browser pairs with signalling through the relay only.
+    signaller = RelaySignaller(relay_url, server_id)
+    browser = TestBrowser(code["url"], signaller)
+    await signaller.open(browser.identity)
+    assert signaller.health[:1] == ["online"]
+    await browser.connect()
+    assert await conn.request("connection.paired") != []
+    sid_ = await browser.request(
+        "test.spawn", {"script": "read l; echo SECRET-MARKER-$((6*7)); read l"}
+    )
+    browser.attach(sid_)
+    browser.type(sid_, b"go\n")
+    await browser.wait_for(lambda: b"SECRET-MARKER-42" in browser.screens.get(sid_, b""))
+
+    # A browser that never paired: the relay's automatic bundle request on its subscribe
+    # gets nothing, and neither does an explicit one.
+    from botster.remote.test_browser import TestBrowser as Other
+
+    stranger = Other(code["url"], RelaySignaller(relay_url, server_id))
+    stranger.signaller.reply_wait = 0.5
+    await stranger.signaller.open(stranger.identity)
+    assert await stranger.request_bundle() == 0
+    # Flush: the paired browser's request, sent later down the same path, is answered first.
+    assert await browser.request_bundle() == 1
+    assert stranger.signaller.envelopes.empty()
+
+    # Neither the relay's log (the hub's, the relay being embedded) nor its storage hold what
+    # the agent printed.
+    await browser.close()
+    await conn.close()
+    await stranger.signaller.close()
+    await signaller.close()
+    await proc.stop_and_verify()
+    assert "SECRET-MARKER-42" not in "\n".join(proc.lines)
+    for path in Path(isolated_env["BOTSTER_HOME"]).rglob("*"):
+        if path.is_file():
+            assert b"SECRET-MARKER-42" not in path.read_bytes(), path
 
 
 async def test_copy_to_clipboard_goes_to_the_tui_else_says_why(hub, tmp_path, monkeypatch):

@@ -299,9 +299,7 @@ def _rejected(st: _Cables, conn: _Conn, identifier: Any) -> None:
     ch = conn.channels.get(identifier) if isinstance(identifier, str) else None
     if ch is None:
         return
-    log.warning(
-        "[%s] %s: the relay rejected the subscription %s", ch.owner, ch.id, identifier
-    )
+    log.warning("[%s] %s: the relay rejected the subscription %s", ch.owner, ch.id, identifier)
     _drop_channel(st, ch)
     st.hub.owners.discard(ch.owner, ch.id)
 

@@ -14,6 +14,7 @@ sends PreKey messages until the hub's first message decrypts, as the wire contra
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import uuid
@@ -41,7 +42,7 @@ from botster.transports.webrtc import (
     encode_plaintexts,
 )
 
-__all__ = ["Signaller", "SocketSignaller", "TestBrowser", "force_loopback"]
+__all__ = ["RelaySignaller", "Signaller", "SocketSignaller", "TestBrowser", "force_loopback"]
 
 
 def force_loopback() -> None:
@@ -73,6 +74,93 @@ class SocketSignaller:
     async def bundle_request(self, identity: str) -> list[dict[str, Any]]:
         res = await self.conn.request("remote.bundle_request", {"browser_identity": identity})
         return list(res.get("envelopes") or [])
+
+
+class RelaySignaller:
+    """Signalling through the relay, as a browser does: ActionCable ``HubSignalingChannel``
+    ``{hub_id, browser_identity}``; performs ``signal {envelope}`` and ``request_bundle``, and
+    collects the ``signal`` envelopes and ``health`` states the relay sends."""
+
+    def __init__(self, relay_url: str, server_id: str) -> None:
+        self.relay_url = relay_url.rstrip("/")
+        self.server_id = server_id
+        self.envelopes: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.health: list[str] = []
+        self._session: Any = None
+        self._ws: Any = None
+        self._reader: asyncio.Task[None] | None = None
+        self._identifier = ""
+        self._confirmed = asyncio.Event()
+
+    async def open(self, identity: str) -> None:
+        import aiohttp
+
+        self._session = aiohttp.ClientSession()
+        url = "ws" + self.relay_url.removeprefix("http") + "/cable"
+        self._ws = await self._session.ws_connect(url, protocols=("actioncable-v1-json",))
+        self._identifier = json.dumps(
+            {
+                "channel": "HubSignalingChannel",
+                "hub_id": self.server_id,
+                "browser_identity": identity,
+            },
+            separators=(",", ":"),
+        )
+        self._reader = asyncio.get_running_loop().create_task(self._read())
+        await self._ws.send_str(
+            json.dumps({"command": "subscribe", "identifier": self._identifier})
+        )
+        async with asyncio.timeout(10):
+            await self._confirmed.wait()
+
+    async def _read(self) -> None:
+        async for msg in self._ws:
+            data = json.loads(msg.data)
+            if data.get("type") == "confirm_subscription":
+                self._confirmed.set()
+            message = data.get("message")
+            if data.get("identifier") != self._identifier or not isinstance(message, dict):
+                continue
+            if message.get("type") == "health":
+                self.health.append(str(message.get("cli")))
+            elif message.get("type") == "signal":
+                self.envelopes.put_nowait(message["envelope"])
+
+    async def _perform(self, action: str, **data: Any) -> None:
+        payload = json.dumps({"action": action, **data})
+        await self._ws.send_str(
+            json.dumps({"command": "message", "identifier": self._identifier, "data": payload})
+        )
+
+    async def _replies(self, want: Callable[[dict[str, Any]], bool], wait: float) -> list[Any]:
+        out: list[dict[str, Any]] = []
+        try:
+            async with asyncio.timeout(wait):
+                while not out or not want(out[-1]):
+                    out.append(await self.envelopes.get())
+        except TimeoutError:
+            pass
+        return out
+
+    async def signal(self, identity: str, envelope: dict[str, Any]) -> list[dict[str, Any]]:
+        await self._perform("signal", envelope=envelope)
+        return await self._replies(lambda e: e.get("t") in (0, 1), self.reply_wait)
+
+    async def bundle_request(self, identity: str) -> list[dict[str, Any]]:
+        await self._perform("request_bundle")
+        return await self._replies(lambda e: e.get("t") == 2, self.reply_wait)
+
+    reply_wait = 15.0
+
+    async def close(self) -> None:
+        if self._ws is not None:
+            await self._ws.close()
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        if self._session is not None:
+            await self._session.close()
 
 
 class TestBrowser:
