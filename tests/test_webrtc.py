@@ -413,6 +413,36 @@ async def test_browser_reconnects_after_kill_9_of_the_hub(hub, netns, git_repo, 
     await second.stop_and_verify()
 
 
+async def test_a_newer_offer_supersedes_one_in_flight(hub, netns):
+    if netns:
+        return
+    from aiortc import RTCConfiguration, RTCPeerConnection
+
+    proc = await hub(plugins={"p": SPAWN_PLUGIN})
+    conn, browser = await _pair(proc)
+    await browser.close()
+    pcs, envs = [], []
+    for _ in range(2):
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        pc.createDataChannel("relay")
+        await pc.setLocalDescription(await pc.createOffer())
+        pcs.append(pc)
+        envs.append(browser.envelope({"type": "offer", "sdp": pc.localDescription.sdp}))
+    # Both in flight at once: the first is still being answered when the second arrives.
+    first, second = await asyncio.gather(
+        *(
+            conn.request("remote.signal", {"browser_identity": browser.identity, "envelope": e})
+            for e in envs
+        )
+    )
+    assert first["envelopes"] == [] and len(second["envelopes"]) == 1
+    await proc.wait_for(r"offer from .* not answered: .*superseded")
+    assert browser.open_envelope(second["envelopes"][0])["type"] == "answer"
+    for pc in pcs:
+        await pc.close()
+    await conn.close()
+
+
 RELAY_PLUGIN = (
     SPAWN_PLUGIN
     + """
