@@ -152,6 +152,28 @@ async def _hub_side(sandbox: Sandbox) -> tuple[dict[str, object], list[str]]:
             rtts.append((time.perf_counter() - t) * 1000)
             await asyncio.sleep(0.005)
         out["rtts"] = rtts
+        # The same keys over the hub socket (information: what the WebRTC carrier adds).
+        from botster.transports.client import HubConnection
+        from botster.transports.framing import PTY_INPUT, PTY_OUTPUT, encode_frame, encode_session
+
+        echoed = asyncio.Event()
+        sock = await HubConnection.connect(
+            sandbox.hub_socket(),
+            "bench",
+            on_frame=lambda f: echoed.set() if f.type == PTY_OUTPUT else None,
+        )
+        sock.subscribe("terminal", {"session_id": cat})
+        await sock.request("ping")
+        socket_rtts = []
+        for i in range(KEYS):
+            echoed.clear()
+            t = time.perf_counter()
+            sock.send_raw(encode_frame(PTY_INPUT, encode_session(cat, bytes([97 + i % 26]))))
+            await echoed.wait()
+            socket_rtts.append((time.perf_counter() - t) * 1000)
+            await asyncio.sleep(0.005)
+        await sock.close()
+        out["socket_rtts"] = socket_rtts
         # Flood: FLOOD_MB of base64 lines, then a marker.
         script = f"head -c {FLOOD_MB * 3 // 4 << 20} /dev/zero | base64 -w 76; echo END-OF-FLOOD"
         await conn.request("bench.mark", {"text": "QUIET start"})
