@@ -18,9 +18,9 @@ process (one ordered reliable channel, no Olm, no hub):
   counted are the program's); baseline: 16 MB in 64 KiB messages between the bare peers;
 * hub loop jitter (``|interval - 10 ms|`` of the ticker, from the hub log) during that flood,
   against quiet windows of the same hub;
-* hub start (the hub's own ``hub ready ... in N ms``) with remote access configured (a stored account, paired
-  browser, ``server_url`` set) and no peer, against the same hub without (median of 5,
-  interleaved).
+* hub start (the hub's own ``hub ready ... in N ms``) with remote access configured (a stored
+  account and code, ``server_url`` set) and no peer, against the same hub without (median of
+  7, interleaved).
 """
 
 from __future__ import annotations
