@@ -418,7 +418,7 @@ async def test_a_newer_offer_supersedes_one_in_flight(hub, netns):
         return
     from aiortc import RTCConfiguration, RTCPeerConnection
 
-    proc = await hub(plugins={"p": SPAWN_PLUGIN})
+    proc = await hub(plugins={"p": SPAWN_PLUGIN}, env={"BOTSTER_WEBRTC_ANSWER_DELAY_S": "0.5"})
     conn, browser = await _pair(proc)
     await browser.close()
     pcs, envs = [], []

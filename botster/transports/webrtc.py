@@ -18,7 +18,12 @@ and-resync flow control works unchanged) and ``drained`` waits for it to fall. T
 ``hello`` gets a ``hello_ack``; then JSON messages and PTY input go to the hooks the ``webrtc``
 primitive installs, exactly as the socket server's do.
 
-aiortc (~190 ms, ~50 MB with av) is imported off the loop when the first offer arrives.
+aiortc (~190 ms, ~50 MB with av) is imported when the first offer arrives, on the WebRTC
+thread: every aiortc object lives on that thread's own event loop, so its pure-Python SCTP and
+DTLS never run on the hub's loop (bench/webrtc.py measured the hub's timer p99 at 30 ms, max
+452 ms, while a browser took a flood with aiortc on the hub's loop). Olm stays on the hub's
+loop (one owner for the account and sessions): the thread only moves encrypted bytes, and
+every channel event hops back with ``call_soon_threadsafe``.
 Signalling (offers, ICE, ratchet restarts) is driven by ``PeerManager`` and tagged with a
 generation per browser key, so answers, ICE and channel events of a superseded offer are
 dropped.
@@ -27,6 +32,7 @@ dropped.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import gzip
 import importlib
@@ -34,6 +40,7 @@ import itertools
 import logging
 import os
 import secrets
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -72,6 +79,9 @@ SEND_LIMIT = 8 << 20  # bytes buffered for one peer before it is cut, as on the 
 MAX_INNER = 16 << 20  # largest reassembled frame, the socket's max_frame
 MAX_QUEUED_ICE = 128
 HELLO_TIMEOUT_S = 10.0
+LOW_WATER = 16 << 10  # drained() returns below this
+# Tests only: hold every answer this long, so a second offer can arrive while one is in flight.
+ANSWER_DELAY_S = float(os.environ.get("BOTSTER_WEBRTC_ANSWER_DELAY_S", "0") or 0)
 
 
 class StaleOffer(Exception):
@@ -178,20 +188,25 @@ class Peer:
         self._reasm = Reassembler()
         self._low = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
+        self._was_opened = False
+        self._posted = 0  # bytes posted to the WebRTC thread (written on the hub's loop)
+        self._sent = 0  # of those, handed to the channel (written on the WebRTC thread)
 
     # SocketClient's face ---------------------------------------------------------------------
 
     def queued(self) -> int:
-        """Bytes accepted for the channel but not yet handed to the network."""
+        """Bytes accepted for the channel but not yet handed to the network (posted to the
+        WebRTC thread, plus the channel's ``bufferedAmount`` there)."""
         dc = self.dc
-        return int(dc.bufferedAmount) if dc is not None else 0
+        buffered = int(dc.bufferedAmount) if dc is not None else 0
+        return self._posted - self._sent + buffered
 
     async def drained(self) -> None:
         """Returns once the channel's buffer is low (or after a short wait, to re-check)."""
         if self.closed:
             raise ConnectionError("peer closed")
         self._low.clear()
-        if self.queued() <= self.dc.bufferedAmountLowThreshold:
+        if self.queued() <= LOW_WATER:
             return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._low.wait(), 0.25)
@@ -204,7 +219,8 @@ class Peer:
         return self.send_frame(encode_json(message))
 
     def send_inner(self, inner: bytes) -> bool:
-        """Encrypts and sends one ``[type][payload]`` frame (compressed/split as needed)."""
+        """Encrypts (here, on the hub's loop: Olm state has one owner) and posts one
+        ``[type][payload]`` frame, compressed/split as needed, to the WebRTC thread."""
         if self.closed or self.dc is None or self.dc.readyState != "open":
             return False
         if self.queued() + len(inner) > SEND_LIMIT:
@@ -212,34 +228,64 @@ class Peer:
             return False
         olm = self.manager.remote.olm
         try:
+            messages = []
             for plain in encode_plaintexts(inner):
                 t, body = olm.encrypt(self.key, plain)
-                self.dc.send(bytes([DC_PREKEY if t == 0 else DC_NORMAL]) + body)
+                messages.append(bytes([DC_PREKEY if t == 0 else DC_NORMAL]) + body)
         except Exception as e:
             log.warning("peer %s: send failed: %s", self.id, e)
             self.close(f"send failed: {e}")
             return False
+        self._post(messages)
         return True
+
+    def _post(self, messages: list[bytes]) -> None:
+        size = sum(map(len, messages))
+        self._posted += size
+        self.manager.rtc_loop.call_soon_threadsafe(self._send_on_rtc_thread, messages, size)
+
+    def _send_on_rtc_thread(self, messages: list[bytes], size: int) -> None:
+        # Runs on the WebRTC thread: the only place dc.send is called.
+        try:
+            if self.dc is not None and self.dc.readyState == "open":
+                for m in messages:
+                    self.dc.send(m)
+        except Exception as e:
+            log.info("peer %s: data channel send failed: %s", self.id, e)
+        finally:
+            self._sent += size
 
     # Channel events ----------------------------------------------------------------------------
 
-    def attach_channel(self, dc: Any) -> None:
-        if self.closed or dc.label != "relay":
+    def wire_channel_on_rtc_thread(self, dc: Any) -> None:
+        """Runs on the WebRTC thread when the browser's channel appears: every channel event
+        hops to the hub's loop."""
+        hub_loop = self.manager.hub.loop
+        if dc.label != "relay":
             dc.close()
             return
+        dc.bufferedAmountLowThreshold = LOW_WATER
+        dc.on("bufferedamountlow", lambda: hub_loop.call_soon_threadsafe(self._low.set))
+        dc.on("message", lambda m: hub_loop.call_soon_threadsafe(self._on_message, m))
+        dc.on(
+            "close",
+            lambda: hub_loop.call_soon_threadsafe(self.close, "data channel closed"),
+        )
+        dc.on("open", lambda: hub_loop.call_soon_threadsafe(self._opened))
+        hub_loop.call_soon_threadsafe(self._channel, dc)
+
+    def _channel(self, dc: Any) -> None:
+        if self.closed:
+            self.manager.rtc_loop.call_soon_threadsafe(dc.close)
+            return
         self.dc = dc
-        dc.bufferedAmountLowThreshold = 16 << 10
-        dc.on("bufferedamountlow", self._low.set)
-        dc.on("message", self._on_message)
-        dc.on("close", lambda: self.close("data channel closed"))
         if dc.readyState == "open":
             self._opened()
-        else:
-            dc.on("open", self._opened)
 
     def _opened(self) -> None:
-        if self.closed or self.manager.peers.get(self.key) is not self:
-            return  # a channel of a superseded offer
+        if self.closed or self._was_opened or self.manager.peers.get(self.key) is not self:
+            return  # a channel of a superseded offer, or the open event after _channel saw it
+        self._was_opened = True
         log.info("peer %s (%s…) data channel open", self.id, self.key[:12])
         self.send_json({"type": "dc_ready"})
         hub = self.manager.hub
@@ -338,7 +384,7 @@ class Peer:
     def send_bundle(self, raw: bytes) -> None:
         """Sends a ratchet-restart bundle (plain, signed) if the channel is open."""
         if not self.closed and self.dc is not None and self.dc.readyState == "open":
-            self.dc.send(bytes([DC_BUNDLE]) + raw)
+            self._post([bytes([DC_BUNDLE]) + raw])
 
     def close(self, reason: str) -> None:
         """Closes the peer (idempotent); the hooks hear about it once."""
@@ -356,7 +402,7 @@ class Peer:
             except Exception:
                 log.exception("disconnect handler failed for %s", self.id)
         if self.pc is not None:
-            self.manager.hub.spawn(self.pc.close(), name=f"close {self.id}", owner="hub")
+            self.manager.on_rtc_soon(self.manager.close_pc_on_rtc_thread(self.pc))
 
 
 def _raw_key(b64: str) -> bytes:
@@ -392,6 +438,9 @@ class PeerManager:
         self.clients: dict[str, Peer] = {}  # peer id -> peer
         self.generations: dict[str, int] = {}
         self._aiortc: Any = None
+        self.rtc_loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
+        self._thread: threading.Thread | None = None
+        self._pcs: set[Any] = set()  # every RTCPeerConnection, touched on the WebRTC thread
         self._restarting: set[str] = set()
 
     @property
@@ -399,9 +448,41 @@ class PeerManager:
         return self.remote.hooks
 
     async def _rtc(self) -> Any:
+        """aiortc, imported on the WebRTC thread (started on first use)."""
         if self._aiortc is None:
-            self._aiortc = await self.hub.run_blocking(_import_aiortc_blocking)
+            ready: concurrent.futures.Future[tuple[Any, Any]] = concurrent.futures.Future()
+
+            def main() -> None:
+                loop = asyncio.new_event_loop()
+                asyncio.set_event_loop(loop)
+                try:
+                    module = _import_aiortc_blocking()
+                except BaseException as e:
+                    ready.set_exception(e)
+                    loop.close()
+                    return
+                ready.set_result((loop, module))
+                try:
+                    loop.run_forever()
+                finally:
+                    loop.close()
+
+            self._thread = threading.Thread(target=main, name="webrtc", daemon=True)
+            self._thread.start()
+            self.rtc_loop, self._aiortc = await asyncio.wrap_future(ready)
         return self._aiortc
+
+    async def on_rtc(self, coro: Any) -> Any:
+        """Runs a coroutine on the WebRTC thread and waits for it from the hub's loop."""
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.rtc_loop))
+
+    async def close_pc_on_rtc_thread(self, pc: Any) -> None:
+        await pc.close()
+        self._pcs.discard(pc)
+
+    def on_rtc_soon(self, coro: Any) -> None:
+        """Runs a coroutine on the WebRTC thread without waiting (closing a peer)."""
+        asyncio.run_coroutine_threadsafe(coro, self.rtc_loop)
 
     def _forget(self, peer: Peer) -> None:
         if self.peers.get(peer.key) is peer:
@@ -426,27 +507,30 @@ class PeerManager:
         if self.generations.get(key) != gen:
             raise StaleOffer(f"offer {gen} from {key[:12]}… was superseded")
         peer = Peer(self, key, identity, gen)
-        pc = rtc.RTCPeerConnection(rtc.RTCConfiguration(iceServers=[]))
-        peer.pc = pc
         self.peers[key] = peer
         self.clients[peer.id] = peer
+        hub_loop = self.hub.loop
 
-        @pc.on("datachannel")
-        def _on_dc(dc: Any) -> None:
-            if self.generations.get(key) != gen or peer.closed:
-                dc.close()  # a channel of an offer that is no longer current
-                return
-            peer.attach_channel(dc)
+        async def answer_on_rtc_thread() -> str:
+            pc = rtc.RTCPeerConnection(rtc.RTCConfiguration(iceServers=[]))
+            peer.pc = pc
+            self._pcs.add(pc)
+            pc.on("datachannel", peer.wire_channel_on_rtc_thread)
 
-        @pc.on("connectionstatechange")
-        def _on_state() -> None:
-            if pc.connectionState in ("failed", "closed"):
-                peer.close(f"connection {pc.connectionState}")
+            @pc.on("connectionstatechange")
+            def _on_state() -> None:
+                if pc.connectionState in ("failed", "closed"):
+                    reason = f"connection {pc.connectionState}"
+                    hub_loop.call_soon_threadsafe(peer.close, reason)
 
-        try:
             await pc.setRemoteDescription(rtc.RTCSessionDescription(sdp=sdp, type="offer"))
-            answer = await pc.createAnswer()
-            await pc.setLocalDescription(answer)
+            await pc.setLocalDescription(await pc.createAnswer())
+            return str(pc.localDescription.sdp)
+
+        if ANSWER_DELAY_S:
+            await asyncio.sleep(ANSWER_DELAY_S)
+        try:
+            answer_sdp = await self.on_rtc(answer_on_rtc_thread())
         except Exception as e:
             peer.close(f"offer failed: {e}")
             raise
@@ -455,7 +539,6 @@ class PeerManager:
             raise StaleOffer(f"offer {gen} from {key[:12]}… was superseded")
         peer.answered = True
         queued, peer.ice_queue = peer.ice_queue, []
-        answer_sdp = pc.localDescription.sdp
         for ice in queued:
             if ice.generation == gen:
                 self.hub.spawn(self._add_ice(peer, ice.candidate), name="ice", owner="hub")
@@ -494,7 +577,7 @@ class PeerManager:
             return  # for a superseded generation
         del rtc
         try:
-            await peer.pc.addIceCandidate(cand)
+            await self.on_rtc(peer.pc.addIceCandidate(cand))
         except Exception as e:
             log.info("peer %s: ICE candidate refused: %s", peer.id, e)
 
@@ -509,8 +592,23 @@ class PeerManager:
             peer.close(reason)
 
     async def close_all(self) -> None:
+        """Closes every peer and stops the WebRTC thread (at hub shutdown)."""
         for peer in list(self.peers.values()):
             peer.close("hub is shutting down")
-            if peer.pc is not None:
+        if self._thread is None:
+            return
+
+        async def close_on_rtc_thread() -> None:
+            # Every connection ever made (superseded ones too), then whatever aiortc left.
+            for pc in list(self._pcs):
                 with contextlib.suppress(Exception):
-                    await peer.pc.close()
+                    await asyncio.wait_for(pc.close(), 2)
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.on_rtc(close_on_rtc_thread()), 5)
+        self.rtc_loop.call_soon_threadsafe(self.rtc_loop.stop)
+        await self.hub.run_blocking(self._thread.join, 2)
