@@ -459,8 +459,9 @@ async def test_pairing_and_terminal_through_the_relay_reveal_nothing_to_it(
     proc = await hub(plugins={"p": RELAY_PLUGIN})  # the hub serves its embedded relay
     server_id = await proc.result("registered", timeout=30)
     conn = await HubConnection.connect(socket_of(proc), "test")
-    await proc.wait_for(r"relay: hub \S+ online")
+    # The hub opens its HubCommandChannel once remote access is in use: a code was shown.
     code = await conn.request("connection.code")
+    await proc.wait_for(r"relay: hub \S+ online")
     relay_url, sid, _ = B.parse_pairing_url(code["url"])
     assert sid == server_id and relay_url.startswith("http://127.0.0.1:")
     # The browser pairs with signalling through the relay only.

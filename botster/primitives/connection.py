@@ -82,12 +82,16 @@ def get_url() -> str | None:
 async def paired() -> Any:
     """connection.paired() -> {{browser_key, paired_at}...} | nil, err
 
-    The browsers allowed in (their curve25519 keys, base64), oldest first.
+    The browsers allowed in (their curve25519 keys, base64), oldest first; an empty list
+    before the hub's account exists (asking does not create it).
     """
     from botster.remote.olm import OlmError
 
+    remote = _remote()
+    if not remote.loaded and not await current_hub().run_blocking(remote.olm.path.exists):
+        return []  # no account yet: nobody paired, and asking does not create one
     try:
-        olm = await _remote().ready()
+        olm = await remote.ready()
     except (OlmError, OSError) as e:
         return None, f"connection.paired: {e}"
     items = sorted(olm.paired.items(), key=lambda kv: kv[1].get("paired_at", 0))

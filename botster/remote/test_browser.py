@@ -91,6 +91,7 @@ class RelaySignaller:
         self._reader: asyncio.Task[None] | None = None
         self._identifier = ""
         self._confirmed = asyncio.Event()
+        self._health_seen = asyncio.Event()
 
     async def open(self, identity: str) -> None:
         import aiohttp
@@ -112,6 +113,7 @@ class RelaySignaller:
         )
         async with asyncio.timeout(10):
             await self._confirmed.wait()
+            await self._health_seen.wait()  # the relay sends the hub's health on subscribe
 
     async def _read(self) -> None:
         async for msg in self._ws:
@@ -123,6 +125,7 @@ class RelaySignaller:
                 continue
             if message.get("type") == "health":
                 self.health.append(str(message.get("cli")))
+                self._health_seen.set()
             elif message.get("type") == "signal":
                 self.envelopes.put_nowait(message["envelope"])
 

@@ -6,7 +6,8 @@
 --   signal, envelope.type offer -> hub.handle_webrtc_offer     -> {t = 1, b} (the answer)
 --   signal, envelope.type ice   -> hub.handle_ice_candidate
 --   signal, decrypt_failed      -> hub.request_ratchet_restart
--- The relay path uses action_cable with crypto = true (envelopes arrive decrypted). The same
+-- The relay path uses action_cable with crypto = true (envelopes arrive decrypted), once
+-- remote access is in use (a code shown, or a browser paired). The same
 -- routing is offered as hub commands (`remote.signal`, `remote.bundle_request`) so signalling
 -- also works over any client connection, e.g. the hub socket without a relay.
 -- Also the pairing commands behind `botster pair`: connection.code, .paired, .revoke.
@@ -113,12 +114,24 @@ function M.install()
       action_cable.perform(relay.channel, "signal", data)
     end
   end)
+  -- The relay hears from this hub only once remote access is in use: a code was shown in
+  -- this run, or a browser is paired. A hub nobody paired with opens no HubCommandChannel.
+  local function in_use()
+    if connection.get_url() then return true end
+    local paired = connection.paired()
+    return paired ~= nil and #paired > 0
+  end
   events.on("relay_registered", function(data)
-    connect_relay(data.server_id)
     -- A code shown before registration named the hub by its hub id: make one with the id.
     if connection.get_url() then connection.regenerate() end
+    if in_use() then connect_relay(data.server_id) end
   end)
-  events.on("hub_ready", function() connect_relay(hub.server_id()) end)
+  events.on("hub_ready", function()
+    if hub.server_id() and in_use() then connect_relay(hub.server_id()) end
+  end)
+  events.on("connection_code_ready", function()
+    if hub.server_id() then connect_relay(hub.server_id()) end
+  end)
 end
 
 return M
