@@ -153,8 +153,8 @@ async def _hub_side(sandbox: Sandbox) -> tuple[dict[str, object], list[str]]:
             await asyncio.sleep(0.005)
         out["rtts"] = rtts
         # The same keys over the hub socket (information: what the WebRTC carrier adds).
-        from botster.transports.client import HubConnection
         from botster.base.framing import PTY_INPUT, PTY_OUTPUT, encode_frame, encode_session
+        from botster.transports.client import HubConnection
 
         echoed = asyncio.Event()
         sock = await HubConnection.connect(

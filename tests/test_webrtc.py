@@ -24,12 +24,12 @@ from pathlib import Path
 import pytest
 
 from botster.base.errors import ProtocolError
+from botster.base.framing import SNAPSHOT
 from botster.remote import bundle as B
 from botster.remote.test_browser import RelaySignaller, SocketSignaller, TestBrowser
-from botster.transports.client import HubConnection, RequestFailed
-from botster.base.framing import SNAPSHOT
 from botster.remote.webrtc import MAX_DC_MESSAGE, PART, Reassembler, encode_plaintexts
-from tests.hubproc import HubProcess
+from botster.transports.client import HubConnection, RequestFailed
+from harness import HubProcess
 from tests.test_pty import render
 from tests.test_socket import socket_of
 

@@ -19,8 +19,8 @@ import asyncio
 import shutil
 from typing import Any
 
-from botster.primitives.context import current_hub
 from botster.lua.api import lua_api
+from botster.primitives.context import HubContext
 
 __all__ = ["LUA"]
 
@@ -33,23 +33,23 @@ _CLIPBOARD_TOOLS = (
 )
 
 
-def _remote() -> Any:
+def _remote(hub: HubContext) -> Any:
     from botster.remote.state import remote_for
 
-    return remote_for(current_hub())
+    return remote_for(hub)
 
 
-async def _code(fn: str, *, fresh: bool) -> Any:
+async def _code(hub: HubContext, fn: str, *, fresh: bool) -> Any:
     from botster.remote.olm import OlmError
 
     try:
-        return await _remote().generate(fresh=fresh)
+        return await _remote(hub).generate(fresh=fresh)
     except (OlmError, OSError) as e:
         return None, f"connection.{fn}: {e}"
 
 
 @lua_api
-async def generate() -> Any:
+async def generate(hub: HubContext) -> Any:
     """connection.generate() -> {url, qr_ascii, hub_id} | nil, err
 
     The hub's current pairing code, made on first use (the hub's Olm account is created then
@@ -57,29 +57,29 @@ async def generate() -> Any:
     table. Returns nil, err when the account cannot be read or stored.
     Example: ``local code = connection.generate(); log.info(code.url)``
     """
-    return await _code("generate", fresh=False)
+    return await _code(hub, "generate", fresh=False)
 
 
 @lua_api
-async def regenerate() -> Any:
+async def regenerate(hub: HubContext) -> Any:
     """connection.regenerate() -> {url, qr_ascii, hub_id} | nil, err
 
     A new pairing code with a fresh one-time key (the hub does this itself after each
     pairing); emits ``connection_code_ready``. Earlier codes stay valid until used or until
     16 newer ones were made.
     """
-    return await _code("regenerate", fresh=True)
+    return await _code(hub, "regenerate", fresh=True)
 
 
 @lua_api
-def get_url() -> str | None:
-    """connection.get_url() -> string | nil: the current code's URL, nil before generate()."""
-    code = _remote().code
+def get_url(hub: HubContext) -> str | None:
+    """connection.get_url() -> string | nil: the current code's URL, nil before generate(hub)."""
+    code = _remote(hub).code
     return code["url"] if code is not None else None
 
 
 @lua_api
-async def paired() -> Any:
+async def paired(hub: HubContext) -> Any:
     """connection.paired() -> {{browser_key, paired_at}...} | nil, err
 
     The browsers allowed in (their curve25519 keys, base64), oldest first; an empty list
@@ -87,8 +87,8 @@ async def paired() -> Any:
     """
     from botster.remote.olm import OlmError
 
-    remote = _remote()
-    if not remote.loaded and not await current_hub().run_blocking(remote.olm.path.exists):
+    remote = _remote(hub)
+    if not remote.loaded and not await hub.run_blocking(remote.olm.path.exists):
         return []  # no account yet: nobody paired, and asking does not create one
     try:
         olm = await remote.ready()
@@ -99,7 +99,7 @@ async def paired() -> Any:
 
 
 @lua_api
-async def revoke(browser_key: str) -> Any:
+async def revoke(hub: HubContext, browser_key: str) -> Any:
     """connection.revoke(browser_key) -> bool | nil, err
 
     Forgets a paired browser: its session and peer are closed and it must pair again with a
@@ -108,7 +108,7 @@ async def revoke(browser_key: str) -> Any:
     from botster.remote.olm import OlmError
 
     try:
-        return await _remote().revoke(browser_key)
+        return await _remote(hub).revoke(browser_key)
     except (OlmError, OSError) as e:
         return None, f"connection.revoke: {e}"
 

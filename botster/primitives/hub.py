@@ -111,20 +111,22 @@ async def detect_repo(hub: HubContext) -> str | None | tuple[None, str]:
     return name
 
 
-def _remote() -> Any:
+def _remote(hub: HubContext) -> Any:
     from botster.remote.state import remote_for
 
-    return remote_for(current_hub())
+    return remote_for(hub)
 
 
-async def _paired_key(fn: str, identity: str) -> tuple[Any, str] | tuple[None, str]:
+async def _paired_key(
+    hub: HubContext, fn: str, identity: str
+) -> tuple[Any, str] | tuple[None, str]:
     """(remote, browser key) for a paired browser, else (None, error)."""
     from botster.remote.olm import OlmError, identity_key_of
 
-    remote = _remote()
+    remote = _remote(hub)
     key = identity_key_of(identity)
     not_paired = f"hub.{fn}: browser {key[:12]}… is not paired with this hub"
-    if not remote.loaded and not await current_hub().run_blocking(remote.olm.path.exists):
+    if not remote.loaded and not await hub.run_blocking(remote.olm.path.exists):
         return None, not_paired  # no account yet: nobody is paired (and none is created)
     try:
         olm = await remote.ready()
@@ -136,7 +138,7 @@ async def _paired_key(fn: str, identity: str) -> tuple[Any, str] | tuple[None, s
 
 
 @lua_api
-async def handle_webrtc_offer(identity: str, sdp: str) -> Any:
+async def handle_webrtc_offer(hub: HubContext, identity: str, sdp: str) -> Any:
     """hub.handle_webrtc_offer(identity, sdp) -> envelope | nil, err
 
     Answers a paired browser's WebRTC offer: builds its peer (one per browser key; a new offer
@@ -149,14 +151,14 @@ async def handle_webrtc_offer(identity: str, sdp: str) -> Any:
     from botster.remote.olm import OlmError, encrypt_envelope
     from botster.remote.webrtc import StaleOffer
 
-    remote, key = await _paired_key("handle_webrtc_offer", identity)
+    remote, key = await _paired_key(hub, "handle_webrtc_offer", identity)
     if remote is None:
         return None, key
     if key not in remote.olm.sessions:
         return None, "hub.handle_webrtc_offer: no Olm session with this browser (bundle first)"
     try:
         answer = await remote.peer_manager().handle_offer(identity, sdp)
-        return encrypt_envelope(current_hub(), identity, {"type": "answer", "sdp": answer})
+        return encrypt_envelope(hub, identity, {"type": "answer", "sdp": answer})
     except (StaleOffer, OlmError) as e:
         return None, f"hub.handle_webrtc_offer: {e}"
     except Exception as e:  # aiortc's SDP and ICE errors have no common base
@@ -164,7 +166,9 @@ async def handle_webrtc_offer(identity: str, sdp: str) -> Any:
 
 
 @lua_api
-async def handle_ice_candidate(identity: str, candidate: dict[str, Any] | str) -> Any:
+async def handle_ice_candidate(
+    hub: HubContext, identity: str, candidate: dict[str, Any] | str
+) -> Any:
     """hub.handle_ice_candidate(identity, candidate) -> true | nil, err
 
     Adds a paired browser's trickled ICE candidate (``{candidate, sdpMid, sdpMLineIndex}`` or
@@ -172,7 +176,7 @@ async def handle_ice_candidate(identity: str, candidate: dict[str, Any] | str) -
     offer is being answered wait for it (up to 128). Returns nil, err for a browser that is
     not paired or has no peer.
     """
-    remote, key = await _paired_key("handle_ice_candidate", identity)
+    remote, key = await _paired_key(hub, "handle_ice_candidate", identity)
     if remote is None:
         return None, key
     cand = {"candidate": candidate} if isinstance(candidate, str) else candidate
@@ -182,7 +186,7 @@ async def handle_ice_candidate(identity: str, candidate: dict[str, Any] | str) -
 
 
 @lua_api
-async def request_ratchet_restart(identity: str) -> Any:
+async def request_ratchet_restart(hub: HubContext, identity: str) -> Any:
     """hub.request_ratchet_restart(identity) -> envelope | nil, err
 
     Restarts the encrypted session with a paired browser: drops the hub's session, mints a
@@ -191,7 +195,7 @@ async def request_ratchet_restart(identity: str) -> Any:
     answer to a browser's bundle request. Returns nil, err for a browser that is not paired
     (so a bundle request injected by the relay for an unknown key gets nothing).
     """
-    remote, key = await _paired_key("request_ratchet_restart", identity)
+    remote, key = await _paired_key(hub, "request_ratchet_restart", identity)
     if remote is None:
         return None, key
     return remote.restart_ratchet(key, identity, emit=False)

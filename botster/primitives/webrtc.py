@@ -17,10 +17,10 @@ from __future__ import annotations
 import itertools
 from typing import TYPE_CHECKING, Any, TypedDict
 
-from botster.primitives.context import current_hub
-from botster.lua.api import LuaFunction, lua_api
-from botster.transports.forwarder import PtyForwarder
 from botster.base.framing import split_session
+from botster.lua.api import LuaFunction, lua_api
+from botster.primitives.context import HubContext
+from botster.transports.forwarder import PtyForwarder
 
 if TYPE_CHECKING:
     from botster.remote.state import Remote
@@ -32,7 +32,7 @@ __all__ = ["LUA", "lua_extras"]
 class _State:
     """The primitive's per-hub state: listeners and forwarders."""
 
-    def __init__(self) -> None:
+    def __init__(self, hub: HubContext) -> None:
         self.listeners: dict[str, dict[str, tuple[str, Any]]] = {
             "connected": {},
             "disconnected": {},
@@ -43,24 +43,18 @@ class _State:
         self.forwarders: dict[str, dict[str, PtyForwarder]] = {}
 
 
-def _remote() -> Remote:
+def _remote(hub: HubContext) -> Remote:
     from botster.remote.state import remote_for
 
-    return remote_for(current_hub())
+    return remote_for(hub)
 
 
-def _state() -> _State:
-    hub = current_hub()
-    st = getattr(hub, "_webrtc_primitive", None)
-    if st is None:
-        st = _State()
-        hub._webrtc_primitive = st  # type: ignore[attr-defined]
-    return st
+def _state(hub: HubContext) -> _State:
+    return hub.state(_State)
 
 
-def _add(kind: str, fn: Any) -> str:
-    hub = current_hub()
-    st = _state()
+def _add(hub: HubContext, kind: str, fn: Any) -> str:
+    st = _state(hub)
     owner = hub.host.current_owner()
     key = f"webrtc_{kind}_{next(st.ids)}"
     st.listeners[kind][key] = (owner, fn)
@@ -68,30 +62,32 @@ def _add(kind: str, fn: Any) -> str:
     return key
 
 
-def _dispatch(kind: str, label: str, *args: Any) -> None:
-    hub = current_hub()
+def _dispatch(hub: HubContext, kind: str, label: str, *args: Any) -> None:
     lua_args = [hub.host.convert.to_lua(a) for a in args]
-    for owner, fn in list(_state().listeners[kind].values()):
+    for owner, fn in list(_state(hub).listeners[kind].values()):
         hub.host.sched.start(owner, label, fn, *lua_args)
 
 
 class _Hooks:
-    """What the carrier calls (``transports.webrtc.PeerHooks``); loop-only."""
+    """What the carrier calls (``remote.webrtc.PeerHooks``); loop-only."""
+
+    def __init__(self, hub: HubContext) -> None:
+        self.hub = hub
 
     def connected(self, peer: Peer) -> None:
-        _dispatch("connected", "webrtc peer connected", peer.id)
+        _dispatch(self.hub, "connected", "webrtc peer connected", peer.id)
 
     def disconnected(self, peer: Peer) -> None:
-        for fwd in _state().forwarders.pop(peer.id, {}).values():
+        for fwd in _state(self.hub).forwarders.pop(peer.id, {}).values():
             fwd.stop()
-        _dispatch("disconnected", "webrtc peer disconnected", peer.id)
+        _dispatch(self.hub, "disconnected", "webrtc peer disconnected", peer.id)
 
     def message(self, peer: Peer, message: dict[str, Any]) -> None:
-        _dispatch("message", "webrtc message", peer.id, message)
+        _dispatch(self.hub, "message", "webrtc message", peer.id, message)
 
     def pty_input(self, peer: Peer, payload: bytes) -> None:
         sid, data = split_session(payload)
-        fwd = _state().forwarders.get(peer.id, {}).get(sid)
+        fwd = _state(self.hub).forwarders.get(peer.id, {}).get(sid)
         if fwd is None or not fwd.session.running:
             peer.send_json(
                 {
@@ -104,56 +100,56 @@ class _Hooks:
         fwd.session.client.write(data)
 
 
-def lua_extras(host: Any) -> dict[str, Any]:
+def lua_extras(hub: HubContext) -> dict[str, Any]:
     """Installs the carrier's hooks on this hub's remote state (nothing extra for Lua)."""
-    _remote().hooks = _Hooks()
+    _remote(hub).hooks = _Hooks(hub)
     return {}
 
 
-def _peer(peer_id: str) -> Peer | None:
-    peers = _remote().peers
+def _peer(hub: HubContext, peer_id: str) -> Peer | None:
+    peers = _remote(hub).peers
     return peers.clients.get(peer_id) if peers is not None else None
 
 
 @lua_api
-def on_peer_connected(fn: LuaFunction) -> str:
+def on_peer_connected(hub: HubContext, fn: LuaFunction) -> str:
     """webrtc.on_peer_connected(fn(peer_id)) -> listener id
 
     Calls fn with the peer's id once a browser's encrypted data channel is open and its hello
     answered. Example: ``webrtc.on_peer_connected(function(id) log.info("browser " .. id) end)``
     """
-    return _add("connected", fn)
+    return _add(hub, "connected", fn)
 
 
 @lua_api
-def on_peer_disconnected(fn: LuaFunction) -> str:
+def on_peer_disconnected(hub: HubContext, fn: LuaFunction) -> str:
     """webrtc.on_peer_disconnected(fn(peer_id)) -> listener id
 
     Calls fn when a peer is gone: channel closed, connection failed, replaced by a newer offer
     from the same browser, revoked, or the hub stopping.
     """
-    return _add("disconnected", fn)
+    return _add(hub, "disconnected", fn)
 
 
 @lua_api
-def on_message(fn: LuaFunction) -> str:
+def on_message(hub: HubContext, fn: LuaFunction) -> str:
     """webrtc.on_message(fn(peer_id, msg)) -> listener id
 
     Calls fn with every JSON message (a table) a peer sends after its hello (``dc_ping`` and
     ``dc_pong`` are answered by the carrier and not passed on).
     Example: ``webrtc.on_message(function(id, msg) log.info(id .. " sent " .. msg.type) end)``
     """
-    return _add("message", fn)
+    return _add(hub, "message", fn)
 
 
 @lua_api
-def send(peer_id: str, msg: Any) -> bool | tuple[None, str]:
+def send(hub: HubContext, peer_id: str, msg: Any) -> bool | tuple[None, str]:
     """webrtc.send(peer_id, msg) -> true | nil, err
 
     Encrypts and queues a JSON message (a table) for one peer. Returns nil, err if the peer is
     gone. Example: ``webrtc.send(id, {type = "notice", text = "hi"})``
     """
-    peer = _peer(peer_id)
+    peer = _peer(hub, peer_id)
     if peer is None:
         return None, f"webrtc.send: no peer {peer_id}"
     if not peer.send_json(msg):
@@ -162,14 +158,14 @@ def send(peer_id: str, msg: Any) -> bool | tuple[None, str]:
 
 
 @lua_api
-def send_binary(peer_id: str, data: bytes) -> bool | tuple[None, str]:
+def send_binary(hub: HubContext, peer_id: str, data: bytes) -> bool | tuple[None, str]:
     """webrtc.send_binary(peer_id, data) -> true | nil, err
 
     Encrypts and queues an opaque binary frame (type 0x06) for one peer.
     """
     from botster.base.framing import BINARY
 
-    peer = _peer(peer_id)
+    peer = _peer(hub, peer_id)
     if peer is None:
         return None, f"webrtc.send_binary: no peer {peer_id}"
     if not peer.send_inner(bytes([BINARY]) + data):
@@ -183,7 +179,7 @@ class ForwarderOptions(TypedDict):
 
 
 @lua_api
-def create_pty_forwarder(opts: ForwarderOptions) -> str | tuple[None, str]:
+def create_pty_forwarder(hub: HubContext, opts: ForwarderOptions) -> str | tuple[None, str]:
     """webrtc.create_pty_forwarder({peer_id, session_id}) -> forwarder id | nil, err
 
     Routes a session's terminal to a peer in Python, as ``socket.create_pty_forwarder`` does
@@ -193,14 +189,13 @@ def create_pty_forwarder(opts: ForwarderOptions) -> str | tuple[None, str]:
     then type into the session with PTY_INPUT frames. One forwarder per peer and session; it
     stops when the peer disconnects or with ``webrtc.stop_pty_forwarder(peer_id, session_id)``.
     """
-    hub = current_hub()
-    peer = _peer(opts["peer_id"])
+    peer = _peer(hub, opts["peer_id"])
     if peer is None:
         return None, f"webrtc.create_pty_forwarder: no peer {opts['peer_id']}"
     session = hub.sessions.get(opts["session_id"])
     if session is None:
         return None, f"webrtc.create_pty_forwarder: no session {opts['session_id']}"
-    by_session = _state().forwarders.setdefault(peer.id, {})
+    by_session = _state(hub).forwarders.setdefault(peer.id, {})
     if session.id in by_session:
         by_session[session.id].stop()
     fwd = PtyForwarder(session, peer.send_frame, peer.queued, peer.drained)
@@ -209,9 +204,9 @@ def create_pty_forwarder(opts: ForwarderOptions) -> str | tuple[None, str]:
 
 
 @lua_api
-def stop_pty_forwarder(peer_id: str, session_id: str) -> bool:
+def stop_pty_forwarder(hub: HubContext, peer_id: str, session_id: str) -> bool:
     """webrtc.stop_pty_forwarder(peer_id, session_id) -> bool: stops one forwarder."""
-    fwd = _state().forwarders.get(peer_id, {}).pop(session_id, None)
+    fwd = _state(hub).forwarders.get(peer_id, {}).pop(session_id, None)
     if fwd is None:
         return False
     fwd.stop()
@@ -219,9 +214,9 @@ def stop_pty_forwarder(peer_id: str, session_id: str) -> bool:
 
 
 @lua_api
-def peers() -> list[dict[str, str]]:
+def peers(hub: HubContext) -> list[dict[str, str]]:
     """webrtc.peers() -> {{id, name, browser_key}...}: the peers connected now."""
-    manager = _remote().peers
+    manager = _remote(hub).peers
     if manager is None:
         return []
     return [
@@ -232,7 +227,7 @@ def peers() -> list[dict[str, str]]:
 
 
 @lua_api
-async def decrypt_envelope(identity: str, envelope: dict[str, Any]) -> Any:
+async def decrypt_envelope(hub: HubContext, identity: str, envelope: dict[str, Any]) -> Any:
     """webrtc.decrypt_envelope(identity, envelope) -> table | nil, err
 
     Decrypts a signalling envelope ``{t = 0|1, b, k?}`` from browser `identity`
@@ -244,8 +239,8 @@ async def decrypt_envelope(identity: str, envelope: dict[str, Any]) -> Any:
     from botster.remote.olm import decrypt_envelope as _decrypt
 
     try:
-        await _remote().ready()
-        return _decrypt(current_hub(), identity, envelope)
+        await _remote(hub).ready()
+        return _decrypt(hub, identity, envelope)
     except (OlmError, OSError) as e:
         return None, f"webrtc.decrypt_envelope: {e}"
 

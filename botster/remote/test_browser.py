@@ -23,7 +23,6 @@ from typing import Any, Protocol
 
 import vodozemac
 
-from botster.remote.bundle import Bundle, b64u, parse_pairing_url, unb64, verify
 from botster.base.framing import (
     JSON,
     PROCESS_EXITED,
@@ -34,6 +33,7 @@ from botster.base.framing import (
     encode_session,
     split_session,
 )
+from botster.remote.bundle import Bundle, b64u, parse_pairing_url, unb64, verify
 from botster.remote.webrtc import (
     DC_BUNDLE,
     DC_NORMAL,
@@ -41,6 +41,7 @@ from botster.remote.webrtc import (
     Reassembler,
     encode_plaintexts,
 )
+from botster.transports.handshake import hello
 
 __all__ = ["RelaySignaller", "Signaller", "SocketSignaller", "TestBrowser", "force_loopback"]
 
@@ -273,7 +274,7 @@ class TestBrowser:
         async with asyncio.timeout(within):
             await opened.wait()
             await self.wait_for(lambda: any(m.get("type") == "dc_ready" for m in self.messages))
-        self.send({"type": "hello", "protocol": 1, "client": "browser"})
+        self.send(hello("browser"))
         async with asyncio.timeout(within):
             await self.wait_for(lambda: any(m.get("type") == "hello_ack" for m in self.messages))
 

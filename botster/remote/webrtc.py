@@ -365,22 +365,11 @@ class Peer:
             raise ProtocolError(f"a client may not send frame type 0x{ftype:02x}")
 
     def _hello(self, msg: dict[str, Any]) -> None:
-        from botster.transports.socket_server import PROTOCOL_VERSION
+        from botster.transports.handshake import check_hello, hello_ack
 
-        if msg.get("type") != "hello":
-            raise ProtocolError(f"expected hello first, got {msg.get('type')!r}")
-        if msg.get("protocol", PROTOCOL_VERSION) != PROTOCOL_VERSION:
-            raise ProtocolError(f"protocol {msg.get('protocol')!r} is not supported")
+        check_hello(msg)
         self.name = str(msg.get("client", "browser"))[:64]
-        self.send_json(
-            {
-                "type": "hello_ack",
-                "protocol": PROTOCOL_VERSION,
-                "hub_id": self.manager.hub.hub_id,
-                "client_id": self.id,
-                "max_frame": MAX_INNER,
-            }
-        )
+        self.send_json(hello_ack(self.manager.hub.hub_id, self.id, MAX_INNER))
         self.registered = True
         log.info("peer %s (%s) connected", self.id, self.name)
         if self.manager.hooks is not None:
