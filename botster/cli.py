@@ -189,6 +189,46 @@ def attach(repo: Path | None, socket_path: Path | None) -> None:
     _run_ui(str(socket_path), keymap)
 
 
+@main.command()
+@click.option(
+    "--server", "server_url", required=True, help="The relay's URL (http:// or https://)."
+)
+@click.option(
+    "--token",
+    default=None,
+    help="The hub token (`botster relay token` prints one). Default: read from stdin.",
+)
+def login(server_url: str, token: str | None) -> None:
+    """Store the relay's URL and this device's hub token.
+
+    The URL goes into config.json as `server_url`; the token into the system keyring when it
+    has a usable backend, else into $BOTSTER_HOME/relay_tokens.json (mode 0600). Running hubs
+    pick it up when they restart. BOTSTER_SERVER_URL and BOTSTER_TOKEN override both.
+    """
+    from botster.base.config import Config
+    from botster.base.errors import HubError
+    from botster.base.paths import botster_home
+    from botster.remote.relay_link import normalise_url, store_token_blocking
+
+    try:
+        url = normalise_url(server_url)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--server") from None
+    if token is None:
+        token = sys.stdin.readline()
+    token = token.strip()
+    if not token:
+        raise click.BadParameter("the token is empty", param_hint="--token")
+    home = botster_home()
+    try:
+        config = Config.load_blocking(home / "config.json")
+        config.set_blocking("server_url", url)
+        where = store_token_blocking(home, url, token)
+    except (HubError, OSError) as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"botster: relay {url}; token stored in {where}")
+
+
 @main.command("mcp-serve")
 @click.option(
     "--socket",
@@ -215,6 +255,88 @@ def mcp_serve(socket_path: Path | None) -> None:
         )
         sys.exit(1)
     serve(path)
+
+
+async def _pair_request(socket_path: Path, command: str, args: dict[str, object]) -> object:
+    from botster.transports.client import HubConnection
+
+    conn = await HubConnection.connect(socket_path, "botster-pair")
+    try:
+        return await conn.request(command, args)
+    finally:
+        await conn.close()
+
+
+@main.command()
+@click.option(
+    "--repo",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Repository whose hub to pair with (default: the one containing the current directory).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON ({url, qr} or the list).")
+@click.option("--list", "list_paired", is_flag=True, help="List the paired browsers.")
+@click.option("--revoke", metavar="KEY", default=None, help="Forget a paired browser by key.")
+@click.option("--new", "fresh", is_flag=True, help="Make a fresh code (a new one-time key).")
+def pair(
+    repo: Path | None, as_json: bool, list_paired: bool, revoke: str | None, fresh: bool
+) -> None:
+    """Show the running hub's pairing code (URL and QR), or manage paired browsers.
+
+    Scan the QR code or open the URL in a browser to pair it: the keys travel in the URL's
+    fragment, which never reaches the relay. Only browsers paired this way get in.
+    """
+    import asyncio
+    import json
+
+    from botster.base.registry import find_hub_for
+    from botster.transports.client import RequestFailed
+
+    if list_paired and revoke is not None:
+        raise click.UsageError("give --list or --revoke, not both")
+    start_dir = repo or Path.cwd()
+    entry = find_hub_for(start_dir)
+    if entry is None:
+        raise click.ClickException(
+            f"no hub is running for {start_dir.resolve()}; start one with `botster start`"
+        )
+    socket_path = Path(str(entry["socket"]))
+    if list_paired:
+        command, args = "connection.paired", {}
+    elif revoke is not None:
+        command, args = "connection.revoke", {"browser_key": revoke}
+    else:
+        command, args = ("connection.regenerate" if fresh else "connection.code"), {}
+    try:
+        result = asyncio.run(_pair_request(socket_path, command, args))
+    except (OSError, ConnectionError, RequestFailed) as e:
+        raise click.ClickException(f"{command}: {e}") from None
+    assert isinstance(result, (dict, list))
+    if list_paired:
+        if as_json:
+            click.echo(json.dumps(result, indent=2))
+        elif not result:
+            click.echo("no browsers paired")
+        for p in result:
+            assert isinstance(p, dict)
+            click.echo(f"{p['browser_key']}  paired {p.get('paired_at')}")
+        return
+    if revoke is not None:
+        assert isinstance(result, dict)
+        if as_json:
+            click.echo(json.dumps(result))
+        elif not result.get("revoked"):
+            raise click.ClickException(f"{revoke} is not a paired browser")
+        else:
+            click.echo(f"revoked {revoke}")
+        return
+    assert isinstance(result, dict)
+    if as_json:
+        click.echo(json.dumps({"url": result["url"], "qr": result["qr_ascii"]}))
+        return
+    click.echo(result["qr_ascii"])
+    click.echo("")
+    click.echo(result["url"])
 
 
 @main.group(invoke_without_command=True)

@@ -27,6 +27,7 @@ from botster.base.paths import Paths
 from botster.hub.supervisor import Watchdog
 from botster.lua.owners import Owners
 from botster.lua.runtime import LuaHost
+from botster.remote.relay_link import RelayLink
 from botster.sessions.manager import SessionManager
 from botster.transports.channel import ClientChannel
 from botster.transports.socket_server import SocketLimits, SocketServer
@@ -58,6 +59,9 @@ PRIMITIVES: tuple[str, ...] = (
     "hub_client",
     "update",
     "push",
+    "webrtc",
+    "connection",
+    "action_cable",
     "hub",
 )
 
@@ -88,6 +92,7 @@ class Hub:
         self.socket_server: SocketServer | None = None
         self.clients = ClientChannel()
         self.sessions = SessionManager(self)
+        self.relay = RelayLink(self)  # started once the hub is ready (hub/internals.py)
         self.loop: asyncio.AbstractEventLoop
         self._quit: asyncio.Event
         self._background: dict[asyncio.Task[Any], str] = {}
@@ -205,6 +210,9 @@ class Hub:
             task.cancel()
         if self._background:
             await asyncio.wait(list(self._background), timeout=SHUTDOWN_GRACE_S)
+        # Stage 3: tell the relay this hub is gone, and stop the embedded one (after every
+        # plugin's connection to it is closed).
+        await self.relay.stop(SHUTDOWN_GRACE_S)
         for close in reversed(self._closers):
             with contextlib.suppress(Exception):
                 await close()

@@ -153,6 +153,7 @@ def ready(hub: HubContext, loaded: int, failed: int) -> None:
         hub.paths.repo,
     )
     hub.emit("hub_ready", {"plugins_loaded": loaded, "plugins_failed": failed})
+    hub.relay.start()  # after start-up, so registering or serving a relay never delays it
 
 
 def _quarantine(hub: HubContext) -> Any:

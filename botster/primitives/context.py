@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from botster.base.paths import Paths
     from botster.lua.owners import Owners
     from botster.lua.runtime import LuaHost
+    from botster.remote.relay_link import RelayLink
     from botster.sessions.manager import SessionManager
     from botster.transports.channel import ClientChannel
     from botster.transports.socket_server import SocketServer
@@ -41,6 +42,7 @@ class HubContext(Protocol):
     owners: Owners
     sessions: SessionManager
     clients: ClientChannel
+    relay: RelayLink
     socket_server: SocketServer | None
     started_at: float
 
