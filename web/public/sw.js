@@ -1,0 +1,34 @@
+// Botster's service worker: makes the app installable and shows the hub's push notifications.
+// Payload (JSON): {title, body, url, ...extra, agent_key?}; a click opens (or focuses) `url`.
+self.addEventListener("install", () => self.skipWaiting());
+self.addEventListener("activate", (event) => event.waitUntil(self.clients.claim()));
+
+self.addEventListener("push", (event) => {
+  let data = {};
+  try {
+    data = event.data ? event.data.json() : {};
+  } catch {
+    data = { body: event.data ? event.data.text() : "" };
+  }
+  const title = data.title || "Botster";
+  event.waitUntil(
+    self.registration.showNotification(title, {
+      body: data.body || "",
+      icon: "/app/icon-192.png",
+      badge: "/app/icon-192.png",
+      tag: data.agent_key ? `agent:${data.agent_key}` : undefined,
+      data,
+    }),
+  );
+});
+
+self.addEventListener("notificationclick", (event) => {
+  event.notification.close();
+  const url = (event.notification.data && event.notification.data.url) || "/";
+  event.waitUntil(
+    self.clients.matchAll({ type: "window", includeUncontrolled: true }).then((wins) => {
+      for (const w of wins) if (w.url === url && "focus" in w) return w.focus();
+      return self.clients.openWindow(url);
+    }),
+  );
+});

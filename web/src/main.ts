@@ -1,0 +1,70 @@
+/** Entry point: pair from the URL (or the stored pairing), then run the hub page over the carrier. */
+import { Carrier } from "./carrier";
+import { HubClient } from "./client";
+import { h, HubPage } from "./ui";
+import { pairFromLocation } from "./pairing";
+import "./style.css";
+
+declare global {
+  interface Window {
+    botster?: { carrier: Carrier; client: HubClient; page: HubPage; log: string[] };
+  }
+}
+
+async function main() {
+  const root = document.getElementById("app")!;
+  if ("serviceWorker" in navigator && location.protocol !== "file:")
+    navigator.serviceWorker.register("/app/sw.js", { scope: "/app/" }).catch(() => {});
+  let result;
+  try {
+    result = await pairFromLocation(location, history);
+  } catch (e) {
+    result = { ok: false as const, reason: "invalid" as const, message: `Cannot open this browser's key store: ${(e as Error).message}` };
+  }
+  if (!result.ok) {
+    root.replaceChildren(
+      h("div", { class: `notice ${result.reason}`, "data-testid": "pairing-error", "data-reason": result.reason }, h("h1", {}, result.reason === "interception" ? "Possible interception" : "Botster"), h("p", {}, result.message)),
+    );
+    return;
+  }
+  const { record, bundle } = result;
+  const log: string[] = [];
+  let page: HubPage;
+  let carrier: Carrier;
+  const client = new HubClient(
+    { send: (f) => carrier.send(f), get isOpen() { return carrier.isOpen; } },
+    {
+      onReady: () => void page.connected(),
+      onEvent: (ch, ev) => page.onEvent(ch, ev),
+      onSnapshot: (_s, _r, _c, data) => page.snapshot(data),
+      onOutput: (_s, data) => page.output(data),
+      onExited: (_s, code) => page.exited(code),
+      onError: (m) => log.push(`hub error: ${JSON.stringify(m)}`),
+    },
+  );
+  page = new HubPage(root, client, record.hubId);
+  carrier = new Carrier({
+    relayUrl: location.origin,
+    hubId: record.hubId,
+    account: record.account,
+    pinned: record.pinned,
+    pairingBundle: bundle ?? undefined,
+    onFrame: (d) => client.handle(d),
+    onOpen: () => {
+      page.showBanner("");
+      client.opened();
+    },
+    onClose: () => client.closed(),
+    onStatus: (s) => page.setStatus(s),
+    onFatal: (msg) => page.showBanner(msg),
+    log: (m) => {
+      log.push(`${new Date().toISOString()} ${m}`);
+      if (log.length > 500) log.shift();
+    },
+  });
+  window.botster = { carrier, client, page, log };
+  carrier.start();
+  page.fitTerminal();
+}
+
+void main();
