@@ -23,6 +23,7 @@ web: $(WEB_STAMP)
 
 $(WEB_STAMP): $(WEB_SRC)
 	cd web && npm ci --no-audit --no-fund --loglevel=error && npm run build
+	touch botster/relay/static/.gitkeep
 	touch $(WEB_STAMP)
 
 web-test: $(WEB_STAMP) $(STAMP)

@@ -1,9 +1,9 @@
-// The relay serves the built app: `/hubs/<id>/pairing` returns static/index.html and `/app/<path>`
+// The relay serves the built app: `/hubs/<id>/pairing` returns static/index.html and `/<path>`
 // returns static/<path>. So every asset URL starts with BASE.
 import { resolve } from "node:path";
 import { defineConfig } from "vite";
 
-export const BASE = "/app/";
+export const BASE = "/";
 
 export default defineConfig({
   base: BASE,

@@ -14,8 +14,8 @@ self.addEventListener("push", (event) => {
   event.waitUntil(
     self.registration.showNotification(title, {
       body: data.body || "",
-      icon: "/app/icon-192.png",
-      badge: "/app/icon-192.png",
+      icon: "/icon-192.png",
+      badge: "/icon-192.png",
       tag: data.agent_key ? `agent:${data.agent_key}` : undefined,
       data,
     }),

@@ -2,7 +2,8 @@
 import { Carrier } from "./carrier";
 import { HubClient } from "./client";
 import { h, HubPage } from "./ui";
-import { pairFromLocation } from "./pairing";
+import { hubIdFromPath, pairFromLocation } from "./pairing";
+import { listHubs } from "./store";
 import "./style.css";
 
 declare global {
@@ -14,7 +15,21 @@ declare global {
 async function main() {
   const root = document.getElementById("app")!;
   if ("serviceWorker" in navigator && location.protocol !== "file:")
-    navigator.serviceWorker.register("/app/sw.js", { scope: "/app/" }).catch(() => {});
+    navigator.serviceWorker.register("/sw.js", { scope: "/" }).catch(() => {});
+  if (!hubIdFromPath(location.pathname)) {
+    // The installed app starts at "/": offer the hubs this browser is paired with.
+    const hubs = await listHubs().catch(() => [] as string[]);
+    root.replaceChildren(
+      h(
+        "div",
+        { class: "notice", "data-testid": "hub-chooser" },
+        h("h1", {}, "Botster"),
+        h("p", {}, hubs.length ? "Your hubs:" : "No hub paired yet. Open the pairing link or scan the QR code that `botster pair` shows."),
+        h("ul", {}, ...hubs.map((id) => h("li", {}, h("a", { href: `/hubs/${encodeURIComponent(id)}/pairing` }, id)))),
+      ),
+    );
+    return;
+  }
   let result;
   try {
     result = await pairFromLocation(location, history);

@@ -91,3 +91,14 @@ export async function forgetHub(hubId: string): Promise<void> {
     db.close();
   }
 }
+
+/** The ids of every hub this browser is paired with. */
+export async function listHubs(): Promise<string[]> {
+  const db = await openDb();
+  try {
+    const keys = await tx<IDBValidKey[]>(db, "readonly", (s) => s.getAllKeys());
+    return keys.map(String).filter((k) => k.startsWith("hub:")).map((k) => k.slice(4));
+  } finally {
+    db.close();
+  }
+}
