@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -41,7 +42,7 @@ CHROMIUM_ARGS = [
     "--allow-loopback-in-peer-connection",
 ]
 
-relay_server = pytest.importorskip("botster.relay.server", reason="needs the relay (issue 13)")
+pytest.importorskip("botster.relay.server", reason="needs the relay (issue 13)")
 remote_bundle = pytest.importorskip("botster.remote.bundle", reason="needs hub WebRTC (issue 14)")
 playwright_api = pytest.importorskip("playwright.async_api")
 
@@ -56,6 +57,9 @@ pytestmark = [
 ]
 
 SHELL_AGENT = "PS1='demo$ ' exec sh\n"
+TOOLS_PLUGIN = """
+mcp.tool("review_pr", {description = "Reviews a pull request"}, function() return "ok" end)
+"""
 
 
 @pytest.fixture
@@ -91,6 +95,43 @@ async def _until(predicate, what: str, timeout: float = 20.0, every: float = 0.1
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
 
 
+class _Relay:
+    """`botster relay` as a child process, as a user runs it."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, url: str) -> None:
+        self.proc, self.url = proc, url
+
+    @classmethod
+    async def start(cls, data: Path) -> _Relay:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "botster.cli", "relay", "--host", "127.0.0.1",
+            "--port", str(port), "--data", str(data),
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        relay = cls(proc, f"http://127.0.0.1:{port}")
+
+        async def up():
+            try:
+                _, w = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                assert proc.returncode is None, "botster relay exited"
+                return False
+            w.close()
+            return True
+
+        await _until(up, "the relay to listen")
+        return relay
+
+    async def stop(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.terminate()
+        await asyncio.wait_for(self.proc.wait(), 15)
+
+
 def _mint_token(data: Path) -> str:
     out = subprocess.run(
         [sys.executable, "-m", "botster.cli", "relay", "token", "--data", str(data)],
@@ -117,12 +158,16 @@ async def _terminal_text(page) -> str:
 
 async def _wait_terminal(page, pattern: str, timeout: float = 20.0) -> str:
     rx = re.compile(pattern)
+    last = [""]
 
     async def seen():
-        text = await _terminal_text(page)
-        return text if rx.search(text) else None
+        last[0] = await _terminal_text(page)
+        return last[0] if rx.search(last[0]) else None
 
-    return await _until(seen, f"terminal text /{pattern}/", timeout=timeout)
+    try:
+        return await _until(seen, f"terminal text /{pattern}/", timeout=timeout)
+    except AssertionError as e:
+        raise AssertionError(f"{e}\nscreen:\n{last[0]}") from None
 
 
 async def _shot(page, name: str) -> None:
@@ -139,9 +184,9 @@ async def test_browser_pairs_drives_an_agent_and_survives_a_hub_restart(
     agents.mkdir(parents=True)
     (agents / "initialization").write_text(SHELL_AGENT)
 
-    relay = await relay_server.start_relay("127.0.0.1", 0, tmp_path / "relay")
+    relay = await _Relay.start(tmp_path / "relay")
     env = {"BOTSTER_SERVER_URL": relay.url, "BOTSTER_TOKEN": _mint_token(tmp_path / "relay")}
-    proc = await hub(env=env)
+    proc = await hub(env=env, plugins={"tools": TOOLS_PLUGIN})
     conn = await HubConnection.connect(socket_of(proc), "test")
     created = await conn.request("create_agent", {"agent": "shell", "branch": "demo"})
     assert created["agent_key"] == "demo"
@@ -172,10 +217,15 @@ async def test_browser_pairs_drives_an_agent_and_survives_a_hub_restart(
             await _shot(page, "desktop-terminal")
 
             # The terminal follows the window.
+            size = "() => [window.botster.page.term.rows, window.botster.page.term.cols]"
+            before = await page.evaluate(size)
             await page.set_viewport_size({"width": 900, "height": 600})
-            rows_cols = await page.evaluate(
-                "() => [window.botster.page.term.rows, window.botster.page.term.cols]"
-            )
+
+            async def resized():
+                now = await page.evaluate(size)
+                return now if now != before else None
+
+            rows_cols = await _until(resized, "the terminal to follow the window")
             await page.keyboard.type("stty size\n")
             await _wait_terminal(page, rf"\b{rows_cols[0]} {rows_cols[1]}\b")
             await page.set_viewport_size({"width": 1280, "height": 800})
@@ -195,7 +245,8 @@ async def test_browser_pairs_drives_an_agent_and_survives_a_hub_restart(
 
             # The hub panel lists plugins and tools.
             await page.click('[data-testid="hub-panel"]')
-            await page.wait_for_selector("dialog >> text=Plugins")
+            await page.wait_for_selector("dialog >> text=review_pr")
+            await page.wait_for_selector("dialog td >> text=tools")
             await _shot(page, "desktop-hub-panel")
             await page.keyboard.press("Escape")
 

@@ -14,6 +14,8 @@ declare global {
 
 async function main() {
   const root = document.getElementById("app")!;
+  // A pairing link opened over this page changes only the fragment: start over with it.
+  window.addEventListener("hashchange", () => location.reload());
   if ("serviceWorker" in navigator && location.protocol !== "file:")
     navigator.serviceWorker.register("/sw.js", { scope: "/" }).catch(() => {});
   if (!hubIdFromPath(location.pathname)) {

@@ -166,7 +166,10 @@ export class HubPage {
     for (const k of ["relay", "hub", "peer"] as const) {
       const v = s[k];
       const b = this.badges[k];
-      b.textContent = BADGE_TEXT[k][v] ?? `${k}: ${v}`;
+      const text = BADGE_TEXT[k][v] ?? `${k}: ${v}`;
+      const [name, state] = text.split(": ");
+      b.replaceChildren(h("span", { class: "k" }, name), h("span", { class: "v" }, `: ${state}`));
+      b.title = text;
       b.dataset.state = v;
       b.classList.toggle("ok", BADGE_OK[k].includes(v));
     }
