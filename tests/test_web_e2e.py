@@ -284,13 +284,23 @@ async def test_browser_pairs_drives_an_agent_and_survives_a_hub_restart(
             assert await ppage.locator('[data-testid="keybar"]').is_visible()
             await _shot(ppage, "phone-terminal")
 
-            # A browser without the code is refused: it has no pairing to use.
+            # A browser without the code is refused: it has no pairing to use...
             stranger = await browser.new_context()
             spage = await stranger.new_page()
             await spage.goto(url.split("#")[0])
             err = spage.locator('[data-testid="pairing-error"]')
             await err.wait_for()
             assert await err.get_attribute("data-reason") == "unpaired"
+            # ... and one holding a spent code (its one-time key was used by the first
+            # browser) gets no answer from the hub: its offer times out, nothing is shown.
+            await spage.goto(url)
+            await spage.wait_for_function(
+                "() => window.botster && window.botster.log.some(l => /setup timed out/.test(l))",
+                timeout=40_000,
+            )
+            assert await spage.locator('[data-testid="agent"]').count() == 0
+            assert await spage.get_attribute('[data-testid="badge-peer"]', "data-state") != "direct"
+            await stranger.close()
 
             # A bundle signed by another key, on a hub this browser paired with: refused.
             _, sid, real = remote_bundle.parse_pairing_url(url)
