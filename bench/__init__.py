@@ -20,7 +20,7 @@ module also runs alone: ``python -m bench.call_rate``.
 | ``many_clients`` | 100 clients on one flooding session: fairness, hub RSS | 1 client; idle RSS |
 | ``tui_echo`` | key to rendered echo through the UI, hub and session (``cat``) | a bare PTY |
 | ``tui_flood_input`` | the same while the agent on screen floods; UI frames/s | a bare PTY |
-| ``browser`` | the web app in Chromium: pairing to agent list, key to echo, app size | the Python test browser |
+| ``browser`` | web app in Chromium: pairing, key to echo, size | the Python test browser |
 """
 
 from __future__ import annotations

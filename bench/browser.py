@@ -100,10 +100,10 @@ def _app_size_kb() -> tuple[float, float]:
 
 
 async def _measure() -> dict[str, object]:
+    from botster.remote.test_browser import SocketSignaller, TestBrowser
     from playwright.async_api import async_playwright
 
     from bench._hub import HubRun, Sandbox
-    from botster.remote.test_browser import SocketSignaller, TestBrowser
     from botster.transports.client import HubConnection
     from botster.transports.framing import PTY_OUTPUT
 
@@ -116,20 +116,18 @@ async def _measure() -> dict[str, object]:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        relay = subprocess.Popen(
-            [sys.executable, "-m", "botster.cli", "relay", "--port", str(port), "--data", str(data)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env=sb.env,
-        )
+        cli = [sys.executable, "-m", "botster.cli", "relay"]
+        relay = await asyncio.create_subprocess_exec(
+            *cli, "--port", str(port), "--data", str(data),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=sb.env,
+        )  # fmt: skip
         url0 = f"http://127.0.0.1:{port}"
-        token = subprocess.run(
-            [sys.executable, "-m", "botster.cli", "relay", "token", "--data", str(data)],
-            capture_output=True,
-            text=True,
-            check=True,
-            env=sb.env,
-        ).stdout.split()[-1]
+        minting = await asyncio.create_subprocess_exec(
+            *cli, "token", "--data", str(data), stdout=subprocess.PIPE, env=sb.env
+        )
+        token = (await minting.communicate())[0].decode().split()[-1]
+        # The Python test browser in this process also keeps its ICE on loopback.
+        os.environ["BOTSTER_WEBRTC_LOOPBACK"] = "1"
         sb.env.update(
             {"BOTSTER_SERVER_URL": url0, "BOTSTER_TOKEN": token, "BOTSTER_WEBRTC_LOOPBACK": "1"}
         )
@@ -215,7 +213,7 @@ async def _measure() -> dict[str, object]:
                 hub.proc.terminate()
                 await hub.proc.wait()
             relay.terminate()
-            relay.wait(10)
+            await relay.wait()
     return out
 
 
@@ -262,12 +260,16 @@ def run() -> list[Result]:
             f"< {GOAL_PAIR_S:.0f} s",
             pw < GOAL_PAIR_S * 1000,
         ),
+        Result("browser", "key to echo p99", ew, ep, "ms", "< 30 ms", ew < GOAL_ECHO_P99_MS),
         Result(
-            "browser", "key to echo p99", ew, ep, "ms", "< 30 ms", ew < GOAL_ECHO_P99_MS
-        ),
-        Result(
-            "browser", "app size gzipped", size, xterm or None, "KB", "< 400 KB", size < GOAL_SIZE_KB
-        ),
+            "browser",
+            "app size gzipped",
+            size,
+            xterm or None,
+            "KB",
+            "< 400 KB",
+            size < GOAL_SIZE_KB,
+        ),  # fmt: skip
     ]
 
 
