@@ -133,6 +133,7 @@ export class Carrier {
       { channel: "HubSignalingChannel", hub_id: this.opts.hubId, browser_identity: this.browserIdentity },
       {
         connected: () => {
+          this.log("signalling subscribed");
           this.setStatus({ relay: "connected" });
           this.kick();
         },
@@ -354,6 +355,7 @@ export class Carrier {
       await peer.pc.setLocalDescription(offer);
       if (this.peer !== peer) return;
       this.sendSignal({ type: "offer", sdp: offer.sdp });
+      this.log(`offer ${gen} sent`);
     } catch (e) {
       this.log(`connect failed: ${e}`);
       if (gen === this.gen) {
@@ -410,6 +412,7 @@ export class Carrier {
     dc.onopen = () => {
       if (!current()) return;
       peer.open = true;
+      this.log(`data channel ${gen} open`);
       this.backoff.reset();
       this.decryptFailures = 0;
       this.watchdog.feed();
@@ -457,6 +460,7 @@ export class Carrier {
     if (!peer) return;
     if (msg.type === "answer" && typeof msg.sdp === "string") {
       if (peer.pc.signalingState !== "have-local-offer") return; // a stale answer
+      this.log(`answer ${peer.gen} received`);
       await peer.pc.setRemoteDescription({ type: "answer", sdp: msg.sdp });
       peer.remoteSet = true;
       for (const c of peer.pendingIce.splice(0)) await peer.pc.addIceCandidate(c).catch(() => {});

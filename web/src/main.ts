@@ -51,7 +51,10 @@ async function main() {
   const client = new HubClient(
     { send: (f) => carrier.send(f), get isOpen() { return carrier.isOpen; } },
     {
-      onReady: () => void page.connected(),
+      onReady: () => {
+        log.push(`${performance.now().toFixed(0)} hello_ack`);
+        void page.connected();
+      },
       onEvent: (ch, ev) => page.onEvent(ch, ev),
       onSnapshot: (_s, _r, _c, data) => page.snapshot(data),
       onOutput: (_s, data) => page.output(data),
@@ -75,7 +78,7 @@ async function main() {
     onStatus: (s) => page.setStatus(s),
     onFatal: (msg) => page.showBanner(msg),
     log: (m) => {
-      log.push(`${new Date().toISOString()} ${m}`);
+      log.push(`${performance.now().toFixed(0)} ${m}`);
       if (log.length > 500) log.shift();
     },
   });
