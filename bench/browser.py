@@ -167,6 +167,7 @@ async def _measure() -> dict[str, object]:
                     await p.goto(url)
                     await p.locator('[data-testid="agent"]').first.wait_for(timeout=30_000)
                     pair_web.append(time.perf_counter() - t0)
+                    out["milestones"] = await p.evaluate("() => window.botster.log.slice(0, 12)")
                     page = page or p
                     url = await fresh_url()
                     t0 = time.perf_counter()
@@ -245,6 +246,7 @@ def run() -> list[Result]:
     pw, pp = median(r["pair_web"]) * 1000, median(r["pair_py"]) * 1000
     ew, ep = p99(r["echo_web"]), p99(r["echo_py"])
     print(f"  pairing -> agent list: Chromium {fmt_ms(pw)}, Python test browser {fmt_ms(pp)}")
+    print("  last Chromium pairing (ms since navigation): " + "; ".join(r["milestones"]))
     print(
         f"  key -> echo: Chromium p50 {fmt_ms(median(r['echo_web']))} p99 {fmt_ms(ew)}; "
         f"Python p50 {fmt_ms(median(r['echo_py']))} p99 {fmt_ms(ep)}"
