@@ -10,6 +10,7 @@ import "@xterm/xterm/css/xterm.css";
 import type { Status } from "./carrier";
 import type { HubClient } from "./client";
 import { applyModifiers, type Modifiers } from "./keys";
+import { b64decode } from "./olm";
 
 export interface Agent {
   agent_key: string;
@@ -449,12 +450,42 @@ export class HubPage {
           ["plugin", "status", "layer", "error"],
           plugins.map((p) => [String(p.name ?? ""), String(p.status ?? ""), String(p.source ?? ""), p.error ? h("span", { class: "error" }, String(p.error)) : ""]),
         ),
+        h("h3", {}, "Notifications"),
+        this.pushRow(),
         h("h3", {}, "MCP tools"),
         table(["tool", "source", "description"], tools.map((t) => [String(t.name ?? ""), String(t.source ?? ""), String(t.description ?? "")])),
       );
     } catch (e) {
       this.panelBody.replaceChildren(h("p", { class: "error" }, `hub unreachable: ${(e as Error).message}`));
     }
+  }
+
+  /** Web push: this device subscribes with the hub's VAPID key; the service worker shows them. */
+  private pushRow(): HTMLElement {
+    const status = h("span", { class: "hint", "data-testid": "push-status" });
+    const supported = "serviceWorker" in navigator && "PushManager" in window && "Notification" in window;
+    const button = h("button", { "data-testid": "push-enable", disabled: !supported }, "Enable on this device");
+    if (!supported) status.textContent = " This browser cannot receive push notifications here (they need https).";
+    button.addEventListener("click", async () => {
+      try {
+        if ((await Notification.requestPermission()) !== "granted") {
+          status.textContent = " Notifications are blocked for this site.";
+          return;
+        }
+        const reg = await navigator.serviceWorker.ready;
+        const { public_key } = await this.client.request<{ public_key: string }>("push.vapid_public_key");
+        const sub = await reg.pushManager.subscribe({
+          userVisibleOnly: true,
+          applicationServerKey: b64decode(public_key) as Uint8Array<ArrayBuffer>,
+        });
+        const j = sub.toJSON();
+        await this.client.request("push.subscribe", { subscription: { endpoint: j.endpoint, keys: j.keys } });
+        status.textContent = " On: this device gets a notification when an agent needs you.";
+      } catch (e) {
+        status.textContent = ` Could not subscribe: ${(e as Error).message}`;
+      }
+    });
+    return h("p", {}, button, status);
   }
 
   onEvent(channel: string, event: string) {
