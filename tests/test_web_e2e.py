@@ -98,25 +98,31 @@ async def _until(predicate, what: str, timeout: float = 20.0, every: float = 0.1
 class _Relay:
     """`botster relay` as a child process, as a user runs it."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, url: str) -> None:
-        self.proc, self.url = proc, url
+    def __init__(self, data: Path, port: int) -> None:
+        self.data, self.port = data, port
+        self.url = f"http://127.0.0.1:{port}"
+        self.proc: asyncio.subprocess.Process | None = None
 
     @classmethod
     async def start(cls, data: Path) -> _Relay:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        proc = await asyncio.create_subprocess_exec(
+        relay = cls(data, port)
+        await relay.restart()
+        return relay
+
+    async def restart(self) -> None:
+        proc = self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "botster.cli", "relay", "--host", "127.0.0.1",
-            "--port", str(port), "--data", str(data),
+            "--port", str(self.port), "--data", str(self.data),
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
         )  # fmt: skip
-        relay = cls(proc, f"http://127.0.0.1:{port}")
 
         async def up():
             try:
-                _, w = await asyncio.open_connection("127.0.0.1", port)
+                _, w = await asyncio.open_connection("127.0.0.1", self.port)
             except OSError:
                 assert proc.returncode is None, "botster relay exited"
                 return False
@@ -124,9 +130,10 @@ class _Relay:
             return True
 
         await _until(up, "the relay to listen")
-        return relay
 
     async def stop(self) -> None:
+        if self.proc is None:
+            return
         if self.proc.returncode is None:
             self.proc.terminate()
         await asyncio.wait_for(self.proc.wait(), 15)
@@ -249,6 +256,20 @@ async def test_browser_pairs_drives_an_agent_and_survives_a_hub_restart(
             await page.wait_for_selector("dialog td >> text=tools")
             await _shot(page, "desktop-hub-panel")
             await page.keyboard.press("Escape")
+
+            # The relay goes away: its badge says so, and the terminal keeps working over the
+            # direct link; when it is back the badge comes back by itself.
+            await relay.stop()
+            await page.wait_for_selector('[data-testid="badge-relay"][data-state="disconnected"]')
+            await page.locator('[data-testid="terminal"]').click()
+            await page.keyboard.type("echo p2p-$((1+1))\n")
+            await _wait_terminal(page, r"p2p-2")
+            assert await page.get_attribute('[data-testid="badge-peer"]', "data-state") == "direct"
+            await relay.restart()
+            await page.wait_for_selector(
+                '[data-testid="badge-relay"][data-state="connected"]', timeout=30_000
+            )
+            await page.wait_for_selector('[data-testid="badge-hub"][data-state="online"]')
 
             # kill -9 the hub; a new one adopts the session and the browser carries on.
             await agent.click()
