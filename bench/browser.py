@@ -77,6 +77,46 @@ async ([n, gap]) => {
 """
 
 
+FLOOD_ECHO_JS = """
+async ([n, gap]) => {
+  const b = window.botster;
+  const term = b.page.term;
+  let want = null;
+  let resolve = null;
+  const sub = term.onWriteParsed(() => {
+    if (!want) return;
+    const line = term.buffer.active.getLine(term.buffer.active.viewportY);
+    if (line && line.translateToString(false, want.col, want.col + 1) === want.ch) {
+      want = null;
+      resolve();
+    }
+  });
+  const times = [];
+  for (let k = 0; k < n; k++) {
+    const ch = String.fromCharCode(97 + (k % 26));
+    const done = new Promise((r) => (resolve = r));
+    want = { col: k % 60, ch };
+    const t0 = performance.now();
+    b.client.input(new Uint8Array([ch.charCodeAt(0)]));
+    await done;
+    times.push(performance.now() - t0);
+    await new Promise((r) => setTimeout(r, gap));
+  }
+  sub.dispose();
+  const row = term.buffer.active.getLine(term.buffer.active.viewportY).translateToString(true);
+  return { times, row };
+}
+"""
+
+
+def _expected_row(n: int) -> str:
+    """Row 1 of the flooder after n keys: key k at column k % 60, the latest one wins."""
+    cells = [" "] * 60
+    for k in range(n):
+        cells[k % 60] = chr(97 + k % 26)
+    return "".join(cells).rstrip()
+
+
 def _missing() -> str:
     for mod in ("botster.relay.server", "botster.remote.test_browser", "playwright.async_api"):
         try:
@@ -104,14 +144,18 @@ async def _measure() -> dict[str, object]:
     from playwright.async_api import async_playwright
 
     from bench._hub import HubRun, Sandbox
+    from bench._tui import flooder_argv
     from botster.transports.client import HubConnection
-    from botster.transports.framing import PTY_OUTPUT
+    from botster.transports.framing import PTY_OUTPUT, SNAPSHOT
 
     out: dict[str, object] = {}
     with Sandbox() as sb:
         defs = sb.repo / ".botster" / "agents" / "cat"
         defs.mkdir(parents=True)
         (defs / "initialization").write_text("exec cat\n")
+        flood_defs = sb.repo / ".botster" / "agents" / "flood"
+        flood_defs.mkdir(parents=True)
+        (flood_defs / "initialization").write_text(f"exec {' '.join(flooder_argv(sb.root))}\n")
         data = sb.root / "relay"
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
@@ -205,6 +249,56 @@ async def _measure() -> dict[str, object]:
                         await asyncio.sleep(0.005)
                     tb.type(session_id, b"\r")
                 out["echo_web"], out["echo_py"] = echo_web, echo_py
+
+                # The same while an agent floods its screen and echoes keys itself on row 1.
+                await conn.request("create_agent", {"agent": "flood", "branch": "flood"})
+                web_flood = page.locator('[data-testid="agent"][data-agent-key="flood"]')
+                await web_flood.wait_for(timeout=30_000)
+                await web_flood.click()
+                await page.wait_for_function(
+                    "() => window.botster.page.term.buffer.active.getLine(1)"
+                    ".translateToString().includes('flood')",
+                    timeout=30_000,
+                )
+                flood = await page.evaluate(FLOOD_ECHO_JS, [KEYS, 5])
+                out["flood_web"], out["flood_row"] = flood["times"], flood["row"]
+                # Baseline: a second flooder watched by the Python test browser.
+                await conn.request("create_agent", {"agent": "flood", "branch": "flood2"})
+                sid2 = ""
+                for _ in range(200):
+                    agents = await conn.request("list_agents")
+                    sid2 = next(
+                        (a["session_id"] for a in agents if a["agent_key"] == "flood2"
+                         and a.get("session_id")), "",
+                    )  # fmt: skip
+                    if sid2:
+                        break
+                    await asyncio.sleep(0.05)
+                want = [b""]
+                tail = bytearray()
+
+                def on_flood(ftype: int, payload: bytes) -> None:
+                    if ftype in (PTY_OUTPUT, SNAPSHOT) and want[0]:
+                        tail.extend(payload)
+                        if want[0] in tail:
+                            want[0] = b""
+                            got.set()
+                        del tail[:-64]
+
+                tb.on_frame = on_flood
+                tb.attach(sid2)
+                await tb.wait_for(lambda: sid2 in tb.screens)
+                flood_py: list[float] = []
+                for k in range(KEYS):
+                    got.clear()
+                    tail.clear()
+                    want[0] = b"\x1b[1;%dH%c" % (k % 60 + 1, 97 + k % 26)
+                    t0 = time.perf_counter()
+                    tb.type(sid2, bytes([97 + k % 26]))
+                    await asyncio.wait_for(got.wait(), 10)
+                    flood_py.append((time.perf_counter() - t0) * 1000)
+                    await asyncio.sleep(0.005)
+                out["flood_py"] = flood_py
                 for t in pys:
                     await t.close()
                 await browser.close()
@@ -226,7 +320,12 @@ def _inner(path: str) -> None:
 def run() -> list[Result]:
     header("browser: the web app in Chromium vs the Python test browser (loopback WebRTC)")
     why = _missing()
-    names = ("pairing to agent list", "key to echo p99", "app size gzipped")
+    names = (
+        "pairing to agent list",
+        "key to echo p99",
+        "key to echo p99 under flood",
+        "app size gzipped",
+    )
     if why:
         print(f"  SKIPPED: {why}")
         return [Result("browser", n, None, None, "ms", skipped=why) for n in names]
@@ -251,6 +350,12 @@ def run() -> list[Result]:
         f"  key -> echo: Chromium p50 {fmt_ms(median(r['echo_web']))} p99 {fmt_ms(ew)}; "
         f"Python p50 {fmt_ms(median(r['echo_py']))} p99 {fmt_ms(ep)}"
     )
+    fw, fp = p99(r["flood_web"]), p99(r["flood_py"])
+    row_ok = r["flood_row"].rstrip() == _expected_row(KEYS)
+    print(
+        f"  key -> echo while the agent floods: Chromium p99 {fmt_ms(fw)}, Python p99 "
+        f"{fmt_ms(fp)}; final echo row {'matches' if row_ok else 'DIFFERS: ' + r['flood_row']}"
+    )
     print(f"  app size: {size:.0f} KB gzipped (xterm.js alone {xterm:.0f} KB)")
     return [
         Result(
@@ -263,6 +368,15 @@ def run() -> list[Result]:
             pw < GOAL_PAIR_S * 1000,
         ),
         Result("browser", "key to echo p99", ew, ep, "ms", "< 30 ms", ew < GOAL_ECHO_P99_MS),
+        Result(
+            "browser",
+            "key to echo p99 under flood",
+            fw,
+            fp,
+            "ms",
+            "< 100 ms, exact final row",
+            fw < 100 and row_ok,
+        ),
         Result(
             "browser",
             "app size gzipped",
