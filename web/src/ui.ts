@@ -209,6 +209,12 @@ export class HubPage {
       const first = sortAgents(this.agents).find((a) => a.session_id);
       if (first) this.select(first.agent_key, false);
     }
+    // The selected agent got its session (it was still creating its worktree): attach now.
+    const sel = this.agents.find((x) => x.agent_key === this.selected);
+    if (sel?.session_id && this.client.attachedSession !== sel.session_id) {
+      this.term.reset();
+      this.client.attach(sel.session_id, this.term.rows, this.term.cols);
+    }
     this.renderList();
     this.renderTermHead();
   }
@@ -258,10 +264,9 @@ export class HubPage {
     this.renderList();
     this.renderTermHead();
     this.fitTerminal();
-    if (a.session_id) {
-      this.term.reset();
-      this.client.attach(a.session_id, this.term.rows, this.term.cols);
-    } else this.term.reset();
+    this.term.reset();
+    if (a.session_id) this.client.attach(a.session_id, this.term.rows, this.term.cols);
+    else this.client.detach();
     if (a.attention) this.client.request("clear_attention", { agent_key: agentKey }).catch(() => {});
     if (focus) this.term.focus();
   }
