@@ -24,6 +24,7 @@ import json
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -140,13 +141,14 @@ def _app_size_kb() -> tuple[float, float]:
 
 
 async def _measure() -> dict[str, object]:
+    import pyte
     from botster.remote.test_browser import SocketSignaller, TestBrowser
     from playwright.async_api import async_playwright
 
     from bench._hub import HubRun, Sandbox
     from bench._tui import flooder_argv
     from botster.transports.client import HubConnection
-    from botster.transports.framing import PTY_OUTPUT, SNAPSHOT
+    from botster.transports.framing import PTY_OUTPUT, SNAPSHOT, split_session
 
     out: dict[str, object] = {}
     with Sandbox() as sb:
@@ -274,16 +276,29 @@ async def _measure() -> dict[str, object]:
                     if sid2:
                         break
                     await asyncio.sleep(0.05)
-                want = [b""]
+                want: list = [b"", (0, "")]
                 tail = bytearray()
 
                 def on_flood(ftype: int, payload: bytes) -> None:
-                    if ftype in (PTY_OUTPUT, SNAPSHOT) and want[0]:
+                    if not want[0]:
+                        return
+                    if ftype == PTY_OUTPUT:
                         tail.extend(payload)
-                        if want[0] in tail:
-                            want[0] = b""
-                            got.set()
+                        found = want[0] in tail
                         del tail[:-64]
+                    elif ftype == SNAPSHOT:
+                        # The hub resynced a client that fell behind: read row 1 of the screen.
+                        _, data = split_session(payload)
+                        rows, cols = struct.unpack("<HH", data[:4])
+                        screen = pyte.Screen(cols, rows)
+                        pyte.ByteStream(screen).feed(data[4:])
+                        col, ch = want[1]
+                        found = screen.display[0][col] == ch
+                    else:
+                        return
+                    if found:
+                        want[0] = b""
+                        got.set()
 
                 tb.on_frame = on_flood
                 tb.attach(sid2)
@@ -293,6 +308,7 @@ async def _measure() -> dict[str, object]:
                     got.clear()
                     tail.clear()
                     want[0] = b"\x1b[1;%dH%c" % (k % 60 + 1, 97 + k % 26)
+                    want[1] = (k % 60, chr(97 + k % 26))
                     t0 = time.perf_counter()
                     tb.type(sid2, bytes([97 + k % 26]))
                     await asyncio.wait_for(got.wait(), 10)
