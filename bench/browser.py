@@ -264,7 +264,10 @@ async def _measure() -> dict[str, object]:
                 )
                 flood = await page.evaluate(FLOOD_ECHO_JS, [KEYS, 5])
                 out["flood_web"], out["flood_row"] = flood["times"], flood["row"]
-                # Baseline: a second flooder watched by the Python test browser.
+                # Baseline: a second flooder watched by the Python test browser, once the first
+                # is gone (two flooders and their watchers would share two cores).
+                await page.locator('[data-testid="agent"][data-agent-key="bench"]').click()
+                await conn.request("close_agent", {"agent_key": "flood"})
                 await conn.request("create_agent", {"agent": "flood", "branch": "flood2"})
                 sid2 = ""
                 for _ in range(200):
