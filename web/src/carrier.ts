@@ -279,12 +279,17 @@ export class Carrier {
     // The same bundle may come twice (DC and signalling): one session per one-time key.
     if (this.lastOtk && bundle.oneTimeKey.every((b, i) => b === this.lastOtk![i])) return;
     const midSetup = this.peer && !this.peer.open;
+    if (midSetup) {
+      // An offer in flight used the old session, which the hub just dropped: offer again at
+      // once with the new one (this happens when the relay's bundle request for a freshly
+      // paired browser reaches the hub after its first offer).
+      this.teardown();
+      this.backoff.reset();
+    }
     this.adoptBundle(bundle);
     this.needBundle = false;
     this.bundleWaiters.splice(0).forEach((w) => w());
-    // An offer in flight used the old session, which the hub just dropped: offer again.
-    if (midSetup) this.peerDown("new bundle during setup");
-    else this.kick();
+    this.kick();
   }
 
   private adoptBundle(bundle: Bundle) {
