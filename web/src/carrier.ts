@@ -126,6 +126,7 @@ export class Carrier {
   }
 
   start(): void {
+    this.log("carrier start");
     const url = new URL("/cable", this.opts.relayUrl);
     url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
     this.consumer = createConsumer(url.toString());
