@@ -289,6 +289,18 @@ async def test_browser_pairs_drives_an_agent_and_survives_a_hub_restart(
             await page.keyboard.type("echo back-$((40+2))\n")
             await _wait_terminal(page, r"back-42", timeout=30)
 
+            # The link breaks under the page (as on a network change): it rebuilds by itself,
+            # re-attaches and shows the exact screen again.
+            await page.evaluate("() => window.botster.carrier.peer.pc.close()")
+            await page.wait_for_function(
+                "() => window.botster.log.some(l => /peer down: data channel closed/.test(l))"
+            )
+            await page.wait_for_selector('[data-testid="badge-peer"][data-state="direct"]')
+            await _wait_terminal(page, r"back-42")
+            await page.locator('[data-testid="terminal"]').click()
+            await page.keyboard.type("echo again-$((3*3))\n")
+            await _wait_terminal(page, r"again-9")
+
             # A phone: narrow layout, key bar, the list first, then the terminal.
             conn2 = await HubConnection.connect(socket_of(proc2), "test")
             phone_url = await _pairing_url(conn2, relay.url, fresh=True)
@@ -301,7 +313,7 @@ async def test_browser_pairs_drives_an_agent_and_survives_a_hub_restart(
             await pagent.wait_for(timeout=30_000)
             await _shot(ppage, "phone-agents")
             await pagent.click()
-            await _wait_terminal(ppage, r"back-42")
+            await _wait_terminal(ppage, r"again-9")
             assert await ppage.locator('[data-testid="keybar"]').is_visible()
             await _shot(ppage, "phone-terminal")
 
