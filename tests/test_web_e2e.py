@@ -250,6 +250,19 @@ async def test_browser_pairs_drives_an_agent_and_survives_a_hub_restart(
             await page.click('[data-testid="close-submit"]')
             await second.wait_for(state="detached", timeout=30_000)
 
+            # A second tab of this browser waits for the first, and can take the hub over.
+            tab2 = await desk.new_page()
+            await tab2.goto(url.split("#")[0])
+            await tab2.wait_for_selector('[data-testid="banner"] >> text=open in another tab')
+            await tab2.click('[data-testid="banner-action"]')
+            await tab2.locator('[data-testid="agent"][data-agent-key="demo"]').wait_for()
+            await page.wait_for_selector('[data-testid="banner"] >> text=now open in another tab')
+            await page.click('[data-testid="banner-action"]')
+            await agent.wait_for()
+            await page.wait_for_selector('[data-testid="badge-peer"][data-state="direct"]')
+            await tab2.wait_for_selector('[data-testid="banner"] >> text=now open in another tab')
+            await tab2.close()
+
             # The hub panel lists plugins and tools.
             await page.click('[data-testid="hub-panel"]')
             await page.wait_for_selector("dialog >> text=review_pr")

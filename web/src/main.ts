@@ -83,8 +83,45 @@ async function main() {
     },
   });
   window.botster = { carrier, client, page, log };
-  carrier.start();
-  page.fitTerminal();
+  await oneTabPerHub(record.hubId, page, () => {
+    carrier.start();
+    page.fitTerminal();
+  }, () => carrier.stop());
+}
+
+const STEAL_KEY = "botster-steal";
+
+/**
+ * The hub keeps one link per browser key, and every tab of this browser shares that key: two
+ * tabs would keep replacing each other's link. A Web Lock per hub lets one tab hold it; another
+ * tab says so and offers to take over.
+ */
+async function oneTabPerHub(hubId: string, page: HubPage, start: () => void, stop: () => void) {
+  if (!("locks" in navigator)) return start();
+  const steal = sessionStorage.getItem(STEAL_KEY) === hubId;
+  sessionStorage.removeItem(STEAL_KEY);
+  const takeOver = () => {
+    sessionStorage.setItem(STEAL_KEY, hubId);
+    location.reload();
+  };
+  const opts: LockOptions = steal ? { steal: true } : { signal: AbortSignal.timeout(2000) };
+  let started = false;
+  navigator.locks
+    .request(`botster-hub:${hubId}`, opts, async () => {
+      started = true;
+      start();
+      await new Promise(() => {}); // held for the life of the page
+    })
+    .catch(() => {
+      // Rejected after we held it: another tab took it over. Before: the wait timed out.
+      const stolen = started;
+      if (stolen) stop();
+      page.showBanner(
+        stolen ? "This hub is now open in another tab of this browser." : "This hub is open in another tab of this browser.",
+        "info",
+        { label: "Use it here", onClick: takeOver },
+      );
+    });
 }
 
 void main();

@@ -176,8 +176,9 @@ export class HubPage {
     }
   }
 
-  showBanner(text: string, kind: "error" | "info" = "error") {
-    this.banner.textContent = text;
+  showBanner(text: string, kind: "error" | "info" = "error", action?: { label: string; onClick: () => void }) {
+    this.banner.replaceChildren(text);
+    if (action) this.banner.append(" ", h("button", { "data-testid": "banner-action", onclick: action.onClick }, action.label));
     this.banner.className = `banner ${kind}`;
     this.banner.hidden = !text;
   }
