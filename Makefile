@@ -34,8 +34,8 @@ run: $(STAMP) $(WEB_STAMP)
 		$(BIN)/python -m botster.demo $(DEMO)
 
 test: $(STAMP) $(WEB_STAMP)
-	$(BIN)/ruff check botster tests bench
-	$(BIN)/ruff format --check botster tests bench
+	$(BIN)/ruff check botster tests bench harness
+	$(BIN)/ruff format --check botster tests bench harness
 	cd web && BOTSTER_PYTHON=$(CURDIR)/$(BIN)/python npm test
 	$(BIN)/pytest -q
 
@@ -43,11 +43,11 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 lint: $(STAMP)
-	$(BIN)/ruff check botster tests bench
+	$(BIN)/ruff check botster tests bench harness
 
 fmt: $(STAMP)
-	$(BIN)/ruff format botster tests bench
-	$(BIN)/ruff check --fix botster tests bench
+	$(BIN)/ruff format botster tests bench harness
+	$(BIN)/ruff check --fix botster tests bench harness
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache web/node_modules botster/relay/static

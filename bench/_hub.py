@@ -16,29 +16,34 @@ session and write a line to the hub log (``bench.mark``) on a client's request.
 ``ByteCounter.attach(socket, session_id)`` is an attached client that only counts bytes.
 ``rss_mb``, ``cpu_seconds``, ``runqueue_wait_s`` and ``autogroup`` read ``/proc`` for a pid.
 
-Mirrors ``tests/conftest.py`` (isolation, a real repo) without its checks: a benchmark
-reports, it does not assert. ``BOTSTER_DEBUG`` is left unset and bytecode caching is on
-(``child_env``) so the hub runs as users run it.
+Built on ``harness/`` like ``tests/conftest.py`` (isolation, a real repo, the hub process),
+without the tests' checks: a benchmark reports, it does not assert. ``BOTSTER_DEBUG`` is left
+unset and bytecode caching is on (``child_env``) so the hub runs as users run it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import os
 import re
 import shutil
-import signal
-import subprocess
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 from bench._common import bin_path, child_env
 from botster.transports.client import HubConnection
 from botster.transports.framing import PTY_INPUT, encode_frame, encode_json, encode_session
+from harness import (
+    HubProcess,
+    hub_socket,
+    init_git_repo,
+    kill_sessions,
+    process_alive,
+    sandbox_env,
+    write_plugin,
+)
+from harness.sandbox import PROXY_VARS, session_records
 
 __all__ = [
     "SPAWNER",
@@ -74,18 +79,6 @@ commands.register("bench.mark", function(args)
 end)
 """
 
-_PROXY_VARS = (
-    "http_proxy",
-    "https_proxy",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "all_proxy",
-    "ALL_PROXY",
-    "no_proxy",
-    "NO_PROXY",
-    "BOTSTER_LOG",
-    "BOTSTER_DEBUG",
-)
 _STAMP = re.compile(r"^(\d\d):(\d\d):(\d\d)\.(\d{3}) ")
 
 
@@ -109,30 +102,13 @@ class Sandbox:
         runtime = self.root / "run"
         home.mkdir()
         runtime.mkdir(mode=0o700)
-        self.env = {k: v for k, v in child_env().items() if k not in _PROXY_VARS}
-        self.env.update(
-            {
-                "HOME": str(home),
-                "BOTSTER_HOME": str(home / ".botster"),
-                "BOTSTER_RUNTIME_DIR": str(runtime),
-                "XDG_RUNTIME_DIR": str(runtime / "xdg"),
-                "XDG_CONFIG_HOME": str(home / ".config"),
-                "XDG_DATA_HOME": str(home / ".local/share"),
-                "GIT_AUTHOR_NAME": "Botster Bench",
-                "GIT_AUTHOR_EMAIL": "bench@example.invalid",
-                "GIT_COMMITTER_NAME": "Botster Bench",
-                "GIT_COMMITTER_EMAIL": "bench@example.invalid",
-            }
-        )
-        self.repo = self.root / "repo"
-        self.repo.mkdir()
-        (self.repo / "README.md").write_text("bench repo\n")
-        for argv in (
-            ["git", "init", "-q", "-b", "main"],
-            ["git", "add", "."],
-            ["git", "commit", "-q", "-m", "init"],
-        ):
-            subprocess.run(argv, cwd=self.repo, env=self.env, check=True)
+        self.env = {
+            k: v
+            for k, v in child_env().items()
+            if k not in (*PROXY_VARS, "BOTSTER_LOG", "BOTSTER_DEBUG")
+        }
+        self.env.update(sandbox_env(home, runtime, debug=False, who="Bench"))
+        self.repo = init_git_repo(self.root / "repo", self.env)
 
     @property
     def plugins_dir(self) -> Path:
@@ -140,9 +116,7 @@ class Sandbox:
 
     def write_plugin(self, name: str, source: str) -> None:
         """Writes ``<repo>/.botster/plugins/<name>/init.lua``."""
-        root = self.plugins_dir / name
-        root.mkdir(parents=True, exist_ok=True)
-        (root / "init.lua").write_text(source)
+        write_plugin(self.repo, name, source)
 
     def clear_plugins(self) -> None:
         shutil.rmtree(self.plugins_dir, ignore_errors=True)
@@ -153,48 +127,15 @@ class Sandbox:
 
     def hub_socket(self) -> Path:
         """The socket of the hub running in this sandbox (from its registry entry)."""
-        for entry in sorted((self.runtime / "hubs").glob("*.json")):
-            with contextlib.suppress(OSError, ValueError):
-                data = json.loads(entry.read_text())
-                if process_alive(int(data["pid"])):
-                    return Path(data["socket"])
-        raise RuntimeError(f"no live hub registered under {self.runtime / 'hubs'}")
+        return hub_socket(self.runtime)
 
     def session_records(self) -> list[dict[str, Any]]:
         """The discovery records of the sessions started in this sandbox (live or not)."""
-        out = []
-        for path in sorted((self.runtime / "sessions").glob("*.json")):
-            if path.name.endswith(".spawn.json"):
-                continue
-            with contextlib.suppress(OSError, ValueError):
-                out.append(json.loads(path.read_text()))
-        return out
+        return session_records(self.runtime)
 
     def kill_sessions(self, grace: float = 2.0) -> int:
-        """Ends every session process of this sandbox and its program; returns how many.
-
-        SIGTERM first (a session then hangs up its program and removes its files), SIGKILL
-        to what is left after `grace` seconds, and to each program's process group.
-        """
-        records = self.session_records()
-        pids = [int(r["pid"]) for r in records if process_alive(int(r.get("pid", 0)))]
-        for pid in pids:
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        while any(process_alive(p) for p in pids) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        for pid in pids:
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
-        for r in records:
-            child = int(r.get("child_pid", 0))
-            # The program leads its own process group (start_new_session); only signal a group
-            # that still has that leader, so a reused pid is never hit.
-            with contextlib.suppress(OSError):
-                if child > 0 and os.getpgid(child) == child:
-                    os.killpg(child, signal.SIGKILL)
-        return len(pids)
+        """Ends every session process of this sandbox and its program; returns how many."""
+        return kill_sessions(self.runtime, grace)
 
     def close(self) -> None:
         self.kill_sessions()
@@ -205,15 +146,6 @@ class Sandbox:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def process_alive(pid: int) -> bool:
-    """Whether `pid` is a running process (a zombie counts as gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 def cpu_seconds(pid: int) -> float:
@@ -301,101 +233,12 @@ class ByteCounter(asyncio.Protocol):
             self.transport.close()
 
 
-class HubRun:
-    """One ``botster hub`` process; its stderr lines are kept as (perf_counter, text)."""
+class HubRun(HubProcess):
+    """One ``botster hub`` process of a sandbox, started by the installed console script."""
 
     def __init__(self, sandbox: Sandbox) -> None:
+        super().__init__(sandbox.repo, sandbox.env, command=[str(bin_path("botster"))])
         self.sandbox = sandbox
-        self.lines: list[tuple[float, str]] = []
-        self.spawned_at = 0.0
-        self.proc: asyncio.subprocess.Process | None = None
-        self._changed = asyncio.Event()
-        self._reader: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        argv = [str(bin_path("botster")), "hub", "--repo", str(self.sandbox.repo)]
-        self.spawned_at = time.perf_counter()
-        self.proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-            env=self.sandbox.env,
-            cwd=self.sandbox.repo,
-        )
-        self._reader = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        assert self.proc and self.proc.stderr
-        while line := await self.proc.stderr.readline():
-            self.lines.append((time.perf_counter(), line.decode(errors="replace").rstrip("\n")))
-            self._changed.set()
-        self._changed.set()
-
-    @property
-    def log(self) -> str:
-        return "\n".join(text for _, text in self.lines)
-
-    async def wait_for(
-        self, pattern: str, *, since: int = 0, within: float = 30.0
-    ) -> tuple[float, re.Match[str]]:
-        """Waits for a line matching `pattern`; returns (arrival perf_counter, match)."""
-        rx = re.compile(pattern)
-        pos = since
-
-        async def scan() -> tuple[float, re.Match[str]]:
-            nonlocal pos
-            while True:
-                while pos < len(self.lines):
-                    at, text = self.lines[pos]
-                    pos += 1
-                    if m := rx.search(text):
-                        return at, m
-                if self._reader is not None and self._reader.done():
-                    raise RuntimeError(f"hub exited before logging /{pattern}/:\n{self.log}")
-                self._changed.clear()
-                await self._changed.wait()
-
-        try:
-            return await asyncio.wait_for(scan(), within)
-        except TimeoutError:
-            raise RuntimeError(
-                f"timed out after {within} s waiting for /{pattern}/; log:\n{self.log}"
-            ) from None
-
-    @property
-    def pid(self) -> int:
-        assert self.proc
-        return self.proc.pid
 
     async def connect(self, name: str = "bench", **kwargs: Any) -> HubConnection:
-        """A connected, hello-acknowledged client of this hub (``on_message``/``on_frame``)."""
-        return await HubConnection.connect(self.sandbox.hub_socket(), name, **kwargs)
-
-    def count(self, pattern: str) -> int:
-        rx = re.compile(pattern)
-        return sum(1 for _, text in self.lines if rx.search(text))
-
-    async def stop(self, within: float = 15.0) -> int:
-        """SIGTERM, then waits for the exit (kills after `within` s); returns the exit code."""
-        assert self.proc
-        if self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            rc = await asyncio.wait_for(self.proc.wait(), within)
-        except TimeoutError:
-            self.proc.kill()
-            rc = await self.proc.wait()
-        if self._reader:
-            await self._reader
-        return rc
-
-    async def kill(self) -> int:
-        """SIGKILL (no clean shutdown: sessions stay, registry entry left); the exit code."""
-        assert self.proc
-        if self.proc.returncode is None:
-            self.proc.kill()
-        rc = await self.proc.wait()
-        if self._reader:
-            await self._reader
-        return rc
+        return await super().connect(name, **kwargs)

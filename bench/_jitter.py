@@ -35,7 +35,7 @@ def stamps(hub: HubRun, pattern: str) -> list[float]:
     rx = re.compile(pattern)
     out: list[float] = []
     day = 0.0
-    for _, text in hub.lines:
+    for text in hub.lines:
         if not rx.search(text):
             continue
         t = log_time(text)

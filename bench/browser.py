@@ -147,7 +147,6 @@ async def _measure() -> dict[str, object]:
 
     from bench._hub import HubRun, Sandbox
     from bench._tui import flooder_argv
-    from botster.transports.client import HubConnection
     from botster.transports.framing import PTY_OUTPUT, SNAPSHOT, split_session
 
     out: dict[str, object] = {}
@@ -180,8 +179,8 @@ async def _measure() -> dict[str, object]:
         hub = HubRun(sb)
         try:
             await hub.start()
-            await hub.wait_for(r"hub ready")
-            conn = await HubConnection.connect(sb.hub_socket(), "bench")
+            await hub.wait_ready(timeout=60)
+            conn = await hub.connect("bench")
             await conn.request("create_agent", {"agent": "cat", "branch": "bench"})
             session_id = ""
             for _ in range(200):

@@ -135,7 +135,7 @@ async def _measure(sandbox: Sandbox) -> tuple[list[float], list[float], list[str
     dropped = hub.count(r"dropped")
     if dropped:
         notes.append(f"{dropped} 'dropped' lines in the hub log (a session's ring overran)")
-    notes += [t for _, t in hub.lines if " ERROR " in t or "Traceback" in t][:5]
+    notes += [t for t in hub.lines if " ERROR " in t or "Traceback" in t][:5]
     marks = stamps(hub, r"\[spawner\] MARK (QUIET start|FLOOD start|FLOOD end|QUIET end)")
     if len(marks) != 3 * BLOCKS + 2:
         raise RuntimeError(f"expected {3 * BLOCKS + 2} window marks in the log:\n{hub.log}")

@@ -79,7 +79,7 @@ def _http_available() -> bool:
 
 
 def _problems(hub: HubRun) -> list[str]:
-    return [t for _, t in hub.lines if " ERROR " in t or "slow Lua step" in t or "Traceback" in t]
+    return [t for t in hub.lines if " ERROR " in t or "slow Lua step" in t or "Traceback" in t]
 
 
 async def _slow(request: web.Request) -> web.Response:
@@ -120,7 +120,7 @@ async def _measure(sandbox: Sandbox) -> tuple[list[float], list[float], str, lis
         await hub.start()
         await hub.wait_for(r"hub ready:")
         limit = WARMUP_S + (BLOCKS + 1) * QUIET_S + REQUESTS * DELAY_S * 3 + 10
-        _, done = await hub.wait_for(r"\[loader\] LOAD done ok=(\d+) failed=(\d+)", within=limit)
+        done = await hub.wait_for(r"\[loader\] LOAD done ok=(\d+) failed=(\d+)", timeout=limit)
     finally:
         rc = await hub.stop()
         await runner.cleanup()

@@ -228,8 +228,8 @@ async def _measure(sandbox: Sandbox) -> dict[str, list[tuple[float, int]]]:
     finally:
         await hub.stop()
     for line in hub.lines:
-        if " dropped" in line[1] or " ERROR " in line[1] or "Traceback" in line[1]:
-            print(f"  hub log: {line[1]}")
+        if " dropped" in line or " ERROR " in line or "Traceback" in line:
+            print(f"  hub log: {line}")
     return runs
 
 

@@ -48,7 +48,7 @@ async def _empty_start(sandbox: Sandbox) -> float:
     hub = HubRun(sandbox)
     await hub.start()
     try:
-        at, _ = await hub.wait_for(r"hub ready:")
+        at, _ = await hub.wait_for_at(r"hub ready:")
     finally:
         await hub.stop()
     return (at - hub.spawned_at) * 1000
@@ -78,10 +78,10 @@ async def _adopt(sandbox: Sandbox) -> tuple[HubRun, float, float, float]:
     """Starts a hub that adopts; (hub, ms to adopted line, ms to ready, ms to a full list)."""
     hub = HubRun(sandbox)
     await hub.start()
-    adopted_at, m = await hub.wait_for(r"adopted (\d+) sessions")
+    adopted_at, m = await hub.wait_for_at(r"adopted (\d+) sessions")
     if int(m.group(1)) != SESSIONS:
         raise RuntimeError(f"adopted {m.group(1)} sessions, expected {SESSIONS}:\n{hub.log}")
-    ready_at, _ = await hub.wait_for(r"hub ready:")
+    ready_at, _ = await hub.wait_for_at(r"hub ready:")
     while True:  # the socket listens before adoption; the registry entry names it
         try:
             conn = await hub.connect()
@@ -131,7 +131,7 @@ async def _cycle(sandbox: Sandbox, hub: HubRun, out: dict[str, list[float]], key
     out[key].append(adopted)
     out[f"{key}_ready"].append(ready)
     out[f"{key}_listed"].append(listed)
-    warnings = [t for _, t in hub.lines if "could not adopt" in t or " ERROR " in t]
+    warnings = [t for t in hub.lines if "could not adopt" in t or " ERROR " in t]
     for line in warnings[:5]:
         print(f"  hub log: {line}")
     return hub

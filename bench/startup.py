@@ -47,7 +47,7 @@ async def _start_hub(sandbox: Sandbox) -> tuple[float, float]:
     hub = HubRun(sandbox)
     await hub.start()
     try:
-        at, m = await hub.wait_for(READY)
+        at, m = await hub.wait_for_at(READY)
     finally:
         rc = await hub.stop()
     if int(m.group(1)) != PLUGINS or int(m.group(2)) != 0:

@@ -6,7 +6,8 @@
     ├── HubError           the hub cannot start or run (lock held, no repo, bad config)
     ├── ProtocolError      a client sent a malformed frame
     ├── SessionError       a PTY session failed
-    └── LimitError         a bound was hit (CPU budget, memory cap, queue size)
+    ├── LimitError         a bound was hit (CPU budget, memory cap, queue size)
+    └── BlockingCallError  a blocking call on the loop thread (debug runs; hub/blocking.py)
 
 Errors that reach a plugin are turned into Lua messages at the `botster.lua` seam, never in a
 primitive.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 __all__ = [
     "ArgumentError",
+    "BlockingCallError",
     "BotsterError",
     "HubError",
     "LimitError",
@@ -51,3 +53,7 @@ class SessionError(BotsterError):
 
 class LimitError(BotsterError):
     """A configured bound was hit."""
+
+
+class BlockingCallError(BotsterError):
+    """A known blocking call was made on the hub's event loop thread (debug runs)."""

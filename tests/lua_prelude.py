@@ -1,7 +1,7 @@
 """What test plugins start with, and the helpers that write and read their Lua.
 
 Plugins report to the test through the hub's log, ``RESULT <tag> <json>``, which
-``await proc.result(tag)`` decodes (``tests/hubproc.py``). ``PRELUDE`` defines, as locals:
+``await proc.result(tag)`` decodes (``harness/hubproc.py``). ``PRELUDE`` defines, as locals:
 
 * ``report(tag, value)``: reports one value.
 * ``report_all(tag, ...)``: reports every argument as a JSON array, nil as null, so a
@@ -22,7 +22,7 @@ import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from tests.hubproc import HubProcess
+    from harness import HubProcess
 
 __all__ = [
     "PRELUDE",

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from botster.transports.client import HubConnection, RequestFailed
+from harness import wait_until
 from tests.test_pty import Terminal, socket_of
 
 INIT = """#!/usr/bin/env bash
@@ -52,12 +53,11 @@ def define_agent(repo: Path, name: str = "shell") -> None:
 
 
 async def wait_status(conn: HubConnection, key: str, status: str) -> dict:
-    async with asyncio.timeout(20):
-        while True:
-            agents = {a["agent_key"]: a for a in await conn.request("list_agents")}
-            if key in agents and agents[key]["status"] == status:
-                return agents[key]
-            await asyncio.sleep(0.05)  # polling the hub's own state through its API
+    async def agent_in_status() -> dict | None:
+        agents = {a["agent_key"]: a for a in await conn.request("list_agents")}
+        return agents[key] if key in agents and agents[key]["status"] == status else None
+
+    return await wait_until(agent_in_status, f"agent {key} {status}", timeout=20)
 
 
 async def test_full_agent_life(hub, git_repo: Path, tmp_path: Path):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.hubproc import HubProcess
+from harness import HubProcess
 
 
 async def test_ready_line_names_hub_id_and_registry_entry(hub, git_repo: Path, isolated_env):

@@ -16,8 +16,8 @@ from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.shared.exceptions import MCPError
 
+from harness import HubProcess, wait_until
 from tests.conftest import write_plugin
-from tests.hubproc import HubProcess
 
 TOOLS = """
 mcp.tool("add", {
@@ -50,13 +50,6 @@ async def mcp_client(repo: Path, env: dict[str, str], notifications: list[str]):
         async with ClientSession(read, write, message_handler=on_message) as session:
             await session.initialize()
             yield session
-
-
-async def wait_until(predicate, what: str, timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.02)  # polling an in-process list the SDK fills
-    del what
 
 
 async def test_list_and_call_tools_with_agent_context(hub, git_repo: Path, isolated_env):

@@ -20,7 +20,7 @@ from botster.transports.framing import (
     encode_session,
     split_session,
 )
-from tests.hubproc import HubProcess
+from harness import HubProcess
 
 
 def render(cols: int, rows: int, data: bytes) -> list[str]:

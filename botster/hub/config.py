@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,9 @@ from typing import Any
 from botster.errors import HubError
 
 __all__ = ["Config", "HUB_SETTINGS"]
+
+# What push services (and py_vapid) accept as VAPID `sub`: an address or a bare https origin.
+_PUSH_SUBJECT = re.compile(r"(mailto:[^\s@]{1,64}@[\w.-]{1,190}|https://[\w.-]{1,190})\Z")
 
 # Settings the hub itself reads: key -> (default, check, description).
 HUB_SETTINGS: dict[str, tuple[Any, Any, str]] = {
@@ -40,6 +44,16 @@ HUB_SETTINGS: dict[str, tuple[Any, Any, str]] = {
         100,
         lambda v: isinstance(v, int) and 0 <= v <= 5000,
         "plugin reload debounce in ms (an integer 0..5000)",
+    ),
+    "debug_blocking_calls": (
+        False,
+        lambda v: isinstance(v, bool),
+        "known blocking calls on the event loop raise with their caller (true/false)",
+    ),
+    "push_subject": (
+        "https://trybotster.com",
+        lambda v: isinstance(v, str) and _PUSH_SUBJECT.match(v) is not None,
+        "the contact push services see in VAPID's sub claim (mailto:you@host or https://host)",
     ),
 }
 

@@ -12,12 +12,14 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import os
 import signal
 import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from botster.hub import blocking
 from botster.hub.config import Config
 from botster.hub.context import set_current_hub
 from botster.hub.identity import HubLock, socket_path_for
@@ -53,6 +55,7 @@ PRIMITIVES: tuple[str, ...] = (
     "worktree",
     "hub_client",
     "update",
+    "push",
     "hub",
 )
 
@@ -107,6 +110,9 @@ class Hub:
                 extras = getattr(module, "lua_extras", None)
                 self.host.install(name, module, extras(self.host) if extras else None)
             self.host.install("_botster", importlib.import_module("botster.hub.internals"))
+            # Armed once start-up has read its embedded files, before anything is served.
+            if os.environ.get("BOTSTER_DEBUG") or self.config.setting("debug_blocking_calls"):
+                blocking.guard()
             await self._start_socket()
             # Sessions kept running while no hub was here: adopt them before Lua boots so
             # the agent lifecycle finds them in pty.list().
@@ -116,6 +122,7 @@ class Hub:
             await self._quit.wait()
             await self._shutdown()
         finally:
+            blocking.unguard()  # the loop is done serving; releasing the lock reads files
             self.lock.release()
             self._io_pool.shutdown(wait=False, cancel_futures=True)
             set_current_hub(None)
@@ -215,7 +222,7 @@ class Hub:
     def notify_hook(self, name: str, data: Any = None) -> None:
         """Tells `hub.hooks` observers of `name` from Python; each runs as its own task."""
         try:
-            notify = self.host.require("hub.hooks")[b"notify"]
+            notify = self.host.get(self.host.require("hub.hooks"), b"notify")
             notify(name.encode(), self.host.convert.to_lua(data))
         except Exception:
             log.exception("notifying hook %s failed", name)
@@ -223,7 +230,7 @@ class Hub:
     @loop_only
     def emit(self, event: str, data: Any = None) -> None:
         """Emits an event into the Lua bus from Python; listeners run as their own tasks."""
-        emit = self.host.globals[b"events"][b"emit"]
+        emit = self.host.get(self.host.get(self.host.globals, b"events"), b"emit")
         try:
             emit(event.encode(), self.host.convert.to_lua(data))
         except Exception:

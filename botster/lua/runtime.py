@@ -84,6 +84,12 @@ class LuaHost:
         self._setup_require(override_dirs or [])
         self.lua.globals()[b"package"][b"loaded"][b"hub.sched"] = self._lua_sched
         self._wrong_door = self.lua.execute(_WRONG_DOOR)
+        # lupa 2.8: indexing a Lua table from Python while a coroutine runs (a primitive
+        # called by a task) returns the resumer's stack slots as a tuple instead of the value.
+        # Calls are unaffected, so Python reads tables through a Lua function; both are
+        # fetched here, outside any coroutine.
+        self._index = self.lua.eval(b"function(t, k) return t[k] end")
+        self._require = self.globals[b"require"]
 
     def _load_scheduler(self, budget_s: float, slow_s: float) -> Any:
         source = _PACKAGE.joinpath("scheduler.lua").read_bytes()
@@ -115,6 +121,10 @@ class LuaHost:
         if entry is None:
             return None
         return entry
+
+    def get(self, table: Any, key: bytes) -> Any:
+        """``table[key]``, safe to call from code a Lua task runs (see ``_index``)."""
+        return self._index(table, key)
 
     # Installing primitives ----------------------------------------------------------------
 
@@ -157,8 +167,8 @@ class LuaHost:
         )
 
     def require(self, module: str) -> Any:
-        """Lua's ``require`` from Python (used once, to boot ``hub.init``)."""
-        return self.globals[b"require"](module.encode())
+        """Lua's ``require`` from Python (safe inside a task, like ``get``)."""
+        return self._require(module.encode())
 
     def current_owner(self) -> str:
         """Who is calling: the owner of the running Lua step, else (inside the body of an

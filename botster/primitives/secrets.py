@@ -11,7 +11,9 @@ Owns ``secrets.get``, ``secrets.set`` and ``secrets.delete`` (D1) and their stor
   an owner name that is not a plain file name is %XX-escaped, one-to-one),
   holding ``MAGIC || nonce (12) || AES-256-GCM ciphertext+tag``; the associated data binds
   owner and key name, so a file copied to another name or another plugin fails to decrypt.
-  Plaintext never touches the disk; writes are atomic (temp file, fsync, rename).
+  Plaintext never touches the disk; writes are atomic (temp file, fsync, rename). The key
+  file and the sealed format are ``botster/hub/vault.py``'s, shared with the hub's own
+  secrets (web push keys).
 
 All disk work runs on the hub's I/O pool. Leaves the hub's own credentials (device identity,
 transport keys) to the modules that own them.
@@ -20,20 +22,14 @@ transport keys) to the modules that own them.
 from __future__ import annotations
 
 import json
-import os
 import re
-import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
 from botster.errors import ArgumentError
+from botster.hub import vault
 from botster.hub.context import current_hub
 from botster.hub.paths import ensure_private_dir
 from botster.lua.api import lua_api
@@ -41,19 +37,13 @@ from botster.lua.api import lua_api
 __all__ = ["LUA"]
 
 MAX_VALUE = 64 * 1024
-MASTER_KEY_BYTES = 32
 _KEY_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}\Z")
-_MAGIC = b"BTSEC\x01"  # format version 1
-_NONCE = 12
-_TAG = 16
 _SAFE_DIR_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
-_AUTH_FAILED = "stored value failed authentication (tampered, or written with another key)"
-
 Fail = tuple[None, str]
 
 
-class _SecretError(Exception):
-    """A secret or the key file cannot be used; the message follows ``secrets.<op>: ``."""
+# A secret or the key file cannot be used; the message follows ``secrets.<op>: ``.
+_SecretError = vault.VaultError
 
 
 # Storage --------------------------------------------------------------------------------------
@@ -99,104 +89,21 @@ def _place(key: str) -> _Place:
     )
 
 
-def _read_master_blocking(path: Path) -> bytes | None:
-    """The master key, or None if there is no key file. Raises _SecretError on a bad one."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-    except FileNotFoundError:
-        return None
-    except OSError as e:  # ELOOP: the key file is a symlink
-        raise _SecretError(f"{path}: cannot open the key file: {e.strerror}") from None
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise _SecretError(f"{path}: the key file is not a regular file")
-        if st.st_uid != os.getuid():
-            raise _SecretError(f"{path}: the key file belongs to uid {st.st_uid}, not to you")
-        mode = stat.S_IMODE(st.st_mode)
-        if mode & 0o077:
-            raise _SecretError(
-                f"{path}: the key file has mode {mode:04o}, which lets others read it; "
-                f"refusing to use it (if no one else has read it: chmod 600 {path})"
-            )
-        data = f.read(MASTER_KEY_BYTES + 1)
-    if len(data) != MASTER_KEY_BYTES:
-        raise _SecretError(
-            f"{path}: the key file is corrupt ({len(data)} bytes, expected {MASTER_KEY_BYTES})"
-        )
-    return data
-
-
-def _create_master_blocking(path: Path) -> bytes:
-    """Creates the key file (0600) unless another hub just did; returns the key in use."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".secrets.key.{os.urandom(6).hex()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(os.urandom(MASTER_KEY_BYTES))
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            # link() never replaces: of two hubs creating the key at once, one wins and both
-            # use its key; nobody ever sees a half-written key file.
-            os.link(tmp, path)
-        except FileExistsError:
-            pass
-    finally:
-        os.unlink(tmp)
-    key = _read_master_blocking(path)
-    assert key is not None
-    return key
-
-
-def _cipher(master: bytes, owner: str) -> AESGCM:
-    info = b"botster secrets v1:" + owner.encode("utf-8", "surrogateescape")
-    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info)
-    return AESGCM(hkdf.derive(master))
+def _info(owner: str) -> bytes:
+    return b"botster secrets v1:" + owner.encode("utf-8", "surrogateescape")
 
 
 def _get_blocking(place: _Place) -> bytes | None:
-    try:
-        fd = os.open(place.file, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-    except FileNotFoundError:
-        return None
-    with os.fdopen(fd, "rb") as f:
-        blob = f.read(len(_MAGIC) + _NONCE + MAX_VALUE + _TAG + 1)
-    master = _read_master_blocking(place.key_file)
-    if master is None:
-        raise _SecretError(
-            f"{place.key}: the key file {place.key_file} is missing; "
-            "stored secrets cannot be decrypted"
-        )
-    if not blob.startswith(_MAGIC) or len(blob) < len(_MAGIC) + _NONCE + _TAG:
-        raise _SecretError(f"{place.key}: {_AUTH_FAILED}")
-    nonce = blob[len(_MAGIC) : len(_MAGIC) + _NONCE]
-    try:
-        return _cipher(master, place.owner).decrypt(nonce, blob[len(_MAGIC) + _NONCE :], place.aad)
-    except InvalidTag:
-        raise _SecretError(f"{place.key}: {_AUTH_FAILED}") from None
+    return vault.open_sealed_blocking(
+        place.file, place.key_file, _info(place.owner), place.aad, MAX_VALUE, place.key
+    )
 
 
 def _set_blocking(place: _Place, value: bytes) -> bool:
-    master = _read_master_blocking(place.key_file) or _create_master_blocking(place.key_file)
+    vault.master_key_blocking(place.key_file)  # an unsafe key file refuses before any mkdir
     ensure_private_dir(place.root)
     ensure_private_dir(place.owner_dir)
-    nonce = os.urandom(_NONCE)
-    blob = _MAGIC + nonce + _cipher(master, place.owner).encrypt(nonce, value, place.aad)
-    tmp = place.owner_dir / f".{place.key}.{os.urandom(6).hex()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, place.file)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    vault.seal_blocking(place.file, place.key_file, _info(place.owner), place.aad, value)
     return True
 
 

@@ -8,6 +8,7 @@ Watchdog delivers on its own threads; events reach the loop only through
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
 import itertools
 import logging
@@ -158,7 +159,7 @@ def _stop(w: _Watch) -> None:
 
 
 @lua_api
-def directory(path: str, opts: object = None, callback: object = None) -> Any:
+async def directory(path: str, opts: object = None, callback: object = None) -> Any:
     """watch.directory(path, opts?, callback) -> id | nil, err
 
     Calls callback(event) for each change under `path`; event = {path, kind, watch_id, is_dir,
@@ -177,22 +178,35 @@ def directory(path: str, opts: object = None, callback: object = None) -> Any:
     interval = o.get("poll_interval", 2.0)
     if not interval > 0:
         raise ArgumentError(f"opts.poll_interval: expected a positive number, got {interval!r}")
-    root = os.path.abspath(path)
-    if not os.path.isdir(root):
-        reason = "not a directory" if os.path.exists(root) else "no such directory"
-        return None, f"watch.directory: {root}: {reason}"
+    root = os.path.abspath(path)  # noqa: ASYNC240 -- getcwd only, no disk wait
     owner = hub.host.current_owner()
     observer = _observer(float(interval) if o.get("poll", False) else None)
     w = _Watch(f"watch_{next(_ids)}", owner, root, callback, o.get("pattern"), observer)
     w.handler = _Handler(w.id, hub.loop)
+    # Scheduling walks the whole tree (inotify adds a watch per directory): off the loop.
+    scheduled = asyncio.ensure_future(
+        hub.run_blocking(_schedule, observer, w.handler, root, o.get("recursive", True))
+    )
     try:
-        w.handle = observer.schedule(w.handler, root, recursive=o.get("recursive", True))
+        w.handle = await asyncio.shield(scheduled)
+    except asyncio.CancelledError:
+        # The caller went away (its plugin unloaded) while the walk ran: undo it when done.
+        scheduled.add_done_callback(lambda f: f.exception() or observer.unschedule(f.result()))
+        raise
     except OSError as e:
         return None, f"watch.directory: {root}: {e.strerror or e}"
     _handlers_per_handle[w.handle] = _handlers_per_handle.get(w.handle, 0) + 1
     _watches[w.id] = w
     hub.owners.add(owner, w.id, lambda: _stop(w))
     return w.id
+
+
+def _schedule(observer: Any, handler: _Handler, root: str, recursive: bool) -> Any:
+    """Runs on the I/O pool: checks the directory and schedules the watch."""
+    if not os.path.isdir(root):
+        reason = "not a directory" if os.path.exists(root) else "no such directory"
+        raise OSError(0, reason)
+    return observer.schedule(handler, root, recursive=recursive)
 
 
 def _is_function(value: Any) -> bool:

@@ -159,7 +159,7 @@ class SessionManager:
                 "pty_notification",
                 {
                     **base,
-                    "kind": d.get("kind", "osc9"),
+                    "kind": d.get("source", "osc9"),  # the scanner says which OSC
                     "title": d.get("title"),
                     "body": d.get("body"),
                 },

@@ -56,6 +56,29 @@ function M.install()
     return json.array(pty.list())
   end, { description = "Every PTY session of this hub" })
 
+  -- Web push: the browser asks for the key, then hands over its PushSubscription.
+  commands.register("push.vapid_public_key", function()
+    local key, err = push.vapid_public_key()
+    if not key then return nil, err end
+    return { public_key = key }
+  end, { description = "This machine's VAPID public key: {public_key} (base64url P-256 point)" })
+
+  commands.register("push.subscribe", function(args)
+    local ok, err = push.subscribe(args.subscription)
+    if not ok then return nil, err end
+    return { subscribed = true }
+  end, { description = "Stores a browser's push subscription: args {subscription = {endpoint, "
+    .. "keys = {p256dh, auth}}}" })
+
+  commands.register("push.unsubscribe", function(args)
+    if type(args.endpoint) ~= "string" then
+      return nil, "push.unsubscribe: endpoint: expected string, got " .. type(args.endpoint)
+    end
+    local removed, err = push.unsubscribe(args.endpoint)
+    if removed == nil then return nil, err end
+    return { unsubscribed = removed }
+  end, { description = "Forgets a push subscription: args {endpoint} -> {unsubscribed}" })
+
   commands.register("mcp.list_tools", function()
     return mcp.list_tools()
   end, { description = "MCP tools: name, description, input_schema, source" })

@@ -42,6 +42,15 @@ function M.subscription(client_id, channel)
   return c and c.subs[channel]
 end
 
+--- client.viewers(session_id) -> integer: how many clients watch that session's terminal.
+function M.viewers(session_id)
+  local n = 0
+  for _, c in pairs(clients) do
+    if c.terminals[session_id] then n = n + 1 end
+  end
+  return n
+end
+
 local handlers = {}
 
 function handlers.request(id, msg)

@@ -1,8 +1,10 @@
-"""A real `botster hub` child process, driven and observed from a test.
+"""A real `botster hub` child process, driven and observed from a test or a benchmark.
 
 Plugins report to tests through the log: ``log.info("RESULT <tag> " .. json.encode(value))``;
 ``await proc.result("tag")`` returns the decoded value. Every wait has a deadline and, on
-timeout, fails with the whole log so far.
+timeout, fails with the whole log so far. Each line's arrival time (``perf_counter``) is kept
+in ``times`` for benchmarks (``wait_for_at``). Tests verify the hub at the end
+(``stop_and_verify``); benchmarks only ``stop`` it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 import re
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +28,16 @@ UNEXPECTED = re.compile(r" (ERROR|CRITICAL) |slow Lua step|Traceback|exceeded it
 class HubProcess:
     """One hub child process and everything it logged."""
 
-    def __init__(self, repo: Path, env: dict[str, str]) -> None:
+    def __init__(
+        self, repo: Path, env: dict[str, str], *, command: list[str] | None = None
+    ) -> None:
+        """`command` starts botster (default: this interpreter's ``-m botster.cli``)."""
         self.repo = repo
         self.env = {**os.environ, **env}
+        self.command = command or [sys.executable, "-m", "botster.cli"]
         self.lines: list[str] = []
+        self.times: list[float] = []
+        self.spawned_at = 0.0
         self.proc: asyncio.subprocess.Process | None = None
         self._changed = asyncio.Event()
         self._reader: asyncio.Task[None] | None = None
@@ -36,10 +45,9 @@ class HubProcess:
         self.stdout = b""
 
     async def start(self, *extra_args: str) -> None:
+        self.spawned_at = time.perf_counter()
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "botster.cli",
+            *self.command,
             "hub",
             "--repo",
             str(self.repo),
@@ -59,6 +67,7 @@ class HubProcess:
             line = await self.proc.stderr.readline()
             if not line:
                 break
+            self.times.append(time.perf_counter())
             self.lines.append(line.decode(errors="replace").rstrip("\n"))
             self._changed.set()
         self._changed.set()
@@ -75,21 +84,45 @@ class HubProcess:
         """Declares that lines matching `pattern` (regex) are expected, not failures."""
         self._allowed.append(re.compile(pattern))
 
+    @property
+    def pid(self) -> int:
+        assert self.proc
+        return self.proc.pid
+
+    def count(self, pattern: str) -> int:
+        """How many log lines so far match `pattern`."""
+        rx = re.compile(pattern)
+        return sum(1 for line in self.lines if rx.search(line))
+
+    async def connect(self, name: str = "test", **kwargs: Any) -> Any:
+        """A connected, hello-acknowledged ``HubConnection`` to this hub's socket."""
+        from botster.transports.client import HubConnection
+        from harness.sandbox import hub_socket
+
+        runtime = Path(self.env["BOTSTER_RUNTIME_DIR"])
+        return await HubConnection.connect(hub_socket(runtime), name, **kwargs)
+
     async def wait_for(
         self, pattern: str, *, since: int = 0, timeout: float = 10.0
     ) -> re.Match[str]:
         """Waits for a log line matching `pattern` (regex) at or after `since`."""
+        return (await self.wait_for_at(pattern, since=since, timeout=timeout))[1]
+
+    async def wait_for_at(
+        self, pattern: str, *, since: int = 0, timeout: float = 10.0
+    ) -> tuple[float, re.Match[str]]:
+        """Like ``wait_for``; also returns the line's arrival time (``perf_counter``)."""
         rx = re.compile(pattern)
         pos = since
 
-        async def scan() -> re.Match[str]:
+        async def scan() -> tuple[float, re.Match[str]]:
             nonlocal pos
             while True:
                 while pos < len(self.lines):
                     m = rx.search(self.lines[pos])
                     pos += 1
                     if m:
-                        return m
+                        return self.times[pos - 1], m
                 if self._reader is not None and self._reader.done():
                     raise AssertionError(f"hub exited before logging /{pattern}/:\n{self.log}")
                 self._changed.clear()
@@ -125,6 +158,29 @@ class HubProcess:
             await self._reader
         assert self.proc.stdout
         self.stdout = await self.proc.stdout.read()
+        return rc
+
+    async def stop(self, timeout: float = 15.0) -> int:
+        """SIGTERM, then waits for the exit (kills after `timeout` s); the exit code."""
+        assert self.proc
+        self.signal(signal.SIGTERM)
+        try:
+            rc = await asyncio.wait_for(self.proc.wait(), timeout)
+        except TimeoutError:
+            self.proc.kill()
+            rc = await self.proc.wait()
+        if self._reader:
+            await self._reader
+        return rc
+
+    async def kill(self) -> int:
+        """SIGKILL (no clean shutdown: sessions stay, registry entry left); the exit code."""
+        assert self.proc
+        if self.proc.returncode is None:
+            self.proc.kill()
+        rc = await self.proc.wait()
+        if self._reader:
+            await self._reader
         return rc
 
     def signal(self, sig: int) -> None:
