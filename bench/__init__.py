@@ -17,6 +17,7 @@ module also runs alone: ``python -m bench.call_rate``.
 | ``flood_jitter`` | timer tick jitter while 20 sessions flood attached clients | the same, idle |
 | ``socket_rtt`` | ``ping`` round trip over the hub socket | a bare asyncio echo |
 | ``mcp_call`` | ``tools/call`` through ``botster mcp-serve`` | ``ping`` over the socket |
+| ``relay`` | hub -> browser signal via ``botster relay`` (1; 2 on Redis), RSS | bare ws echo |
 | ``many_clients`` | 100 clients on one flooding session: fairness, hub RSS | 1 client; idle RSS |
 | ``tui_echo`` | key to rendered echo through the UI, hub and session (``cat``) | a bare PTY |
 | ``tui_flood_input`` | the same while the agent on screen floods; UI frames/s | a bare PTY |
@@ -40,6 +41,7 @@ BENCHMARKS: tuple[str, ...] = (
     "flood_jitter",
     "socket_rtt",
     "mcp_call",
+    "relay",
     "many_clients",
     "tui_echo",
     "tui_flood_input",

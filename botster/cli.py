@@ -204,5 +204,145 @@ def mcp_serve(socket_path: Path | None) -> None:
     serve(path)
 
 
+@main.group(invoke_without_command=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8420, show_default=True, type=int, help="Port (0: a free one).")
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Directory for relay.json and, without --redis, the SQLite store "
+    "(default: $BOTSTER_HOME/relay).",
+)
+@click.option("--redis", "redis_url", default=None, help="Redis URL: scale out across relays.")
+@click.option("--public-url", default=None, help="URL browsers reach this relay at.")
+@click.option(
+    "--tls-cert",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="PEM certificate chain: serve HTTPS and WSS (with --tls-key).",
+)
+@click.option(
+    "--tls-key", type=click.Path(dir_okay=False, exists=True, path_type=Path), help="PEM key."
+)
+@click.option("--stun", multiple=True, help="A STUN URL for browsers and hubs (repeatable).")
+@click.option("--turn", multiple=True, help="A TURN URL (repeatable).")
+@click.option(
+    "--turn-secret-file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="File holding coturn's static-auth-secret: hands out time-limited TURN credentials.",
+)
+@click.pass_context
+def relay(
+    ctx: click.Context,
+    host: str,
+    port: int,
+    data_dir: Path | None,
+    redis_url: str | None,
+    public_url: str | None,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    stun: tuple[str, ...],
+    turn: tuple[str, ...],
+    turn_secret_file: Path | None,
+) -> None:
+    """Run a relay: hubs register with it, browsers reach hubs through it.
+
+    `botster relay token` mints hub tokens. docs/relay.md describes the protocol and a
+    deployment behind TLS, a reverse proxy, Redis and a TURN server.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    _setup_logging()
+    import ssl
+
+    from botster.relay.server import run_relay_blocking
+    from botster.relay.settings import SettingsError, load_settings
+
+    if (tls_cert is None) != (tls_key is None):
+        raise click.UsageError("give --tls-cert and --tls-key together")
+    data = data_dir or _default_relay_data()
+    try:
+        settings = load_settings(data)
+    except SettingsError as e:
+        raise click.ClickException(str(e)) from None
+    if stun:
+        settings.ice.stun = list(stun)
+    if turn:
+        settings.ice.turn = list(turn)
+    if turn_secret_file is not None:
+        settings.ice.turn_secret = turn_secret_file.read_text().strip()
+    context = None
+    if tls_cert is not None and tls_key is not None:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(tls_cert, tls_key)
+    from botster.relay.store import StoreError
+
+    try:
+        run_relay_blocking(host, port, data, redis_url, public_url, settings, context)
+    except StoreError as e:
+        raise click.ClickException(str(e)) from None
+    except OSError as e:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+
+
+def _default_relay_data() -> Path:
+    home = os.environ.get("BOTSTER_HOME") or str(Path.home() / ".botster")
+    return Path(home) / "relay"
+
+
+@relay.command("token")
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The relay's data directory (default: $BOTSTER_HOME/relay).",
+)
+@click.option("--redis", "redis_url", default=None, help="The relay's Redis URL, if it uses one.")
+@click.option("--name", default=None, help="A name for the token (default: a random one).")
+@click.option("--revoke", default=None, metavar="TOKEN|NAME", help="Revoke a token.")
+@click.option("--list", "list_tokens", is_flag=True, help="List token names.")
+def relay_token(
+    data_dir: Path | None,
+    redis_url: str | None,
+    name: str | None,
+    revoke: str | None,
+    list_tokens: bool,
+) -> None:
+    """Mint a hub token (printed on the last line), revoke one, or list them.
+
+    Revoking closes the sockets of hubs using that token within a second.
+    """
+    import asyncio
+
+    from botster.relay.store import StoreError, open_store
+
+    data = data_dir or _default_relay_data()
+
+    async def act() -> list[str]:
+        store = await open_store(data, redis_url)
+        try:
+            if list_tokens:
+                return [t["name"] for t in await store.list_tokens()]
+            if revoke is not None:
+                hashes = await store.revoke_token(revoke)
+                if not hashes:
+                    raise StoreError("no such token")
+                return [f"revoked {len(hashes)} token(s)"]
+            token_name, token = await store.create_token(name)
+            return [f"token {token_name!r} created; it is shown only now:", token]
+        finally:
+            await store.close()
+
+    try:
+        lines = asyncio.run(act())
+    except StoreError as e:
+        raise click.ClickException(str(e)) from None
+    for line in lines:
+        click.echo(line)
+
+
 if __name__ == "__main__":
     main()
