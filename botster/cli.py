@@ -176,6 +176,46 @@ def attach(repo: Path | None, socket_path: Path | None) -> None:
     _run_ui(str(socket_path), keymap)
 
 
+@main.command()
+@click.option(
+    "--server", "server_url", required=True, help="The relay's URL (http:// or https://)."
+)
+@click.option(
+    "--token",
+    default=None,
+    help="The hub token (`botster relay token` prints one). Default: read from stdin.",
+)
+def login(server_url: str, token: str | None) -> None:
+    """Store the relay's URL and this device's hub token.
+
+    The URL goes into config.json as `server_url`; the token into the system keyring when it
+    has a usable backend, else into $BOTSTER_HOME/relay_tokens.json (mode 0600). Running hubs
+    pick it up when they restart. BOTSTER_SERVER_URL and BOTSTER_TOKEN override both.
+    """
+    from botster.errors import HubError
+    from botster.hub.config import Config
+    from botster.hub.paths import botster_home
+    from botster.hub.relay_link import normalise_url, store_token_blocking
+
+    try:
+        url = normalise_url(server_url)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--server") from None
+    if token is None:
+        token = sys.stdin.readline()
+    token = token.strip()
+    if not token:
+        raise click.BadParameter("the token is empty", param_hint="--token")
+    home = botster_home()
+    try:
+        config = Config.load_blocking(home / "config.json")
+        config.set_blocking("server_url", url)
+        where = store_token_blocking(home, url, token)
+    except (HubError, OSError) as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"botster: relay {url}; token stored in {where}")
+
+
 @main.command("mcp-serve")
 @click.option(
     "--socket",

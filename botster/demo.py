@@ -122,6 +122,27 @@ async def _ensure_demo_agent(socket_path: str) -> None:
         await conn.close()
 
 
+def _relay_line(repo: Path, wait_s: float = 5.0) -> str:
+    """Where the hub's relay is (the embedded one unless server_url is set), for the user."""
+    import time
+
+    from botster.hub.identity import hub_id_for
+    from botster.hub.paths import runtime_dir
+    from botster.hub.relay_link import read_relay_info_blocking
+
+    hub_id = hub_id_for(repo)
+    deadline = time.monotonic() + wait_s
+    info = read_relay_info_blocking(runtime_dir(), hub_id)
+    while (info is None or not info.get("server_id")) and time.monotonic() < deadline:
+        time.sleep(0.1)  # the hub registers in the background once it is ready
+        info = read_relay_info_blocking(runtime_dir(), hub_id)
+    if info is None:
+        return "Relay: none (see the hub log)"
+    kind = "embedded relay" if info.get("embedded") else "relay"
+    sid = info.get("server_id") or "not registered yet"
+    return f"Relay: {kind} at {info['url']} (this hub's server id: {sid})"
+
+
 def main() -> None:
     root = Path(sys.argv[1] if len(sys.argv) > 1 else ".demo").resolve()
     repo = ensure_demo_repo(root)
@@ -129,8 +150,9 @@ def main() -> None:
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         print(f"Botster demo (no terminal, so headless): hub for {repo}", file=sys.stderr)
         print(
-            f"Edit {plugin} and save to see it hot-reload. Ctrl-C stops the hub.\n", file=sys.stderr
+            f"Edit {plugin} and save to see it hot-reload. Ctrl-C stops the hub.", file=sys.stderr
         )
+        print("The hub logs where its relay is ('embedded relay on ...').\n", file=sys.stderr)
         os.execvp(sys.executable, [sys.executable, "-m", "botster.cli", "hub", "--repo", str(repo)])
     import asyncio
 
@@ -141,6 +163,7 @@ def main() -> None:
     if entry is None or not hub_ready_blocking(str(entry["socket"]), timeout=5.0):
         entry = start_hub_blocking(repo)
     asyncio.run(_ensure_demo_agent(str(entry["socket"])))
+    print(_relay_line(repo), file=sys.stderr)
     print(f"Edit {plugin} while it runs to see it hot-reload.", file=sys.stderr)
     os.execvp(sys.executable, [sys.executable, "-m", "botster.cli", "attach", "--repo", str(repo)])
 

@@ -55,6 +55,23 @@ HUB_SETTINGS: dict[str, tuple[Any, Any, str]] = {
         lambda v: isinstance(v, str) and _PUSH_SUBJECT.match(v) is not None,
         "the contact push services see in VAPID's sub claim (mailto:you@host or https://host)",
     ),
+    # The relay (docs/relay-client.md). BOTSTER_SERVER_URL wins over server_url; with neither,
+    # the hub serves an embedded relay on 127.0.0.1 unless embedded_relay is false.
+    "server_url": (
+        None,
+        lambda v: isinstance(v, str) and v.startswith(("http://", "https://")),
+        "the relay's http:// or https:// URL (a string)",
+    ),
+    "embedded_relay": (
+        True,
+        lambda v: isinstance(v, bool),
+        "whether to serve a relay in the hub when no server_url is set (a boolean)",
+    ),
+    "relay_port": (
+        0,
+        lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 65535,
+        "the embedded relay's port on 127.0.0.1, 0 for a free one (an integer 0..65535)",
+    ),
 }
 
 

@@ -25,6 +25,7 @@ from botster.hub.context import set_current_hub
 from botster.hub.identity import HubLock, socket_path_for
 from botster.hub.loop import loop_only, set_loop_thread
 from botster.hub.paths import Paths
+from botster.hub.relay_link import RelayLink
 from botster.lua.owners import Owners
 from botster.lua.runtime import LuaHost
 from botster.sessions.manager import SessionManager
@@ -56,6 +57,7 @@ PRIMITIVES: tuple[str, ...] = (
     "hub_client",
     "update",
     "push",
+    "action_cable",
     "hub",
 )
 
@@ -81,6 +83,7 @@ class Hub:
         self.host: LuaHost
         self.socket_server: SocketServer | None = None
         self.sessions = SessionManager(self)
+        self.relay = RelayLink(self)  # started once the hub is ready (hub/internals.py)
         self.loop: asyncio.AbstractEventLoop
         self._quit: asyncio.Event
         self._background: dict[asyncio.Task[Any], str] = {}
@@ -181,6 +184,9 @@ class Hub:
             task.cancel()
         if self._background:
             await asyncio.wait(list(self._background), timeout=SHUTDOWN_GRACE_S)
+        # Stage 3: tell the relay this hub is gone, and stop the embedded one (after every
+        # plugin's connection to it is closed).
+        await self.relay.stop(SHUTDOWN_GRACE_S)
         for close in reversed(self._closers):
             with contextlib.suppress(Exception):
                 await close()

@@ -156,6 +156,7 @@ def ready(loaded: int, failed: int) -> None:
         hub.paths.repo,
     )
     hub.emit("hub_ready", {"plugins_loaded": loaded, "plugins_failed": failed})
+    hub.relay.start()  # after start-up, so registering or serving a relay never delays it
 
 
 @lua_api

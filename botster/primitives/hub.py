@@ -25,14 +25,17 @@ def hub_id() -> str:
 
 
 @lua_api
-def server_id() -> None:
+def server_id() -> str | None:
     """hub.server_id() -> string | nil
 
-    The id a Botster server assigns when it registers this hub; nil until then. No server
-    registers hubs yet, so this is always nil for now.
+    The id the relay assigned when this hub registered (``POST /hubs``), or nil: before
+    registration finishes (it runs in the background once the hub is ready, and is retried
+    while the relay cannot be reached), when no relay is configured, or when the relay refused
+    the hub's token. The hub works the same either way. The `relay_registered` event
+    (`{server_id, url}`) fires once the id is known.
     Example: ``local sid = hub.server_id() or hub.hub_id()``
     """
-    return None
+    return current_hub().relay.server_id
 
 
 @lua_api
