@@ -23,6 +23,7 @@ module also runs alone: ``python -m bench.call_rate``.
 | ``tui_flood_input`` | the same while the agent on screen floods; UI frames/s | a bare PTY |
 | ``push`` | ``push.send`` to 100 subscriptions: pushes/s, tick jitter | bare ``webpush_async`` |
 | ``browser`` | web app in Chromium: pairing, key to echo, size | the Python test browser |
+| ``webrtc`` | pairing, key echo, PTY output and loop jitter over WebRTC; hub start | bare aiortc |
 """
 
 from __future__ import annotations
@@ -47,4 +48,5 @@ BENCHMARKS: tuple[str, ...] = (
     "tui_flood_input",
     "push",
     "browser",
+    "webrtc",
 )

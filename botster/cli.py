@@ -244,6 +244,88 @@ def mcp_serve(socket_path: Path | None) -> None:
     serve(path)
 
 
+async def _pair_request(socket_path: Path, command: str, args: dict[str, object]) -> object:
+    from botster.transports.client import HubConnection
+
+    conn = await HubConnection.connect(socket_path, "botster-pair")
+    try:
+        return await conn.request(command, args)
+    finally:
+        await conn.close()
+
+
+@main.command()
+@click.option(
+    "--repo",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Repository whose hub to pair with (default: the one containing the current directory).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON ({url, qr} or the list).")
+@click.option("--list", "list_paired", is_flag=True, help="List the paired browsers.")
+@click.option("--revoke", metavar="KEY", default=None, help="Forget a paired browser by key.")
+@click.option("--new", "fresh", is_flag=True, help="Make a fresh code (a new one-time key).")
+def pair(
+    repo: Path | None, as_json: bool, list_paired: bool, revoke: str | None, fresh: bool
+) -> None:
+    """Show the running hub's pairing code (URL and QR), or manage paired browsers.
+
+    Scan the QR code or open the URL in a browser to pair it: the keys travel in the URL's
+    fragment, which never reaches the relay. Only browsers paired this way get in.
+    """
+    import asyncio
+    import json
+
+    from botster.hub.registry import find_hub_for
+    from botster.transports.client import RequestFailed
+
+    if list_paired and revoke is not None:
+        raise click.UsageError("give --list or --revoke, not both")
+    start_dir = repo or Path.cwd()
+    entry = find_hub_for(start_dir)
+    if entry is None:
+        raise click.ClickException(
+            f"no hub is running for {start_dir.resolve()}; start one with `botster start`"
+        )
+    socket_path = Path(str(entry["socket"]))
+    if list_paired:
+        command, args = "connection.paired", {}
+    elif revoke is not None:
+        command, args = "connection.revoke", {"browser_key": revoke}
+    else:
+        command, args = ("connection.regenerate" if fresh else "connection.code"), {}
+    try:
+        result = asyncio.run(_pair_request(socket_path, command, args))
+    except (OSError, ConnectionError, RequestFailed) as e:
+        raise click.ClickException(f"{command}: {e}") from None
+    assert isinstance(result, (dict, list))
+    if list_paired:
+        if as_json:
+            click.echo(json.dumps(result, indent=2))
+        elif not result:
+            click.echo("no browsers paired")
+        for p in result:
+            assert isinstance(p, dict)
+            click.echo(f"{p['browser_key']}  paired {p.get('paired_at')}")
+        return
+    if revoke is not None:
+        assert isinstance(result, dict)
+        if as_json:
+            click.echo(json.dumps(result))
+        elif not result.get("revoked"):
+            raise click.ClickException(f"{revoke} is not a paired browser")
+        else:
+            click.echo(f"revoked {revoke}")
+        return
+    assert isinstance(result, dict)
+    if as_json:
+        click.echo(json.dumps({"url": result["url"], "qr": result["qr_ascii"]}))
+        return
+    click.echo(result["qr_ascii"])
+    click.echo("")
+    click.echo(result["url"])
+
+
 @main.group(invoke_without_command=True)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8420, show_default=True, type=int, help="Port (0: a free one).")

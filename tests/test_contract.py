@@ -1,5 +1,5 @@
 """Every function the spec lists exists, with the spec's name, as a function (for the modules
-built so far: webrtc, tui, connection, action_cable and push come with their issues)."""
+built so far: action_cable and push come with their issues)."""
 
 from __future__ import annotations
 
@@ -63,6 +63,15 @@ SPEC = {
     "hub_discovery": ["list", "is_running", "socket_path"],
     "hub_client": ["connect", "on_message", "send", "close"],
     "update": ["check", "install"],
+    "webrtc": [
+        "on_peer_connected",
+        "on_peer_disconnected",
+        "on_message",
+        "send",
+        "send_binary",
+        "create_pty_forwarder",
+    ],
+    "connection": ["generate", "regenerate", "copy_to_clipboard"],
     "mcp": ["tool", "remove_tool", "reset", "list_tools", "call_tool", "count"],
     "hub.state": ["get", "set", "clear", "keys"],
     "hub.hooks": [

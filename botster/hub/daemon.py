@@ -57,6 +57,8 @@ PRIMITIVES: tuple[str, ...] = (
     "hub_client",
     "update",
     "push",
+    "webrtc",
+    "connection",
     "action_cable",
     "hub",
 )

@@ -2,8 +2,9 @@
 
 ``hub.state``, ``hub.hooks`` and ``hub.loader`` are embedded Lua modules attached to this
 table by ``hub/init.lua``. Worktrees and the repository's remote are read with the git
-plumbing of ``botster.primitives.worktree``. Remote access (WebRTC) is not built yet: its
-three entry points exist and answer ``nil, err`` until it is.
+plumbing of ``botster.primitives.worktree``. The three signalling functions
+(``handle_webrtc_offer``, ``handle_ice_candidate``, ``request_ratchet_restart``) drive
+``botster.remote``; ``lib/remote.lua`` calls them for messages from the relay.
 """
 
 from __future__ import annotations
@@ -111,41 +112,87 @@ async def detect_repo() -> str | None | tuple[None, str]:
     return name
 
 
-def _not_enabled(fn: str) -> tuple[None, str]:
-    return None, f"hub.{fn}: remote access is not enabled in this hub"
+def _remote() -> Any:
+    from botster.remote.state import remote_for
+
+    return remote_for(current_hub())
+
+
+async def _paired_key(fn: str, identity: str) -> tuple[Any, str] | tuple[None, str]:
+    """(remote, browser key) for a paired browser, else (None, error)."""
+    from botster.remote.olm import OlmError, identity_key_of
+
+    remote = _remote()
+    try:
+        olm = await remote.ready()
+    except (OlmError, OSError) as e:
+        return None, f"hub.{fn}: {e}"
+    key = identity_key_of(identity)
+    if not olm.is_paired(key):
+        return None, f"hub.{fn}: browser {key[:12]}… is not paired with this hub"
+    return remote, key
 
 
 @lua_api
-def handle_webrtc_offer(identity: str, sdp: str) -> tuple[None, str]:
-    """hub.handle_webrtc_offer(identity, sdp) -> nil, err
+async def handle_webrtc_offer(identity: str, sdp: str) -> Any:
+    """hub.handle_webrtc_offer(identity, sdp) -> envelope | nil, err
 
-    Will answer a browser's WebRTC offer once remote access exists; until then returns
-    nil, "hub.handle_webrtc_offer: remote access is not enabled in this hub".
-    Raises when `identity` or `sdp` is not a string.
+    Answers a paired browser's WebRTC offer: builds its peer (one per browser key; a new offer
+    replaces the old peer) and returns the answer as an encrypted envelope ``{t = 1, b}`` to
+    send back over the signalling path (``action_cable.perform(ch, "signal", {browser_identity
+    = identity, envelope = env})``). `identity` is ``<browser curve25519 key>:<tab id>``.
+    Returns nil, err for a browser that is not paired or has no Olm session yet, an offer
+    superseded by a newer one from the same browser, or an SDP that does not parse.
     """
-    return _not_enabled("handle_webrtc_offer")
+    from botster.remote.olm import OlmError, encrypt_envelope
+    from botster.transports.webrtc import StaleOffer
+
+    remote, key = await _paired_key("handle_webrtc_offer", identity)
+    if remote is None:
+        return None, key
+    if key not in remote.olm.sessions:
+        return None, "hub.handle_webrtc_offer: no Olm session with this browser (bundle first)"
+    try:
+        answer = await remote.peer_manager().handle_offer(identity, sdp)
+        return encrypt_envelope(current_hub(), identity, {"type": "answer", "sdp": answer})
+    except (StaleOffer, OlmError) as e:
+        return None, f"hub.handle_webrtc_offer: {e}"
+    except Exception as e:  # aiortc's SDP and ICE errors have no common base
+        return None, f"hub.handle_webrtc_offer: {type(e).__name__}: {e}"
 
 
 @lua_api
-def handle_ice_candidate(identity: str, candidate: dict[str, Any] | str) -> tuple[None, str]:
-    """hub.handle_ice_candidate(identity, candidate) -> nil, err
+async def handle_ice_candidate(identity: str, candidate: dict[str, Any] | str) -> Any:
+    """hub.handle_ice_candidate(identity, candidate) -> true | nil, err
 
-    Will add a peer's ICE candidate (a table or a string) once remote access exists; until
-    then returns nil, "hub.handle_ice_candidate: remote access is not enabled in this hub".
-    Raises when `identity` is not a string or `candidate` neither a table nor a string.
+    Adds a paired browser's trickled ICE candidate (``{candidate, sdpMid, sdpMLineIndex}`` or
+    the bare ``candidate:...`` string) to its current peer; candidates that arrive while the
+    offer is being answered wait for it (up to 128). Returns nil, err for a browser that is
+    not paired or has no peer.
     """
-    return _not_enabled("handle_ice_candidate")
+    remote, key = await _paired_key("handle_ice_candidate", identity)
+    if remote is None:
+        return None, key
+    cand = {"candidate": candidate} if isinstance(candidate, str) else candidate
+    if remote.peers is None or not await remote.peers.handle_ice(identity, cand):
+        return None, "hub.handle_ice_candidate: no peer for this browser (offer first)"
+    return True
 
 
 @lua_api
-def request_ratchet_restart(identity: str) -> tuple[None, str]:
-    """hub.request_ratchet_restart(identity) -> nil, err
+async def request_ratchet_restart(identity: str) -> Any:
+    """hub.request_ratchet_restart(identity) -> envelope | nil, err
 
-    Will restart the encrypted session with a peer once remote access exists; until then
-    returns nil, "hub.request_ratchet_restart: remote access is not enabled in this hub".
-    Raises when `identity` is not a string.
+    Restarts the encrypted session with a paired browser: drops the hub's session, mints a
+    bundle with a fresh one-time key, sends it on the browser's data channel (if open) and
+    returns it as the plain, signed envelope ``{t = 2, b}`` for the signalling path. Also the
+    answer to a browser's bundle request. Returns nil, err for a browser that is not paired
+    (so a bundle request injected by the relay for an unknown key gets nothing).
     """
-    return _not_enabled("request_ratchet_restart")
+    remote, key = await _paired_key("request_ratchet_restart", identity)
+    if remote is None:
+        return None, key
+    return remote.restart_ratchet(key, identity, emit=False)
 
 
 LUA = {

@@ -659,6 +659,10 @@ class BotsterApp(App[int], inherit_bindings=False):
         del self.tui_messages[:-100]
         if isinstance(data, dict) and data.get("kind") == "notify":
             self.notify(str(data.get("text", "")), title="plugin")
+        if isinstance(data, dict) and data.get("type") == "clipboard":
+            # connection.copy_to_clipboard: OSC 52 reaches the user's terminal, even over SSH.
+            self.copy_to_clipboard(str(data.get("text", "")))
+            self.notify("pairing URL copied to the clipboard", title="botster")
 
     def tui_binary(self, data: bytes) -> None:
         self.tui_binaries.append(data)

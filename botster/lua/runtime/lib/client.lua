@@ -18,8 +18,15 @@ local M = {}
 local clients = state.get("client.clients", {}) -- client id -> {id, subs = {channel -> params}}
 local CHANNELS = { hub = true, mcp = true, terminal = true }
 
+-- A client is a socket client (or a TUI on the socket) or a WebRTC peer ("webrtc:..."); the
+-- protocol is the same, only the carrier's functions differ.
+local function carrier(id)
+  if id:sub(1, 7) == "webrtc:" then return webrtc, "peer_id" end
+  return socket, "client_id"
+end
+
 local function reply(id, msg)
-  local ok, err = socket.send(id, msg)
+  local ok, err = carrier(id).send(id, msg)
   if not ok then log.debug("reply to " .. id .. " dropped: " .. tostring(err)) end
 end
 
@@ -80,7 +87,8 @@ local function subscribe_terminal(id, params)
   if math.type(params.rows) == "integer" and math.type(params.cols) == "integer" then
     handle:resize(params.rows, params.cols) -- the last client to size a terminal wins
   end
-  local fwd, err = socket.create_pty_forwarder({ client_id = id, session_id = sid })
+  local via, id_key = carrier(id)
+  local fwd, err = via.create_pty_forwarder({ [id_key] = id, session_id = sid })
   if not fwd then return fail(id, "bad_message", "subscribe terminal: " .. err) end
   clients[id].terminals[sid] = true
   reply(id, { type = "subscribed", channel = "terminal", session_id = sid })
@@ -106,7 +114,7 @@ function handlers.unsubscribe(id, msg)
   if msg.channel == "terminal" then
     local sid = type(msg.params) == "table" and msg.params.session_id
     if type(sid) == "string" then
-      socket.stop_pty_forwarder(id, sid)
+      carrier(id).stop_pty_forwarder(id, sid)
       clients[id].terminals[sid] = nil
     end
     return reply(id, { type = "unsubscribed", channel = "terminal", session_id = sid or nil })
@@ -115,14 +123,18 @@ function handlers.unsubscribe(id, msg)
   reply(id, { type = "unsubscribed", channel = msg.channel })
 end
 
+local function transport(id)
+  return carrier(id) == webrtc and "webrtc" or "socket"
+end
+
 function M.on_connected(id)
   clients[id] = { id = id, subs = {}, terminals = {} }
-  hooks.notify("client_connected", { client_id = id, transport = "socket" })
+  hooks.notify("client_connected", { client_id = id, transport = transport(id) })
 end
 
 function M.on_disconnected(id)
   clients[id] = nil
-  hooks.notify("client_disconnected", { client_id = id, transport = "socket" })
+  hooks.notify("client_disconnected", { client_id = id, transport = transport(id) })
 end
 
 function M.on_message(id, msg)
@@ -141,6 +153,9 @@ function M.install()
   socket.on_client_connected(M.on_connected)
   socket.on_client_disconnected(M.on_disconnected)
   socket.on_message(M.on_message)
+  webrtc.on_peer_connected(M.on_connected)
+  webrtc.on_peer_disconnected(M.on_disconnected)
+  webrtc.on_message(M.on_message)
   events.on("tools_list_changed", function(data)
     M.broadcast("mcp", "tools_list_changed", data)
   end)

@@ -1,0 +1,360 @@
+"""Remote access over WebRTC: the Python test browser against a real hub, vs bare aiortc.
+
+Runs in a network namespace with only loopback (the module re-executes itself under
+``unshare --net`` when it is not in one; aioice host candidates are forced to 127.0.0.1 on both
+ends). One real hub (``bench._hub``) with a ``ticker`` plugin (10 ms timer, for loop jitter),
+its embedded relay off; the browser (``botster.remote.test_browser``) pairs and signals over the
+hub socket (``remote.signal``), then speaks the client protocol on the encrypted data channel.
+
+Each measurement has a baseline measured in the same run with two bare aiortc peers in this
+process (one ordered reliable channel, no Olm, no hub):
+
+* pairing to first screen: new ``TestBrowser`` from the code URL -> offer -> answer -> channel
+  open -> hello -> ``subscribe terminal`` -> first SNAPSHOT; baseline: offer to channel open;
+* key to echo: one byte typed into ``cat``, until its echo arrives as PTY_OUTPUT; 200 keys,
+  p50/p99; baseline: a 1-byte message echoed by the other bare peer;
+* PTY output to the browser: a session prints 16 MB of base64 lines; MB/s to the end marker
+  (with flow control a slow browser gets a fresh snapshot instead of a backlog, so the bytes
+  counted are the program's); baseline: 16 MB in 64 KiB messages between the bare peers;
+* hub loop jitter (``|interval - 10 ms|`` of the ticker, from the hub log) during that flood,
+  against quiet windows of the same hub;
+* hub start (the hub's own ``hub ready ... in N ms``) with remote access configured (a stored
+  account and code, ``server_url`` set) and no peer, against the same hub without (median of
+  7, interleaved).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench._common import Result, fmt_ms, header, median, p99, verdict
+from bench._hub import SPAWNER, HubRun, Sandbox
+from bench._jitter import TICK_LINE, TICKER, describe, inside, stamps
+
+__all__ = ["run"]
+
+KEYS = 200
+FLOOD_MB = 16
+QUIET_S = 2.0
+STARTS = 7
+
+
+async def _bare_pair() -> tuple[object, object, object, object, float]:
+    """Two bare aiortc peers connected by one channel; returns (pc1, pc2, dc1, dc2, open s)."""
+    from aiortc import RTCConfiguration, RTCPeerConnection
+
+    t0 = time.perf_counter()
+    pc1 = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc2 = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    dc1 = pc1.createDataChannel("relay", ordered=True)
+    got: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+    pc2.on("datachannel", lambda dc: got.set_result(dc))
+    opened = asyncio.Event()
+    dc1.on("open", opened.set)
+    await pc1.setLocalDescription(await pc1.createOffer())
+    await pc2.setRemoteDescription(pc1.localDescription)
+    await pc2.setLocalDescription(await pc2.createAnswer())
+    await pc1.setRemoteDescription(pc2.localDescription)
+    dc2 = await got
+    await opened.wait()
+    return pc1, pc2, dc1, dc2, time.perf_counter() - t0
+
+
+def _write_config(sandbox: Sandbox, config: dict[str, object]) -> None:
+    home = Path(sandbox.env["BOTSTER_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "config.json").write_text(json.dumps(config))
+
+
+async def _bare() -> dict[str, float | list[float]]:
+    pc1, pc2, dc1, dc2, open_s = await _bare_pair()
+    echo = asyncio.Queue()
+    dc2.on("message", lambda m: dc2.send(m))  # type: ignore[attr-defined]
+    dc1.on("message", echo.put_nowait)  # type: ignore[attr-defined]
+    rtts = []
+    for _ in range(KEYS):
+        t = time.perf_counter()
+        dc1.send(b"k")  # type: ignore[attr-defined]
+        await echo.get()
+        rtts.append((time.perf_counter() - t) * 1000)
+        await asyncio.sleep(0.005)
+    await pc1.close()
+    await pc2.close()
+    pc1, pc2, dc1, dc2, _ = await _bare_pair()
+    total = FLOOD_MB << 20
+    got = 0
+    done = asyncio.Event()
+
+    def count(m: bytes) -> None:
+        nonlocal got
+        got += len(m)
+        if got >= total:
+            done.set()
+
+    dc2.on("message", count)  # type: ignore[attr-defined]
+    chunk = os.urandom(64 << 10)
+    low = asyncio.Event()
+    dc1.bufferedAmountLowThreshold = 256 << 10  # type: ignore[attr-defined]
+    dc1.on("bufferedamountlow", low.set)  # type: ignore[attr-defined]
+    t = time.perf_counter()
+    sent = 0
+    while sent < total:
+        if dc1.bufferedAmount > (1 << 20):  # type: ignore[attr-defined]
+            low.clear()
+            await low.wait()
+        dc1.send(chunk)  # type: ignore[attr-defined]
+        sent += len(chunk)
+    await done.wait()
+    mbps = total / 1e6 / (time.perf_counter() - t)
+    await pc1.close()
+    await pc2.close()
+    return {"open_ms": open_s * 1000, "rtts": rtts, "mbps": mbps}
+
+
+async def _hub_side(sandbox: Sandbox) -> tuple[dict[str, object], list[str]]:
+    from botster.remote.test_browser import SocketSignaller, TestBrowser
+
+    sandbox.write_plugin("ticker", TICKER)
+    sandbox.write_plugin("spawner", SPAWNER)
+    hub = HubRun(sandbox)
+    await hub.start()
+    notes: list[str] = []
+    out: dict[str, object] = {}
+    try:
+        await hub.wait_for(r"hub ready:")
+        conn = await hub.connect()
+        code = await conn.request("connection.code")
+        cat = await conn.request("bench.spawn", {"cmd": "cat"})
+        t0 = time.perf_counter()
+        browser = TestBrowser(code["url"], SocketSignaller(conn))
+        await browser.connect()
+        t_open = time.perf_counter()
+        browser.attach(cat)
+        await browser.wait_for(lambda: cat in browser.screens)
+        out["pair_ms"] = (time.perf_counter() - t0) * 1000
+        notes.append(
+            f"pairing: {(t_open - t0) * 1000:.0f} ms to hello_ack (the hub's first peer: "
+            "includes importing aiortc there), then the first screen"
+        )
+        rtts = []
+        for i in range(KEYS):
+            key = bytes([97 + i % 26])
+            before = len(browser.screens[cat])
+            t = time.perf_counter()
+            browser.type(cat, key)
+            await browser.wait_for(lambda b=before: len(browser.screens[cat]) > b)
+            rtts.append((time.perf_counter() - t) * 1000)
+            await asyncio.sleep(0.005)
+        out["rtts"] = rtts
+        # The same keys over the hub socket (information: what the WebRTC carrier adds).
+        from botster.transports.client import HubConnection
+        from botster.transports.framing import PTY_INPUT, PTY_OUTPUT, encode_frame, encode_session
+
+        echoed = asyncio.Event()
+        sock = await HubConnection.connect(
+            sandbox.hub_socket(),
+            "bench",
+            on_frame=lambda f: echoed.set() if f.type == PTY_OUTPUT else None,
+        )
+        sock.subscribe("terminal", {"session_id": cat})
+        await sock.request("ping")
+        socket_rtts = []
+        for i in range(KEYS):
+            echoed.clear()
+            t = time.perf_counter()
+            sock.send_raw(encode_frame(PTY_INPUT, encode_session(cat, bytes([97 + i % 26]))))
+            await echoed.wait()
+            socket_rtts.append((time.perf_counter() - t) * 1000)
+            await asyncio.sleep(0.005)
+        await sock.close()
+        out["socket_rtts"] = socket_rtts
+        # Flood: FLOOD_MB of base64 lines, then a marker.
+        script = f"head -c {FLOOD_MB * 3 // 4 << 20} /dev/zero | base64 -w 76; echo END-OF-FLOOD"
+        await conn.request("bench.mark", {"text": "QUIET start"})
+        await asyncio.sleep(QUIET_S)
+        await conn.request("bench.mark", {"text": "QUIET end"})
+        flooder = await conn.request(
+            "bench.spawn", {"cmd": "sh", "args": ["-c", f"read go; {script}; read x"]}
+        )
+        browser.attach(flooder)
+        await browser.wait_for(lambda: flooder in browser.screens)
+        await conn.request("bench.mark", {"text": "FLOOD start"})
+        t = time.perf_counter()
+        browser.type(flooder, b"go\n")
+        await browser.wait_for(
+            lambda: b"END-OF-FLOOD" in browser.screens[flooder][-4096:], within=300
+        )
+        flood_s = time.perf_counter() - t
+        await conn.request("bench.mark", {"text": "FLOOD end"})
+        out["mbps"] = FLOOD_MB * (1 << 20) * 4 / 3 * 77 / 76 / 1e6 / flood_s
+        got = len(browser.screens[flooder])
+        notes.append(
+            f"flood: {flood_s:.1f} s; {got / 1e6:.1f} MB reached the browser "
+            f"({sum(1 for f in browser.frames if f[0] == 4)} snapshots in all: resyncs when "
+            "the channel's buffer stayed high)"
+        )
+        await browser.close()
+        await conn.close()
+    finally:
+        await hub.stop()
+    marks = stamps(hub, r"\[spawner\] MARK (QUIET start|QUIET end|FLOOD start|FLOOD end)")
+    ticks = stamps(hub, TICK_LINE)
+    out["quiet"] = inside(ticks, [(marks[0], marks[1])])
+    out["flood"] = inside(ticks, [(marks[2], marks[3])])
+    return out, notes
+
+
+async def _start_times() -> tuple[list[float], list[float]]:
+    """Spawn to ``hub ready``: with remote access configured (stored account with a paired
+    browser, ``server_url`` set, a code made) and without, interleaved."""
+    with_remote, without = Sandbox(), Sandbox()
+    try:
+        # Make the account and a code once, in the with-remote sandbox.
+        _write_config(with_remote, {"embedded_relay": False, "server_url": "http://127.0.0.1:9"})
+        _write_config(without, {"embedded_relay": False})
+        hub = HubRun(with_remote)
+        await hub.start()
+        await hub.wait_for(r"hub ready:")
+        conn = await hub.connect()
+        await conn.request("connection.code")
+        await conn.close()
+        await hub.stop()
+        a, b = [], []
+        for _ in range(STARTS):
+            for sandbox, into in ((with_remote, a), (without, b)):
+                run = HubRun(sandbox)
+                await run.start()
+                # The hub's own start time (its log line): the spawn of a Python process on
+                # a loaded machine varies by more than what is measured here.
+                _, m = await run.wait_for(r"hub ready: .* in (\d+) ms")
+                into.append(float(m.group(1)))
+                await run.stop()
+        return a, b
+    finally:
+        with_remote.close()
+        without.close()
+
+
+async def _measure() -> tuple[dict[str, object], dict[str, object], list[str]]:
+    bare = await _bare()
+    with Sandbox() as sandbox:
+        # The bench process plays the browser: no relay, loopback ICE.
+        _write_config(sandbox, {"embedded_relay": False})
+        real, notes = await _hub_side(sandbox)
+    with_remote, without = await _start_times()
+    real["start"] = (with_remote, without)
+    return real, bare, notes
+
+
+def _in_netns() -> bool:
+    return os.environ.get("BOTSTER_IN_NETNS") == "1"
+
+
+def run() -> list[Result]:
+    header("webrtc: the test browser over an encrypted data channel vs bare aiortc")
+    if not _in_netns():
+        # Re-run inside a namespace with only loopback; read the results back as JSON.
+        script = 'ip link set lo up && exec "$0" -m bench.webrtc --json'
+        proc = subprocess.run(
+            ["unshare", "--net", "--", "sh", "-c", script, sys.executable],
+            env={**os.environ, "BOTSTER_IN_NETNS": "1", "BOTSTER_WEBRTC_LOOPBACK": "1"},
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"bench.webrtc in a netns failed:\n{proc.stdout}\n{proc.stderr}")
+        lines = proc.stdout.strip().splitlines()
+        print("\n".join(lines[:-1]))
+        return [Result(**r) for r in json.loads(lines[-1])]
+    os.environ["BOTSTER_WEBRTC_LOOPBACK"] = "1"
+    from botster.remote.test_browser import force_loopback
+
+    force_loopback()
+    real, bare, notes = asyncio.run(_measure())
+    rtts, bare_rtts = real["rtts"], bare["rtts"]
+    quiet, flood = real["quiet"], real["flood"]
+    with_remote, without = real["start"]
+    print(
+        f"  pairing to first screen: {fmt_ms(real['pair_ms'])}; bare offer to open: "
+        f"{fmt_ms(bare['open_ms'])}"
+    )
+    print(
+        f"  key to echo: p50 {fmt_ms(median(rtts))} p99 {fmt_ms(p99(rtts))}; bare echo: "
+        f"p50 {fmt_ms(median(bare_rtts))} p99 {fmt_ms(p99(bare_rtts))}"
+    )
+    socket_rtts = real["socket_rtts"]
+    print(
+        f"  key to echo over the hub socket (information): p50 {fmt_ms(median(socket_rtts))} "
+        f"p99 {fmt_ms(p99(socket_rtts))}"
+    )
+    print(
+        f"  PTY output to the browser: {real['mbps']:.1f} MB/s; bare aiortc {bare['mbps']:.1f}"
+        " MB/s (both peers in one process)"
+    )
+    print(describe("hub quiet (baseline)", quiet))
+    print(describe("hub while the browser takes the flood", flood))
+    print(
+        f"  hub start: with remote access configured {fmt_ms(median(with_remote))}, "
+        f"without {fmt_ms(median(without))} (median of {STARTS})"
+    )
+    for line in notes:
+        print(f"  {line}")
+    start_delta = median(with_remote) - median(without)
+    results = [
+        Result(
+            "webrtc",
+            "pairing to first screen",
+            real["pair_ms"],
+            bare["open_ms"],
+            "ms",
+            "< 1 s",
+            real["pair_ms"] < 1000,
+        ),
+        Result(
+            "webrtc", "key to echo p99", p99(rtts), p99(bare_rtts), "ms", "< 20 ms", p99(rtts) < 20
+        ),
+        Result("webrtc", "key to echo p99, socket (info)", p99(socket_rtts), p99(rtts), "ms"),
+        Result(
+            "webrtc",
+            "PTY output to the browser",
+            real["mbps"],
+            bare["mbps"],
+            "MB/s",
+            ">= 0.5x bare",
+            real["mbps"] >= 0.5 * bare["mbps"],
+        ),
+        Result(
+            "webrtc",
+            "hub p99 tick jitter, browser flooded",
+            p99(flood),
+            p99(quiet),
+            "ms",
+            "< 5 ms",
+            p99(flood) < 5,
+        ),
+        Result(
+            "webrtc",
+            "hub start, remote configured",
+            median(with_remote),
+            median(without),
+            "ms",
+            "within 5 ms",
+            start_delta < 5,
+        ),
+    ]
+    for r in results:
+        print(f"  {r.metric}: {verdict(bool(r.passed))}")
+    if "--json" in sys.argv:
+        print(json.dumps([r.__dict__ for r in results]))
+    return results
+
+
+if __name__ == "__main__":
+    run()
