@@ -29,7 +29,7 @@ from botster.remote.test_browser import RelaySignaller, SocketSignaller, TestBro
 from botster.transports.client import HubConnection, RequestFailed
 from botster.transports.framing import SNAPSHOT
 from botster.transports.webrtc import MAX_DC_MESSAGE, PART, Reassembler, encode_plaintexts
-from tests.hubproc import HubProcess
+from harness import HubProcess
 from tests.test_pty import render
 from tests.test_socket import socket_of
 
