@@ -330,6 +330,11 @@ async def test_browser_pairs_drives_an_agent_and_survives_a_hub_restart(
             assert await ppage.locator('[data-testid="keybar"]').is_visible()
             await _shot(ppage, "phone-terminal")
 
+            # A notification's link opens that agent's terminal directly.
+            _, sid, _ = remote_bundle.parse_pairing_url(phone_url)
+            await ppage.goto(f"{relay.url}/hubs/{sid}?agent=demo")
+            await _wait_terminal(ppage, r"again-9")
+
             # A browser without the code is refused: it has no pairing to use...
             stranger = await browser.new_context()
             spage = await stranger.new_page()

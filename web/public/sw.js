@@ -24,7 +24,9 @@ self.addEventListener("push", (event) => {
 
 self.addEventListener("notificationclick", (event) => {
   event.notification.close();
-  const url = (event.notification.data && event.notification.data.url) || "/";
+  const raw = (event.notification.data && event.notification.data.url) || "/";
+  // The hub sends a path (`/hubs/<id>?agent=<key>`): resolve it against this origin.
+  const url = self.location ? new URL(raw, self.location.origin).href : raw;
   event.waitUntil(
     self.clients.matchAll({ type: "window", includeUncontrolled: true }).then((wins) => {
       for (const w of wins) if (w.url === url && "focus" in w) return w.focus();

@@ -71,6 +71,7 @@ export class HubPage {
   private panelOpen = false;
   private panelBody = h("div", { class: "panel-body" });
   private keyButtons: Record<string, HTMLButtonElement> = {};
+  private wantAgent: string | null = new URLSearchParams(location.search).get("agent");
 
   constructor(
     private readonly root: HTMLElement,
@@ -205,6 +206,12 @@ export class HubPage {
     } catch (e) {
       this.showBanner(`Cannot list agents: ${(e as Error).message}`);
       return;
+    }
+    // A notification's link (`/hubs/<id>?agent=<key>`) opens that agent's terminal.
+    const wanted = this.wantAgent && this.agents.find((a) => a.agent_key === this.wantAgent);
+    if (wanted && wanted.session_id) {
+      this.wantAgent = null;
+      this.select(wanted.agent_key, false);
     }
     if (!this.selected && this.agents.length && window.innerWidth >= 700) {
       const first = sortAgents(this.agents).find((a) => a.session_id);

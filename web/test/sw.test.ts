@@ -3,13 +3,14 @@ import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { expect, it } from "vitest";
 
-function loadWorker() {
+function loadWorker(location?: { origin: string }) {
   const handlers: Record<string, (e: unknown) => void> = {};
   const shown: { title: string; options: Record<string, unknown> }[] = [];
   const opened: string[] = [];
   const focused: string[] = [];
   const windows: { url: string; focus(): void }[] = [];
   const self = {
+    location,
     addEventListener: (name: string, fn: (e: unknown) => void) => (handlers[name] = fn),
     skipWaiting: () => {},
     registration: {
@@ -51,6 +52,12 @@ it("a click focuses a window already on that url instead of opening another", as
   await w.fire("notificationclick", { notification: { data: { url: "https://relay.example/x" }, close() {} } });
   expect(focused).toBe(1);
   expect(w.opened).toEqual([]);
+});
+
+it("a relative url from the hub opens on this origin", async () => {
+  const w = loadWorker({ origin: "https://relay.example" });
+  await w.fire("notificationclick", { notification: { data: { url: "/hubs/h1?agent=demo" }, close() {} } });
+  expect(w.opened).toEqual(["https://relay.example/hubs/h1?agent=demo"]);
 });
 
 it("a push that is not JSON still shows its text", async () => {
