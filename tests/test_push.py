@@ -359,7 +359,12 @@ async def test_agent_attention_becomes_a_push_when_nobody_looks(hub, git_repo, t
         phone = svc.subscriber("phone")
         proc = await hub(
             plugins={"watcher": WATCHER},
-            config={"push_attention_delay_ms": 400, "push_attention_interval_s": 0},
+            # No relay, so no server id: the payload has no url (see the assert below).
+            config={
+                "push_attention_delay_ms": 400,
+                "push_attention_interval_s": 0,
+                "embedded_relay": False,
+            },
             env={"BOTSTER_WORKTREE_BASE": str(tmp_path / "wt")},
         )
         conn = await connect(proc)

@@ -203,6 +203,7 @@ class RelayLink:
         self._task: asyncio.Task[None] | None = None
         self._http = net.LazySession()
         self._none_why: str | None = None  # why there is no relay, once that is known
+        self._inflight: set[asyncio.Future[Any]] = set()  # REST calls under way
 
     # Where --------------------------------------------------------------------------------
 
@@ -326,6 +327,19 @@ class RelayLink:
         return server_id
 
     async def _call(self, method: str, endpoint: Endpoint, path: str, body: Any) -> Any:
+        # Shielded: a request cut halfway (the hub stopping while it registers) leaves the
+        # relay reading a reset body, which it logs as an error; stop() lets it finish instead.
+        request = asyncio.ensure_future(self._request(method, endpoint, path, body))
+        self._inflight.add(request)
+        request.add_done_callback(self._settled)
+        return await asyncio.shield(request)
+
+    def _settled(self, request: asyncio.Future[Any]) -> None:
+        self._inflight.discard(request)
+        if not request.cancelled():
+            request.exception()  # retrieved: nobody may be awaiting it any more
+
+    async def _request(self, method: str, endpoint: Endpoint, path: str, body: Any) -> Any:
         headers = {"Authorization": f"Bearer {endpoint.token}", "Accept": "application/json"}
         async with self._http.get().request(
             method,
@@ -349,6 +363,8 @@ class RelayLink:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
+        if self._inflight:
+            await asyncio.wait(set(self._inflight), timeout=grace)
         endpoint = self._endpoint.result() if self._endpoint and self._endpoint.done() else None
         if endpoint is not None and self.server_id is not None:
             try:
