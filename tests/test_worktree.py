@@ -557,7 +557,7 @@ async def test_copy_from_patterns_copies_matching_files_safely(
     }
 
 
-# hub: detect_repo, server_id, remote-access stubs -------------------------------------------
+# hub: detect_repo, server_id, remote-access refusals ----------------------------------------
 
 
 HUB = r"""
@@ -583,9 +583,10 @@ async def test_hub_detect_repo_and_remote_access_stubs(hub, git_repo: Path, base
         ("ice", "handle_ice_candidate"),
         ("ratchet", "request_ratchet_restart"),
     ):
+        # Real since issue 14: an identity that is not paired gets nil, err.
         assert await proc.result(tag) == [
             None,
-            f"hub.{fn}: remote access is not enabled in this hub",
+            f"hub.{fn}: browser browser-1… is not paired with this hub",
         ]
     assert await raised(proc) == {
         "offer": "hub.handle_webrtc_offer: sdp: expected string, got nil",

@@ -123,13 +123,16 @@ async def _paired_key(fn: str, identity: str) -> tuple[Any, str] | tuple[None, s
     from botster.remote.olm import OlmError, identity_key_of
 
     remote = _remote()
+    key = identity_key_of(identity)
+    not_paired = f"hub.{fn}: browser {key[:12]}… is not paired with this hub"
+    if not remote.loaded and not await current_hub().run_blocking(remote.olm.path.exists):
+        return None, not_paired  # no account yet: nobody is paired (and none is created)
     try:
         olm = await remote.ready()
     except (OlmError, OSError) as e:
         return None, f"hub.{fn}: {e}"
-    key = identity_key_of(identity)
     if not olm.is_paired(key):
-        return None, f"hub.{fn}: browser {key[:12]}… is not paired with this hub"
+        return None, not_paired
     return remote, key
 
 

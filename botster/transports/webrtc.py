@@ -254,6 +254,11 @@ class Peer:
             log.info("peer %s: data channel send failed: %s", self.id, e)
         finally:
             self._sent += size
+            # What waited here counts in queued() too: tell a waiting drained() it has gone
+            # (aiortc's bufferedamountlow only fires when its own buffer crosses the mark).
+            dc = self.dc
+            if dc is None or dc.bufferedAmount <= LOW_WATER:
+                self.manager.hub.loop.call_soon_threadsafe(self._low.set)
 
     # Channel events ----------------------------------------------------------------------------
 
