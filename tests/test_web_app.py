@@ -37,3 +37,5 @@ async def test_make_run_prints_a_pairing_link_and_qr(hub):
     _, _, bundle = parse_pairing_url(url)  # a valid, signed bundle in the fragment
     assert "/hubs/" in url and "#" in url and bundle.one_time_key
     assert "█" in text or "▀" in text or "▄" in text  # the QR code, in half blocks
+    # Let the hub finish joining its embedded relay before the fixture stops it.
+    await proc.wait_for(r"relay: hub \w+ online", timeout=30)
