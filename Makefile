@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO := $(CURDIR)/.demo
 
-.PHONY: run test bench lint fmt clean
+.PHONY: run test bench lint fmt clean web web-test
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,13 +13,30 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test,fast]'
 	touch $(STAMP)
 
-run: $(STAMP)
+# The browser app (web/, TypeScript + Vite) is built into botster/relay/static/, which the relay
+# serves. The stamp makes this a no-op unless a source, the lock file or the output changed.
+WEB_SRC := $(shell find web/src web/public web/index.html web/package.json web/package-lock.json \
+	web/vite.config.ts web/tsconfig.json -type f 2>/dev/null)
+WEB_STAMP := botster/relay/static/.built
+
+web: $(WEB_STAMP)
+
+$(WEB_STAMP): $(WEB_SRC)
+	cd web && npm ci --no-audit --no-fund --loglevel=error && npm run build
+	touch botster/relay/static/.gitkeep
+	touch $(WEB_STAMP)
+
+web-test: $(WEB_STAMP) $(STAMP)
+	cd web && BOTSTER_PYTHON=$(CURDIR)/$(BIN)/python npm test
+
+run: $(STAMP) $(WEB_STAMP)
 	BOTSTER_HOME=$(DEMO)/home BOTSTER_RUNTIME_DIR=$(DEMO)/run BOTSTER_WORKTREE_BASE=$(DEMO)/worktrees \
 		$(BIN)/python -m botster.demo $(DEMO)
 
-test: $(STAMP)
+test: $(STAMP) $(WEB_STAMP)
 	$(BIN)/ruff check botster tests bench harness
 	$(BIN)/ruff format --check botster tests bench harness
+	cd web && BOTSTER_PYTHON=$(CURDIR)/$(BIN)/python npm test
 	$(BIN)/pytest -q
 
 bench: $(STAMP)
@@ -33,4 +50,5 @@ fmt: $(STAMP)
 	$(BIN)/ruff check --fix botster tests bench harness
 
 clean:
-	rm -rf $(VENV) $(DEMO) .pytest_cache
+	rm -rf $(VENV) $(DEMO) .pytest_cache web/node_modules
+	find botster/relay/static -mindepth 1 ! -name .gitkeep -delete

@@ -23,6 +23,7 @@ module also runs alone: ``python -m bench.call_rate``.
 | ``tui_flood_input`` | the same while the agent on screen floods; UI frames/s | a bare PTY |
 | ``push`` | ``push.send`` to 100 subscriptions: pushes/s, tick jitter | bare ``webpush_async`` |
 | ``hostile`` | tick jitter, ping p99, restarts while 50 clients send bad input | the same, quiet |
+| ``browser`` | web app in Chromium: pairing, key to echo, size | the Python test browser |
 | ``webrtc`` | pairing, key echo, PTY output and loop jitter over WebRTC; hub start | bare aiortc |
 """
 
@@ -48,5 +49,6 @@ BENCHMARKS: tuple[str, ...] = (
     "tui_flood_input",
     "push",
     "hostile",
+    "browser",
     "webrtc",
 )

@@ -143,6 +143,28 @@ def _relay_line(repo: Path, wait_s: float = 5.0) -> str:
     return f"Relay: {kind} at {info['url']} (this hub's server id: {sid})"
 
 
+async def _pairing_text(socket_path: str) -> str:
+    """The browser pairing link and its QR code, for a newcomer to open the demo agent."""
+    from botster.transports.client import HubConnection, RequestFailed
+
+    try:
+        conn = await HubConnection.connect(socket_path, "demo")
+    except (OSError, ConnectionError) as e:
+        return f"No pairing link: {e}"
+    try:
+        code = await conn.request("connection.regenerate")
+    except (RequestFailed, ConnectionError) as e:
+        return f"No pairing link: {e}"
+    finally:
+        await conn.close()
+    return (
+        f"{code.get('qr_ascii', '')}\n"
+        f"Open the demo agent in a browser (or scan the code with a phone that reaches the "
+        f"relay): {code['url']}\n"
+        f"The link works once; `botster pair --new` makes another."
+    )
+
+
 def main() -> None:
     root = Path(sys.argv[1] if len(sys.argv) > 1 else ".demo").resolve()
     repo = ensure_demo_repo(root)
@@ -164,6 +186,7 @@ def main() -> None:
         entry = start_hub_blocking(repo)
     asyncio.run(_ensure_demo_agent(str(entry["socket"])))
     print(_relay_line(repo), file=sys.stderr)
+    print(asyncio.run(_pairing_text(str(entry["socket"]))), file=sys.stderr)
     print(f"Edit {plugin} while it runs to see it hot-reload.", file=sys.stderr)
     os.execvp(sys.executable, [sys.executable, "-m", "botster.cli", "attach", "--repo", str(repo)])
 

@@ -1,6 +1,7 @@
 -- hub.init: boots the hub's Lua side and says goodbye at shutdown.
 -- Order: protected core (state, hooks, loader) -> libraries (mcp, the client protocol and
--- its built-in commands, the agent lifecycle, remote-access signalling) -> user entry point
+-- its built-in commands, the agent lifecycle, agent attention as web push, remote-access
+-- signalling) -> user entry point
 -- ($BOTSTER_HOME/lua/user/init.lua) -> plugins from both layers -> hot-reload watchers.
 local state = require("hub.state")
 local hooks = require("hub.hooks")
