@@ -1,13 +1,21 @@
-"""The error tree. Every error the hub raises on purpose is one of these.
+"""The error tree. Every error Botster raises on purpose for its callers is one of these;
+exceptions that never leave their module (names starting with ``_``) are control flow.
 
     BotsterError
     ├── ArgumentError      a Lua caller passed a wrong type or shape (becomes a Lua error)
     ├── PluginError        a plugin failed to load, run or reload
     ├── HubError           the hub cannot start or run (lock held, no repo, bad config)
     ├── ProtocolError      a client sent a malformed frame
+    │   └── BadMessage     a JSON message over the limits (base/framing.py)
     ├── SessionError       a PTY session failed
     ├── LimitError         a bound was hit (CPU budget, memory cap, queue size)
-    └── BlockingCallError  a blocking call on the loop thread (debug runs; base/blocking.py)
+    │   └── ConversionError  a value that does not fit into Lua (lua/convert.py)
+    ├── BlockingCallError  a blocking call on the loop thread (debug runs; base/blocking.py)
+    ├── VaultError         a sealed file cannot be read or written (base/vault.py)
+    ├── OlmError, BundleError   end-to-end crypto refused a message or key bundle (remote/)
+    ├── RequestFailed      the hub answered a client's request with ok=false (transports/client.py)
+    ├── KeymapError        the terminal UI's key configuration is wrong (tui/keymap.py)
+    └── SettingsError, StoreError   the relay's settings or store (relay/)
 
 Errors that reach a plugin are turned into Lua messages at the `botster.lua` seam, never in a
 primitive.

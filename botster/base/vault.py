@@ -24,6 +24,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from botster.base.errors import BotsterError
+
 __all__ = [
     "AUTH_FAILED",
     "MASTER_KEY_BYTES",
@@ -42,7 +44,7 @@ TAG = 16
 AUTH_FAILED = "stored value failed authentication (tampered, or written with another key)"
 
 
-class VaultError(Exception):
+class VaultError(BotsterError):
     """The key file or a sealed file cannot be used; the message says which and why."""
 
 

@@ -19,6 +19,8 @@ from typing import Any, TypeVar
 
 from lupa import lua54
 
+from botster.base.errors import LimitError
+
 __all__ = [
     "JSON_NULL",
     "ConversionError",
@@ -59,7 +61,7 @@ class _JsonNull:
 JSON_NULL = _JsonNull()
 
 
-class ConversionError(ValueError):
+class ConversionError(LimitError, ValueError):
     """A value cannot cross between Lua and Python (a function where data was expected...)."""
 
 

@@ -27,12 +27,14 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from botster.base.errors import BotsterError
+
 __all__ = ["IceSettings", "Limits", "RelaySettings", "SettingsError", "load_settings"]
 
 SETTINGS_FILE = "relay.json"
 
 
-class SettingsError(Exception):
+class SettingsError(BotsterError):
     """relay.json or a flag is malformed; the message says which key."""
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from botster.base.errors import BotsterError
 from botster.relay.tokens import hash_token, looks_like_token, mint_token, same_hash
 
 __all__ = [
@@ -43,7 +44,7 @@ PRESENCE_TTL = 90.0  # seconds a relay's presence entry counts without a refresh
 _DB_NAME = "relay.sqlite3"
 
 
-class StoreError(Exception):
+class StoreError(BotsterError):
     """A store request the caller can fix (a taken token name, an unknown token)."""
 
 

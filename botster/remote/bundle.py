@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from botster.base.errors import BotsterError
+
 __all__ = [
     "BUNDLE_LEN",
     "BUNDLE_VERSION",
@@ -42,7 +44,7 @@ BUNDLE_LEN = 161
 _SIGNED = 97  # bytes covered by the signature
 
 
-class BundleError(ValueError):
+class BundleError(BotsterError, ValueError):
     """A bundle or pairing URL that is malformed or whose signature does not verify."""
 
 

@@ -33,6 +33,7 @@ import vodozemac
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from botster.base.errors import BotsterError
 from botster.base.paths import ensure_private_dir
 from botster.remote import bundle as _bundle
 from botster.remote.bundle import b64u, unb64
@@ -53,7 +54,7 @@ MAX_DISPLAYED = 16  # codes whose one-time key still pairs (older ones are forgo
 PREKEY, NORMAL = 0, 1
 
 
-class OlmError(Exception):
+class OlmError(BotsterError):
     """A message that cannot be decrypted or a key store that cannot be used."""
 
 

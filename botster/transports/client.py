@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from botster.base.errors import ProtocolError
+from botster.base.errors import BotsterError, ProtocolError
 from botster.base.framing import JSON, Frame, FrameDecoder, encode_json
 from botster.transports.handshake import connect_unix
 
@@ -24,7 +24,7 @@ __all__ = ["HubConnection", "RequestFailed"]
 READ_SIZE = 32 << 10
 
 
-class RequestFailed(Exception):
+class RequestFailed(BotsterError):
     """The hub answered a request with ok = false; the message is the hub's error."""
 
 

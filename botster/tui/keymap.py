@@ -18,10 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from botster.base.errors import BotsterError
+
 __all__ = ["ACTIONS", "Action", "KeymapError", "Keymap", "load_keymap"]
 
 
-class KeymapError(ValueError):
+class KeymapError(BotsterError, ValueError):
     """``tui_keys`` in config.json is malformed; the message says what and where."""
 
 
