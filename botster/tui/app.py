@@ -25,7 +25,7 @@ from textual import events, on
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.keys import format_key
+from textual.keys import format_key, key_to_character
 from textual.screen import ModalScreen, Screen
 from textual.widgets import (
     Button,
@@ -45,7 +45,9 @@ from textual.widgets.option_list import Option
 
 from botster.tui.hub_link import HubLink, RequestFailed
 from botster.tui.keymap import ACTIONS, Keymap
+from botster.tui.keys import key_bytes
 from botster.tui.notify import desktop_notification
+from botster.tui.rawinput import RawInputDriver
 from botster.tui.terminal import TerminalView
 
 __all__ = ["BotsterApp", "agent_label"]
@@ -532,7 +534,9 @@ class BotsterApp(App[int], inherit_bindings=False):
     def __init__(self, socket_path: Path | str, keymap: Keymap | None = None) -> None:
         # ANSI colours reach the terminal untouched, so an agent's palette colours are the
         # user's own, not Textual's theme approximation of them.
-        super().__init__(ansi_color=True)
+        # RawInputDriver: the terminal pane gets the keys' bytes as the terminal sent them
+        # (Textual's key decoding loses Esc followed quickly by a key, alt+b, ctrl+h ...).
+        super().__init__(ansi_color=True, driver_class=RawInputDriver)
         self.keymap = keymap or Keymap()
         self.link = HubLink(socket_path, self)
         self.agents: list[dict[str, Any]] = []
@@ -541,6 +545,7 @@ class BotsterApp(App[int], inherit_bindings=False):
         self.tui_binaries: list[bytes] = []
         self.hub_stopped = False
         self._select_after: str | None = None
+        self._ui_keys_pending = 0  # UI keys after the prefix whose action has not run yet
         # Made here, not queried: the link reports (a lost hub, late output) until it is
         # closed, which can be after the screen's widgets are gone.
         self._pane = TerminalView(self.keymap.prefix, self.link.send_input, id="terminal")
@@ -595,11 +600,50 @@ class BotsterApp(App[int], inherit_bindings=False):
         # the pane's own message queue: one more turn of a loop that may be busy drawing a
         # flood, straight onto the key-to-echo latency. The pane takes every key (it has no
         # bindings and stops them all), so nothing else would have seen it anyway.
-        if isinstance(event, events.Key) and not event.is_forwarded and self.focused is self._pane:
-            self.app_focus = True
-            self._pane.handle_key(event)
+        if isinstance(event, events.Key) and not event.is_forwarded:
+            if self.focused is self._pane:
+                self.app_focus = True
+                if self._pane.handle_key(event):
+                    self._ui_keys_pending += 1
+            else:
+                await super().on_event(event)
+            self._release_raw()
             return
         await super().on_event(event)
+
+    # Raw keys (RawInputDriver) -----------------------------------------------------------
+
+    def raw_keys(self) -> bool:
+        """Whether the terminal pane has the keyboard (asked from the driver's thread)."""
+        pane = self._pane
+        return not pane.prefix_armed and len(self.screen_stack) == 1 and self.focused is pane
+
+    def raw_prefix(self) -> list[bytes]:
+        """The bytes of the prefix key(s), which leave raw input for one UI key."""
+        out = []
+        for key in self.keymap.prefix:
+            data = key_bytes(key, key_to_character(key))
+            if data:
+                out.append(data)
+        return out
+
+    def raw_input(self, data: bytes) -> None:
+        """Keys for the program, as the terminal sent them."""
+        self.app_focus = True
+        self._pane.raw_input(data)
+
+    def raw_paste(self, text: bytes) -> None:
+        """A paste for the program."""
+        self._pane.raw_paste(text)
+
+    def _release_raw(self) -> None:
+        # After the prefix the driver gives keys to Textual until the UI key's action ran,
+        # so keys typed into the dialog it opens land in the dialog.
+        if self._ui_keys_pending or self._pane.prefix_armed:
+            return
+        release = getattr(self._driver, "release_raw", None)
+        if release is not None:
+            release()
 
     # LinkListener ------------------------------------------------------------------------
 
@@ -701,15 +745,19 @@ class BotsterApp(App[int], inherit_bindings=False):
         self.link.resize(message.rows, message.cols, force=message.force)
 
     async def on_terminal_view_ui_key(self, message: TerminalView.UiKey) -> None:
-        action = self.keymap.action_for(message.key)
-        if action is None:
-            help_key = self.keymap.keys("help")[0]
-            self.notify(
-                f"{message.key} is not a UI key (prefix, then {help_key}, lists them)",
-                severity="warning",
-            )
-            return
-        await self.run_action(action)
+        try:
+            action = self.keymap.action_for(message.key)
+            if action is None:
+                help_key = self.keymap.keys("help")[0]
+                self.notify(
+                    f"{message.key} is not a UI key (prefix, then {help_key}, lists them)",
+                    severity="warning",
+                )
+                return
+            await self.run_action(action)
+        finally:
+            self._ui_keys_pending = max(0, self._ui_keys_pending - 1)
+            self._release_raw()
 
     # Actions -----------------------------------------------------------------------------
 
