@@ -32,6 +32,28 @@ def define_winch_agent(repo: Path, log: Path) -> None:
     subprocess.run(["git", "commit", "-qm", "winch agent"], cwd=repo, check=True)
 
 
+async def attach_and_probe(proc, probe: str) -> tuple[int, int]:
+    """Runs the UI until the agent echoed `probe`; checks every snapshot had the pane's size."""
+    app = BotsterApp(socket_of(proc))
+    snapshots: list[tuple[int, int]] = []
+    load = app.terminal.load_snapshot
+
+    def recording(sid: str, rows: int, cols: int, data: bytes) -> None:
+        snapshots.append((rows, cols))
+        load(sid, rows, cols, data)
+
+    app.terminal.load_snapshot = recording
+    async with app.run_test(size=SIZE) as pilot:
+        view = app.terminal
+        await until(pilot, lambda: "READY" in view.screen_text(), "the agent's screen")
+        pane = (view.size.height, view.size.width)
+        # Typed text echoes after any SIGWINCH the attach caused has been handled.
+        await pilot.press(*probe, "enter")
+        await until(pilot, lambda: f"got:{probe}" in view.screen_text(), "the probe echoed")
+        assert snapshots and all(s == pane for s in snapshots), snapshots
+    return pane
+
+
 async def test_attach_subscribes_once_at_the_panes_size(hub, git_repo: Path, tmp_path: Path):
     log = tmp_path / "winch.log"
     define_winch_agent(git_repo, log)
@@ -39,25 +61,7 @@ async def test_attach_subscribes_once_at_the_panes_size(hub, git_repo: Path, tmp
     conn = await HubConnection.connect(socket_of(proc), "setup")
     await conn.request("create_agent", {"branch": "winch", "agent": "winch"})
     for attach in range(2):
-        app = BotsterApp(socket_of(proc))
-        snapshots: list[tuple[int, int]] = []
-        load = app.terminal.load_snapshot
-
-        def recording(sid, rows, cols, data, load=load, snapshots=snapshots):
-            snapshots.append((rows, cols))
-            load(sid, rows, cols, data)
-
-        app.terminal.load_snapshot = recording
-        async with app.run_test(size=SIZE) as pilot:
-            view = app.terminal
-            await until(pilot, lambda: "READY" in view.screen_text(), "the agent's screen")
-            pane = (view.size.height, view.size.width)
-            # Typed text echoes after any SIGWINCH the attach caused has been handled.
-            await pilot.press(*f"probe{attach}", "enter")
-            await until(
-                pilot, lambda: f"got:probe{attach}" in view.screen_text(), "the probe echoed"
-            )
-            assert snapshots and all(s == pane for s in snapshots), snapshots
+        pane = await attach_and_probe(proc, f"probe{attach}")
         sizes = log.read_text().split("\n")[:-1] if log.exists() else []
         want = [f"{pane[0]} {pane[1]}"]  # one resize, from the session's size to the pane's
         assert sizes == want, f"attach {attach + 1}: the agent saw resizes {sizes}"
