@@ -57,6 +57,10 @@ class HubSession:
     signal: int | None = None
     listeners: list[OutputListener] = field(default_factory=list)
     exit_listeners: list[Callable[[], None]] = field(default_factory=list)
+    title: str | None = None
+    cwd: str | None = None
+    # Adopted: the program rang the bell or notified while no hub saw it.
+    missed_attention: bool = False
 
     @property
     def pid(self) -> int:
@@ -73,6 +77,9 @@ class HubSession:
             "exit_code": self.exit_code,
             "signal": self.signal,
             "port": self.port,
+            "title": self.title,
+            "cwd": self.cwd,
+            "missed_attention": self.missed_attention,
         }
 
 
@@ -106,11 +113,18 @@ class SessionManager:
         sid, sock = await spawn_session(config, self.hub.paths.runtime)
         return await self._connect(sid, str(sock), config["labels"])
 
-    async def _connect(self, sid: str, sock: str, labels: dict[str, str]) -> HubSession:
+    async def _connect(
+        self, sid: str, sock: str, labels: dict[str, str], *, adopting: bool = False
+    ) -> HubSession:
         port = labels.get("port")
         # The record exists before the connection: events the session sends while the
         # handshake completes (a first title, a bell) must already have somewhere to go.
         s = HubSession(sid, None, labels, port=int(port) if port else None)  # type: ignore[arg-type]
+        # Adopting, the session first replays the events it kept: history, not news. They
+        # are folded into the record (title, cwd, a bell no hub saw) for the agent lifecycle
+        # to read in pty.list(); Lua is not booted yet to hear them anyway.
+        replayed: list[SessionEvent] = []
+        history: dict[str, int] = {}
 
         def on_output(out: Output) -> None:
             for listener in list(s.listeners):
@@ -120,14 +134,35 @@ class SessionManager:
                     log.exception("output listener of session %s failed", s.id)
 
         def on_event(ev: SessionEvent) -> None:
+            seq = ev.data.get("seq")
+            if adopting and isinstance(seq, int):
+                if not history:  # the metadata is not read yet
+                    replayed.append(ev)
+                    return
+                if seq <= history["until"]:
+                    self._replayed(s, ev, history["seen"])
+                    return
             self._on_event(s, ev)
 
         s.client = await SessionClient.connect(sock, on_output=on_output, on_event=on_event)
         meta = s.client.metadata
         if not meta.get("running", True) and s.running:
             s.running, s.exit_code, s.signal = False, meta.get("exit_code"), meta.get("signal")
+        s.title, s.cwd = meta.get("title") or None, meta.get("cwd") or None
+        if adopting:
+            history.update(
+                until=int(meta.get("event_seq", 0)), seen=int(meta.get("hub_event_seq", 0))
+            )
+            for ev in replayed:
+                on_event(ev)
         self.sessions[sid] = s
         return s
+
+    @staticmethod
+    def _replayed(s: HubSession, ev: SessionEvent, seen: int) -> None:
+        """An event from before this hub adopted the session: only what it left behind."""
+        if ev.type in ("bell", "notification") and ev.data.get("seq", 0) > seen:
+            s.missed_attention = True
 
     async def adopt_all(self) -> list[HubSession]:
         """Reconnects to every live session this hub started before a restart."""
@@ -137,7 +172,9 @@ class SessionManager:
             if info.labels.get("hub_id") != self.hub.hub_id or info.id in self.sessions:
                 continue
             try:
-                adopted.append(await self._connect(info.id, str(info.socket), info.labels))
+                adopted.append(
+                    await self._connect(info.id, str(info.socket), info.labels, adopting=True)
+                )
             except (SessionError, OSError) as e:
                 log.warning("could not adopt session %s: %s", info.id, e)
         if adopted:
@@ -151,8 +188,10 @@ class SessionManager:
         base = {"session_id": s.id, "agent_key": s.labels.get("agent_key")}
         d = ev.data
         if ev.type == "title":
+            s.title = d.get("title") or None
             self._signal("pty_title_changed", {**base, "title": d.get("title", "")})
         elif ev.type == "cwd":
+            s.cwd = d.get("cwd") or None
             self._signal("pty_cwd_changed", {**base, "cwd": d.get("cwd", "")})
         elif ev.type == "notification":
             self._signal(
