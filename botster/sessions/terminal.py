@@ -64,12 +64,13 @@ _MAX_CSI = 64
 
 _GROUND, _ESC, _CSI, _OSC, _OSC_ESC, _STR, _STR_ESC = range(7)
 # In the ground state only BEL and escapes that can matter are stopped at: an ESC followed
-# by a complete CSI that does not start with "?" (cursor moves, SGR, erases: most of a busy
+# by a complete CSI that does not start with "?" and is not CSI 3 J, erase scrollback
+# (cursor moves, SGR, other erases: most of a busy
 # screen's bytes), or by a printable byte that starts no string and is not "c", is skipped
 # inside the regex engine. An ESC whose sequence is cut by the end of the chunk does stop,
 # so the state machine below sees it whole however the stream is split.
 _GROUND_RE = re.compile(
-    rb"\x07|\x1b(?!\[(?!\?)[^\x40-\x7e\x07\x18\x1a\x1b]*[\x40-\x7e]|[ -OQ-WYZ\\`-bd-~])"
+    rb"\x07|\x1b(?!\[(?!\?|3J)[^\x40-\x7e\x07\x18\x1a\x1b]*[\x40-\x7e]|[ -OQ-WYZ\\`-bd-~])"
 )
 _CSI_RE = re.compile(rb"[\x40-\x7e\x07\x18\x1a\x1b]")
 _OSC_RE = re.compile(rb"[\x07\x18\x1a\x1b]")
@@ -106,10 +107,13 @@ class EscapeScanner:
         self._state = _GROUND
         self._buf = bytearray()
         self._overflow = False
+        # Where in the last chunk a CSI 3 J (erase scrollback) ended: the emulators ignore it.
+        self.erase_scrollback: list[int] = []
 
     def feed(self, data: bytes) -> list[dict[str, Any]]:
         """Scans one chunk; returns the events completed in it, in stream order."""
         events: list[dict[str, Any]] = []
+        self.erase_scrollback = []
         pos, n = 0, len(data)
         while pos < n:
             state = self._state
@@ -139,6 +143,8 @@ class EscapeScanner:
                 elif b in (_CAN, _SUB):
                     self._state = _GROUND
                 else:
+                    if b == 0x4A and self._buf == b"3":
+                        self.erase_scrollback.append(pos)
                     self._csi(b)
                     self._state = _GROUND
             elif state == _OSC:
@@ -286,6 +292,15 @@ class Terminal(ABC):
     def feed(self, data: bytes) -> list[dict[str, Any]]:
         """Feeds raw output; returns the events in it (see the module docstring)."""
         events = self._scanner.feed(data)
+        start = 0
+        for end in self._scanner.erase_scrollback:  # CSI 3 J: as xterm and tmux, drop history
+            self._feed_bytes(data[start:end])
+            self._clear_scrollback()
+            start = end
+        self._feed_bytes(data[start:] if start else data)
+        return events
+
+    def _feed_bytes(self, data: bytes) -> None:
         text = self._decoder.decode(data)
         if not text.isascii() and _ZERO_WIDTH.search(text):
             # A terminal draws these in no cell of their own; avt gives each one a cell,
@@ -294,7 +309,9 @@ class Terminal(ABC):
             text = _ZERO_WIDTH.sub("", unicodedata.normalize("NFC", text))
         if text:
             self._feed_text(text)
-        return events
+
+    def _clear_scrollback(self) -> None:
+        """Forgets the lines scrolled off the top (no scrollback: nothing to do)."""
 
     def resize(self, rows: int, cols: int) -> None:
         """Resizes the screen (lines reflow or clip as the emulator does)."""
@@ -357,10 +374,18 @@ class _AvtTerminal(Terminal):
 
         super().__init__(rows, cols)
         self._avt = avt
+        self._scrollback = scrollback
         self._vt = avt.Vt(cols, rows, scrollback)
 
     def _feed_text(self, text: str) -> None:
         self._vt.feed_str(text)
+
+    def _clear_scrollback(self) -> None:
+        # avt has no call for it: a fresh emulator rebuilt from the screen's dump, which
+        # never holds the scrollback.
+        vt = self._avt.Vt(self.cols, self.rows, self._scrollback)
+        vt.feed_str(self._vt.dump())
+        self._vt = vt
 
     def _resize(self, rows: int, cols: int) -> None:
         self._vt.resize(cols, rows)
