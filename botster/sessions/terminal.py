@@ -310,7 +310,7 @@ class Terminal(ABC):
         if text:
             self._feed_text(text)
 
-    def _clear_scrollback(self) -> None:
+    def _clear_scrollback(self) -> None:  # noqa: B027 - optional: pyte keeps no scrollback
         """Forgets the lines scrolled off the top (no scrollback: nothing to do)."""
 
     def resize(self, rows: int, cols: int) -> None:
