@@ -142,6 +142,7 @@ def main() -> None:
         entry = start_hub_blocking(repo)
     asyncio.run(_ensure_demo_agent(str(entry["socket"])))
     print(f"Edit {plugin} while it runs to see it hot-reload.", file=sys.stderr)
+    os.environ["BOTSTER_REATTACH"] = "make run"  # the demo's runtime directory is its own
     os.execvp(sys.executable, [sys.executable, "-m", "botster.cli", "attach", "--repo", str(repo)])
 
 

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 __all__ = ["run"]
 
 
-def run(socket_path: Path | str, keymap: Keymap | None = None) -> tuple[int, bool]:
+def run(socket_path: Path | str, keymap: Keymap | None = None) -> tuple[int, bool, bool]:
     """Runs the UI on a hub's socket until the user leaves.
 
     Args:
@@ -34,7 +34,7 @@ def run(socket_path: Path | str, keymap: Keymap | None = None) -> tuple[int, boo
         keymap: the UI's keys (default: ``keymap.load_keymap()``).
 
     Returns:
-        (exit code, whether the user stopped the hub).
+        (exit code, whether the user stopped the hub, whether the hub was gone at the end).
 
     Raises:
         KeymapError: no keymap was given and ``tui_keys`` in config.json is invalid.
@@ -44,4 +44,4 @@ def run(socket_path: Path | str, keymap: Keymap | None = None) -> tuple[int, boo
 
     app = BotsterApp(socket_path, keymap or load_keymap())
     app.run()
-    return app.return_code or 0, app.hub_stopped
+    return app.return_code or 0, app.hub_stopped, not app.link.connected
