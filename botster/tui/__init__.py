@@ -39,6 +39,19 @@ def run(socket_path: Path | str, keymap: Keymap | None = None) -> tuple[int, boo
     Raises:
         KeymapError: no keymap was given and ``tui_keys`` in config.json is invalid.
     """
+    import os
+
+    from textual import constants
+
+    from botster.tui.colors import ColorsError, color_system, load_colors_setting
+
+    try:
+        setting = load_colors_setting()
+    except ColorsError as e:
+        raise SystemExit(f"botster: {e}") from None
+    # Read by the app's console when it is made: set before.
+    constants.COLOR_SYSTEM = color_system(os.environ, setting)  # type: ignore[misc]
+
     from botster.tui.app import BotsterApp
     from botster.tui.keymap import load_keymap
 
