@@ -66,3 +66,16 @@ async def test_attach_subscribes_once_at_the_panes_size(hub, git_repo: Path, tmp
         want = [f"{pane[0]} {pane[1]}"]  # one resize, from the session's size to the pane's
         assert sizes == want, f"attach {attach + 1}: the agent saw resizes {sizes}"
     await conn.close()
+
+
+async def test_detach_after_the_hub_died_says_so(hub, git_repo: Path, tmp_path: Path):
+    define_winch_agent(git_repo, tmp_path / "winch.log")
+    proc = await hub()
+    app = BotsterApp(socket_of(proc))
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.link.connected, "connected")
+        await proc.kill()
+        proc.allow_nonzero_exit = proc.allow_registry_left = True
+        await until(pilot, lambda: not app.link.connected, "the hub gone")
+        await pilot.press("ctrl+b", "d")
+    assert app.hub_gone and not app.hub_stopped

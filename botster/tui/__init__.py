@@ -57,4 +57,4 @@ def run(socket_path: Path | str, keymap: Keymap | None = None) -> tuple[int, boo
 
     app = BotsterApp(socket_path, keymap or load_keymap())
     app.run()
-    return app.return_code or 0, app.hub_stopped, not app.link.connected
+    return app.return_code or 0, app.hub_stopped, app.hub_gone

@@ -529,7 +529,12 @@ class BotsterApp(App[int], inherit_bindings=False):
     #sidebar:focus-within { border: round $accent; }
     #agents { height: 1fr; border: none; }
     #agents-title { padding: 0 1; text-style: bold; }
+    Screen.-narrow #sidebar { width: 24; }
+    Screen.-tiny #sidebar, Screen.-zoomed #sidebar, Screen.-zoomed Header { display: none; }
     """
+    # Narrow terminals: a slimmer agent list under 110 columns, none under 70 (the terminal
+    # pane keeps at least 44 columns); the zoom key hides it at any width.
+    HORIZONTAL_BREAKPOINTS = [(0, "-tiny"), (70, "-narrow"), (110, "-wide")]
 
     def __init__(self, socket_path: Path | str, keymap: Keymap | None = None) -> None:
         # ANSI colours reach the terminal untouched, so an agent's palette colours are the
@@ -544,22 +549,21 @@ class BotsterApp(App[int], inherit_bindings=False):
         self.tui_messages: list[Any] = []
         self.tui_binaries: list[bytes] = []
         self.hub_stopped = False
+        self.hub_gone = False  # at detach: the hub was not there (killed, not yet back)
         self._select_after: str | None = None
         self._ui_keys_pending = 0  # UI keys after the prefix whose action has not run yet
         # Made here, not queried: the link reports (a lost hub, late output) until it is
         # closed, which can be after the screen's widgets are gone.
         self._pane = TerminalView(self.keymap.prefix, self.link.send_input, id="terminal")
-        prefix = format_key(self.keymap.prefix[0])
+        # The footer says the prefix once ("ctrl+b then n new  x close ..."), in short words,
+        # so it fits an 80-column terminal.
         for action in ACTIONS:
-            if action.name == "prefix":
-                self.bind(self.keymap.key("prefix"), "prefix", description="UI key", show=False)
-                continue
             self.bind(
                 self.keymap.key(action.name),
                 action.name,
-                description=action.description.split(":")[0],
-                show=action.show,
-                key_display=f"{prefix} {format_key(self.keymap.keys(action.name)[0])}",
+                description=action.short or action.description.split(":")[0],
+                show=bool(action.short),
+                key_display=format_key(self.keymap.keys(action.name)[0]),
             )
 
     def compose(self) -> ComposeResult:
@@ -817,7 +821,20 @@ class BotsterApp(App[int], inherit_bindings=False):
     def action_prev_agent(self) -> None:
         self._move(-1)
 
+    @property
+    def zoomed(self) -> bool:
+        """Whether the terminal pane has the whole window (the zoom key)."""
+        return self.screen_stack[0].has_class("-zoomed")
+
+    def action_zoom(self) -> None:
+        base = self.screen_stack[0]
+        base.toggle_class("-zoomed")
+        if self.zoomed and self.focused is not self._pane:
+            self.terminal.focus()
+
     def action_focus_list(self) -> None:
+        if self.zoomed or self.screen_stack[0].has_class("-tiny"):
+            self.screen_stack[0].remove_class("-zoomed", "-tiny")  # the list must be seen
         self.agent_list.focus()
 
     def action_focus_terminal(self) -> None:
@@ -836,6 +853,7 @@ class BotsterApp(App[int], inherit_bindings=False):
         self.push_screen(HelpScreen(self.keymap))
 
     def action_detach(self) -> None:
+        self.hub_gone = not self.link.connected  # the link closes as the app ends
         self.exit(0)
 
     def action_stop_hub(self) -> None:

@@ -136,6 +136,8 @@ class HubLink:
                 self.listener.link_state(False, conn.close_reason or "connection closed")
                 self.conn = None
                 self.attached = None
+                with contextlib.suppress(Exception):
+                    await conn.close()  # the hub went: its socket is still ours to close
             try:
                 await self._open()
             except Exception as e:  # nothing listens yet, or the hub is still starting
