@@ -164,7 +164,25 @@ def fatal(message: str) -> None:
     current_hub().fail(message)
 
 
+@lua_api
+def check_tool_arguments(schema: Any, arguments: Any) -> str | None:
+    """What is wrong with an MCP tool's arguments for its ``input_schema``, or nil."""
+    from botster.mcp.schema import check_arguments
+
+    return check_arguments(schema, arguments)
+
+
+@lua_api
+def tool_registered() -> None:
+    """A tool exists: load the schema validator off the loop before its first call."""
+    from botster.mcp.schema import warm
+
+    warm(current_hub())
+
+
 LUA = {
+    "check_tool_arguments": check_tool_arguments,
+    "tool_registered": tool_registered,
     "fatal": fatal,
     "discover_definitions": discover_definitions,
     "repo_path": repo_path,
