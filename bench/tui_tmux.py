@@ -48,7 +48,9 @@ while True:
         n += 1
         os.write(1, b"\r\x1b[K<%06d>" % n)
 """
-_ESCAPES = re.compile(rb"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[()][0-9A-Za-z]|\x1b.")
+_ESCAPES = re.compile(
+    rb"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[()][0-9A-Za-z]|\x1b."
+)
 
 
 class OuterTerminal:
@@ -126,7 +128,8 @@ def _blocks(tmux: OuterTerminal, ui: OuterTerminal) -> tuple[list[float], list[f
     return anchor, ours
 
 
-async def _measure(sandbox: Sandbox) -> tuple[list[float], list[float]]:
+def _prepare(sandbox: Sandbox, tmux_cmd: list[str]) -> str:
+    """The agent definition and the tmux session, both running the echo program."""
     program = sandbox.root / "echo.py"
     program.write_text(ECHO)
     argv = f"exec {sys.executable} {program}"
@@ -137,21 +140,27 @@ async def _measure(sandbox: Sandbox) -> tuple[list[float], list[float]]:
     subprocess.run(["git", "add", ".botster"], cwd=sandbox.repo, env=env, check=True)
     subprocess.run(["git", "commit", "-qm", "agent"], cwd=sandbox.repo, env=env, check=True)
     env["BOTSTER_WORKTREE_BASE"] = str(sandbox.root / "worktrees")
-    hub = HubRun(sandbox)
-    await hub.start()
+    subprocess.run(
+        [*tmux_cmd, "new-session", "-d", "-s", "b", "-x", str(COLS), "-y", str(ROWS), argv],
+        env=env,
+        check=True,
+    )
+    return argv
+
+
+async def _measure(sandbox: Sandbox) -> tuple[list[float], list[float]]:
     sock = str(sandbox.root / "tmux.sock")
     tmux_cmd = ["tmux", "-S", sock, "-f", "/dev/null"]
+    await asyncio.to_thread(_prepare, sandbox, tmux_cmd)
+    env = sandbox.env
+    hub = HubRun(sandbox)
+    await hub.start()
     tmux = ui = None
     try:
         await hub.wait_for(r"hub ready:")
         conn = await hub.connect()
         await conn.request("create_agent", {"agent": "bench", "branch": "bench"})
         await conn.close()
-        subprocess.run(
-            [*tmux_cmd, "new-session", "-d", "-s", "b", "-x", str(COLS), "-y", str(ROWS), argv],
-            env=env,
-            check=True,
-        )
         tmux = OuterTerminal([*tmux_cmd, "attach", "-t", "b"], env)
         botster = str(Path(sys.executable).with_name("botster"))
         ui = OuterTerminal([botster, "attach", "--socket", str(sandbox.hub_socket())], env)
@@ -163,7 +172,9 @@ async def _measure(sandbox: Sandbox) -> tuple[list[float], list[float]]:
         for client in (ui, tmux):
             if client is not None:
                 client.close()
-        subprocess.run([*tmux_cmd, "kill-server"], env=env, capture_output=True)
+        await asyncio.to_thread(
+            subprocess.run, [*tmux_cmd, "kill-server"], env=env, capture_output=True
+        )
         await hub.stop()
 
 
