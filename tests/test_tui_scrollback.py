@@ -7,6 +7,7 @@ screen must match.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import time
@@ -87,3 +88,23 @@ def test_shrink_and_grow_as_tmux_does(tmp_path: Path, output: bytes):
     t.resize(24, 80)
     ours = [line.rstrip() for line in t.text().split("\n")]
     assert (t.cursor.row, ours[: len(screen)]) == (row, [s.rstrip() for s in screen])
+
+
+def test_snapshots_replay_in_pyte_as_in_avt():
+    """Snapshot bytes use plain SGR (semicolons) and no REP, so pyte draws from the snapshot
+    what it draws from the program's own output."""
+    output = (
+        b"\x1b[38;5;208mpalette\x1b[0m \x1b[38;2;1;2;3;48;2;250;128;0mrgb\x1b[0m"
+        b"\r\n\x1b[1;4;7mbold under inverse\x1b[0m          spaces   x\r\n"
+        b"\x1b[48;5;17m" + b" " * 30 + b"\x1b[0m\r\n" + "wide 中文 é".encode()
+    )
+    t = make_terminal(6, 40, 100, backend="avt")
+    t.feed(output)
+    snap = t.snapshot()
+    assert b":" not in snap and re.search(rb"\x1b\[\d+b", snap) is None
+    direct, replay = (make_terminal(6, 40, 100, backend="pyte") for _ in range(2))
+    direct.feed(output)
+    replay.feed(snap)
+    assert replay.cells() == direct.cells()
+    assert replay.text() == t.text()
+    assert (replay.cursor.row, replay.cursor.col) == (t.cursor.row, t.cursor.col)

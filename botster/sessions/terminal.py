@@ -6,9 +6,10 @@ This module owns two things:
   them, ``resize(rows, cols)``, ``snapshot()`` (an ANSI byte string that, fed to a fresh terminal
   of the same size, rebuilds the exact screen: text, colours, attributes, the alternate screen
   with the primary one behind it, cursor position, visibility and pen, scroll region and the
-  input modes listed below), ``text()`` (the visible screen as plain text), ``title``, ``cwd``,
-  ``cursor``, ``alt_screen``, ``app_cursor``, ``cells()`` and ``history()`` (for comparisons
-  and renderers). Two implementations: pyavt (asciinema's Rust ``avt``, primary, ~90 MB/s
+  input modes listed below; plain semicolon SGR and no REP, so pyte or xterm.js replay it),
+  ``text()`` (the visible screen as plain text), ``title``, ``cwd``, ``cursor``,
+  ``alt_screen``, ``app_cursor``, ``cells()`` and ``history()`` (for comparisons and
+  renderers). Two implementations: pyavt (asciinema's Rust ``avt``, primary, ~90 MB/s
   with the scanner) and pyte (pure Python, ~1 MB/s, fallback). ``make_terminal`` is the
   one place that chooses between them.
 * ``EscapeScanner``: a small incremental parser over the raw byte stream that survives any split
@@ -393,7 +394,7 @@ class _AvtTerminal(Terminal):
     def _dump(self) -> str:
         # avt writes CSI as the 8-bit C1 byte; UTF-8 terminals want ESC [. A cell never holds
         # U+009B (the parser consumes it), so the replacement cannot touch text.
-        return self._vt.dump().replace("\x9b", "\x1b[")
+        return _portable(self._vt.dump().replace("\x9b", "\x1b["))
 
     def text(self) -> str:
         return "\n".join(line.text.rstrip() for line in self._vt.view())
@@ -438,6 +439,29 @@ class _AvtTerminal(Terminal):
         if isinstance(colour, self._avt.Color.RGB):
             return f"#{colour[0]:02x}{colour[1]:02x}{colour[2]:02x}"
         return f"i{colour[0]}"
+
+
+# avt's dump uses two things common emulators (pyte, older xterm.js, many others) do not
+# read: colon-separated SGR colours (38:5:208, 48:2:r:g:b) and REP (CSI n b, repeat the last
+# character). Snapshots are written with semicolons and the characters spelled out instead.
+_SGR = re.compile(r"\x1b\[([0-9:;]*)m")
+_REP = re.compile(r"(.)\x1b\[(\d+)b", re.DOTALL)
+
+
+def _sgr_semicolons(m: re.Match[str]) -> str:
+    params = []
+    for p in m.group(1).split(";"):
+        if ":" in p and p.split(":", 1)[0] in ("38", "48", "58"):
+            parts = p.split(":")
+            if parts[1] == "2" and len(parts) == 6:  # ITU form, with a colour space id
+                del parts[2]
+            p = ";".join(parts)
+        params.append(p)
+    return "\x1b[" + ";".join(params) + "m"
+
+
+def _portable(dump: str) -> str:
+    return _REP.sub(lambda m: m.group(1) * (int(m.group(2)) + 1), _SGR.sub(_sgr_semicolons, dump))
 
 
 # pyte colour names -> palette index (its own typo "bfightmagenta" included).
