@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from textual.widgets import Select
 from textual.widgets._footer import FooterKey
 
 from botster.transports.client import HubConnection
-from botster.tui.app import BotsterApp
+from botster.tui.app import BotsterApp, CreateAgentScreen
 from tests.test_pty import socket_of
 from tests.test_tui import press_prefixed, start_hub, until
 
@@ -33,6 +34,17 @@ async def test_narrow_terminal_and_zoom(hub, git_repo: Path, tmp_path: Path):
         assert not sidebar.display or sidebar.region.width == 0
         await press_prefixed(pilot, "z")
         await until(pilot, lambda: view.size == (54, 20), "the pane back beside the list")
+
+        # A running agent is marked with a dot (an arrow read as "selected").
+        assert str(app.agent_list.get_option_at_index(0).prompt).startswith("● small")
+        # The create dialog stops saying "loading" once the definitions came.
+        await press_prefixed(pilot, "n")
+        await until(pilot, lambda: isinstance(app.screen, CreateAgentScreen), "the dialog")
+        select = app.screen.query_one("#definition", Select)
+        await until(pilot, lambda: select.value == "echo", "the definitions loaded")
+        assert select.prompt == "choose a definition"
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, CreateAgentScreen), "closed")
 
         await pilot.resize_terminal(60, 20)
         await until(pilot, lambda: view.size.width == 58, "the list hidden at 60 columns")

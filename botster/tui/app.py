@@ -53,12 +53,16 @@ from botster.tui.terminal import TerminalView
 __all__ = ["BotsterApp", "agent_label"]
 
 _STATUS = {
-    "running": ("▶", "green"),
+    "running": ("●", "green"),  # not ▶, which reads as "the selected one"
     "exited": ("■", "yellow"),
     "failed": ("✗", "red"),
     "creating_worktree": ("…", "cyan"),
     "spawning": ("…", "cyan"),
 }
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def agent_label(agent: dict[str, Any]) -> Text:
@@ -128,12 +132,15 @@ class CreateAgentScreen(ModalScreen[str | None]):
         try:
             self.definitions = await app.link.request("agent_definitions")
         except (RequestFailed, ConnectionError) as e:
+            select.prompt = "no definitions"
             error.update(f"cannot list agent definitions: {e}")
             return
         names = [d["name"] for d in self.definitions]
         if not names:
+            select.prompt = "no definitions"
             error.update("No agent definitions: create .botster/agents/<name>/initialization")
             return
+        select.prompt = "choose a definition"  # never "loading" once loaded
         select.set_options([(n, n) for n in names])
         select.value = names[0]
 
@@ -462,8 +469,8 @@ class HubPanel(Screen[None]):
             return
         self.query_one("#hub-info", Static).update(
             f"[b]Hub[/b] {info.get('hub_id', '')}\n"
-            f"socket {link.socket_path} · {info.get('plugins', 0)} plugins · "
-            f"{info.get('tools', 0)} MCP tools"
+            f"socket {link.socket_path} · {_count(info.get('plugins', 0), 'plugin')} · "
+            f"{_count(info.get('tools', 0), 'MCP tool')}"
         )
         table = self.query_one("#plugins", DataTable)
         table.clear()
