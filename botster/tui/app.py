@@ -433,9 +433,14 @@ class HubPanel(Screen[None]):
         Binding("r", "refresh", "Refresh"),
     ]
 
+    LOG_POLL_S = 1.0  # the shown plugin's log follows the hub while the panel is open
+
     def __init__(self) -> None:
         super().__init__()
         self.log_lines: list[str] = []  # the shown plugin's log messages
+        self.shown: str | None = None  # the plugin whose log is shown
+        self.errors: dict[str, str] = {}  # plugin -> its last error
+        self._shown_lines: list[Any] = []
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -453,6 +458,11 @@ class HubPanel(Screen[None]):
         self.query_one("#plugins", DataTable).add_columns("plugin", "status", "layer", "error")
         self.query_one("#tools", DataTable).add_columns("tool", "source", "description")
         await self.action_refresh()
+        self.set_interval(self.LOG_POLL_S, self._follow_log)
+
+    async def _follow_log(self) -> None:
+        if self.shown is not None:
+            await self.show_log(self.shown)
 
     async def action_refresh(self) -> None:
         app = self.app
@@ -467,11 +477,16 @@ class HubPanel(Screen[None]):
         except (RequestFailed, ConnectionError) as e:
             self.query_one("#hub-info", Static).update(f"hub unreachable: {e}")
             return
+        hub_id = str(info.get("hub_id", ""))
+        # A hub `botster start` launched logs next to its socket (docs/tui.md).
+        log_file = Path(link.socket_path).parent / f"hub-{hub_id[:16]}.log"
         self.query_one("#hub-info", Static).update(
-            f"[b]Hub[/b] {info.get('hub_id', '')}\n"
+            f"[b]Hub[/b] {hub_id}\n"
             f"socket {link.socket_path} · {_count(info.get('plugins', 0), 'plugin')} · "
             f"{_count(info.get('tools', 0), 'MCP tool')}"
+            + (f"\nlog {log_file}" if log_file.exists() else "")
         )
+        self.errors = {p.get("name", ""): p["error"] for p in plugins if p.get("error")}
         table = self.query_one("#plugins", DataTable)
         table.clear()
         for p in plugins:
@@ -507,6 +522,11 @@ class HubPanel(Screen[None]):
             lines = await app.link.request("plugins.log", {"name": name})
         except (RequestFailed, ConnectionError) as e:
             lines = [{"level": "ERROR", "message": f"could not read the log: {e}"}]
+        if name in self.errors:  # a failed plugin's error first, whole, whatever the log kept
+            lines = [{"level": "ERROR", "message": f"failed: {self.errors[name]}"}, *lines]
+        if name == self.shown and lines == self._shown_lines:
+            return  # nothing new (the panel polls)
+        self.shown, self._shown_lines = name, lines
         log.clear()
         for line in lines:
             level = line.get("level", "")
