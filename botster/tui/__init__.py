@@ -7,6 +7,9 @@ leaving it never stops the hub or its agents. Modules:
 * ``terminal.py``: the terminal pane widget (rendering, keyboard and mouse passthrough,
   scrollback);
 * ``hub_link.py``: the reconnecting connection, agent list, terminal attach, attention;
+* ``rawinput.py``: the driver that hands the terminal pane the keys' raw bytes (Textual's
+  key decoding loses Esc followed quickly by a key, alt+letters and more);
+* ``colors.py``: how many colours to write (24-bit where the terminal shows them);
 * ``keys.py``: key presses, pastes and mouse reports as the bytes a terminal sends;
 * ``keymap.py``: the UI's own keys and their overrides from ``config.json``;
 * ``notify.py``: the desktop notification asked of the user's terminal.
