@@ -146,6 +146,7 @@ def release_owner(owner: str) -> None:
 def ready(loaded: int, failed: int) -> None:
     """Logs that start-up finished: every plugin was loaded or failed."""
     hub = current_hub()
+    hub.sessions.release_signals()
     ms = (time.monotonic() - hub.started_at) * 1000
     log.info(
         "hub ready: %d plugins loaded, %d failed, in %.0f ms (hub id %s, repo %s)",

@@ -90,6 +90,9 @@ class SessionManager:
         self.hub = hub
         self.sessions: dict[str, HubSession] = {}
         self._closing = False  # the hub is stopping: disconnects are expected
+        # Signals wait here until Lua has booted (`release_signals`): before, no listener
+        # would hear them (an adopted agent's bell would be lost, hooks would fail).
+        self._held: list[tuple[str, dict[str, Any]]] | None = []
 
     # Spawning and adopting --------------------------------------------------------------
 
@@ -120,11 +123,13 @@ class SessionManager:
         # The record exists before the connection: events the session sends while the
         # handshake completes (a first title, a bell) must already have somewhere to go.
         s = HubSession(sid, None, labels, port=int(port) if port else None)  # type: ignore[arg-type]
-        # Adopting, the session first replays the events it kept: history, not news. They
-        # are folded into the record (title, cwd, a bell no hub saw) for the agent lifecycle
-        # to read in pty.list(); Lua is not booted yet to hear them anyway.
+        # Adopting, the session first replays the events it kept. Those a previous hub was
+        # sent are history (their effect is in the metadata: title, cwd, exit); the rest
+        # happened while no hub ran (a bell) and are news, signalled like live ones (held
+        # until Lua has booted). Which is which needs the metadata: events that come before
+        # it wait.
         replayed: list[SessionEvent] = []
-        history: dict[str, int] = {}
+        seen: list[int] = []  # the previous hub's last event, once the metadata is read
 
         def on_output(out: Output) -> None:
             for listener in list(s.listeners):
@@ -136,12 +141,13 @@ class SessionManager:
         def on_event(ev: SessionEvent) -> None:
             seq = ev.data.get("seq")
             if adopting and isinstance(seq, int):
-                if not history:  # the metadata is not read yet
+                if not seen:
                     replayed.append(ev)
                     return
-                if seq <= history["until"]:
-                    self._replayed(s, ev, history["seen"])
+                if seq <= seen[0]:
                     return
+                if ev.type in ("bell", "notification"):
+                    s.missed_attention = True
             self._on_event(s, ev)
 
         s.client = await SessionClient.connect(sock, on_output=on_output, on_event=on_event)
@@ -150,19 +156,11 @@ class SessionManager:
             s.running, s.exit_code, s.signal = False, meta.get("exit_code"), meta.get("signal")
         s.title, s.cwd = meta.get("title") or None, meta.get("cwd") or None
         if adopting:
-            history.update(
-                until=int(meta.get("event_seq", 0)), seen=int(meta.get("hub_event_seq", 0))
-            )
+            seen.append(int(meta.get("hub_event_seq", 0)))
             for ev in replayed:
                 on_event(ev)
         self.sessions[sid] = s
         return s
-
-    @staticmethod
-    def _replayed(s: HubSession, ev: SessionEvent, seen: int) -> None:
-        """An event from before this hub adopted the session: only what it left behind."""
-        if ev.type in ("bell", "notification") and ev.data.get("seq", 0) > seen:
-            s.missed_attention = True
 
     async def adopt_all(self) -> list[HubSession]:
         """Reconnects to every live session this hub started before a restart."""
@@ -225,8 +223,17 @@ class SessionManager:
 
     def _signal(self, name: str, data: dict[str, Any]) -> None:
         """Delivers a session signal to Lua as a hook notification and an event."""
+        if self._held is not None:
+            self._held.append((name, data))
+            return
         self.hub.notify_hook(name, data)
         self.hub.emit(name, data)
+
+    def release_signals(self) -> None:
+        """Lua has booted: signals held until now are delivered, in order, and then at once."""
+        held, self._held = self._held or [], None
+        for name, data in held:
+            self._signal(name, data)
 
     # Control ------------------------------------------------------------------------------
 
