@@ -161,6 +161,21 @@ async def test_keys_reach_the_program_as_tmux_sends_them(hub, git_repo: Path, tm
                         f"keys {keys} at {gap} ms gaps (application cursor keys {ckm}):\n"
                         f"  through the UI: {got[-120:]!r}\n  tmux sends:     {want[-120:]!r}"
                     )
+        # A paste (bracketed towards the UI, which asked for it; the recorder did not, so
+        # tmux sends it plain) arrives as tmux delivers it, Esc and all.
+        await tmux.run("set-buffer", "-b", "p", "pasted\x1b:text\nsecond line")
+        for t in targets:
+            await tmux.run("paste-buffer", "-p", "-b", "p", "-t", t)
+        await send(tmux, targets, ["-l", "#PASTED#"], 0)
+        await wait_until(
+            lambda: (
+                b"#PASTED#" in ui_bytes.read_bytes() and b"#PASTED#" in plain_bytes.read_bytes()
+            ),
+            "the paste",
+            timeout=20,
+        )
+        assert ui_bytes.read_bytes() == plain_bytes.read_bytes(), ui_bytes.read_bytes()[-80:]
+        assert b"pasted\x1b:text\rsecond line#PASTED#" in ui_bytes.read_bytes()
     finally:
         with contextlib.suppress(Exception):
             await tmux.run("kill-server")
