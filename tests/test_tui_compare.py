@@ -50,9 +50,12 @@ async def test_ui_draws_programs_as_tmux(hub, git_repo: Path, tmp_path: Path, pr
     text = tmp_path / "file.txt"
     text.write_text("".join(f"row {i}: {'abcdefghij' * 3} {i * i}\n" for i in range(200)))
     script = tmp_path / "run.sh"
-    # The program starts on Enter, once both terminals have their size: a program started
-    # at another size and then resized draws what its own resize handling decides.
-    script.write_text(f"{COLOURS}\nread -r go\nexec {PROGRAMS[program][0].format(file=text)}\n")
+    # The program starts once its terminal has the pane's size (84x32): a program started at
+    # another size and then resized draws what its own resize handling decides.
+    script.write_text(
+        f"{COLOURS}\nwhile [ \"$(stty size)\" != '32 84' ]; do sleep 0.05; done\n"
+        f"exec {PROGRAMS[program][0].format(file=text)}\n"
+    )
     d = git_repo / ".botster" / "agents" / "cmp"
     d.mkdir(parents=True)
     (d / "initialization").write_text(f"#!/usr/bin/env bash\nexec bash {script}\n")
@@ -106,11 +109,8 @@ async def test_ui_draws_programs_as_tmux(hub, git_repo: Path, tmp_path: Path, pr
             "new-session", "-d", "-s", "p", "-x", "84", "-y", "32",
             f"env TERM=xterm-256color bash {script}",
         )  # fmt: skip
-        await compare(120, 36, "after attach")
-        for target in ("c:ui", "p"):
-            await tmux.run("send-keys", "-t", target, "Enter")
         await tmux.wait_text("p", PROGRAMS[program][1])
-        await compare(120, 36, "the program started")
+        await compare(120, 36, "after attach")
         await compare(100, 30, "after a resize")
         await proc.stop()
         again = await hub(env=env_extra)

@@ -551,6 +551,9 @@ class BotsterApp(App[int], inherit_bindings=False):
 
     TITLE = "botster"
     ENABLE_COMMAND_PALETTE = False
+    # The terminal has the keyboard from the start (Textual's default focuses the first
+    # focusable widget, the agent list, when the screen activates).
+    AUTO_FOCUS = "#terminal"
     CSS = """
     #sidebar { width: 34; border: round $panel; }
     #sidebar:focus-within { border: round $accent; }
