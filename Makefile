@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO := $(CURDIR)/.demo
 
-.PHONY: run test bench lint fmt clean web web-test
+.PHONY: run stop test bench lint fmt clean web web-test
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,9 +29,16 @@ $(WEB_STAMP): $(WEB_SRC)
 web-test: $(WEB_STAMP) $(STAMP)
 	cd web && BOTSTER_PYTHON=$(CURDIR)/$(BIN)/python npm test
 
+DEMO_ENV := BOTSTER_HOME=$(DEMO)/home BOTSTER_RUNTIME_DIR=$(DEMO)/run BOTSTER_WORKTREE_BASE=$(DEMO)/worktrees
+
+# Starts the demo, or comes back to it after a detach.
 run: $(STAMP) $(WEB_STAMP)
-	BOTSTER_HOME=$(DEMO)/home BOTSTER_RUNTIME_DIR=$(DEMO)/run BOTSTER_WORKTREE_BASE=$(DEMO)/worktrees \
-		$(BIN)/python -m botster.demo $(DEMO)
+	$(DEMO_ENV) $(BIN)/python -m botster.demo $(DEMO)
+
+# Stops the demo's hub and its agents' sessions (they outlive the hub otherwise).
+stop:
+	@if [ -x $(BIN)/python ] && [ -d $(DEMO)/repo ]; then \
+		$(DEMO_ENV) $(BIN)/python -m botster.cli stop --repo $(DEMO)/repo --sessions; fi
 
 test: $(STAMP) $(WEB_STAMP)
 	$(BIN)/ruff check botster tests bench harness
@@ -49,6 +56,6 @@ fmt: $(STAMP)
 	$(BIN)/ruff format botster tests bench harness
 	$(BIN)/ruff check --fix botster tests bench harness
 
-clean:
+clean: stop
 	rm -rf $(VENV) $(DEMO) .pytest_cache web/node_modules
 	find botster/relay/static -mindepth 1 ! -name .gitkeep -delete

@@ -21,6 +21,7 @@ module also runs alone: ``python -m bench.call_rate``.
 | ``many_clients`` | 100 clients on one flooding session: fairness, hub RSS | 1 client; idle RSS |
 | ``tui_echo`` | key to rendered echo through the UI, hub and session (``cat``) | a bare PTY |
 | ``tui_flood_input`` | the same while the agent on screen floods; UI frames/s | a bare PTY |
+| ``tui_tmux`` | key to drawn echo: ``botster attach`` on a PTY | ``tmux attach`` on a PTY |
 | ``push`` | ``push.send`` to 100 subscriptions: pushes/s, tick jitter | bare ``webpush_async`` |
 | ``hostile`` | tick jitter, ping p99, restarts while 50 clients send bad input | the same, quiet |
 | ``browser`` | web app in Chromium: pairing, key to echo, size | the Python test browser |
@@ -47,6 +48,7 @@ BENCHMARKS: tuple[str, ...] = (
     "many_clients",
     "tui_echo",
     "tui_flood_input",
+    "tui_tmux",
     "push",
     "hostile",
     "browser",

@@ -115,9 +115,21 @@ def _ui_keymap() -> Keymap:
 def _run_ui(socket_path: str, keymap: Keymap) -> None:
     from botster.tui import run
 
-    code, stopped = run(socket_path, keymap)
+    code, stopped, hub_gone = run(socket_path, keymap)
+    # The way back: `botster attach`, or what started this UI (`make run` for the demo,
+    # whose runtime directory is its own).
+    again = os.environ.get("BOTSTER_REATTACH")
     if not stopped and code == 0:
-        click.echo("botster: detached; the hub and its agents keep running (`botster attach`)")
+        if hub_gone:
+            click.echo(
+                "botster: detached; the hub is not running (its agents' sessions are: "
+                f"`{again or 'botster start'}` starts a hub that adopts them)"
+            )
+        else:
+            click.echo(
+                "botster: detached; the hub and its agents keep running "
+                f"(`{again or 'botster attach'}` comes back)"
+            )
     sys.exit(code)
 
 
@@ -227,6 +239,105 @@ def login(server_url: str, token: str | None) -> None:
     except (HubError, OSError) as e:
         raise click.ClickException(str(e)) from None
     click.echo(f"botster: relay {url}; token stored in {where}")
+
+
+def _repo_hub_id(repo: Path | None) -> tuple[Path, str]:
+    """The repository root containing `repo` (default: the current directory) and its hub id."""
+    from botster.base.errors import HubError
+    from botster.base.identity import find_repo_root, hub_id_for
+
+    try:
+        root = find_repo_root(repo or Path.cwd())
+    except HubError as e:
+        raise click.ClickException(str(e)) from None
+    return root, hub_id_for(root)
+
+
+@main.command()
+@click.option(
+    "--repo",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Repository whose hub to stop (default: the one containing the current directory).",
+)
+@click.option(
+    "--sessions",
+    "with_sessions",
+    is_flag=True,
+    help="Also end the hub's agent sessions (without it they keep running for the next hub).",
+)
+def stop(repo: Path | None, with_sessions: bool) -> None:
+    """Stop a repository's hub; with --sessions, its agents' sessions too."""
+    from botster.base.registry import find_hub_for
+    from botster.sessions.control import (
+        end_sessions_blocking,
+        session_rows_blocking,
+        stop_hub_blocking,
+    )
+
+    root, hub_id = _repo_hub_id(repo)
+    entry = find_hub_for(root)
+    if entry is None and not with_sessions:
+        raise click.ClickException(f"no hub is running for {root}")
+    if entry is not None:
+        if not stop_hub_blocking(entry):
+            raise click.ClickException(f"the hub (pid {entry['pid']}) did not stop within 20 s")
+        click.echo(f"botster: hub {hub_id[:12]} stopped")
+    if with_sessions:
+        ended = end_sessions_blocking(session_rows_blocking(hub_id=hub_id))
+        click.echo(f"botster: {ended} session{'s' if ended != 1 else ''} ended")
+    elif entry is not None:
+        left = len(session_rows_blocking(hub_id=hub_id))
+        if left:
+            click.echo(
+                f"botster: {left} session{'s' if left != 1 else ''} keep running for the next "
+                "hub (`botster stop --sessions` ends them)"
+            )
+
+
+@main.command()
+@click.option(
+    "--repo",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Only the sessions of this repository's hub (default: every session on the machine).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option(
+    "--end", "end_ids", multiple=True, metavar="ID", help="End this session (an id prefix will do)."
+)
+@click.option("--end-orphans", is_flag=True, help="End every session whose hub is not running.")
+def sessions(repo: Path | None, as_json: bool, end_ids: tuple[str, ...], end_orphans: bool) -> None:
+    """List the sessions on this machine, orphaned ones included, and end some."""
+    import json
+
+    from botster.sessions.control import end_sessions_blocking, session_rows_blocking
+
+    hub_id = _repo_hub_id(repo)[1] if repo is not None else None
+    rows = session_rows_blocking(hub_id=hub_id)
+    if end_ids or end_orphans:
+        chosen = [r for r in rows if end_orphans and r["orphaned"]]
+        for wanted in end_ids:
+            matches = [r for r in rows if r["id"].startswith(wanted)]
+            if len(matches) != 1:
+                what = "no session" if not matches else f"{len(matches)} sessions"
+                raise click.ClickException(f"{what} with an id starting {wanted!r}")
+            chosen += [m for m in matches if m not in chosen]
+        ended = end_sessions_blocking(chosen)
+        click.echo(f"botster: {ended} session{'s' if ended != 1 else ''} ended")
+        return
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no sessions running")
+        return
+    width = max(len(r["id"]) for r in rows) + 2
+    click.echo(f"{'SESSION':<{width}}{'PID':>8}  {'HUB':<14}{'AGENT':<20}COMMAND")
+    for r in rows:
+        hub = "orphaned" if r["orphaned"] else r["hub_id"][:12]
+        cmd = " ".join(r["cmd"])
+        click.echo(f"{r['id']:<{width}}{r['pid']:>8}  {hub:<14}{r['agent_key'] or '-':<20}{cmd}")
 
 
 @main.command("mcp-serve")

@@ -188,6 +188,7 @@ def main() -> None:
     print(_relay_line(repo), file=sys.stderr)
     print(asyncio.run(_pairing_text(str(entry["socket"]))), file=sys.stderr)
     print(f"Edit {plugin} while it runs to see it hot-reload.", file=sys.stderr)
+    os.environ["BOTSTER_REATTACH"] = "make run"  # the demo's runtime directory is its own
     os.execvp(sys.executable, [sys.executable, "-m", "botster.cli", "attach", "--repo", str(repo)])
 
 

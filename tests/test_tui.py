@@ -30,6 +30,7 @@ from botster.tui.app import (
 from botster.tui.keymap import ACTIONS, Keymap, KeymapError, load_keymap
 from botster.tui.keys import key_bytes, mouse_bytes, paste_bytes
 from botster.tui.terminal import TerminalView
+from tests.conftest import write_plugin
 from tests.test_pty import Terminal, socket_of
 
 SIZE = (120, 36)
@@ -315,6 +316,12 @@ async def test_hub_panel_lists_plugins_errors_tools_and_log(hub, git_repo: Path,
         await panel.show_log("chatty")
         assert panel.log_lines[:2] == ["chatty says hello", "chatty warns"]
         assert panel.query_one("#log", RichLog).lines
+        # The log follows the hub while the panel is open.
+        write_plugin(git_repo, "chatty", CHATTY.replace("says hello", "says again"))
+        await until(pilot, lambda: "chatty says again" in panel.log_lines, "the new log line")
+        # A failed plugin's error leads its log, whole.
+        await panel.show_log("broken")
+        assert panel.log_lines[0].startswith("failed: ") and "broken" in panel.log_lines[0]
         await pilot.press("escape")
         await until(pilot, lambda: not isinstance(app.screen, HubPanel), "back to the main screen")
 

@@ -143,6 +143,7 @@ def release_owner(hub: HubContext, owner: str) -> None:
 @lua_api
 def ready(hub: HubContext, loaded: int, failed: int) -> None:
     """Logs that start-up finished: every plugin was loaded or failed."""
+    hub.sessions.release_signals()
     ms = (time.monotonic() - hub.started_at) * 1000
     log.info(
         "hub ready: %d plugins loaded, %d failed, in %.0f ms (hub id %s, repo %s)",
@@ -180,7 +181,25 @@ def fatal(hub: HubContext, message: str) -> None:
     hub.fail(message)
 
 
+@lua_api
+def check_tool_arguments(schema: Any, arguments: Any) -> str | None:
+    """What is wrong with an MCP tool's arguments for its ``input_schema``, or nil."""
+    from botster.mcp.schema import check_arguments
+
+    return check_arguments(schema, arguments)
+
+
+@lua_api
+def tool_registered(hub: HubContext) -> None:
+    """A tool exists: load the schema validator off the loop before its first call."""
+    from botster.mcp.schema import warm
+
+    warm(hub)
+
+
 LUA = {
+    "check_tool_arguments": check_tool_arguments,
+    "tool_registered": tool_registered,
     "fatal": fatal,
     "discover_definitions": discover_definitions,
     "repo_path": repo_path,

@@ -148,9 +148,12 @@ async def _text(hub: HubContext, sid: str) -> Any:
 
 @lua_api
 def list(hub: HubContext) -> Any:  # noqa: A001 - the spec's name
-    """pty.list() -> {{id, pid, labels, running, exit_code, signal, port}...}
+    """pty.list() -> {{id, pid, labels, running, exit_code, signal, port, title, cwd, ...}...}
 
-    Every session of this hub, including those adopted after a restart.
+    Every session of this hub, including those adopted after a restart. ``title`` and ``cwd``
+    are the program's last (OSC 0/2, OSC 7; nil if never set). ``missed_attention`` is true
+    for a session adopted after a restart whose program rang the bell or sent a notification
+    while no hub was connected.
     """
     return [s.info() for s in hub.sessions.sessions.values()]
 

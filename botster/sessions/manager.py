@@ -54,6 +54,10 @@ class HubSession:
     signal: int | None = None
     listeners: list[OutputListener] = field(default_factory=list)
     exit_listeners: list[Callable[[], None]] = field(default_factory=list)
+    title: str | None = None
+    cwd: str | None = None
+    # Adopted: the program rang the bell or notified while no hub saw it.
+    missed_attention: bool = False
 
     @property
     def pid(self) -> int:
@@ -70,6 +74,9 @@ class HubSession:
             "exit_code": self.exit_code,
             "signal": self.signal,
             "port": self.port,
+            "title": self.title,
+            "cwd": self.cwd,
+            "missed_attention": self.missed_attention,
         }
 
 
@@ -93,6 +100,9 @@ class SessionManager:
         self.hub = hub
         self.sessions: dict[str, HubSession] = {}
         self._closing = False  # the hub is stopping: disconnects are expected
+        # Signals wait here until Lua has booted (`release_signals`): before, no listener
+        # would hear them (an adopted agent's bell would be lost, hooks would fail).
+        self._held: list[tuple[str, dict[str, Any]]] | None = []
 
     # Spawning and adopting --------------------------------------------------------------
 
@@ -116,11 +126,20 @@ class SessionManager:
         sid, sock = await spawn_session(config, self.hub.paths.runtime)
         return await self._connect(sid, str(sock), config["labels"])
 
-    async def _connect(self, sid: str, sock: str, labels: dict[str, str]) -> HubSession:
+    async def _connect(
+        self, sid: str, sock: str, labels: dict[str, str], *, adopting: bool = False
+    ) -> HubSession:
         port = labels.get("port")
         # The record exists before the connection: events the session sends while the
         # handshake completes (a first title, a bell) must already have somewhere to go.
         s = HubSession(sid, None, labels, port=int(port) if port else None)  # type: ignore[arg-type]
+        # Adopting, the session first replays the events it kept. Those a previous hub was
+        # sent are history (their effect is in the metadata: title, cwd, exit); the rest
+        # happened while no hub ran (a bell) and are news, signalled like live ones (held
+        # until Lua has booted). Which is which needs the metadata: events that come before
+        # it wait.
+        replayed: list[SessionEvent] = []
+        seen: list[int] = []  # the previous hub's last event, once the metadata is read
 
         def on_output(out: Output) -> None:
             for listener in list(s.listeners):
@@ -130,12 +149,26 @@ class SessionManager:
                     log.exception("output listener of session %s failed", s.id)
 
         def on_event(ev: SessionEvent) -> None:
+            seq = ev.data.get("seq")
+            if adopting and isinstance(seq, int):
+                if not seen:
+                    replayed.append(ev)
+                    return
+                if seq <= seen[0]:
+                    return
+                if ev.type in ("bell", "notification"):
+                    s.missed_attention = True
             self._on_event(s, ev)
 
         s.client = await SessionClient.connect(sock, on_output=on_output, on_event=on_event)
         meta = s.client.metadata
         if not meta.get("running", True) and s.running:
             s.running, s.exit_code, s.signal = False, meta.get("exit_code"), meta.get("signal")
+        s.title, s.cwd = meta.get("title") or None, meta.get("cwd") or None
+        if adopting:
+            seen.append(int(meta.get("hub_event_seq", 0)))
+            for ev in replayed:
+                on_event(ev)
         self.sessions[sid] = s
         return s
 
@@ -147,7 +180,9 @@ class SessionManager:
             if info.labels.get("hub_id") != self.hub.hub_id or info.id in self.sessions:
                 continue
             try:
-                adopted.append(await self._connect(info.id, str(info.socket), info.labels))
+                adopted.append(
+                    await self._connect(info.id, str(info.socket), info.labels, adopting=True)
+                )
             except (SessionError, OSError) as e:
                 log.warning("could not adopt session %s: %s", info.id, e)
         if adopted:
@@ -161,8 +196,10 @@ class SessionManager:
         base = {"session_id": s.id, "agent_key": s.labels.get("agent_key")}
         d = ev.data
         if ev.type == "title":
+            s.title = d.get("title") or None
             self._signal("pty_title_changed", {**base, "title": d.get("title", "")})
         elif ev.type == "cwd":
+            s.cwd = d.get("cwd") or None
             self._signal("pty_cwd_changed", {**base, "cwd": d.get("cwd", "")})
         elif ev.type == "notification":
             self._signal(
@@ -201,8 +238,17 @@ class SessionManager:
 
     def _signal(self, name: str, data: dict[str, Any]) -> None:
         """Delivers a session signal to Lua as a hook notification and an event."""
+        if self._held is not None:
+            self._held.append((name, data))
+            return
         self.hub.notify_hook(name, data)
         self.hub.emit(name, data)
+
+    def release_signals(self) -> None:
+        """Lua has booted: signals held until now are delivered, in order, and then at once."""
+        held, self._held = self._held or [], None
+        for name, data in held:
+            self._signal(name, data)
 
     # Control ------------------------------------------------------------------------------
 

@@ -34,7 +34,9 @@ length + JSON header + ANSI bytes). An *offset* counts output bytes since the se
 2. The session answers ``{"type": "metadata", "version": 1, "session_id", "pid" (session
    process), "child_pid", "rows", "cols", "title", "cwd" (or null), "running", "exit_code",
    "signal" (both null while running), "output_offset" (bytes so far), "buffer_start" (oldest
-   byte kept), "event_seq" (last event so far), "started_at", "cmd"}``. A hub that was
+   byte kept), "event_seq" (last event so far), "hub_event_seq" (the last event a previous
+   hub was sent: a hub adopting the session tells what happened while none was connected),
+   "started_at", "cmd"}``. A hub that was
    connected before gets ``{"type": "replaced"}`` and is disconnected: the newest hub wins.
 3. The session then sends, in stream order, what the hub has not seen and then live output:
 
@@ -304,6 +306,7 @@ class Session:
         self._term = make_terminal(config.rows, config.cols, config.scrollback)
         self._events: deque[dict[str, Any]] = deque()
         self._seq = 0
+        self._hub_seq = 0  # the last event sent to a hub that has since gone
         self._conn: _HubConnection | None = None
         self._pending: set[_HubConnection] = set()
         self._master = -1
@@ -630,6 +633,7 @@ class Session:
         self._pending.discard(conn)
         old = self._conn
         if old is not None:
+            self._hub_seq = max(self._hub_seq, old.event_seq)
             old.send_message({"type": "replaced"})
             old.close()
         self._conn = conn
@@ -643,6 +647,7 @@ class Session:
     def _on_connection_lost(self, conn: _HubConnection) -> None:
         self._pending.discard(conn)
         if conn is self._conn:
+            self._hub_seq = max(self._hub_seq, conn.event_seq)
             self._conn = None
             if not self._stopping:
                 self._arm_orphan_timer()
@@ -665,6 +670,7 @@ class Session:
             "output_offset": self._ring.end,
             "buffer_start": self._ring.start,
             "event_seq": self._seq,
+            "hub_event_seq": self._hub_seq,
             "started_at": self.started_at,
             "cmd": [self.config.cmd, *self.config.args],
             "labels": self.config.labels,

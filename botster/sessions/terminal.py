@@ -6,9 +6,10 @@ This module owns two things:
   them, ``resize(rows, cols)``, ``snapshot()`` (an ANSI byte string that, fed to a fresh terminal
   of the same size, rebuilds the exact screen: text, colours, attributes, the alternate screen
   with the primary one behind it, cursor position, visibility and pen, scroll region and the
-  input modes listed below), ``text()`` (the visible screen as plain text), ``title``, ``cwd``,
-  ``cursor``, ``alt_screen``, ``app_cursor``, ``cells()`` and ``history()`` (for comparisons
-  and renderers). Two implementations: pyavt (asciinema's Rust ``avt``, primary, ~90 MB/s
+  input modes listed below; plain semicolon SGR and no REP, so pyte or xterm.js replay it),
+  ``text()`` (the visible screen as plain text), ``title``, ``cwd``, ``cursor``,
+  ``alt_screen``, ``app_cursor``, ``cells()`` and ``history()`` (for comparisons and
+  renderers). Two implementations: pyavt (asciinema's Rust ``avt``, primary, ~90 MB/s
   with the scanner) and pyte (pure Python, ~1 MB/s, fallback). ``make_terminal`` is the
   one place that chooses between them.
 * ``EscapeScanner``: a small incremental parser over the raw byte stream that survives any split
@@ -64,12 +65,13 @@ _MAX_CSI = 64
 
 _GROUND, _ESC, _CSI, _OSC, _OSC_ESC, _STR, _STR_ESC = range(7)
 # In the ground state only BEL and escapes that can matter are stopped at: an ESC followed
-# by a complete CSI that does not start with "?" (cursor moves, SGR, erases: most of a busy
+# by a complete CSI that does not start with "?" and is not CSI 3 J, erase scrollback
+# (cursor moves, SGR, other erases: most of a busy
 # screen's bytes), or by a printable byte that starts no string and is not "c", is skipped
 # inside the regex engine. An ESC whose sequence is cut by the end of the chunk does stop,
 # so the state machine below sees it whole however the stream is split.
 _GROUND_RE = re.compile(
-    rb"\x07|\x1b(?!\[(?!\?)[^\x40-\x7e\x07\x18\x1a\x1b]*[\x40-\x7e]|[ -OQ-WYZ\\`-bd-~])"
+    rb"\x07|\x1b(?!\[(?!\?|3J)[^\x40-\x7e\x07\x18\x1a\x1b]*[\x40-\x7e]|[ -OQ-WYZ\\`-bd-~])"
 )
 _CSI_RE = re.compile(rb"[\x40-\x7e\x07\x18\x1a\x1b]")
 _OSC_RE = re.compile(rb"[\x07\x18\x1a\x1b]")
@@ -106,10 +108,13 @@ class EscapeScanner:
         self._state = _GROUND
         self._buf = bytearray()
         self._overflow = False
+        # Where in the last chunk a CSI 3 J (erase scrollback) ended: the emulators ignore it.
+        self.erase_scrollback: list[int] = []
 
     def feed(self, data: bytes) -> list[dict[str, Any]]:
         """Scans one chunk; returns the events completed in it, in stream order."""
         events: list[dict[str, Any]] = []
+        self.erase_scrollback = []
         pos, n = 0, len(data)
         while pos < n:
             state = self._state
@@ -139,6 +144,8 @@ class EscapeScanner:
                 elif b in (_CAN, _SUB):
                     self._state = _GROUND
                 else:
+                    if b == 0x4A and self._buf == b"3":
+                        self.erase_scrollback.append(pos)
                     self._csi(b)
                     self._state = _GROUND
             elif state == _OSC:
@@ -286,6 +293,15 @@ class Terminal(ABC):
     def feed(self, data: bytes) -> list[dict[str, Any]]:
         """Feeds raw output; returns the events in it (see the module docstring)."""
         events = self._scanner.feed(data)
+        start = 0
+        for end in self._scanner.erase_scrollback:  # CSI 3 J: as xterm and tmux, drop history
+            self._feed_bytes(data[start:end])
+            self._clear_scrollback()
+            start = end
+        self._feed_bytes(data[start:] if start else data)
+        return events
+
+    def _feed_bytes(self, data: bytes) -> None:
         text = self._decoder.decode(data)
         if not text.isascii() and _ZERO_WIDTH.search(text):
             # A terminal draws these in no cell of their own; avt gives each one a cell,
@@ -294,7 +310,9 @@ class Terminal(ABC):
             text = _ZERO_WIDTH.sub("", unicodedata.normalize("NFC", text))
         if text:
             self._feed_text(text)
-        return events
+
+    def _clear_scrollback(self) -> None:  # noqa: B027 - optional: pyte keeps no scrollback
+        """Forgets the lines scrolled off the top (no scrollback: nothing to do)."""
 
     def resize(self, rows: int, cols: int) -> None:
         """Resizes the screen (lines reflow or clip as the emulator does)."""
@@ -357,10 +375,18 @@ class _AvtTerminal(Terminal):
 
         super().__init__(rows, cols)
         self._avt = avt
+        self._scrollback = scrollback
         self._vt = avt.Vt(cols, rows, scrollback)
 
     def _feed_text(self, text: str) -> None:
         self._vt.feed_str(text)
+
+    def _clear_scrollback(self) -> None:
+        # avt has no call for it: a fresh emulator rebuilt from the screen's dump, which
+        # never holds the scrollback.
+        vt = self._avt.Vt(self.cols, self.rows, self._scrollback)
+        vt.feed_str(self._vt.dump())
+        self._vt = vt
 
     def _resize(self, rows: int, cols: int) -> None:
         self._vt.resize(cols, rows)
@@ -368,7 +394,7 @@ class _AvtTerminal(Terminal):
     def _dump(self) -> str:
         # avt writes CSI as the 8-bit C1 byte; UTF-8 terminals want ESC [. A cell never holds
         # U+009B (the parser consumes it), so the replacement cannot touch text.
-        return self._vt.dump().replace("\x9b", "\x1b[")
+        return _portable(self._vt.dump().replace("\x9b", "\x1b["))
 
     def text(self) -> str:
         return "\n".join(line.text.rstrip() for line in self._vt.view())
@@ -413,6 +439,29 @@ class _AvtTerminal(Terminal):
         if isinstance(colour, self._avt.Color.RGB):
             return f"#{colour[0]:02x}{colour[1]:02x}{colour[2]:02x}"
         return f"i{colour[0]}"
+
+
+# avt's dump uses two things common emulators (pyte, older xterm.js, many others) do not
+# read: colon-separated SGR colours (38:5:208, 48:2:r:g:b) and REP (CSI n b, repeat the last
+# character). Snapshots are written with semicolons and the characters spelled out instead.
+_SGR = re.compile(r"\x1b\[([0-9:;]*)m")
+_REP = re.compile(r"(.)\x1b\[(\d+)b", re.DOTALL)
+
+
+def _sgr_semicolons(m: re.Match[str]) -> str:
+    params = []
+    for p in m.group(1).split(";"):
+        if ":" in p and p.split(":", 1)[0] in ("38", "48", "58"):
+            parts = p.split(":")
+            if parts[1] == "2" and len(parts) == 6:  # ITU form, with a colour space id
+                del parts[2]
+            p = ";".join(parts)
+        params.append(p)
+    return "\x1b[" + ";".join(params) + "m"
+
+
+def _portable(dump: str) -> str:
+    return _REP.sub(lambda m: m.group(1) * (int(m.group(2)) + 1), _SGR.sub(_sgr_semicolons, dump))
 
 
 # pyte colour names -> palette index (its own typo "bfightmagenta" included).

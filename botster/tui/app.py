@@ -25,7 +25,7 @@ from textual import events, on
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.keys import format_key
+from textual.keys import format_key, key_to_character
 from textual.screen import ModalScreen, Screen
 from textual.widgets import (
     Button,
@@ -45,18 +45,24 @@ from textual.widgets.option_list import Option
 
 from botster.tui.hub_link import HubLink, RequestFailed
 from botster.tui.keymap import ACTIONS, Keymap
+from botster.tui.keys import key_bytes
 from botster.tui.notify import desktop_notification
+from botster.tui.rawinput import RawInputDriver
 from botster.tui.terminal import TerminalView
 
 __all__ = ["BotsterApp", "agent_label"]
 
 _STATUS = {
-    "running": ("▶", "green"),
+    "running": ("●", "green"),  # not ▶, which reads as "the selected one"
     "exited": ("■", "yellow"),
     "failed": ("✗", "red"),
     "creating_worktree": ("…", "cyan"),
     "spawning": ("…", "cyan"),
 }
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def agent_label(agent: dict[str, Any]) -> Text:
@@ -126,12 +132,15 @@ class CreateAgentScreen(ModalScreen[str | None]):
         try:
             self.definitions = await app.link.request("agent_definitions")
         except (RequestFailed, ConnectionError) as e:
+            select.prompt = "no definitions"
             error.update(f"cannot list agent definitions: {e}")
             return
         names = [d["name"] for d in self.definitions]
         if not names:
+            select.prompt = "no definitions"
             error.update("No agent definitions: create .botster/agents/<name>/initialization")
             return
+        select.prompt = "choose a definition"  # never "loading" once loaded
         select.set_options([(n, n) for n in names])
         select.value = names[0]
 
@@ -425,9 +434,14 @@ class HubPanel(Screen[None]):
         Binding("e", "enable", "Enable plugin"),
     ]
 
+    LOG_POLL_S = 1.0  # the shown plugin's log follows the hub while the panel is open
+
     def __init__(self) -> None:
         super().__init__()
         self.log_lines: list[str] = []  # the shown plugin's log messages
+        self.shown: str | None = None  # the plugin whose log is shown
+        self.errors: dict[str, str] = {}  # plugin -> its last error
+        self._shown_lines: list[Any] = []
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -445,6 +459,11 @@ class HubPanel(Screen[None]):
         self.query_one("#plugins", DataTable).add_columns("plugin", "status", "layer", "error")
         self.query_one("#tools", DataTable).add_columns("tool", "source", "description")
         await self.action_refresh()
+        self.set_interval(self.LOG_POLL_S, self._follow_log)
+
+    async def _follow_log(self) -> None:
+        if self.shown is not None:
+            await self.show_log(self.shown)
 
     async def action_refresh(self) -> None:
         app = self.app
@@ -459,11 +478,16 @@ class HubPanel(Screen[None]):
         except (RequestFailed, ConnectionError) as e:
             self.query_one("#hub-info", Static).update(f"hub unreachable: {e}")
             return
+        hub_id = str(info.get("hub_id", ""))
+        # A hub `botster start` launched logs next to its socket (docs/tui.md).
+        log_file = Path(link.socket_path).parent / f"hub-{hub_id[:16]}.log"
         self.query_one("#hub-info", Static).update(
-            f"[b]Hub[/b] {info.get('hub_id', '')}\n"
-            f"socket {link.socket_path} · {info.get('plugins', 0)} plugins · "
-            f"{info.get('tools', 0)} MCP tools"
+            f"[b]Hub[/b] {hub_id}\n"
+            f"socket {link.socket_path} · {_count(info.get('plugins', 0), 'plugin')} · "
+            f"{_count(info.get('tools', 0), 'MCP tool')}"
+            + (f"\nlog {log_file}" if log_file.exists() else "")
         )
+        self.errors = {p.get("name", ""): p["error"] for p in plugins if p.get("error")}
         table = self.query_one("#plugins", DataTable)
         table.clear()
         for p in plugins:
@@ -513,6 +537,11 @@ class HubPanel(Screen[None]):
             lines = await app.link.request("plugins.log", {"name": name})
         except (RequestFailed, ConnectionError) as e:
             lines = [{"level": "ERROR", "message": f"could not read the log: {e}"}]
+        if name in self.errors:  # a failed plugin's error first, whole, whatever the log kept
+            lines = [{"level": "ERROR", "message": f"failed: {self.errors[name]}"}, *lines]
+        if name == self.shown and lines == self._shown_lines:
+            return  # nothing new (the panel polls)
+        self.shown, self._shown_lines = name, lines
         log.clear()
         for line in lines:
             level = line.get("level", "")
@@ -537,17 +566,27 @@ class BotsterApp(App[int], inherit_bindings=False):
 
     TITLE = "botster"
     ENABLE_COMMAND_PALETTE = False
+    # The terminal has the keyboard from the start (Textual's default focuses the first
+    # focusable widget, the agent list, when the screen activates).
+    AUTO_FOCUS = "#terminal"
     CSS = """
     #sidebar { width: 34; border: round $panel; }
     #sidebar:focus-within { border: round $accent; }
     #agents { height: 1fr; border: none; }
     #agents-title { padding: 0 1; text-style: bold; }
+    Screen.-narrow #sidebar { width: 24; }
+    Screen.-tiny #sidebar, Screen.-zoomed #sidebar, Screen.-zoomed Header { display: none; }
     """
+    # Narrow terminals: a slimmer agent list under 110 columns, none under 70 (the terminal
+    # pane keeps at least 44 columns); the zoom key hides it at any width.
+    HORIZONTAL_BREAKPOINTS = [(0, "-tiny"), (70, "-narrow"), (110, "-wide")]
 
     def __init__(self, socket_path: Path | str, keymap: Keymap | None = None) -> None:
         # ANSI colours reach the terminal untouched, so an agent's palette colours are the
         # user's own, not Textual's theme approximation of them.
-        super().__init__(ansi_color=True)
+        # RawInputDriver: the terminal pane gets the keys' bytes as the terminal sent them
+        # (Textual's key decoding loses Esc followed quickly by a key, alt+b, ctrl+h ...).
+        super().__init__(ansi_color=True, driver_class=RawInputDriver)
         self.keymap = keymap or Keymap()
         self.link = HubLink(socket_path, self)
         self.agents: list[dict[str, Any]] = []
@@ -555,21 +594,21 @@ class BotsterApp(App[int], inherit_bindings=False):
         self.tui_messages: list[Any] = []
         self.tui_binaries: list[bytes] = []
         self.hub_stopped = False
+        self.hub_gone = False  # at detach: the hub was not there (killed, not yet back)
         self._select_after: str | None = None
+        self._ui_keys_pending = 0  # UI keys after the prefix whose action has not run yet
         # Made here, not queried: the link reports (a lost hub, late output) until it is
         # closed, which can be after the screen's widgets are gone.
         self._pane = TerminalView(self.keymap.prefix, self.link.send_input, id="terminal")
-        prefix = format_key(self.keymap.prefix[0])
+        # The footer says the prefix once ("ctrl+b then n new  x close ..."), in short words,
+        # so it fits an 80-column terminal.
         for action in ACTIONS:
-            if action.name == "prefix":
-                self.bind(self.keymap.key("prefix"), "prefix", description="UI key", show=False)
-                continue
             self.bind(
                 self.keymap.key(action.name),
                 action.name,
-                description=action.description.split(":")[0],
-                show=action.show,
-                key_display=f"{prefix} {format_key(self.keymap.keys(action.name)[0])}",
+                description=action.short or action.description.split(":")[0],
+                show=bool(action.short),
+                key_display=format_key(self.keymap.keys(action.name)[0]),
             )
 
     def compose(self) -> ComposeResult:
@@ -610,11 +649,50 @@ class BotsterApp(App[int], inherit_bindings=False):
         # the pane's own message queue: one more turn of a loop that may be busy drawing a
         # flood, straight onto the key-to-echo latency. The pane takes every key (it has no
         # bindings and stops them all), so nothing else would have seen it anyway.
-        if isinstance(event, events.Key) and not event.is_forwarded and self.focused is self._pane:
-            self.app_focus = True
-            self._pane.handle_key(event)
+        if isinstance(event, events.Key) and not event.is_forwarded:
+            if self.focused is self._pane:
+                self.app_focus = True
+                if self._pane.handle_key(event):
+                    self._ui_keys_pending += 1
+            else:
+                await super().on_event(event)
+            self._release_raw()
             return
         await super().on_event(event)
+
+    # Raw keys (RawInputDriver) -----------------------------------------------------------
+
+    def raw_keys(self) -> bool:
+        """Whether the terminal pane has the keyboard (asked from the driver's thread)."""
+        pane = self._pane
+        return not pane.prefix_armed and len(self.screen_stack) == 1 and self.focused is pane
+
+    def raw_prefix(self) -> list[bytes]:
+        """The bytes of the prefix key(s), which leave raw input for one UI key."""
+        out = []
+        for key in self.keymap.prefix:
+            data = key_bytes(key, key_to_character(key))
+            if data:
+                out.append(data)
+        return out
+
+    def raw_input(self, data: bytes) -> None:
+        """Keys for the program, as the terminal sent them."""
+        self.app_focus = True
+        self._pane.raw_input(data)
+
+    def raw_paste(self, text: bytes) -> None:
+        """A paste for the program."""
+        self._pane.raw_paste(text)
+
+    def _release_raw(self) -> None:
+        # After the prefix the driver gives keys to Textual until the UI key's action ran,
+        # so keys typed into the dialog it opens land in the dialog.
+        if self._ui_keys_pending or self._pane.prefix_armed:
+            return
+        release = getattr(self._driver, "release_raw", None)
+        if release is not None:
+            release()
 
     # LinkListener ------------------------------------------------------------------------
 
@@ -720,15 +798,19 @@ class BotsterApp(App[int], inherit_bindings=False):
         self.link.resize(message.rows, message.cols, force=message.force)
 
     async def on_terminal_view_ui_key(self, message: TerminalView.UiKey) -> None:
-        action = self.keymap.action_for(message.key)
-        if action is None:
-            help_key = self.keymap.keys("help")[0]
-            self.notify(
-                f"{message.key} is not a UI key (prefix, then {help_key}, lists them)",
-                severity="warning",
-            )
-            return
-        await self.run_action(action)
+        try:
+            action = self.keymap.action_for(message.key)
+            if action is None:
+                help_key = self.keymap.keys("help")[0]
+                self.notify(
+                    f"{message.key} is not a UI key (prefix, then {help_key}, lists them)",
+                    severity="warning",
+                )
+                return
+            await self.run_action(action)
+        finally:
+            self._ui_keys_pending = max(0, self._ui_keys_pending - 1)
+            self._release_raw()
 
     # Actions -----------------------------------------------------------------------------
 
@@ -788,7 +870,20 @@ class BotsterApp(App[int], inherit_bindings=False):
     def action_prev_agent(self) -> None:
         self._move(-1)
 
+    @property
+    def zoomed(self) -> bool:
+        """Whether the terminal pane has the whole window (the zoom key)."""
+        return self.screen_stack[0].has_class("-zoomed")
+
+    def action_zoom(self) -> None:
+        base = self.screen_stack[0]
+        base.toggle_class("-zoomed")
+        if self.zoomed and self.focused is not self._pane:
+            self.terminal.focus()
+
     def action_focus_list(self) -> None:
+        if self.zoomed or self.screen_stack[0].has_class("-tiny"):
+            self.screen_stack[0].remove_class("-zoomed", "-tiny")  # the list must be seen
         self.agent_list.focus()
 
     def action_focus_terminal(self) -> None:
@@ -807,6 +902,7 @@ class BotsterApp(App[int], inherit_bindings=False):
         self.push_screen(HelpScreen(self.keymap))
 
     def action_detach(self) -> None:
+        self.hub_gone = not self.link.connected  # the link closes as the app ends
         self.exit(0)
 
     def action_stop_hub(self) -> None:

@@ -92,7 +92,9 @@ class HubLink:
         self.agents: dict[str, dict[str, Any]] = {}
         self.viewed: str | None = None  # agent key on screen
         self.attached: str | None = None  # session id subscribed
-        self.size: tuple[int, int] = (24, 80)
+        # The pane's size; None until it is laid out. No terminal is subscribed before:
+        # subscribing sizes the session, and a guess would resize the program twice.
+        self.size: tuple[int, int] | None = None
         self.focused = True  # whether the UI itself has the user's focus
         self._stopping = False
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -134,6 +136,8 @@ class HubLink:
                 self.listener.link_state(False, conn.close_reason or "connection closed")
                 self.conn = None
                 self.attached = None
+                with contextlib.suppress(Exception):
+                    await conn.close()  # the hub went: its socket is still ours to close
             try:
                 await self._open()
             except Exception as e:  # nothing listens yet, or the hub is still starting
@@ -251,8 +255,8 @@ class HubLink:
         if sid == self.attached:
             return
         self._detach()
-        if not sid or self.conn is None:
-            return
+        if not sid or self.conn is None or self.size is None:
+            return  # without a size yet, `resize` attaches when the pane has one
         rows, cols = self.size
         self.attached = sid
         with contextlib.suppress(ConnectionError):
@@ -285,7 +289,11 @@ class HubLink:
         """
         if rows < 1 or cols < 1 or ((rows, cols) == self.size and not force):
             return
-        self.size = (rows, cols)
+        first, self.size = self.size is None, (rows, cols)
+        if first:  # subscribing at this size sizes the session: nothing else to do
+            if self.viewed is not None:
+                self._attach(self.viewed)
+            return
         sid = self.attached
         if sid and self.connected:
             self._spawn(

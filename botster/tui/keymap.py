@@ -34,22 +34,23 @@ class Action:
     name: str
     default: str
     description: str
-    show: bool = True  # in the footer
+    short: str = ""  # its word in the footer; none: not in the footer
 
 
 ACTIONS: tuple[Action, ...] = (
-    Action("prefix", "ctrl+b", "Prefix: the next key is a UI key, not the agent's"),
-    Action("new_agent", "n", "Create an agent"),
-    Action("close_agent", "x", "Close the selected agent"),
-    Action("next_agent", "j", "Select the next agent", show=False),
-    Action("prev_agent", "k", "Select the previous agent", show=False),
-    Action("focus_list", "l", "Focus the agent list", show=False),
-    Action("focus_terminal", "t", "Focus the terminal (keys go to the agent)", show=False),
-    Action("scroll_up", "pageup", "Scroll the terminal back", show=False),
-    Action("scroll_down", "pagedown", "Scroll the terminal forward", show=False),
-    Action("hub_panel", "h", "Hub panel: plugins, MCP tools, plugin log"),
-    Action("help", "question_mark", "Help: every key"),
-    Action("detach", "d", "Detach: leave the UI, agents keep running"),
+    Action("prefix", "ctrl+b", "Prefix: the next key is a UI key, not the agent's", "then"),
+    Action("new_agent", "n", "Create an agent", "new"),
+    Action("close_agent", "x", "Close the selected agent", "close"),
+    Action("zoom", "z", "Zoom: the terminal takes the whole window, or gives it back", "zoom"),
+    Action("next_agent", "j", "Select the next agent"),
+    Action("prev_agent", "k", "Select the previous agent"),
+    Action("focus_list", "l", "Focus the agent list"),
+    Action("focus_terminal", "t", "Focus the terminal (keys go to the agent)"),
+    Action("scroll_up", "pageup", "Scroll the terminal back"),
+    Action("scroll_down", "pagedown", "Scroll the terminal forward"),
+    Action("hub_panel", "h", "Hub panel: plugins, MCP tools, plugin log", "hub"),
+    Action("help", "question_mark", "Help: every key", "help"),
+    Action("detach", "d", "Detach: leave the UI, agents keep running", "detach"),
     Action("stop_hub", "S", "Stop the hub (asks first; agents' sessions keep running)"),
 )
 _BY_NAME = {a.name: a for a in ACTIONS}

@@ -17,6 +17,7 @@ after the prefix). Not here: the connection (``hub_link.py``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -37,6 +38,7 @@ __all__ = ["TerminalView"]
 SCROLLBACK = 2000
 WHEEL_LINES = 3
 _MOUSE_MODES = frozenset({1000, 1002, 1003})
+_CURSOR_KEYS = re.compile(rb"\x1b\[([ABCDHF])")
 
 Cell = tuple[Any, ...]
 
@@ -188,8 +190,11 @@ class TerminalView(Widget, can_focus=True):
         event.prevent_default()
         self.handle_key(event)
 
-    def handle_key(self, event: events.Key) -> None:
-        """One key pressed while the pane has the focus (the app calls this directly)."""
+    def handle_key(self, event: events.Key) -> bool:
+        """One key pressed while the pane has the focus (the app calls this directly).
+
+        Returns whether it was a UI key (a ``UiKey`` message is on its way).
+        """
         key = event.key
         if self.prefix_armed:
             self.prefix_armed = False
@@ -200,14 +205,32 @@ class TerminalView(Widget, can_focus=True):
                     self._type(data)
             elif key != "escape":
                 self.post_message(self.UiKey(self, key))
-            return
+                return True
+            return False
         if key in self.prefix_keys:
             self.prefix_armed = True
             self._changed()
-            return
+            return False
         data = key_bytes(key, event.character, app_cursor=self._app_cursor())
         if data:
             self._type(data)
+        return False
+
+    def raw_input(self, data: bytes) -> None:
+        """Keys as the user's terminal sent them (``rawinput.py``), for the program.
+
+        The user's terminal writes cursor keys in the UI's own cursor-key mode (normal);
+        a program that asked for application cursor keys gets them as ``SS3`` instead, as
+        tmux would send them.
+        """
+        if self._app_cursor():
+            data = _CURSOR_KEYS.sub(b"\x1bO\\1", data)
+        self._type(data)
+
+    def raw_paste(self, text: bytes) -> None:
+        """A paste from the user's terminal, bracketed if the program asked for it."""
+        if text:
+            self._type(paste_bytes(text.decode(errors="replace"), bracketed=2004 in self._modes()))
 
     def _type(self, data: bytes) -> None:
         if self.scroll:

@@ -305,11 +305,22 @@ local function relative(path, root)
   if path:sub(1, #root + 1) == root .. "/" then return path:sub(#root + 2) end
 end
 
+-- Files editors write beside the one being saved: swap and lock files (.x.swp, .#x, vim's
+-- write test "4913"), backups (x~, x.bak, x.orig), autosaves (#x#) and temporaries (x.tmp,
+-- JetBrains' x___jb_tmp___). They are not the plugin: a change to one reloads nothing.
+local function editor_file(path)
+  local base = path:match("([^/]*)$")
+  return base:sub(1, 1) == "." or base:sub(-1) == "~" or base == "4913"
+    or base:match("^#.*#$") ~= nil or base:match("%.sw[a-z]$") ~= nil
+    or base:match("%.tmp$") ~= nil or base:match("%.bak$") ~= nil
+    or base:match("%.orig$") ~= nil or base:match("___jb_%a+___$") ~= nil
+end
+
 local function on_plugin_change(root, ev)
   for _, path in ipairs({ ev.path, ev.old_path }) do
     local rel = relative(path, root)
     local name = rel and rel:match("^([^/]+)")
-    if name and name:sub(1, 1) ~= "." then
+    if name and name:sub(1, 1) ~= "." and not editor_file(rel) then
       debounce("plugin:" .. name, function() M.sync(name) end)
     end
   end

@@ -279,6 +279,7 @@ function M.recover()
       agents[l.agent_key] = { key = l.agent_key, agent = l.agent, branch = l.branch,
         worktree = l.worktree, prompt = l.prompt, issue = tonumber(l.issue) or nil,
         session_id = s.id, status = s.running and "running" or "exited", exit_code = s.exit_code,
+        title = s.title, cwd = s.cwd, attention = s.missed_attention or false,
         accessories = {}, created_at = os.time() }
       M.register_agent(l.agent_key, { pty.get(s.id) })
     end

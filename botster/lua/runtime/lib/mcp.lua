@@ -52,7 +52,10 @@ end
 --- mcp.tool(name, spec, handler)
 --- Registers (or replaces) a tool. spec = {description, input_schema?, title?, annotations?};
 --- input_schema defaults to {type = "object"}. handler(params, context) returns a string or a
---- table (sent JSON-encoded); an error becomes an error result.
+--- table (sent JSON-encoded); an error becomes an error result. Arguments are checked against
+--- input_schema (JSON Schema, its `$schema` draft or 2020-12) before the handler runs: a call
+--- the schema refuses gets an error result naming the field ("argument name: 5 is not of
+--- type 'string'") and never reaches the handler.
 function M.tool(name, spec, handler)
   check("mcp.tool", "name", name, "string")
   if not name:match("^[%w_%.%-]+$") or #name > 128 then
@@ -76,6 +79,7 @@ function M.tool(name, spec, handler)
   end
   tools[name] = { name = name, description = spec.description or "", input_schema = schema,
     title = spec.title, annotations = spec.annotations, handler = handler, source = current_owner() }
+  _botster.tool_registered()
   changed()
 end
 
@@ -100,8 +104,9 @@ local function source_name(source)
   return source
 end
 
---- mcp.reset(source) -> number of tools removed. `source` is a plugin name ("user" for the
---- user init); "@<path to init.lua>" (the loader's chunk name) is accepted too.
+--- mcp.reset(source) -> number of tools removed
+--- Removes every tool `source` registered. `source` is a plugin name ("user" for the user
+--- init); "@<path to init.lua>" (the loader's chunk name) is accepted too.
 function M.reset(source)
   check("mcp.reset", "source", source, "string")
   source = source_name(source)
@@ -137,6 +142,8 @@ function M.call_tool(name, params, context)
   check("mcp.call_tool", "context", context, "table", true)
   local t = tools[name]
   if not t then return nil, "unknown tool '" .. name .. "'" end
+  local wrong = _botster.check_tool_arguments(t.input_schema, params or {})
+  if wrong then return nil, "tool '" .. name .. "': " .. wrong end
   -- The handler sees the hub's id even when the caller did not pass one (spec: context is
   -- {agent_key, hub_id}); the caller's table is not modified.
   local ctx = { hub_id = hub.hub_id() }

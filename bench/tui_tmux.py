@@ -1,0 +1,210 @@
+"""Key to echo through the real UI next to tmux, both as a user runs them: on a terminal.
+
+Both clients run as processes on a pseudo-terminal of their own, 120x36 (the "outer
+terminal", which this benchmark plays): ``tmux attach`` to a private tmux server whose pane
+runs the echo program, and ``botster attach`` to a real hub whose agent runs the same
+program. The program (raw mode) answers every byte with its own count, ``\\r ESC[K <n>``, so
+each key has a token of its own on screen. A key is written to the outer terminal's master
+and the time taken when the client's output, escape sequences removed, shows the token: what
+the user's terminal would draw. Blocks of 50 keys alternate between tmux and the UI.
+
+Goals (issue 12): UI p50 within 1.5x of tmux's; UI p99 < 25 ms. This measures the idle
+case; ``tui_flood_input`` measures the UI under a flood.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import re
+import select
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import termios
+import time
+from pathlib import Path
+
+from bench._common import Result, header, median, p99, verdict
+from bench._hub import HubRun, Sandbox
+from bench._tui import latency_line
+
+__all__ = ["run"]
+
+BLOCKS, PER_BLOCK = 4, 50
+GAP_S = 0.02  # typing, not a flood
+ROWS, COLS = 36, 120
+ECHO = r"""
+import os, tty
+tty.setraw(0)
+os.write(1, b"READY\r\n")
+n = 0
+while True:
+    for _ in os.read(0, 64):
+        n += 1
+        os.write(1, b"\r\x1b[K<%06d>" % n)
+"""
+_ESCAPES = re.compile(
+    rb"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[()][0-9A-Za-z]|\x1b."
+)
+
+
+class OuterTerminal:
+    """`argv` on a PTY this benchmark reads, as a terminal emulator would."""
+
+    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+        self.master, slave = os.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLS, 0, 0))
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env={**env, "TERM": "xterm-256color"},
+            start_new_session=True,
+            close_fds=True,
+        )
+        os.close(slave)
+        self.seen = b""
+
+    def read(self, timeout: float) -> bytes:
+        if not select.select([self.master], [], [], timeout)[0]:
+            return b""
+        try:
+            return os.read(self.master, 1 << 16)
+        except OSError:
+            return b""
+
+    def wait_for(self, text: bytes, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        buf = b""
+        while text not in _ESCAPES.sub(b"", buf):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{text!r} never showed; last output {buf[-400:]!r}")
+            buf += self.read(0.1)
+
+    def drain(self) -> None:
+        while self.read(0):
+            pass
+
+    def keystroke(self, n: int, within: float = 5.0) -> float:
+        """Types a key; ms until the program's n-th token is drawn."""
+        self.drain()
+        token = b"%06d>" % n
+        buf = b""
+        t0 = time.perf_counter()
+        os.write(self.master, b"x")
+        deadline = t0 + within
+        while token not in _ESCAPES.sub(b"", buf):
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                raise RuntimeError(f"token {n} never drawn; output {buf[-300:]!r}")
+            buf += self.read(left)
+        return (time.perf_counter() - t0) * 1000
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        os.close(self.master)
+
+
+def _blocks(tmux: OuterTerminal, ui: OuterTerminal) -> tuple[list[float], list[float]]:
+    anchor: list[float] = []
+    ours: list[float] = []
+    for _ in range(BLOCKS):
+        for out, client in ((anchor, tmux), (ours, ui)):
+            for _ in range(PER_BLOCK):
+                out.append(client.keystroke(len(out) + 1))
+                time.sleep(GAP_S)  # the gap between keys a person types
+    return anchor, ours
+
+
+def _prepare(sandbox: Sandbox, tmux_cmd: list[str]) -> str:
+    """The agent definition and the tmux session, both running the echo program."""
+    program = sandbox.root / "echo.py"
+    program.write_text(ECHO)
+    argv = f"exec {sys.executable} {program}"
+    d = sandbox.repo / ".botster" / "agents" / "bench"
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "initialization").write_text(argv + "\n")
+    env = sandbox.env
+    subprocess.run(["git", "add", ".botster"], cwd=sandbox.repo, env=env, check=True)
+    subprocess.run(["git", "commit", "-qm", "agent"], cwd=sandbox.repo, env=env, check=True)
+    env["BOTSTER_WORKTREE_BASE"] = str(sandbox.root / "worktrees")
+    subprocess.run(
+        [*tmux_cmd, "new-session", "-d", "-s", "b", "-x", str(COLS), "-y", str(ROWS), argv],
+        env=env,
+        check=True,
+    )
+    return argv
+
+
+async def _measure(sandbox: Sandbox) -> tuple[list[float], list[float]]:
+    sock = str(sandbox.root / "tmux.sock")
+    tmux_cmd = ["tmux", "-S", sock, "-f", "/dev/null"]
+    await asyncio.to_thread(_prepare, sandbox, tmux_cmd)
+    env = sandbox.env
+    hub = HubRun(sandbox)
+    await hub.start()
+    tmux = ui = None
+    try:
+        await hub.wait_for(r"hub ready:")
+        conn = await hub.connect()
+        await conn.request("create_agent", {"agent": "bench", "branch": "bench"})
+        await conn.close()
+        tmux = OuterTerminal([*tmux_cmd, "attach", "-t", "b"], env)
+        botster = str(Path(sys.executable).with_name("botster"))
+        ui = OuterTerminal([botster, "attach", "--socket", str(sandbox.hub_socket())], env)
+        await asyncio.to_thread(tmux.wait_for, b"READY")
+        await asyncio.to_thread(ui.wait_for, b"READY")
+        await asyncio.sleep(0.5)  # the UI's first frames and the resize settle (not measured)
+        return await asyncio.to_thread(_blocks, tmux, ui)
+    finally:
+        for client in (ui, tmux):
+            if client is not None:
+                client.close()
+        await asyncio.to_thread(
+            subprocess.run, [*tmux_cmd, "kill-server"], env=env, capture_output=True
+        )
+        await hub.stop()
+
+
+def run() -> list[Result]:
+    header("tui_tmux: key to drawn echo, botster attach next to tmux attach, on a PTY each")
+    goal_p50, goal_p99 = "<= 1.5x tmux", "< 25 ms"
+    if shutil.which("tmux") is None:
+        print("  SKIPPED: tmux is not installed")
+        return [Result("tui_tmux", "p50 key to drawn echo", None, None, "ms", skipped="no tmux")]
+    with Sandbox() as sandbox:
+        anchor, ours = asyncio.run(_measure(sandbox))
+    print(latency_line("tmux attach (anchor)", anchor))
+    print(latency_line("botster attach", ours))
+    p50_ok = median(ours) <= 1.5 * median(anchor)
+    p99_ok = p99(ours) < 25.0
+    print(f"  goal: UI p50 within 1.5x of tmux's: {verdict(p50_ok)}")
+    print(f"  goal: UI p99 < 25 ms: {verdict(p99_ok)}")
+    return [
+        Result(
+            "tui_tmux",
+            "p50 key to drawn echo",
+            median(ours),
+            median(anchor),
+            "ms",
+            goal_p50,
+            p50_ok,
+        ),
+        Result("tui_tmux", "p99 key to drawn echo", p99(ours), p99(anchor), "ms", goal_p99, p99_ok),
+    ]
+
+
+if __name__ == "__main__":
+    run()
