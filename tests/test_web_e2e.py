@@ -42,10 +42,9 @@ CHROMIUM_ARGS = [
     "--allow-loopback-in-peer-connection",
 ]
 
-pytest.importorskip("botster.relay.server", reason="needs the relay (issue 13)")
-remote_bundle = pytest.importorskip("botster.remote.bundle", reason="needs hub WebRTC (issue 14)")
-playwright_api = pytest.importorskip("playwright.async_api")
+import playwright.async_api as playwright_api  # noqa: E402
 
+import botster.remote.bundle as remote_bundle  # noqa: E402
 from botster.transports.client import HubConnection  # noqa: E402
 from tests.test_socket import socket_of  # noqa: E402
 
