@@ -150,6 +150,8 @@ local function guarded_step(t, ...)
   frame, current = parent, was
   enforced = true -- whether restore_cap ran is unknown: force the switch
   set_cap(was_enforced)
+  local on_enter = py.on_enter
+  if on_enter then on_enter(parent and parent.owner or "") end
   t.fault = error_text(r)
   return false
 end
