@@ -95,6 +95,48 @@ async def test_memory_bomb_is_stopped_and_hub_recovers(hub):
     assert await proc.result("allocated") == 1000
 
 
+# Each bomb fills the Lua state to the cap with strings of another size, so what room is left
+# when it fails differs; with little enough left, the hub's own glue around the step (after
+# the plugin's coroutine failed, the cap still on) used to fail too: that escaped to Python
+# with the cap in force and the dead task (and all it held) still referenced, and every later
+# task start failed with LuaMemoryError.
+BOMBS = """
+local sizes, i = {}, 0
+for s = 1, 1200, 37 do sizes[#sizes + 1] = s end
+local function next_bomb()
+  i = i + 1
+  if i > #sizes then
+    local t = {}
+    for k = 1, 1000 do t[k] = string.rep("y", 1024) end
+    log.info("RESULT survived " .. #t)
+    return
+  end
+  timer.after(0, next_bomb) -- scheduled before this task runs out of memory
+  local t = {}
+  for k = 1, 1e9 do t[k] = string.rep("x", sizes[i]) .. k end
+end
+timer.after(0, next_bomb)
+"""
+
+
+async def test_memory_bombs_of_any_size_leave_the_other_tasks_running(hub):
+    proc = await hub(
+        plugins={
+            "bombs": BOMBS,
+            "later": "timer.after(0, function() log.info('RESULT later true') end)",
+        },
+        config={"lua_memory_limit_mb": 16, "lua_step_budget": 5},
+    )
+    proc.expect_log(r"\[bombs\] error in timer .*not enough memory")
+    proc.expect_log(r"slow Lua step")
+    assert await proc.result("survived", timeout=60) == 1000
+    assert await proc.result("later") is True
+    await proc.wait_ready()
+    assert not [
+        line for line in proc.lines if "could not start" in line or "failed; task dropped" in line
+    ]
+
+
 async def test_error_is_logged_with_plugin_traceback_and_hub_carries_on(hub):
     proc = await hub(
         plugins={

@@ -10,6 +10,7 @@ session process or child survived.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -77,6 +78,21 @@ async def pid_gone_within(pid: int, timeout: float) -> bool:
 
 async def wait_pid_gone(pid: int, timeout: float = 10.0) -> None:
     assert await pid_gone_within(pid, timeout), f"process {pid} still runs after {timeout} s"
+
+
+@contextlib.asynccontextmanager
+async def raw_connection(
+    sock: Path,
+) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    """A plain connection to a session socket, closed however the test ends (a socket left
+    open is garbage-collected during some later test, which then fails on the ResourceWarning)."""
+    reader, writer = await asyncio.open_unix_connection(str(sock))
+    try:
+        yield reader, writer
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
 
 
 class Recorder:
@@ -571,18 +587,17 @@ async def test_ack_exit_while_running_is_refused(sessions):
         await client.ack_exit()
     await client.disconnect()
     # The session's own refusal: an error, and the connection stays usable.
-    reader, writer = await asyncio.open_unix_connection(str(sock))
-    writer.write(encode_message({"type": "hello", "version": 1}))
-    writer.write(encode_message({"type": "ack_exit"}))
-    writer.write(encode_message({"type": "ping", "id": 7}))
-    decoder, messages = FrameDecoder(), []
-    while not messages or messages[-1]["type"] != "pong":
-        chunk = await asyncio.wait_for(reader.read(1 << 16), 10)
-        assert chunk, messages
-        messages += [f.json() for f in decoder.feed(chunk) if f.type == JSON]
+    async with raw_connection(sock) as (reader, writer):
+        writer.write(encode_message({"type": "hello", "version": 1}))
+        writer.write(encode_message({"type": "ack_exit"}))
+        writer.write(encode_message({"type": "ping", "id": 7}))
+        decoder, messages = FrameDecoder(), []
+        while not messages or messages[-1]["type"] != "pong":
+            chunk = await asyncio.wait_for(reader.read(1 << 16), 10)
+            assert chunk, messages
+            messages += [f.json() for f in decoder.feed(chunk) if f.type == JSON]
     assert [m["type"] for m in messages] == ["metadata", "error", "pong"]
     assert "still running" in messages[1]["message"]
-    writer.close()
     assert pid_alive(info.pid)
 
 
@@ -636,25 +651,25 @@ async def test_hub_restart_loses_nothing_and_repeats_nothing(sessions):
 async def test_a_slow_hub_catches_up_from_the_ring(sessions):
     cmd, args = lines_child(300_000)
     _, sock, info = await sessions(cmd, args)
-    reader, writer = await asyncio.open_unix_connection(str(sock))
-    writer.write(encode_message({"type": "hello", "version": 1, "output_offset": 0}))
-    await wait_pid_gone(info.child_pid)  # 2.4 MB produced while this hub reads nothing
     decoder, data, expected = FrameDecoder(), bytearray(), expected_lines(0, 300_000) + b"END\r\n"
-    seen_exit = False
-    while not seen_exit:
-        chunk = await asyncio.wait_for(reader.read(1 << 16), 10)
-        assert chunk, "the session closed the connection"
-        for frame in decoder.feed(chunk):
-            if frame.type == OUTPUT:
-                offset, payload = decode_output(frame.payload)
-                assert offset == len(data)
-                data += payload
-            else:
-                message = frame.json()
-                assert message["type"] in ("metadata", "exit"), message
-                seen_exit = message["type"] == "exit"
+    async with raw_connection(sock) as (reader, writer):
+        writer.write(encode_message({"type": "hello", "version": 1, "output_offset": 0}))
+        # 2.4 MB produced while this hub reads nothing: 1.5-3 s alone, far more under load.
+        await wait_pid_gone(info.child_pid, timeout=60)
+        seen_exit = False
+        while not seen_exit:
+            chunk = await asyncio.wait_for(reader.read(1 << 16), 10)
+            assert chunk, "the session closed the connection"
+            for frame in decoder.feed(chunk):
+                if frame.type == OUTPUT:
+                    offset, payload = decode_output(frame.payload)
+                    assert offset == len(data)
+                    data += payload
+                else:
+                    message = frame.json()
+                    assert message["type"] in ("metadata", "exit"), message
+                    seen_exit = message["type"] == "exit"
     assert bytes(data) == expected
-    writer.close()
 
 
 async def test_a_wrapped_ring_reports_dropped_bytes(sessions):
@@ -725,14 +740,13 @@ async def test_a_second_client_replaces_the_first(sessions):
 
 async def raw_exchange(sock: Path, payload: bytes, *, hello: bool) -> list[dict[str, Any]]:
     """Sends ``payload`` on a fresh connection; returns the JSON messages until the session hangs up."""
-    reader, writer = await asyncio.open_unix_connection(str(sock))
-    if hello:
-        writer.write(encode_message({"type": "hello", "version": 1}))
-    writer.write(payload)
-    decoder, messages = FrameDecoder(), []
-    while chunk := await asyncio.wait_for(reader.read(1 << 16), 10):
-        messages += [f.json() for f in decoder.feed(chunk) if f.type == JSON]
-    writer.close()
+    async with raw_connection(sock) as (reader, writer):
+        if hello:
+            writer.write(encode_message({"type": "hello", "version": 1}))
+        writer.write(payload)
+        decoder, messages = FrameDecoder(), []
+        while chunk := await asyncio.wait_for(reader.read(1 << 16), 10):
+            messages += [f.json() for f in decoder.feed(chunk) if f.type == JSON]
     return messages
 
 

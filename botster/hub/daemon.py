@@ -142,7 +142,14 @@ class Hub:
             # the agent lifecycle finds them in pty.list().
             await self.sessions.adopt_all()
             boot = self.host.lua.eval(_BOOT)
-            self.host.sched.start("hub", "hub start-up", boot)
+            self.host.sched.start(
+                "hub",
+                "hub start-up",
+                boot,
+                on_lost=lambda why: self.fail(
+                    f"hub start-up failed: the boot task was lost: {why}"
+                ),
+            )
             await self._quit.wait()
             await self._shutdown()
         finally:

@@ -118,7 +118,13 @@ class LuaHost:
         )
         lua_sched = chunk(py)
         self.sched_py = py  # the supervisor's watchdog adds on_enter (botster.hub.supervisor)
-        self.sched = Scheduler(lua_sched, lua_sched[b"RAISE"], plugin_log)
+        self.sched = Scheduler(
+            lua_sched,
+            lua_sched[b"RAISE"],
+            plugin_log,
+            lift_cap=functools.partial(self.lua.set_max_memory, 0),
+            collect=self.lua.globals()[b"collectgarbage"],
+        )
         for name in ("on_await", "on_yield", "on_error", "on_slow"):
             py[name.encode()] = getattr(self.sched, "_" + name)
         return lua_sched

@@ -132,7 +132,35 @@ local function error_text(e)
 end
 M.error_text = error_text
 
+-- The hub's glue around a step (run_step, after co_resume returns) runs with the cap still in
+-- force until restore_cap; when a plugin has filled memory to the cap, the glue's own small
+-- allocations (the main thread's stack and call frames, which a GC cycle may have shrunk) can
+-- fail there. Such a fault is the task's: it is caught, the task is dropped and its coroutine
+-- unreferenced before anything else allocates (so an emergency collection can free what
+-- the plugin held), the cap and step state go back to what they were, and it is reported as the
+-- task's error. Nothing escapes to Python with the cap in force or the garbage pinned.
+local function guarded_step(t, ...)
+  local parent, was, was_enforced = frame, current, enforced
+  local ok, r = raw_pcall(run_step, t.co, t.owner, t.label, ...)
+  if ok then return r end
+  -- Assigning to existing keys allocates nothing; the next allocation that fails runs an
+  -- emergency collection, which can now free the task's coroutine and all it held.
+  tasks[t.id] = nil
+  t.co = nil
+  frame, current = parent, was
+  enforced = true -- whether restore_cap ran is unknown: force the switch
+  set_cap(was_enforced)
+  local on_enter = py.on_enter
+  if on_enter then on_enter(parent and parent.owner or "") end
+  t.fault = error_text(r)
+  return false
+end
+
 local function settle(t, r)
+  if r == false then
+    py.on_error(t.owner, t.label, t.fault .. " (in the hub's glue around the step; task dropped)")
+    return "error"
+  end
   if not r[1] then
     tasks[t.id] = nil
     py.on_error(t.owner, t.label, traceback(t.co, error_text(r[2])))
@@ -152,18 +180,60 @@ end
 
 --- Starts fn(...) as a new task owned by `owner`; runs it until it first waits or ends.
 --- Returns the status ("done", "await", "yield" or "error") and the task id.
+-- The task being started or stepped from outside, for M.fault_reset. Its fields `outer`,
+-- `outer_frame`, `outer_current` exist from creation (false) so setting them allocates nothing.
+local in_flight = false
+
+local function enter(t)
+  t.outer, t.outer_frame, t.outer_current = in_flight, frame or false, current or false
+  in_flight = t
+end
+
+local function leave(t, ...)
+  in_flight = t.outer
+  return ...
+end
+
 function M.start(owner, label, fn, ...)
   next_id = next_id + 1
-  local t = { id = next_id, co = new_coroutine(fn, owner), owner = owner, label = label }
+  local t = {
+    id = next_id, co = new_coroutine(fn, owner), owner = owner, label = label,
+    outer = false, outer_frame = false, outer_current = false,
+  }
   tasks[t.id] = t
-  return settle(t, run_step(t.co, owner, label, ...)), t.id
+  enter(t)
+  return leave(t, settle(t, guarded_step(t, ...)), t.id)
 end
 
 --- Resumes a suspended task with the values it waited for. Returns its new status.
 function M.step(id, ...)
   local t = tasks[id]
   if not t then return "gone" end
-  return settle(t, run_step(t.co, t.owner, t.label, ...))
+  enter(t)
+  return leave(t, settle(t, guarded_step(t, ...)))
+end
+
+-- Python's entries (scheduler.py). `token` tells Python, after a fault at the entry, whether
+-- the call got as far as starting the task (see M.fault_reset).
+local last_token = nil
+function M.start_py(token, ...)
+  last_token = token
+  return M.start(...)
+end
+
+--- After a fault escaped to Python (which has lifted the cap itself): the cap is off, the
+--- task that was in flight is dropped (it and what it holds become garbage) and the step
+--- state is the one outside it. Says which start_py token ran last and whether task `id`
+--- is still suspended here.
+function M.fault_reset(id)
+  enforced = false
+  local t = in_flight
+  if t then
+    tasks[t.id] = nil
+    t.co = nil
+    in_flight, frame, current = t.outer, t.outer_frame or nil, t.outer_current or nil
+  end
+  return last_token, id ~= nil and tasks[id] ~= nil
 end
 
 --- Forgets a suspended task (its owner was unloaded); it is never resumed.

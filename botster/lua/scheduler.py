@@ -9,8 +9,12 @@ plugin cancels what it was waiting for.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+from collections.abc import Callable
 from typing import Any
+
+from lupa import lua54
 
 from botster.base.loop import loop_only
 
@@ -30,13 +34,28 @@ class Scheduler:
         lua_sched: the table returned by ``scheduler.lua``.
         raise_marker: the Lua RAISE sentinel (an error result for a waiting task).
         plugin_log: where task errors and slow steps are reported.
+        lift_cap: lifts the Lua memory cap (from Python: it cannot fail).
+        collect: Lua's ``collectgarbage``.
     """
 
-    def __init__(self, lua_sched: Any, raise_marker: Any, plugin_log: logging.Logger) -> None:
+    def __init__(
+        self,
+        lua_sched: Any,
+        raise_marker: Any,
+        plugin_log: logging.Logger,
+        lift_cap: Callable[[], Any],
+        collect: Any,
+    ) -> None:
         self._lua = lua_sched
-        self._start = lua_sched[b"start"]
+        self._start = lua_sched[b"start_py"]
         self._step = lua_sched[b"step"]
         self._drop = lua_sched[b"drop"]
+        self._fault_reset = lua_sched[b"fault_reset"]
+        self._lift_cap = lift_cap
+        self._collect = collect
+        self._tokens = itertools.count(1)
+        # task id -> called with the reason when that task is lost before it ends (on_lost)
+        self._on_lost: dict[int, Callable[[str], None]] = {}
         self._raise = raise_marker
         self._plog = plugin_log
         # task id -> (owner, asyncio task or handle driving its resumption)
@@ -82,39 +101,108 @@ class Scheduler:
         self._pending.pop(task_id, None)
         self._step_safely(task_id, ())
 
+    def _recover(self, task_id: int | None = None) -> tuple[int | None, bool]:
+        """After a Lua fault escaped to Python (e.g. LuaMemoryError at the cap): lifts the cap,
+        resets scheduler.lua's view of it and runs a full collection, so the next call into
+        Lua does not fail for what a plugin left behind. Returns the last start token that
+        reached Lua and whether `task_id` is still suspended there."""
+        self._lift_cap()
+        token, suspended = self._fault_reset(task_id)
+        self._collect(b"collect")
+        return token, bool(suspended)
+
     def _step_safely(self, task_id: int, values: tuple[Any, ...]) -> None:
         try:
-            self._step(task_id, *values)
-            if not self._pending:
-                self._idle.set()
-        except Exception:
-            # Only a fault outside any coroutine lands here (e.g. the memory cap hit while
-            # converting); the task cannot be resumed consistently, so it is dropped.
+            try:
+                status = self._step(task_id, *values)
+            except lua54.LuaMemoryError:
+                # A fault at the entry (the task not resumed): collect and retry once.
+                _, suspended = self._recover(task_id)
+                if not suspended:
+                    raise
+                log.warning(
+                    "Lua memory was full when resuming task %s; collected, retrying", task_id
+                )
+                status = self._step(task_id, *values)
+        except Exception as e:
+            # Only a fault outside any coroutine lands here; the task cannot be resumed
+            # consistently, so it is dropped (and whoever depends on it is told).
             log.exception("resuming Lua task %s failed; task dropped", task_id)
+            self._recover()
             self._drop(task_id)
+            self._lost(task_id, f"resuming it failed ({e!r})")
+        else:
+            status = _text(status)
+            if status in ("error", "gone"):
+                self._lost(task_id, "it ended with an error (see above)")
+            elif status == "done":
+                self._on_lost.pop(task_id, None)
+        if not self._pending:
+            self._idle.set()
+
+    def _lost(self, task_id: int, why: str) -> None:
+        callback = self._on_lost.pop(task_id, None)
+        if callback is not None:
+            callback(why)
+
+    def _start_task(
+        self, owner: str, label: str, fn: Any, args: tuple[Any, ...]
+    ) -> tuple[Any, Any]:
+        token = next(self._tokens)
+        try:
+            return self._start(token, owner.encode(), label.encode(), fn, *args)
+        except lua54.LuaMemoryError:
+            # A fault at the entry, before the task started: collect and retry once. One
+            # after it started is the task's own (the plugin's code may already have run).
+            started, _ = self._recover()
+            if started == token:
+                raise
+            log.warning(
+                "[%s] Lua memory was full when starting %s; collected, retrying", owner, label
+            )
+            return self._start(next(self._tokens), owner.encode(), label.encode(), fn, *args)
 
     # Public -------------------------------------------------------------------------------
 
     @loop_only
-    def start(self, owner: str, label: str, fn: Any, *args: Any) -> str:
+    def start(
+        self,
+        owner: str,
+        label: str,
+        fn: Any,
+        *args: Any,
+        on_lost: Callable[[str], None] | None = None,
+    ) -> str:
         """Runs Lua function `fn(*args)` as a new task of `owner` until it waits or ends.
 
-        Returns the task's status: "done", "await", "yield" or "error".
+        Returns the task's status: "done", "await", "yield" or "error". `on_lost(reason)` is
+        called if the task ends in an error or is dropped before it ends (the hub's boot
+        task: the hub cannot run without it).
         """
         try:
-            status, _ = self._start(owner.encode(), label.encode(), fn, *args)
-        except Exception:
+            status, task_id = self._start_task(owner, label, fn, args)
+        except Exception as e:
             log.exception("[%s] could not start %s", owner, label)
+            self._recover()
+            if on_lost is not None:
+                on_lost(f"it could not start ({e!r})")
             return "error"
-        return _text(status)
+        status = _text(status)
+        if on_lost is not None:
+            if status == "error":
+                on_lost("it ended with an error (see above)")
+            elif status in ("await", "yield"):
+                self._on_lost[task_id] = on_lost
+        return status
 
     @loop_only
     def start_tracked(self, owner: str, label: str, fn: Any, *args: Any) -> int | None:
         """Like ``start`` but returns the task id while the task is still suspended."""
         try:
-            _, task_id = self._start(owner.encode(), label.encode(), fn, *args)
+            _, task_id = self._start_task(owner, label, fn, args)
         except Exception:
             log.exception("[%s] could not start %s", owner, label)
+            self._recover()
             return None
         return task_id if task_id in self._pending else None
 
@@ -138,6 +226,7 @@ class Scheduler:
         ids = [tid for tid, (o, _) in self._pending.items() if o == owner]
         for tid in ids:
             _, waiter = self._pending.pop(tid)
+            self._on_lost.pop(tid, None)
             waiter.cancel()
             self._drop(tid)
         if not self._pending:
