@@ -11,6 +11,7 @@
 --   py.on_yield(id, owner)           a task yielded plainly; resume it soon
 --   py.on_error(owner, label, msg)   a task failed; msg carries the Lua traceback
 --   py.on_slow(owner, label, ms)     a step took longer than py.slow_s
+--   py.on_release(id)                a fenced task ran on past its creating calls
 --   py.budget, py.slow_s             seconds
 
 local py = ...
@@ -39,6 +40,10 @@ local frame = nil -- the innermost running step: {owner, label, deadline, aborti
 -- Owner of the coroutine running now. Kept in a variable, not derived from
 -- coroutine.running(): Python's calls into Lua run on the main thread, not the task's.
 local current = nil -- nil between steps
+local running_task = nil -- id of the task whose step runs now (nil between steps)
+-- Creation fences (see Scheduler.fence): task id -> true while events about objects the
+-- task created are held; `creating[id]` marks a step that ended waiting in a creating call.
+local fenced, creating = {}, {}
 
 --- The owner of the Lua code running now ("hub" outside any task).
 function M.current_owner()
@@ -92,7 +97,34 @@ local function run_step(co, owner, label, ...)
   return r
 end
 
+local settle_status
+
+local function release_fence(id, status)
+  if not fenced[id] then return end
+  -- A wait inside a creating primitive (pty.spawn) counts as part of the step that called
+  -- it, as if the call had returned at once; any other wait or the end releases the fence.
+  if status == "await" and creating[id] then
+    creating[id] = nil
+    return
+  end
+  fenced[id], creating[id] = nil, nil
+  py.on_release(id)
+end
+
+--- Marks the running task as waiting in a creating call; returns its id (nil outside tasks).
+function M.fence_current()
+  local id = running_task
+  if id then fenced[id], creating[id] = true, true end
+  return id
+end
+
 local function settle(t, r)
+  local status = settle_status(t, r)
+  release_fence(t.id, status)
+  return status
+end
+
+settle_status = function(t, r)
   if not r[1] then
     tasks[t.id] = nil
     py.on_error(t.owner, t.label, traceback(t.co, tostring(r[2])))
@@ -116,19 +148,28 @@ function M.start(owner, label, fn, ...)
   next_id = next_id + 1
   local t = { id = next_id, co = new_coroutine(fn, owner), owner = owner, label = label }
   tasks[t.id] = t
-  return settle(t, run_step(t.co, owner, label, ...)), t.id
+  local was = running_task
+  running_task = t.id
+  local r = run_step(t.co, owner, label, ...)
+  running_task = was
+  return settle(t, r), t.id
 end
 
 --- Resumes a suspended task with the values it waited for. Returns its new status.
 function M.step(id, ...)
   local t = tasks[id]
   if not t then return "gone" end
-  return settle(t, run_step(t.co, t.owner, t.label, ...))
+  local was = running_task
+  running_task = t.id
+  local r = run_step(t.co, t.owner, t.label, ...)
+  running_task = was
+  return settle(t, r)
 end
 
 --- Forgets a suspended task (its owner was unloaded); it is never resumed.
 function M.drop(id)
   tasks[id] = nil
+  release_fence(id, "gone")
 end
 
 --- Runs fn(...) inside the current task but as `owner`, with its own budget, passing any

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from botster.errors import SessionError
 from botster.hub.loop import loop_only
+from botster.lua.scheduler import Fence
 from botster.sessions.client import (
     Output,
     SessionClient,
@@ -57,6 +58,8 @@ class HubSession:
     signal: int | None = None
     listeners: list[OutputListener] = field(default_factory=list)
     exit_listeners: list[Callable[[], None]] = field(default_factory=list)
+    # The spawning task's creation fence: signals wait until that task has run on.
+    fence: Fence | None = None
 
     @property
     def pid(self) -> int:
@@ -87,9 +90,15 @@ class SessionManager:
     # Spawning and adopting --------------------------------------------------------------
 
     async def spawn(
-        self, config: dict[str, Any], labels: dict[str, str], port_forward: bool
+        self,
+        config: dict[str, Any],
+        labels: dict[str, str],
+        port_forward: bool,
+        fence: Fence | None = None,
     ) -> HubSession:
         """Starts a session process for `config` (a SpawnConfig dict) and connects to it.
+
+        The session's signals go through `fence` (the spawning task's, see ``Fence``).
 
         Raises:
             SessionError: the session could not start (the message says why).
@@ -104,13 +113,15 @@ class SessionManager:
             **({"port": str(port)} if port is not None else {}),
         }
         sid, sock = await spawn_session(config, self.hub.paths.runtime)
-        return await self._connect(sid, str(sock), config["labels"])
+        return await self._connect(sid, str(sock), config["labels"], fence)
 
-    async def _connect(self, sid: str, sock: str, labels: dict[str, str]) -> HubSession:
+    async def _connect(
+        self, sid: str, sock: str, labels: dict[str, str], fence: Fence | None = None
+    ) -> HubSession:
         port = labels.get("port")
         # The record exists before the connection: events the session sends while the
         # handshake completes (a first title, a bell) must already have somewhere to go.
-        s = HubSession(sid, None, labels, port=int(port) if port else None)  # type: ignore[arg-type]
+        s = HubSession(sid, None, labels, port=int(port) if port else None, fence=fence)  # type: ignore[arg-type]
 
         def on_output(out: Output) -> None:
             for listener in list(s.listeners):
@@ -151,11 +162,12 @@ class SessionManager:
         base = {"session_id": s.id, "agent_key": s.labels.get("agent_key")}
         d = ev.data
         if ev.type == "title":
-            self._signal("pty_title_changed", {**base, "title": d.get("title", "")})
+            self._signal(s, "pty_title_changed", {**base, "title": d.get("title", "")})
         elif ev.type == "cwd":
-            self._signal("pty_cwd_changed", {**base, "cwd": d.get("cwd", "")})
+            self._signal(s, "pty_cwd_changed", {**base, "cwd": d.get("cwd", "")})
         elif ev.type == "notification":
             self._signal(
+                s,
                 "pty_notification",
                 {
                     **base,
@@ -165,13 +177,15 @@ class SessionManager:
                 },
             )
         elif ev.type == "bell":
-            self._signal("pty_notification", {**base, "kind": "bell"})
+            self._signal(s, "pty_notification", {**base, "kind": "bell"})
         elif ev.type == "exit":
             s.running = False
             s.exit_code, s.signal = d.get("exit_code"), d.get("signal")
             for listener in list(s.exit_listeners):
                 listener()
-            self._signal("process_exited", {**base, "exit_code": s.exit_code, "signal": s.signal})
+            self._signal(
+                s, "process_exited", {**base, "exit_code": s.exit_code, "signal": s.signal}
+            )
         elif ev.type == "disconnected":
             if self.sessions.get(s.id) is s and not self._closing:
                 log.warning("lost session %s: %s", s.id, d.get("error") or "it ended")
@@ -179,13 +193,23 @@ class SessionManager:
                 if s.running:
                     s.running = False
                     self._signal(
-                        "process_exited", {**base, "exit_code": None, "signal": None, "lost": True}
+                        s,
+                        "process_exited",
+                        {**base, "exit_code": None, "signal": None, "lost": True},
                     )
         elif ev.type in ("dropped", "input_dropped", "events_dropped"):
             log.warning("session %s: %s %s", s.id, ev.type, d)
 
-    def _signal(self, name: str, data: dict[str, Any]) -> None:
-        """Delivers a session signal to Lua as a hook notification and an event."""
+    def _signal(self, s: HubSession, name: str, data: dict[str, Any]) -> None:
+        """Delivers a session signal to Lua as a hook notification and an event, once the
+        task that spawned the session has run on (``Fence``)."""
+        if s.fence is not None and s.fence.holding:
+            s.fence.run(self._signal_now, name, data)
+        else:
+            s.fence = None
+            self._signal_now(name, data)
+
+    def _signal_now(self, name: str, data: dict[str, Any]) -> None:
         self.hub.notify_hook(name, data)
         self.hub.emit(name, data)
 
