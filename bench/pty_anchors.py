@@ -56,7 +56,7 @@ __all__ = ["run"]
 ROUNDS = 2
 ROWS, COLS = 50, 200
 SETTLE_S = 0.3
-TIMEOUT_S = 600
+TIMEOUT_S = 180
 
 
 def _sizes() -> tuple[int, int]:
@@ -168,14 +168,15 @@ async def _attached(kind: str, argv: list[str], tmp: Path) -> tuple:
     finally:
         with contextlib.suppress(ProcessLookupError):
             client.kill()
-        await client.wait()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(client.wait(), 10)
         os.close(master)
         if kind == "tmux":
             p = await asyncio.create_subprocess_exec(
                 "tmux", "-S", str(sock), "kill-server",
                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
             )  # fmt: skip
-            await p.wait()
+            await asyncio.wait_for(p.wait(), 10)
         for pid in _pids_with(str(sock), os.getpid()):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, 9)
@@ -281,14 +282,18 @@ async def _measure(sandbox: Sandbox) -> dict[str, dict[str, list[tuple]]]:
                 for path in PATHS:
                     if path in ("dtach", "tmux") and shutil.which(path) is None:
                         continue
-                    if path == "raw":
-                        r = await _raw(argv)
-                    elif path in ("dtach", "tmux"):
-                        r = await _attached(path, argv, sandbox.root)
-                    elif path == "hub":
-                        r = await _into_hub(sandbox, argv)
-                    else:
-                        r = await _to_client(sandbox, hub, conn, argv)
+                    try:
+                        if path == "raw":
+                            r = await _raw(argv)
+                        elif path in ("dtach", "tmux"):
+                            r = await _attached(path, argv, sandbox.root)
+                        elif path == "hub":
+                            r = await _into_hub(sandbox, argv)
+                        else:
+                            r = await _to_client(sandbox, hub, conn, argv)
+                    except (TimeoutError, RuntimeError) as e:
+                        print(f"  round {rnd + 1} {w} {path}: no marker ({e!r}); sample dropped")
+                        continue
                     runs[w][path].append(r)
                 print(
                     f"  round {rnd + 1} {w}: "

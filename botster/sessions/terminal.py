@@ -285,7 +285,20 @@ class Terminal(ABC):
 
     def feed(self, data: bytes) -> list[dict[str, Any]]:
         """Feeds raw output; returns the events in it (see the module docstring)."""
-        events = self._scanner.feed(data)
+        events = self.scan(data)
+        self.render(data)
+        return events
+
+    def scan(self, data: bytes | memoryview) -> list[dict[str, Any]]:
+        """The events in raw output (title, cwd, notifications, bell, modes), without drawing.
+
+        ``feed`` is ``scan`` then ``render``; a caller may run ``render`` later over the same
+        bytes in other chunks (the session process does, to keep the emulator off the
+        forwarding path)."""
+        return self._scanner.feed(data)
+
+    def render(self, data: bytes | memoryview) -> None:
+        """Draws raw output on the screen model."""
         text = self._decoder.decode(data)
         if not text.isascii() and _ZERO_WIDTH.search(text):
             # A terminal draws these in no cell of their own; avt gives each one a cell,
@@ -294,7 +307,6 @@ class Terminal(ABC):
             text = _ZERO_WIDTH.sub("", unicodedata.normalize("NFC", text))
         if text:
             self._feed_text(text)
-        return events
 
     def resize(self, rows: int, cols: int) -> None:
         """Resizes the screen (lines reflow or clip as the emulator does)."""
