@@ -136,7 +136,6 @@ __all__ = ["Session", "main"]
 log = logging.getLogger("botster.sessions")
 
 READ_SIZE = 64 << 10
-READ_BATCH = 256 << 10  # read until the PTY is empty or this much is in, then forward once
 MODEL_LAG_S = 0.02  # the terminal model catches up this long after output, in one go
 MODEL_LAG_BYTES = 1 << 20  # ...or at once when this much waits for it
 MODEL_CHUNK = 4 << 10  # avt's feed is superlinear in the chunk: 1 MiB costs 8x 256 x 4 KiB
@@ -318,7 +317,7 @@ class Session:
         # before anyone looks at it (``_model``): bytes never wait for the model.
         self._model_at = 0  # output offset the model has been fed up to
         self._model_timer: asyncio.TimerHandle | None = None
-        self._read_buf = bytearray(READ_BATCH)
+        self._read_view = memoryview(bytearray(READ_SIZE))
         self._events: deque[dict[str, Any]] = deque()
         self._seq = 0
         self._conn: _HubConnection | None = None
@@ -460,26 +459,18 @@ class Session:
     # -- the PTY ----------------------------------------------------------------------------
 
     def _on_readable(self) -> None:
-        # Reads into one preallocated buffer until the PTY is empty (or the buffer full), so
-        # a flood of small writes is forwarded as one chunk and allocates nothing per read.
-        buf = memoryview(self._read_buf)
-        got, eof = 0, False
-        while got < READ_BATCH:
-            try:
-                n = os.readv(self._master, [buf[got:]])
-            except BlockingIOError:
-                break
-            except OSError:  # EIO: every holder of the slave side has closed it
-                n = 0
-            if n == 0:
-                eof = True
-                break
-            got += n
-        if got:
-            self._on_output(buf[:got])
-        buf.release()
-        if eof:
+        # One preallocated buffer: a flood of reads allocates nothing per read.
+        buf = self._read_view
+        try:
+            n = os.readv(self._master, [buf])
+        except BlockingIOError:
+            return
+        except OSError:  # EIO: every holder of the slave side has closed it
+            n = 0
+        if n == 0:
             self._on_master_eof()
+            return
+        self._on_output(buf[:n])
 
     def _on_output(self, data: memoryview) -> None:
         ring = self._ring
