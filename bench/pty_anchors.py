@@ -228,6 +228,8 @@ async def _to_client(sandbox: Sandbox, hub: HubRun, conn: HubConnection, argv: l
             return
         if frame.type == SNAPSHOT and not snapshot.done():
             snapshot.set_result(None)
+        elif frame.type == SNAPSHOT:
+            counter.resync(data)
         elif frame.type == PTY_OUTPUT:
             counter.feed(data)
 
