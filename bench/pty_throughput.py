@@ -17,9 +17,9 @@ readers of the same program, interleaved, 3 rounds, median:
 * to a socket client: a session started by a real hub (``pty.spawn`` from a plugin command)
   and a client attached to it over the hub socket (``subscribe terminal``): PTY_OUTPUT bytes.
 
-Every reader must see every byte (the counts are compared; a socket client that falls behind
-gets a fresh snapshot instead of the held bytes (``forwarder.RESYNC_BYTES``), by design; a session whose hub falls more than
-its 4 MiB ring behind drops output, which would show). Goals (from the issue): into the hub at
+Every reader must see every byte (the counts are compared; a session whose hub falls more than
+its 4 MiB ring behind drops output, which would show; a socket client that falls behind gets
+a fresh snapshot instead of the held bytes, by design: ``forwarder.RESYNC_BYTES``). Goals (from the issue): into the hub at
 least 0.8x the raw read, to an attached client at least 0.7x.
 """
 
