@@ -19,8 +19,8 @@ readers of the same program, interleaved, 3 rounds, median:
 
 Every reader must see every byte (the counts are compared; a session whose hub falls more than
 its 4 MiB ring behind drops output, which would show; a socket client that falls behind gets
-a fresh snapshot instead of the held bytes, by design: ``forwarder.RESYNC_BYTES``). Goals (from the issue): into the hub at
-least 0.8x the raw read, to an attached client at least 0.7x.
+a fresh snapshot instead of the held bytes, by design: ``forwarder.RESYNC_BYTES``). Goals
+(from the issue): into the hub at least 0.8x the raw read, to an attached client at least 0.7x.
 """
 
 from __future__ import annotations
