@@ -39,6 +39,7 @@ BENCHMARKS: tuple[str, ...] = (
     "startup",
     "cli_help",
     "pty_throughput",
+    "pty_anchors",
     "readoption",
     "session_memory",
     "flood_jitter",

@@ -847,3 +847,58 @@ def test_the_client_runs_on_uvloop(runtime):
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(flow())
     assert session_processes(runtime) == []
+
+
+FLOOD_CHILD = """
+import os, random, sys
+rnd = random.Random(11)
+words = ["build", "ok", "日本語", "é", "😀", "warning:", "\\t", "x" * 150]
+out = []
+for i in range(150000):
+    r = rnd.random()
+    if r < 0.05:
+        out.append(f"\\x1b[{rnd.randint(1, 60)};{rnd.randint(1, 200)}H")
+    elif r < 0.15:
+        out.append(f"\\x1b[{rnd.choice([1, 3, 4, 7, 31, 42, 38;5;208, 0])}m")
+    elif r < 0.17:
+        out.append(rnd.choice(["\\x1b[2K", "\\x1b[J", "\\x1b[?1049h", "\\x1b[?1049l", "\\x1b[5;20r",
+                               "\\x1b[r", "\\x1b]0;t%d\\x07" % i, "\\x1b[3L", "\\x1b[2M"]))
+    out.append(rnd.choice(words) + (" " if rnd.random() < 0.8 else "\\r\\n"))
+data = "".join(out).encode()
+sys.stdout.buffer.write(b"READY\\r\\n")
+sys.stdout.flush()
+sys.stdin.readline()
+for i in range(0, len(data), 3000):
+    os.write(1, data[i:i + 3000])
+os.write(1, b"\\x1b[0mDONE")
+import time
+time.sleep(600)
+""".replace("38;5;208", "'38;5;208'")
+
+
+async def test_lazy_model_snapshots_are_exact_during_and_after_a_flood(sessions):
+    """The model lags the forwarded bytes; every snapshot (mid-flood and at the end) equals a
+    model fed the same output synchronously up to the snapshot's offset. A 256 KiB ring makes
+    the ring wrap past bytes the model has not drawn yet."""
+    cmd, args = python_child(FLOOD_CHILD)
+    _, sock, _ = await sessions(cmd, args, rows=60, cols=200, buffer_size=1 << 18)
+    client, rec = await attach(sock)
+    await rec.wait_output(b"READY")
+    client.write(b"go\n")
+    snaps = []
+    while b"DONE" not in rec.output:
+        snaps.append(await client.snapshot())
+        await asyncio.sleep(0.05)
+    snaps.append(await client.snapshot())
+    assert snaps[-1].output_offset == len(rec.output)
+    assert len(rec.output) > 8 << 20 >> 2  # many times the ring
+    for snap in snaps[:: max(1, len(snaps) // 8)] + [snaps[-1]]:
+        reference = make_terminal(60, 200)
+        data = bytes(rec.output[: snap.output_offset])
+        for i in range(0, len(data), 4096):
+            reference.feed(data[i : i + 4096])
+        replay = make_terminal(60, 200)
+        replay.feed(snap.data)
+        assert replay.cells() == reference.cells(), f"snapshot at {snap.output_offset}"
+        assert (snap.cursor_row, snap.cursor_col) == (reference.cursor.row, reference.cursor.col)
+        assert snap.alt_screen == reference.alt_screen

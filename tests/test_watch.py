@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -147,3 +148,49 @@ async def test_errors(hub, tmp_path: Path):
     )
     assert "opts.poll_interval: expected a positive number" in await proc.result("badint")
     assert await proc.result("unknown") is False
+
+
+def fs_write_plugin(d: Path) -> str:
+    """fs.write of a new file, then over one that existed before the watch."""
+    return f"""
+assert(fs.write("{d}/hello.txt", "x"))
+assert(fs.write("{d}/old.txt", "y"))
+"""
+
+
+@pytest.mark.parametrize(
+    "opts", ["{}", "{poll = true, poll_interval = 0.05}"], ids=["native", "poll"]
+)
+async def test_saves_by_rename_are_reported_where_the_file_lands(hub, tmp_path: Path, opts: str):
+    """fs.write, a rename into place, a replace and an editor-style save (temp file renamed
+    over the target) are a create or modify at the final path; fs.write's temp is never seen."""
+    d = tmp_path / "w"
+    d.mkdir()
+    (d / "old.txt").write_text("before the watch")
+    proc = await hub(plugins={"w": plugin(d, opts) + fs_write_plugin(d)})
+    assert await proc.result("started") is True
+    # Two files: their events may arrive in either order (inotify pairs moves with a delay).
+    pos = max(
+        await next_event(proc, 0, {"kind": "create", "rel": "hello.txt"}),
+        await next_event(proc, 0, {"kind": "modify", "rel": "old.txt"}),
+    )
+    # A rename into place from a temp file (new), and an editor-style save over a file.
+    (d / "n.txt.tmp").write_text("z")
+    os.rename(d / "n.txt.tmp", d / "n.txt")
+    pos = await next_event(proc, pos, {"kind": "create", "rel": "n.txt"})
+    (d / "old.txt~").write_text("saved")
+    os.replace(d / "old.txt~", d / "old.txt")
+    pos = await next_event(proc, pos, {"kind": "modify", "rel": "old.txt"})
+    # A plain rename over an existing file replaces it: a modify at the target.
+    (d / "other").write_text("o")
+    pos = await next_event(proc, pos, {"kind": "create", "rel": "other"})
+    os.replace(d / "other", d / "hello.txt")
+    pos = await next_event(proc, pos, {"kind": "modify", "rel": "hello.txt"})
+    (d / "end").write_text("e")
+    await next_event(proc, pos, {"kind": "create", "rel": "end"})
+    events = [json.loads(ln.split("RESULT ev ", 1)[1]) for ln in proc.lines if "RESULT ev " in ln]
+    assert not [e for e in events if ".botster-" in e["rel"] or ".botster-" in (e.get("old") or "")]
+    # Nothing was ever reported as a plain create of a file that was replaced.
+    assert {"kind": "create", "rel": "old.txt"} not in [
+        {"kind": e["kind"], "rel": e["rel"]} for e in events
+    ]

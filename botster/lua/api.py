@@ -60,6 +60,9 @@ log = logging.getLogger("lua")
 # runs after that Lua step has returned, so the scheduler cannot answer; ``bind`` records the
 # owner at call time and sets this inside the task that awaits the body.
 CALLER: contextvars.ContextVar[str | None] = contextvars.ContextVar("botster_caller", default=None)
+# The caller's creation fence (``Scheduler.fence``) inside the body of a ``creates``
+# primitive: the object it makes sends its events through it.
+FENCE: contextvars.ContextVar[Any] = contextvars.ContextVar("botster_fence", default=None)
 
 
 class LuaFunction:
@@ -262,10 +265,11 @@ def _options_checker(td: Any) -> Checker:
 
 
 class _Spec:
-    __slots__ = ("fn", "name", "params", "is_async", "varargs", "takes_hub")
+    __slots__ = ("fn", "name", "params", "is_async", "varargs", "takes_hub", "creates")
 
-    def __init__(self, fn: Callable[..., Any]) -> None:
+    def __init__(self, fn: Callable[..., Any], creates: bool = False) -> None:
         self.fn = fn
+        self.creates = creates
         module = fn.__module__.rsplit(".", 1)[-1]
         self.name = f"{module}.{fn.__name__}"
         self.is_async = inspect.iscoroutinefunction(fn)
@@ -292,10 +296,19 @@ def options(td: Any) -> Callable[[Any, str, Any], dict[str, Any]]:
     return _options_checker(td)
 
 
-def lua_api(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Marks a function as Lua-facing; its type hints are checked on every Lua call."""
-    fn.__lua_spec__ = _Spec(fn)  # type: ignore[attr-defined]
-    return fn
+def lua_api(fn: Callable[..., Any] | None = None, *, creates: bool = False) -> Any:
+    """Marks a function as Lua-facing; its type hints are checked on every Lua call.
+
+    ``@lua_api(creates=True)`` marks an async primitive that creates an object: its caller's
+    task is fenced (``Scheduler.fence``) and the body finds the fence in ``FENCE``, so the
+    object's events cannot fire before the caller has run on past its creating calls.
+    """
+
+    def mark(f: Callable[..., Any]) -> Callable[..., Any]:
+        f.__lua_spec__ = _Spec(f, creates)  # type: ignore[attr-defined]
+        return f
+
+    return mark(fn) if fn is not None else mark
 
 
 def bind(
@@ -304,6 +317,7 @@ def bind(
     raise_marker: Any,
     owner: Callable[[], str] = lambda: "hub",
     hub: Any = None,
+    fence: Callable[[], Any] | None = None,
 ) -> tuple[Callable[..., Any], bool]:
     """Builds the raw callable Lua calls for a ``@lua_api`` function.
 
@@ -345,8 +359,9 @@ def bind(
 
     if spec.is_async:
 
-        async def finish(coro: Any, caller: str) -> Any:
+        async def finish(coro: Any, caller: str, held: Any = None) -> Any:
             token = CALLER.set(caller)
+            fence_token = FENCE.set(held)
             try:
                 return conv.results(await coro)
             except ArgumentError as e:
@@ -354,7 +369,10 @@ def bind(
             except ConversionError as e:
                 return raise_marker, f"{name}: {e}".encode()
             finally:
+                FENCE.reset(fence_token)
                 CALLER.reset(token)
+
+        creates = spec.creates and fence is not None
 
         @functools.wraps(target)
         def call_async(*args: Any) -> Any:
@@ -362,7 +380,8 @@ def bind(
                 converted = convert_args(args)
             except ArgumentError as e:
                 return raise_marker, message(e)
-            return finish(target(*converted), owner())
+            # The fence is taken now, inside the caller's step: the body runs after it.
+            return finish(target(*converted), owner(), fence() if creates else None)
 
         return call_async, True
 

@@ -125,7 +125,7 @@ class LuaHost:
             lift_cap=functools.partial(self.lua.set_max_memory, 0),
             collect=self.lua.globals()[b"collectgarbage"],
         )
-        for name in ("on_await", "on_yield", "on_error", "on_slow"):
+        for name in ("on_await", "on_yield", "on_error", "on_slow", "on_release"):
             py[name.encode()] = getattr(self.sched, "_" + name)
         return lua_sched
 
@@ -168,7 +168,9 @@ class LuaHost:
         """
         table = self.lua.table()
         for name, fn in exported(module).items():
-            call, is_async = bind(fn, self.convert, self.raise_marker, self.current_owner, hub)
+            call, is_async = bind(
+                fn, self.convert, self.raise_marker, self.current_owner, hub, self.sched.fence
+            )
             if is_async:
                 table[name.encode()] = self._lua_sched[b"bind_async"](
                     f"{lua_name}.{name}".encode(), call

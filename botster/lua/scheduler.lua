@@ -13,6 +13,7 @@
 --   py.on_slow(owner, label, ms)     a step took longer than py.slow_s
 --   py.on_enter(owner)               optional: a step of `owner` starts ("" when the outermost
 --                                    one ends); the supervisor learns who wedged or crashed it
+--   py.on_release(id)                a fenced task ran on past its creating calls
 --   py.budget, py.slow_s             seconds
 --   py.mem_enforce(), py.mem_lift()  put the Lua memory cap in force / lift it (see below)
 --   py.mem_soft_kb                   below this much Lua memory, calls skip the switch
@@ -56,6 +57,10 @@ local frame = nil -- the innermost running step: {owner, label, deadline, aborti
 -- Owner of the coroutine running now. Kept in a variable, not derived from
 -- coroutine.running(): Python's calls into Lua run on the main thread, not the task's.
 local current = nil -- nil between steps
+local running_task = nil -- id of the task whose step runs now (nil between steps)
+-- Creation fences (see Scheduler.fence): task id -> true while events about objects the
+-- task created are held; `creating[id]` marks a step that ended waiting in a creating call.
+local fenced, creating = {}, {}
 
 --- The owner of the Lua code running now ("hub" outside any task).
 function M.current_owner()
@@ -156,7 +161,34 @@ local function guarded_step(t, ...)
   return false
 end
 
+local settle_status
+
+local function release_fence(id, status)
+  if not fenced[id] then return end
+  -- A wait inside a creating primitive (pty.spawn) counts as part of the step that called
+  -- it, as if the call had returned at once; any other wait or the end releases the fence.
+  if status == "await" and creating[id] then
+    creating[id] = nil
+    return
+  end
+  fenced[id], creating[id] = nil, nil
+  py.on_release(id)
+end
+
+--- Marks the running task as waiting in a creating call; returns its id (nil outside tasks).
+function M.fence_current()
+  local id = running_task
+  if id then fenced[id], creating[id] = true, true end
+  return id
+end
+
 local function settle(t, r)
+  local status = settle_status(t, r)
+  release_fence(t.id, status)
+  return status
+end
+
+settle_status = function(t, r)
   if r == false then
     py.on_error(t.owner, t.label, t.fault .. " (in the hub's glue around the step; task dropped)")
     return "error"
@@ -202,7 +234,11 @@ function M.start(owner, label, fn, ...)
   }
   tasks[t.id] = t
   enter(t)
-  return leave(t, settle(t, guarded_step(t, ...)), t.id)
+  local was = running_task
+  running_task = t.id
+  local r = guarded_step(t, ...)
+  running_task = was
+  return leave(t, settle(t, r), t.id)
 end
 
 --- Resumes a suspended task with the values it waited for. Returns its new status.
@@ -210,7 +246,11 @@ function M.step(id, ...)
   local t = tasks[id]
   if not t then return "gone" end
   enter(t)
-  return leave(t, settle(t, guarded_step(t, ...)))
+  local was = running_task
+  running_task = t.id
+  local r = guarded_step(t, ...)
+  running_task = was
+  return leave(t, settle(t, r))
 end
 
 -- Python's entries (scheduler.py). `token` tells Python, after a fault at the entry, whether
@@ -227,11 +267,13 @@ end
 --- is still suspended here.
 function M.fault_reset(id)
   enforced = false
+  running_task = nil -- the step it named is gone
   local t = in_flight
   if t then
     tasks[t.id] = nil
     t.co = nil
     in_flight, frame, current = t.outer, t.outer_frame or nil, t.outer_current or nil
+    release_fence(t.id, "gone")
   end
   return last_token, id ~= nil and tasks[id] ~= nil
 end
@@ -239,6 +281,7 @@ end
 --- Forgets a suspended task (its owner was unloaded); it is never resumed.
 function M.drop(id)
   tasks[id] = nil
+  release_fence(id, "gone")
 end
 
 --- Runs fn(...) inside the current task but as `owner`, with its own budget, passing any

@@ -18,13 +18,49 @@ from lupa import lua54
 
 from botster.base.loop import loop_only
 
-__all__ = ["Scheduler"]
+__all__ = ["Fence", "Scheduler"]
 
 log = logging.getLogger("lua")
 
 
 def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+class Fence:
+    """Holds callbacks about objects a task is creating until the task has run on.
+
+    A primitive that creates something and waits while doing so (``pty.spawn``) must not let
+    its caller miss the object's events: ``spawn(a); spawn(b); events.on(...)`` sees `a`'s
+    exit even when `a` exits while `b` starts. So the caller's task gets a fence, the object
+    sends its signals through ``run``, and the fence holds them while the task waits in
+    creating calls and until it next waits on anything else or ends, as if every creating
+    call had returned at once. Then the held calls run, in order, on the loop.
+    """
+
+    __slots__ = ("_held",)
+
+    def __init__(self) -> None:
+        self._held: list[tuple[Callable[..., Any], tuple[Any, ...]]] | None = []
+
+    @property
+    def holding(self) -> bool:
+        return self._held is not None
+
+    def run(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Calls ``fn(*args)`` now, or when the fence releases if it still holds."""
+        if self._held is None:
+            fn(*args)
+        else:
+            self._held.append((fn, args))
+
+    def release(self) -> None:
+        held, self._held = self._held, None
+        for fn, args in held or ():
+            try:
+                fn(*args)
+            except Exception:
+                log.exception("a held callback failed")
 
 
 class Scheduler:
@@ -56,6 +92,8 @@ class Scheduler:
         self._tokens = itertools.count(1)
         # task id -> called with the reason when that task is lost before it ends (on_lost)
         self._on_lost: dict[int, Callable[[str], None]] = {}
+        self._fence_current = lua_sched[b"fence_current"]
+        self._fences: dict[int, Fence] = {}  # task id -> its fence while it holds
         self._raise = raise_marker
         self._plog = plugin_log
         # task id -> (owner, asyncio task or handle driving its resumption)
@@ -75,6 +113,12 @@ class Scheduler:
         handle = asyncio.get_running_loop().call_soon(self._resume_now, task_id)
         self._pending[task_id] = (_text(owner), handle)
         self._idle.clear()
+
+    def _on_release(self, task_id: int) -> None:
+        fence = self._fences.pop(task_id, None)
+        if fence is not None:
+            # Not from inside the settling step: the held calls may start Lua tasks.
+            asyncio.get_running_loop().call_soon(fence.release)
 
     def _on_error(self, owner: bytes, label: bytes, message: bytes) -> None:
         owner_s = _text(owner)
@@ -205,6 +249,18 @@ class Scheduler:
             self._recover()
             return None
         return task_id if task_id in self._pending else None
+
+    @loop_only
+    def fence(self) -> Fence | None:
+        """The running task's creation fence, marking its coming wait as a creating one
+        (call it from the Lua call, not from an async body); None outside any task."""
+        task_id = self._fence_current()
+        if task_id is None:
+            return None
+        fence = self._fences.get(task_id)
+        if fence is None:
+            fence = self._fences[task_id] = Fence()
+        return fence
 
     def is_pending(self, task_id: int | None) -> bool:
         """Whether the task is suspended (waiting on something or yielded)."""

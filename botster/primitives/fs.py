@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 import stat as _stat
 from collections.abc import Callable
@@ -123,6 +124,10 @@ def _make_parents(path: str) -> None:
         raise _oserror(errno.ENOTDIR, path) from None
 
 
+# fs.write's temp files (see _atomic_write_blocking); watch hides them.
+TEMP_NAME = re.compile(r"\.botster-[0-9a-f]{12}\.tmp\Z")
+
+
 def _atomic_write_blocking(target: str, fill: Callable[[BinaryIO], None], mode: int | None) -> None:
     """Writes `target` through a temp file in its directory, fsynced, then renamed over it.
 
@@ -131,6 +136,7 @@ def _atomic_write_blocking(target: str, fill: Callable[[BinaryIO], None], mode: 
         fill: writes the content into the open temp file.
         mode: permission bits for the result; None = a new file's default (0666 & ~umask).
     """
+    # The name is TEMP_NAME: watch never reports this file, only the rename into place.
     tmp = os.path.join(_parent_of(target), f".botster-{os.urandom(6).hex()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
     try:

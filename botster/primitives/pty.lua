@@ -98,7 +98,10 @@ end
 --- config: {cmd, args = {}, env = {}, cwd?, rows = 24, cols = 80, port_forward = false,
 --- labels = {}}. Starts `cmd` in a new terminal, in a session process that keeps running if
 --- the hub stops. With port_forward, a free loopback port is given to the program as $PORT.
---- Waits until the program runs. Raises on a bad config; nil, err if it cannot start.
+--- Waits until the program runs; the session's events (`process_exited`...) are held until
+--- the calling code has run on past its pty.spawn calls, as if spawn had returned at once,
+--- so listeners added right after never miss them. Raises on a bad config; nil, err if it
+--- cannot start.
 --- Example: local h = assert(pty.spawn({cmd = "bash", cwd = "/tmp"})); h:write("ls\n")
 function pty.spawn(config)
   check("pty.spawn", "config", config, "table")

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any, TypedDict
 
 from botster.base.errors import ArgumentError, SessionError
-from botster.lua.api import lua_api
+from botster.lua.api import FENCE, lua_api
 from botster.primitives.context import HubContext
 from botster.sessions.manager import HubSession
 
@@ -39,7 +39,7 @@ def _session(hub: HubContext, fname: str, sid: str) -> HubSession | tuple[None, 
     return s
 
 
-@lua_api
+@lua_api(creates=True)
 async def _spawn(hub: HubContext, config: SpawnOptions) -> Any:
     """(pty.lua builds the handle around the id this returns.)"""
     if "cmd" not in config:
@@ -59,7 +59,9 @@ async def _spawn(hub: HubContext, config: SpawnOptions) -> Any:
         spawn["cwd"] = config["cwd"]
     labels = {**config.get("labels", {}), "owner": hub.host.current_owner()}
     try:
-        s = await hub.sessions.spawn(spawn, labels, config.get("port_forward", False))
+        s = await hub.sessions.spawn(
+            spawn, labels, config.get("port_forward", False), fence=FENCE.get()
+        )
     except SessionError as e:
         return None, f"pty.spawn: {e}"
     return s.info()

@@ -4,6 +4,13 @@ Native OS events (inotify) by default, or mtime polling with ``poll = true`` (D3
 watchdog, which also reports renames as one event (watchfiles reports a delete and a create).
 Watchdog delivers on its own threads; events reach the loop only through
 ``call_soon_threadsafe`` and run the callback as a task of the plugin that owns the watch.
+
+Saves by rename are reported where the file lands (``_Handler.translate``): ``fs.write`` and
+editors write a temp file and rename it over the target, so a rename onto a path that held a
+file is a ``modify`` there, a rename out of a temp file (``fs.write``'s own, or an editor's
+``*~``, ``*.tmp``, ``*.swp``, ``*.part``) a ``create``, and ``fs.write``'s temp file is never
+reported. Polling sees a replaced file as deleted and created again: that is a ``modify``
+too. To tell a replace from a new file the handler keeps the set of paths under the watch.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from typing import Any, TypedDict
 from botster.base.errors import ArgumentError
 from botster.lua.api import describe, lua_api, options
 from botster.primitives.context import HubContext
+from botster.primitives.fs import TEMP_NAME
 
 __all__ = ["LUA", "active_count"]
 
@@ -121,36 +129,76 @@ def _matches(w: _Watch, path: str) -> bool:
     return fnmatch.fnmatch(os.path.basename(path), w.pattern) or fnmatch.fnmatch(rel, w.pattern)
 
 
+_EDITOR_TEMP = (".tmp", ".swp", ".swx", ".part", "~")
+
+
+def _is_temp(path: str) -> bool:
+    name = os.path.basename(path)
+    return bool(TEMP_NAME.match(name)) or name.endswith(_EDITOR_TEMP)
+
+
 class _Handler:
-    """Watchdog handler for one watch; runs on a watchdog thread."""
+    """Watchdog handler for one watch; runs on a watchdog thread (one per observer)."""
 
     def __init__(self, watch_id: str, hub: HubContext) -> None:
         self.watch_id = watch_id
         self.hub = hub
+        # Every path under the watch (from the walk at scheduling, then kept by the events):
+        # whether a rename replaced a file. Touched only on the observer's thread.
+        self.known: set[str] = set()
 
-    def dispatch(self, event: Any) -> None:
+    def translate(self, event: Any) -> tuple[str, str, str | None] | None:
+        """(kind, path, old_path) as the callback sees it, or None to stay silent."""
         kind = _kind(event)
         if kind is None:
-            return
+            return None
         src = os.fsdecode(event.src_path)
-        dest = os.fsdecode(event.dest_path) if kind == "rename" else None
+        known = self.known
+        if kind == "rename":
+            dest = os.fsdecode(event.dest_path)
+            known.discard(src)
+            replaced = dest in known
+            known.add(dest)
+            if replaced:
+                return "modify", dest, None if TEMP_NAME.match(os.path.basename(src)) else src
+            if _is_temp(src):
+                return "create", dest, None if TEMP_NAME.match(os.path.basename(src)) else src
+            return "rename", dest, src
+        if TEMP_NAME.match(os.path.basename(src)):
+            return None
+        if kind == "delete":
+            if os.path.lexists(src):
+                # Already back (polling's view of a rename over it): the create that follows
+                # is reported as the modify it is.
+                return None
+            known.discard(src)
+        elif kind == "create":
+            if src in known:
+                kind = "modify"
+            known.add(src)
+        return kind, src, None
+
+    def dispatch(self, event: Any) -> None:
+        translated = self.translate(event)
+        if translated is None:
+            return
+        kind, path, old = translated
         self.hub.loop.call_soon_threadsafe(
-            _deliver, self.hub, self.watch_id, kind, src, dest, event.is_directory
+            _deliver, self.hub, self.watch_id, kind, path, old, event.is_directory
         )
 
 
 def _deliver(
-    hub: HubContext, watch_id: str, kind: str, src: str, dest: str | None, is_dir: bool
+    hub: HubContext, watch_id: str, kind: str, path: str, old: str | None, is_dir: bool
 ) -> None:
     w = hub.state(_State).watches.get(watch_id)
     if w is None:
         return  # unwatched while the event was in flight
-    path = dest if dest is not None else src
-    if not (_matches(w, path) or (dest is not None and _matches(w, src))):
+    if not (_matches(w, path) or (old is not None and _matches(w, old))):
         return
     event: dict[str, Any] = {"path": path, "kind": kind, "watch_id": w.id, "is_dir": is_dir}
-    if dest is not None:
-        event["old_path"] = src
+    if old is not None:
+        event["old_path"] = old
     hub.host.sched.start(w.owner, f"watch {w.id}", w.fn, hub.host.convert.to_lua(event))
 
 
@@ -178,6 +226,9 @@ async def directory(
 
     Calls callback(event) for each change under `path`; event = {path, kind, watch_id, is_dir,
     old_path (renames only)}, kind one of "create", "modify", "rename", "delete".
+    A file saved by rename (fs.write, editors: a temp file renamed over the target) is a
+    "modify" at its path if it replaced one, else a "create"; fs.write's temp file is never
+    reported. Native and polling watches report the same kinds.
     opts: recursive (default true), pattern (glob on the file name, or on the path relative
     to `path` when it has a "/"), poll (default false: native events), poll_interval
     (seconds, default 2.0). A missing directory returns nil, err; bad arguments raise.
@@ -216,10 +267,16 @@ async def directory(
 
 
 def _schedule(observer: Any, handler: _Handler, root: str, recursive: bool) -> Any:
-    """Runs on the I/O pool: checks the directory and schedules the watch."""
+    """Runs on the I/O pool: checks the directory, lists what is there, schedules the watch."""
     if not os.path.isdir(root):
         reason = "not a directory" if os.path.exists(root) else "no such directory"
         raise OSError(0, reason)
+    known = handler.known
+    for top, dirs, files in os.walk(root):
+        known.update(os.path.join(top, n) for n in files)
+        known.update(os.path.join(top, n) for n in dirs)
+        if not recursive:
+            break
     return observer.schedule(handler, root, recursive=recursive)
 
 

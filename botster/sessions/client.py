@@ -44,6 +44,7 @@ from botster.sessions.files import (
     socket_path,
     write_json_atomic,
 )
+from botster.sessions.process import SESSION_MALLOC_ENV
 from botster.sessions.protocol import (
     JSON,
     MAX_FRAME,
@@ -563,6 +564,7 @@ async def spawn_session(
                 stderr=asyncio.subprocess.DEVNULL,
                 start_new_session=True,
                 pass_fds=(write_fd,),
+                env={**os.environ, **SESSION_MALLOC_ENV},
             )
         except OSError as e:
             raise SessionError(f"cannot start a session process: {e}") from None

@@ -34,6 +34,16 @@ log = logging.getLogger("sessions")
 OutputListener = Callable[["HubSession", Output], None]
 
 
+class Fence(Protocol):
+    """The spawning task's creation fence (``botster.lua.scheduler.Fence``): while it holds,
+    signals about what the task is creating wait, so the task cannot miss them."""
+
+    @property
+    def holding(self) -> bool: ...
+
+    def run(self, fn: Callable[..., None], *args: Any) -> None: ...
+
+
 def free_loopback_port() -> int:
     """A TCP port free on 127.0.0.1 right now (the child binds it soon after)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -58,6 +68,8 @@ class HubSession:
     cwd: str | None = None
     # Adopted: the program rang the bell or notified while no hub saw it.
     missed_attention: bool = False
+    # The spawning task's creation fence: signals wait until that task has run on.
+    fence: Fence | None = None
 
     @property
     def pid(self) -> int:
@@ -107,9 +119,15 @@ class SessionManager:
     # Spawning and adopting --------------------------------------------------------------
 
     async def spawn(
-        self, config: dict[str, Any], labels: dict[str, str], port_forward: bool
+        self,
+        config: dict[str, Any],
+        labels: dict[str, str],
+        port_forward: bool,
+        fence: Fence | None = None,
     ) -> HubSession:
         """Starts a session process for `config` (a SpawnConfig dict) and connects to it.
+
+        The session's signals go through `fence` (the spawning task's, see ``Fence``).
 
         Raises:
             SessionError: the session could not start (the message says why).
@@ -124,15 +142,21 @@ class SessionManager:
             **({"port": str(port)} if port is not None else {}),
         }
         sid, sock = await spawn_session(config, self.hub.paths.runtime)
-        return await self._connect(sid, str(sock), config["labels"])
+        return await self._connect(sid, str(sock), config["labels"], fence)
 
     async def _connect(
-        self, sid: str, sock: str, labels: dict[str, str], *, adopting: bool = False
+        self,
+        sid: str,
+        sock: str,
+        labels: dict[str, str],
+        fence: Fence | None = None,
+        *,
+        adopting: bool = False,
     ) -> HubSession:
         port = labels.get("port")
         # The record exists before the connection: events the session sends while the
         # handshake completes (a first title, a bell) must already have somewhere to go.
-        s = HubSession(sid, None, labels, port=int(port) if port else None)  # type: ignore[arg-type]
+        s = HubSession(sid, None, labels, port=int(port) if port else None, fence=fence)  # type: ignore[arg-type]
         # Adopting, the session first replays the events it kept. Those a previous hub was
         # sent are history (their effect is in the metadata: title, cwd, exit); the rest
         # happened while no hub ran (a bell) and are news, signalled like live ones (held
@@ -197,12 +221,13 @@ class SessionManager:
         d = ev.data
         if ev.type == "title":
             s.title = d.get("title") or None
-            self._signal("pty_title_changed", {**base, "title": d.get("title", "")})
+            self._signal(s, "pty_title_changed", {**base, "title": d.get("title", "")})
         elif ev.type == "cwd":
             s.cwd = d.get("cwd") or None
-            self._signal("pty_cwd_changed", {**base, "cwd": d.get("cwd", "")})
+            self._signal(s, "pty_cwd_changed", {**base, "cwd": d.get("cwd", "")})
         elif ev.type == "notification":
             self._signal(
+                s,
                 "pty_notification",
                 {
                     **base,
@@ -212,13 +237,15 @@ class SessionManager:
                 },
             )
         elif ev.type == "bell":
-            self._signal("pty_notification", {**base, "kind": "bell"})
+            self._signal(s, "pty_notification", {**base, "kind": "bell"})
         elif ev.type == "exit":
             s.running = False
             s.exit_code, s.signal = d.get("exit_code"), d.get("signal")
             for listener in list(s.exit_listeners):
                 listener()
-            self._signal("process_exited", {**base, "exit_code": s.exit_code, "signal": s.signal})
+            self._signal(
+                s, "process_exited", {**base, "exit_code": s.exit_code, "signal": s.signal}
+            )
         elif ev.type == "disconnected":
             if self.sessions.get(s.id) is s and not self._closing:
                 log.warning("lost session %s: %s", s.id, d.get("error") or "it ended")
@@ -231,13 +258,23 @@ class SessionManager:
                     for listener in list(s.exit_listeners):
                         listener()
                     self._signal(
-                        "process_exited", {**base, "exit_code": None, "signal": None, "lost": True}
+                        s,
+                        "process_exited",
+                        {**base, "exit_code": None, "signal": None, "lost": True},
                     )
         elif ev.type in ("dropped", "input_dropped", "events_dropped"):
             log.warning("session %s: %s %s", s.id, ev.type, d)
 
-    def _signal(self, name: str, data: dict[str, Any]) -> None:
-        """Delivers a session signal to Lua as a hook notification and an event."""
+    def _signal(self, s: HubSession, name: str, data: dict[str, Any]) -> None:
+        """Delivers a session signal to Lua as a hook notification and an event, once the
+        task that spawned the session has run on (its creation fence) and Lua has booted."""
+        if s.fence is not None and s.fence.holding:
+            s.fence.run(self._signal_now, name, data)
+        else:
+            s.fence = None
+            self._signal_now(name, data)
+
+    def _signal_now(self, name: str, data: dict[str, Any]) -> None:
         if self._held is not None:
             self._held.append((name, data))
             return
@@ -248,7 +285,7 @@ class SessionManager:
         """Lua has booted: signals held until now are delivered, in order, and then at once."""
         held, self._held = self._held or [], None
         for name, data in held:
-            self._signal(name, data)
+            self._signal_now(name, data)
 
     # Control ------------------------------------------------------------------------------
 

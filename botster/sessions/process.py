@@ -138,6 +138,17 @@ __all__ = ["Session", "main"]
 log = logging.getLogger("botster.sessions")
 
 READ_SIZE = 64 << 10
+MODEL_LAG_S = 0.02  # the terminal model catches up this long after output, in one go
+MODEL_LAG_BYTES = 1 << 20  # ...or at once when this much waits for it
+MODEL_CHUNK = 4 << 10  # avt's feed is superlinear in the chunk: 1 MiB costs 8x 256 x 4 KiB
+# glibc hands freed heap back to the kernel past 128 KiB and maps blocks over 128 KiB with
+# mmap: a flood of 64 KiB reads then spent most of its time in page faults (profiled on
+# `yes`: 68% kernel time). The session process keeps its heap; its child does not inherit it.
+SESSION_MALLOC_ENV = {
+    "MALLOC_TRIM_THRESHOLD_": str(16 << 20),
+    "MALLOC_TOP_PAD_": str(4 << 20),
+    "MALLOC_MMAP_THRESHOLD_": str(4 << 20),
+}
 INPUT_LIMIT = 1 << 20
 EVENT_LIMIT = 1000
 HELLO_TIMEOUT = 10.0
@@ -304,6 +315,11 @@ class Session:
         self.started_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         self._ring = OutputRing(config.buffer_size)
         self._term = make_terminal(config.rows, config.cols, config.scrollback)
+        # The model lags the output (it is fed after forwarding, in batches) and catches up
+        # before anyone looks at it (``_model``): bytes never wait for the model.
+        self._model_at = 0  # output offset the model has been fed up to
+        self._model_timer: asyncio.TimerHandle | None = None
+        self._read_view = memoryview(bytearray(READ_SIZE))
         self._events: deque[dict[str, Any]] = deque()
         self._seq = 0
         self._hub_seq = 0  # the last event sent to a hub that has since gone
@@ -409,6 +425,9 @@ class Session:
     def _spawn(self) -> None:
         cfg = self.config
         env = dict(os.environ)
+        for key, value in SESSION_MALLOC_ENV.items():
+            if env.get(key) == value:
+                del env[key]
         env["TERM"] = "xterm-256color"
         for key, value in cfg.env.items():
             if value is None:
@@ -443,24 +462,57 @@ class Session:
     # -- the PTY ----------------------------------------------------------------------------
 
     def _on_readable(self) -> None:
+        # One preallocated buffer: a flood of reads allocates nothing per read.
+        buf = self._read_view
         try:
-            data = os.read(self._master, READ_SIZE)
+            n = os.readv(self._master, [buf])
         except BlockingIOError:
             return
         except OSError:  # EIO: every holder of the slave side has closed it
-            data = b""
-        if not data:
+            n = 0
+        if n == 0:
             self._on_master_eof()
             return
-        self._ring.append(data)
+        self._on_output(buf[:n])
+
+    def _on_output(self, data: memoryview) -> None:
+        ring = self._ring
+        if ring.end + len(data) - self._model_at > ring.capacity:
+            self._feed_model()  # the ring is about to drop bytes the model has not drawn
+        ring.append(data)
         try:
-            events = self._term.feed(data)
+            # The scanner is cheap and cuts events at their exact offsets; the emulator is
+            # what costs, and it runs later (``_feed_model``).
+            events = self._term.scan(data)
         except Exception:  # a model bug must not lose output or the session
-            log.exception("terminal model failed on %d bytes", len(data))
+            log.exception("terminal scanner failed on %d bytes", len(data))
             events = []
         for event in events:
             self._emit(event)
         self._pump()
+        if ring.end - self._model_at >= MODEL_LAG_BYTES:
+            self._feed_model()
+        elif self._model_timer is None:
+            self._model_timer = self._loop.call_later(MODEL_LAG_S, self._feed_model)
+
+    def _feed_model(self) -> None:
+        """Brings the terminal model up to the end of the output."""
+        if self._model_timer is not None:
+            self._model_timer.cancel()
+            self._model_timer = None
+        ring = self._ring
+        while self._model_at < ring.end:
+            data = ring.read(self._model_at, MODEL_CHUNK)
+            try:
+                self._term.render(data)
+            except Exception:  # a model bug must not lose output or the session
+                log.exception("terminal model failed on %d bytes", len(data))
+            self._model_at += len(data)
+
+    def _model(self) -> Any:
+        """The terminal model, caught up with every byte of output so far."""
+        self._feed_model()
+        return self._term
 
     def _on_master_eof(self) -> None:
         self._loop.remove_reader(self._master)
@@ -685,24 +737,26 @@ class Session:
         if self._master >= 0:
             with contextlib.suppress(OSError):
                 _set_winsize(self._master, rows, cols)
-        self._term.resize(rows, cols)
+        self._model().resize(rows, cols)
 
     def _on_get_snapshot(self, conn: _HubConnection, message: dict[str, Any]) -> None:
-        cursor = self._term.cursor
+        term = self._model()
+        cursor = term.cursor
         header = {
             "id": message.get("id"),
             "rows": self.rows,
             "cols": self.cols,
             "cursor": {"row": cursor.row, "col": cursor.col, "visible": cursor.visible},
-            "alt_screen": self._term.alt_screen,
+            "alt_screen": term.alt_screen,
             "output_offset": self._ring.end,
-            "title": self._term.title,
-            "cwd": self._term.cwd,
+            "title": term.title,
+            "cwd": term.cwd,
         }
-        conn.send(encode_snapshot(header, self._term.snapshot()))
+        conn.send(encode_snapshot(header, term.snapshot()))
 
     def _on_get_text(self, conn: _HubConnection, message: dict[str, Any]) -> None:
-        conn.send_message({"type": "text", "id": message.get("id"), "text": self._term.text()})
+        text = self._model().text()
+        conn.send_message({"type": "text", "id": message.get("id"), "text": text})
 
     def _on_ping(self, conn: _HubConnection, message: dict[str, Any]) -> None:
         conn.send_message({"type": "pong", "id": message.get("id")})

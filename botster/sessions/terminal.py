@@ -269,6 +269,9 @@ def _cwd_from_url(value: str) -> str | None:
     return unquote(parts.path)
 
 
+_ERASE_SCROLLBACK = re.compile(rb"\x1b\[3J")
+
+
 class Terminal(ABC):
     """A screen model fed with raw PTY bytes. Implementations differ only in the emulator."""
 
@@ -279,6 +282,7 @@ class Terminal(ABC):
         self.cols = cols
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
         self._scanner = EscapeScanner()
+        self._erase_tail = b""  # the last bytes rendered, to find a split CSI 3 J
 
     @property
     def title(self) -> str:
@@ -292,14 +296,34 @@ class Terminal(ABC):
 
     def feed(self, data: bytes) -> list[dict[str, Any]]:
         """Feeds raw output; returns the events in it (see the module docstring)."""
-        events = self._scanner.feed(data)
+        events = self.scan(data)
+        self.render(data)
+        return events
+
+    def scan(self, data: bytes | memoryview) -> list[dict[str, Any]]:
+        """The events in raw output (title, cwd, notifications, bell, modes), without drawing.
+
+        ``feed`` is ``scan`` then ``render``; a caller may run ``render`` later over the same
+        bytes in other chunks (the session process does, to keep the emulator off the
+        forwarding path)."""
+        return self._scanner.feed(data)
+
+    def render(self, data: bytes | memoryview) -> None:
+        """Draws raw output on the screen model. CSI 3 J drops the scrollback, as xterm and
+        tmux do, wherever it falls in the chunks (the last bytes are kept to find one that a
+        chunk boundary splits)."""
+        data = bytes(data)
+        window = self._erase_tail + data
         start = 0
-        for end in self._scanner.erase_scrollback:  # CSI 3 J: as xterm and tmux, drop history
+        for m in _ERASE_SCROLLBACK.finditer(window):
+            end = m.end() - len(self._erase_tail)
+            if end <= 0:
+                continue  # ended in the previous chunk: handled there
             self._feed_bytes(data[start:end])
             self._clear_scrollback()
             start = end
         self._feed_bytes(data[start:] if start else data)
-        return events
+        self._erase_tail = window[-3:]
 
     def _feed_bytes(self, data: bytes) -> None:
         text = self._decoder.decode(data)
