@@ -16,15 +16,10 @@ from __future__ import annotations
 import builtins
 import contextlib
 import functools
-import http.client
 import io
 import os
-import socket
-import subprocess
 import sys
 import threading
-import time
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -79,18 +74,26 @@ def _wrap(owner: Any, attr: str, label: str) -> None:
     setattr(owner, attr, checked)
 
 
-_TARGETS: tuple[tuple[Any, str, str], ...] = (
-    (time, "sleep", "time.sleep()"),
-    (builtins, "open", "open()"),
-    (io, "open", "open()"),
-    (os, "listdir", "os.listdir()"),
-    (os, "scandir", "os.scandir()"),
-    (subprocess.Popen, "wait", "subprocess wait"),
-    (subprocess.Popen, "communicate", "subprocess communicate"),
-    (http.client.HTTPConnection, "connect", "a synchronous HTTP request"),
-    (urllib.request, "urlopen", "urllib.request.urlopen()"),
-    (socket, "create_connection", "socket.create_connection()"),
-)
+def _targets() -> tuple[tuple[Any, str, str], ...]:
+    # Imported here: a hub that does not guard pays nothing for them at start.
+    import http.client
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    return (
+        (time, "sleep", "time.sleep()"),
+        (builtins, "open", "open()"),
+        (io, "open", "open()"),
+        (os, "listdir", "os.listdir()"),
+        (os, "scandir", "os.scandir()"),
+        (subprocess.Popen, "wait", "subprocess wait"),
+        (subprocess.Popen, "communicate", "subprocess communicate"),
+        (http.client.HTTPConnection, "connect", "a synchronous HTTP request"),
+        (urllib.request, "urlopen", "urllib.request.urlopen()"),
+        (socket, "create_connection", "socket.create_connection()"),
+    )
 
 
 def guard(loop_thread: int | None = None) -> None:
@@ -102,7 +105,7 @@ def guard(loop_thread: int | None = None) -> None:
     _loop_thread = threading.get_ident() if loop_thread is None else loop_thread
     _guards += 1
     if not _originals:
-        for owner, attr, label in _TARGETS:
+        for owner, attr, label in _targets():
             _wrap(owner, attr, label)
 
 
