@@ -37,6 +37,7 @@ from botster.base.loop import loop_only
 from botster.base.paths import runtime_dir as default_runtime_dir
 from botster.base.pids import pid_alive
 from botster.sessions.files import (
+    SESSION_MALLOC_ENV,
     SessionInfo,
     read_info,
     remove_quietly,
@@ -44,7 +45,6 @@ from botster.sessions.files import (
     socket_path,
     write_json_atomic,
 )
-from botster.sessions.process import SESSION_MALLOC_ENV
 from botster.sessions.protocol import (
     JSON,
     MAX_FRAME,

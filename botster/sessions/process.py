@@ -111,6 +111,7 @@ from typing import Any, cast
 from botster.base.errors import ProtocolError, SessionError
 from botster.base.paths import runtime_dir as default_runtime_dir
 from botster.sessions.files import (
+    SESSION_MALLOC_ENV,
     info_path,
     remove_quietly,
     sessions_dir,
@@ -141,14 +142,6 @@ READ_SIZE = 64 << 10
 MODEL_LAG_S = 0.02  # the terminal model catches up this long after output, in one go
 MODEL_LAG_BYTES = 1 << 20  # ...or at once when this much waits for it
 MODEL_CHUNK = 4 << 10  # avt's feed is superlinear in the chunk: 1 MiB costs 8x 256 x 4 KiB
-# glibc hands freed heap back to the kernel past 128 KiB and maps blocks over 128 KiB with
-# mmap: a flood of 64 KiB reads then spent most of its time in page faults (profiled on
-# `yes`: 68% kernel time). The session process keeps its heap; its child does not inherit it.
-SESSION_MALLOC_ENV = {
-    "MALLOC_TRIM_THRESHOLD_": str(16 << 20),
-    "MALLOC_TOP_PAD_": str(4 << 20),
-    "MALLOC_MMAP_THRESHOLD_": str(4 << 20),
-}
 INPUT_LIMIT = 1 << 20
 EVENT_LIMIT = 1000
 HELLO_TIMEOUT = 10.0
