@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -89,3 +91,25 @@ async def hub(git_repo: Path, isolated_env: dict[str, str]) -> AsyncIterator[Cal
     yield start
     for proc in started:
         await proc.stop_and_verify()
+
+
+@pytest.fixture
+def netns(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Runs the test again inside a network namespace that has only loopback (WebRTC and
+    browser tests: no packet may leave the machine). The outer run returns True once the
+    inner run passed (the test body then stops); the inner run returns False."""
+    monkeypatch.setenv("BOTSTER_WEBRTC_LOOPBACK", "1")
+    if os.environ.get("BOTSTER_IN_NETNS") == "1":
+        return False
+    script = 'ip link set lo up && exec "$0" -m pytest -q -p no:cacheprovider "$1"'
+    proc = subprocess.run(
+        ["unshare", "--net", "--", "sh", "-c", script, sys.executable, request.node.nodeid],
+        cwd=Path(__file__).resolve().parent.parent,
+        env={**os.environ, "BOTSTER_IN_NETNS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=290,
+    )
+    assert proc.returncode == 0, proc.stdout[-8000:] + proc.stderr[-3000:]
+    assert " passed" in proc.stdout, proc.stdout[-3000:]
+    return True

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
 import re
 import shutil
 import signal
@@ -59,27 +58,6 @@ SHELL_AGENT = "PS1='demo$ ' exec sh\n"
 TOOLS_PLUGIN = """
 mcp.tool("review_pr", {description = "Reviews a pull request"}, function() return "ok" end)
 """
-
-
-@pytest.fixture
-def netns(request, monkeypatch):
-    """Runs the test again in a network namespace with only loopback; the outer run returns
-    True (the body then stops) once the inner run passed."""
-    monkeypatch.setenv("BOTSTER_WEBRTC_LOOPBACK", "1")
-    if os.environ.get("BOTSTER_IN_NETNS") == "1":
-        return False
-    script = 'ip link set lo up && exec "$0" -m pytest -q -p no:cacheprovider "$1"'
-    proc = subprocess.run(
-        ["unshare", "--net", "--", "sh", "-c", script, sys.executable, request.node.nodeid],
-        cwd=ROOT,
-        env={**os.environ, "BOTSTER_IN_NETNS": "1"},
-        capture_output=True,
-        text=True,
-        timeout=290,
-    )
-    assert proc.returncode == 0, proc.stdout[-8000:] + proc.stderr[-3000:]
-    assert " passed" in proc.stdout, proc.stdout[-3000:]
-    return True
 
 
 async def _until(predicate, what: str, timeout: float = 20.0, every: float = 0.1):

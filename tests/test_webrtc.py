@@ -17,7 +17,6 @@ import json
 import os
 import signal
 import stat
-import subprocess
 import sys
 from pathlib import Path
 
@@ -164,27 +163,6 @@ require("lib.commands").register("test.hubfns", function(args)
 end)
 events.on("connection_code_ready", function(c) log.info("RESULT code_ready " .. json.encode(c.url)) end)
 """
-
-
-@pytest.fixture
-def netns(request, monkeypatch):
-    """Runs the test again inside a network namespace with only loopback; the outer run
-    returns True (the test body then stops), the inner run False."""
-    monkeypatch.setenv("BOTSTER_WEBRTC_LOOPBACK", "1")
-    if os.environ.get("BOTSTER_IN_NETNS") == "1":
-        return False
-    script = 'ip link set lo up && exec "$0" -m pytest -q -p no:cacheprovider "$1"'
-    proc = subprocess.run(
-        ["unshare", "--net", "--", "sh", "-c", script, sys.executable, request.node.nodeid],
-        cwd=ROOT,
-        env={**os.environ, "BOTSTER_IN_NETNS": "1"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
-    assert " passed" in proc.stdout, proc.stdout[-3000:]
-    return True
 
 
 def _loaded_webrtc(proc) -> bool:
