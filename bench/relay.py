@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import json
 import resource
-import shutil
 import sys
 import tempfile
 import time
@@ -33,6 +32,7 @@ from typing import Any
 import aiohttp
 
 from bench._common import Result, bin_path, child_env, fmt_ms, header, median, p99, verdict
+from harness.redis_server import redis_server, redis_server_binary
 
 __all__ = ["run"]
 
@@ -344,41 +344,10 @@ async def _measure(tmp: Path, redis_url: str | None) -> dict[str, Any]:
 
 
 async def _with_redis(tmp: Path) -> dict[str, Any]:
-    binary = shutil.which("redis-server")
-    if binary is None:
+    if redis_server_binary() is None:
         return await _measure(tmp, None)
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    redis = await asyncio.create_subprocess_exec(
-        binary,
-        "--port",
-        str(port),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--dir",
-        str(tmp),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    assert redis.stdout is not None
-    try:
-        async with asyncio.timeout(20):
-            while b"Ready to accept" not in await redis.stdout.readline():
-                pass
-        drain = asyncio.create_task(redis.stdout.read())
-        return await _measure(tmp, f"redis://127.0.0.1:{port}/0")
-    finally:
-        redis.terminate()
-        await redis.wait()
-        if "drain" in locals():
-            await drain
+    async with redis_server(tmp) as url:
+        return await _measure(tmp, url)
 
 
 def _line(label: str, ms: list[float]) -> None:

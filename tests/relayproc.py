@@ -15,7 +15,6 @@ import asyncio
 import json
 import os
 import re
-import shutil
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -25,6 +24,9 @@ from typing import Any
 
 import aiohttp
 import pytest
+
+from harness.redis_server import redis_server as harness_redis_server
+from harness.redis_server import redis_server_binary
 
 __all__ = [
     "BROWSER_IDENTITY",
@@ -279,40 +281,7 @@ class CableClient:
 @asynccontextmanager
 async def redis_server(tmp: Path) -> AsyncIterator[str]:
     """A throwaway ``redis-server`` on a free loopback port; skips the test without one."""
-    binary = shutil.which("redis-server")
-    if binary is None:
+    if redis_server_binary() is None:
         pytest.skip("redis-server is not installed (Debian: apt-get install redis-server)")
-    from tests.servers import free_port
-
-    port = await free_port()
-    proc = await asyncio.create_subprocess_exec(
-        binary,
-        "--port",
-        str(port),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--dir",
-        str(tmp),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    assert proc.stdout is not None
-    seen: list[str] = []
-    try:
-        async with asyncio.timeout(20):
-            while b"Ready to accept connections" not in (line := await proc.stdout.readline()):
-                if not line:
-                    raise AssertionError("redis-server exited:\n" + "\n".join(seen))
-                seen.append(line.decode(errors="replace"))
-        drain = asyncio.create_task(proc.stdout.read())
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        if proc.returncode is None:
-            proc.terminate()
-            await proc.wait()
-        if "drain" in locals():
-            await drain
+    async with harness_redis_server(tmp) as url:
+        yield url
