@@ -165,21 +165,52 @@ async def _pairing_text(socket_path: str) -> str:
     )
 
 
+def _headless(repo: Path, plugin: Path) -> None:
+    """No terminal (CI, a pipe, an editor's task runner): the hub runs in the foreground, its
+    log on stderr; once it is ready, the demo agent, the relay and the pairing link."""
+    import asyncio
+    import signal
+    import subprocess
+    import time
+
+    from botster.base.registry import find_hub_for
+    from botster.hub.launch import hub_ready_blocking
+
+    print(f"Botster demo (no terminal, so headless): hub for {repo}", file=sys.stderr)
+    hub = subprocess.Popen([sys.executable, "-m", "botster.cli", "hub", "--repo", str(repo)])
+    try:
+        deadline = time.monotonic() + 30
+        entry = None
+        while hub.poll() is None and time.monotonic() < deadline:
+            entry = find_hub_for(repo)
+            if entry is not None and hub_ready_blocking(str(entry["socket"]), timeout=1.0):
+                break
+            time.sleep(0.1)  # a newcomer's script waiting for the hub it just started
+        if entry is not None and hub.poll() is None:
+            asyncio.run(_ensure_demo_agent(str(entry["socket"])))
+            print(_relay_line(repo), file=sys.stderr)
+            print(asyncio.run(_pairing_text(str(entry["socket"]))), file=sys.stderr)
+            print(
+                f"Edit {plugin} and save to see it hot-reload. Ctrl-C stops the hub.",
+                file=sys.stderr,
+            )
+        sys.exit(hub.wait())
+    except KeyboardInterrupt:
+        hub.send_signal(signal.SIGINT)
+        sys.exit(hub.wait())
+
+
 def main() -> None:
     root = Path(sys.argv[1] if len(sys.argv) > 1 else ".demo").resolve()
     repo = ensure_demo_repo(root)
     plugin = repo / ".botster" / "plugins" / "hello" / "init.lua"
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        print(f"Botster demo (no terminal, so headless): hub for {repo}", file=sys.stderr)
-        print(
-            f"Edit {plugin} and save to see it hot-reload. Ctrl-C stops the hub.", file=sys.stderr
-        )
-        print("The hub logs where its relay is ('embedded relay on ...').\n", file=sys.stderr)
-        os.execvp(sys.executable, [sys.executable, "-m", "botster.cli", "hub", "--repo", str(repo)])
     import asyncio
 
     from botster.base.registry import find_hub_for
     from botster.hub.launch import hub_ready_blocking, start_hub_blocking
+
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        _headless(repo, plugin)
 
     entry = find_hub_for(repo)
     if entry is None or not hub_ready_blocking(str(entry["socket"]), timeout=5.0):
