@@ -116,9 +116,8 @@ async function oneTabPerHub(hubId: string, page: HubPage, start: () => void, sto
       // Rejected after we held it: another tab took it over. Before: the wait timed out.
       const stolen = started;
       if (stolen) stop();
-      page.showBanner(
+      page.handOver(
         stolen ? "This hub is now open in another tab of this browser." : "This hub is open in another tab of this browser.",
-        "info",
         { label: "Use it here", onClick: takeOver },
       );
     });

@@ -177,7 +177,18 @@ export class HubPage {
     }
   }
 
+  /** The page no longer drives the hub (another tab took it): its banner stays. */
+  private handedOver = false;
+
+  handOver(text: string, action: { label: string; onClick: () => void }) {
+    this.showBanner(text, "info", action);
+    this.handedOver = true;
+  }
+
   showBanner(text: string, kind: "error" | "info" = "error", action?: { label: string; onClick: () => void }) {
+    // Requests still in flight when the link stopped fail after the hand-over: their errors
+    // must not replace the banner that says why and offers to take the hub back.
+    if (this.handedOver) return;
     this.banner.replaceChildren(text);
     if (action) this.banner.append(" ", h("button", { "data-testid": "banner-action", onclick: action.onClick }, action.label));
     this.banner.className = `banner ${kind}`;
