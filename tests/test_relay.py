@@ -657,6 +657,33 @@ async def test_hostile_frames_never_crash_the_relay(relay: Callable[..., Any]) -
         assert (await s.get(f"{r.url}/healthz")).status == 200
 
 
+async def test_clients_hanging_up_mid_request_are_no_error(relay: Callable[..., Any]) -> None:
+    """A phone losing its network mid-upgrade or mid-body is routine: an INFO line at most.
+
+    The fixture's `stop_and_verify` fails on any ERROR or traceback in the relay's log.
+    """
+    r = await relay(env={"BOTSTER_LOG": "debug"})
+    port = int(r.url.rsplit(":", 1)[1])
+    upgrade = (
+        b"GET /cable HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    partial_body = (
+        b"POST /hubs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer btstr_x\r\n"
+        b'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"identifier'
+    )
+    for request in (upgrade, partial_body) * 3:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(request)
+            await writer.drain()
+        finally:
+            writer.close()
+    await r.wait_for(r"went away during the WebSocket handshake")
+    async with aiohttp.ClientSession() as s:
+        assert (await s.get(f"{r.url}/healthz")).status == 200
+
+
 # -- TLS, the in-process relay, the built web app ----------------------------------------------
 
 

@@ -228,7 +228,12 @@ class Relay:
             # than an idle socket, and Olm ciphertext in base64 barely compresses.
             compress=False,
         )
-        await ws.prepare(request)
+        try:
+            await ws.prepare(request)
+        except ConnectionResetError:
+            # The client hung up during the upgrade: nothing to serve, nothing went wrong here.
+            log.info("relay: %s went away during the WebSocket handshake", addr)
+            return web.Response(status=400)
         conn = Connection(self, ws, f"c{next(self._ids)}", addr, token_hash, token_name)
         self.connections.add(conn)
         state.connections += 1
