@@ -72,11 +72,17 @@ def init_git_repo(path: Path, env: dict[str, str] | None = None) -> Path:
 
 
 def write_plugin(repo: Path, name: str, source: str, *, layer: Path | None = None) -> Path:
-    """Writes `<layer>/plugins/<name>/init.lua` (default layer: the repo's .botster)."""
+    """Writes `<layer>/plugins/<name>/init.lua` (default layer: the repo's .botster).
+
+    Atomically (temp file + rename, as editors save): a watcher never sees a truncated file, so a
+    running hub reloads the new source once instead of an empty plugin first.
+    """
     root = (layer or repo / ".botster") / "plugins" / name
     root.mkdir(parents=True, exist_ok=True)
     init = root / "init.lua"
-    init.write_text(source)
+    tmp = root / "init.lua.tmp"
+    tmp.write_text(source)
+    os.replace(tmp, init)
     return init
 
 
