@@ -10,7 +10,6 @@ session process or child survived.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import shutil
@@ -50,6 +49,7 @@ from botster.sessions.protocol import (
 )
 from botster.sessions.ring import OutputRing
 from botster.sessions.terminal import BACKENDS, EscapeScanner, make_terminal
+from harness.sockets import raw_connection
 
 PY = sys.executable
 
@@ -78,21 +78,6 @@ async def pid_gone_within(pid: int, timeout: float) -> bool:
 
 async def wait_pid_gone(pid: int, timeout: float = 10.0) -> None:
     assert await pid_gone_within(pid, timeout), f"process {pid} still runs after {timeout} s"
-
-
-@contextlib.asynccontextmanager
-async def raw_connection(
-    sock: Path,
-) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
-    """A plain connection to a session socket, closed however the test ends (a socket left
-    open is garbage-collected during some later test, which then fails on the ResourceWarning)."""
-    reader, writer = await asyncio.open_unix_connection(str(sock))
-    try:
-        yield reader, writer
-    finally:
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
 
 
 class Recorder:

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from botster.base.framing import encode_frame, encode_json
 from botster.transports.client import HubConnection, RequestFailed
 from botster.transports.handshake import PROTOCOL_VERSION, hello
+from harness.sockets import raw_connection
 from tests.conftest import write_plugin
 
 
@@ -73,18 +74,18 @@ async def test_protocol_errors_keep_the_connection_and_name_the_problem(hub):
 async def test_hello_is_required_and_versioned(hub):
     proc = await hub()
     path = socket_of(proc)
-    reader, writer = await asyncio.open_unix_connection(str(path))
-    writer.write(encode_json({"type": "hello", "protocol": 99}))
-    data = await reader.read()
-    assert json.loads(data[5:])["message"] == (
-        f"protocol error: protocol 99 is not supported (hub speaks {PROTOCOL_VERSION})"
-    )
-    writer.close()
-    reader, writer = await asyncio.open_unix_connection(str(path))
-    writer.write(encode_json({"type": "request", "id": 1, "command": "ping"}))
-    data = await reader.read()  # everything until the hub closes
-    assert json.loads(data[5:])["message"] == "protocol error: expected hello first, got 'request'"
-    writer.close()
+    async with raw_connection(path) as (reader, writer):
+        writer.write(encode_json({"type": "hello", "protocol": 99}))
+        data = await reader.read()
+        assert json.loads(data[5:])["message"] == (
+            f"protocol error: protocol 99 is not supported (hub speaks {PROTOCOL_VERSION})"
+        )
+    async with raw_connection(path) as (reader, writer):
+        writer.write(encode_json({"type": "request", "id": 1, "command": "ping"}))
+        data = await reader.read()  # everything until the hub closes
+        assert json.loads(data[5:])["message"] == (
+            "protocol error: expected hello first, got 'request'"
+        )
 
 
 async def test_socket_primitive_callbacks_and_send(hub):
@@ -227,17 +228,16 @@ async def test_client_that_never_reads_is_cut_while_others_flow(hub):
     )
     path = socket_of(proc)
     # The sluggard: hand-rolled so nothing reads its socket.
-    reader, writer = await asyncio.open_unix_connection(str(path))
-    writer.write(encode_json(hello("sluggard")))
-    writer.write(encode_json({"type": "request", "id": 1, "command": "flood"}))
-    healthy = await HubConnection.connect(path, "healthy")
-    cut_at = await proc.result("cut_at", timeout=20)
-    assert 0 < cut_at < 400
-    await proc.wait_for(r"\(sluggard\) disconnected: send queue over")
-    for _ in range(20):
-        assert await healthy.request("ping") == {"pong": True}
-    writer.close()
-    await healthy.close()
+    async with raw_connection(path) as (_reader, writer):
+        writer.write(encode_json(hello("sluggard")))
+        writer.write(encode_json({"type": "request", "id": 1, "command": "flood"}))
+        healthy = await HubConnection.connect(path, "healthy")
+        cut_at = await proc.result("cut_at", timeout=20)
+        assert 0 < cut_at < 400
+        await proc.wait_for(r"\(sluggard\) disconnected: send queue over")
+        for _ in range(20):
+            assert await healthy.request("ping") == {"pong": True}
+        await healthy.close()
 
 
 frame_bytes = st.one_of(
@@ -266,12 +266,11 @@ async def test_fuzzed_connections_never_hurt_the_hub_or_a_good_client(hub):
 
     collect()
     for i, payload in enumerate(payloads):
-        reader, writer = await asyncio.open_unix_connection(str(path))
-        writer.write(payload)
-        writer.write_eof()
-        # Read until the hub closes: every connection ends without hanging the hub.
-        await asyncio.wait_for(reader.read(), 10)
-        writer.close()
+        async with raw_connection(path) as (reader, writer):
+            writer.write(payload)
+            writer.write_eof()
+            # Read until the hub closes: every connection ends without hanging the hub.
+            await asyncio.wait_for(reader.read(), 10)
         if i % 25 == 0:
             assert await good.request("ping", {"echo": i}) == {"pong": True, "echo": i}
     assert await good.request("ping") == {"pong": True}
