@@ -273,7 +273,24 @@ def clients(hub: HubContext) -> list[dict[str, str]]:
     return [client_info(c) for c in hub.clients.clients.values()]
 
 
+@lua_api
+def remote_status(hub: HubContext) -> dict[str, Any]:
+    """Whether remote access is on: ``{configured, why?, relay_url?, embedded, server_id?}``
+    (the ``connection.status`` command; ``why`` in ``action_cable.connect``'s words)."""
+    from botster.remote.state import relay_url
+
+    why = hub.relay.unavailable()
+    return {
+        "configured": why is None,
+        "why": why,
+        "relay_url": relay_url(hub) if why is None else None,
+        "embedded": hub.relay.embedded is not None,
+        "server_id": hub.relay.server_id,
+    }
+
+
 LUA = {
+    "remote_status": remote_status,
     "on_client_connected": on_client_connected,
     "on_client_disconnected": on_client_disconnected,
     "on_client_message": on_client_message,
