@@ -664,6 +664,19 @@ async def test_a_browser_and_a_socket_client_watch_one_agent_alike(hub, netns, g
     sock.send_raw(encode_frame(PTY_INPUT, encode_session(sid, b"x\n")))
     await watcher.wait_for(lambda: b"got:x" in watcher.screens[sid])
 
+    # A message over the limits is refused by the client protocol, once, as on the socket;
+    # the plugin's webrtc.on_message listener never sees it.
+    proc.expect_log(r"nested deeper than 64 levels")
+    deep: dict = {}
+    for _ in range(100):
+        deep = {"d": deep}
+    with pytest.raises(RuntimeError, match="nested deeper than 64 levels"):
+        await browser.request("test.webrtc_fns", deep)
+    assert await browser.request("ping", {"echo": "after"}) == {"pong": True, "echo": "after"}
+    refusals = [m for m in browser.messages if m.get("type") in ("error", "response")]
+    assert refusals == [], refusals  # the refusal was the request's one response, nothing else
+    assert proc.count(r"RESULT webrtc_message") == 1
+
     # Gone from the listing once it closes, like any client.
     await browser.close()
     await proc.result("peer_gone")
