@@ -547,6 +547,11 @@ commands.register("test.webrtc_fns", function(args, ctx)
   out.not_a_peer = r(webrtc.send(args.socket_id, {type = "notice"}))
   out.not_a_peer_fwd = r(webrtc.create_pty_forwarder({peer_id = args.socket_id, session_id = args.sid}))
   out.peers = webrtc.peers()
+  out.raises = {
+    select(2, pcall(webrtc.create_pty_forwarder, {peer_id = ctx.client_id})),
+    select(2, pcall(webrtc.create_pty_forwarder, {peer_id = ctx.client_id, agent_index = -1})),
+    select(2, pcall(webrtc.create_pty_forwarder, {peer_id = ctx.client_id, agent_index = 0, bogus = 1})),
+  }
   return out
 end)
 webrtc.on_message(function(id, msg)
@@ -656,6 +661,12 @@ async def test_a_browser_and_a_socket_client_watch_one_agent_alike(hub, netns, g
         "ok": False,
         "err": f"webrtc.create_pty_forwarder: no peer {sock.client_id}",
     }
+    assert [e.split(": ", 1)[1] for e in out["raises"]] == [
+        "opts: expected session_id or agent_index, got neither",
+        "opts.agent_index: expected an integer >= 0, got -1",
+        "opts: unknown key 'bogus' (known: agent_index, peer_id, pty_index, session_id)",
+    ], out["raises"]
+    assert all("webrtc.create_pty_forwarder" in e for e in out["raises"])
     assert out["peers"] == [{"id": peer_id, "name": "browser", "browser_key": browser.key}]
     await browser.wait_for(lambda: (BINARY, b"\x01\x00\x02") in browser.frames)
     assert {"type": "notice", "text": "hi"} in browser.messages

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
+from botster.base.errors import ArgumentError
 from botster.lua.api import LuaFunction, lua_api
 from botster.lua.listeners import ClientFace
 from botster.primitives.context import HubContext
@@ -147,19 +148,23 @@ def create_pty_forwarder(hub: HubContext, opts: ForwarderOptions) -> str | tuple
     agent's PTYs, ``hub.register_agent``'s handles then its accessories; default 0). One
     forwarder per peer and session (a new one replaces the old); it stops when the peer
     disconnects, with ``webrtc.stop_pty_forwarder(peer_id, session_id)``, or when the plugin
-    unloads. Returns nil, err when there is no such peer, agent or session.
+    unloads. Returns nil, err when there is no such peer, agent or session; raises when opts
+    has neither `session_id` nor `agent_index`, or a negative index.
     Example: ``webrtc.create_pty_forwarder({peer_id = id, agent_index = 0})``
     """
+    sid = opts.get("session_id")
+    for field in ("agent_index", "pty_index"):
+        if opts.get(field, 0) < 0:
+            raise ArgumentError(f"opts.{field}: expected an integer >= 0, got {opts[field]}")
+    if sid is None and "agent_index" not in opts:
+        raise ArgumentError("opts: expected session_id or agent_index, got neither")
     peer = _peer(hub, opts["peer_id"])
     if peer is None:
         return None, f"webrtc.create_pty_forwarder: no peer {opts['peer_id']}"
-    sid = opts.get("session_id")
     if sid is None:
-        if "agent_index" not in opts:
-            return None, "webrtc.create_pty_forwarder: opts: give session_id or agent_index"
-        # Agents are the Lua lifecycle's (lib/agents.lua); the companion webrtc.lua resolves
-        # them and calls again with session_id, so this is only reached without it.
-        return None, "webrtc.create_pty_forwarder: agents are not available"
+        # Agents are the Lua lifecycle's (lib/agents.lua): the companion webrtc.lua resolves
+        # agent_index to a session_id before calling this, so only a replaced lib gets here.
+        return None, "webrtc.create_pty_forwarder: agent_index: the agent lifecycle is not loaded"
     session = hub.sessions.get(sid)
     if session is None:
         return None, f"webrtc.create_pty_forwarder: no session {sid}"
