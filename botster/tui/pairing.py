@@ -77,6 +77,9 @@ class PairingScreen(Screen[None]):
     PairingScreen #paired { height: auto; max-height: 12; }
     PairingScreen Horizontal#actions { height: auto; margin-top: 1; }
     PairingScreen Horizontal#actions Button { margin-right: 1; }
+    /* Narrow terminals (the app's breakpoints): the text under the code, scrolled together. */
+    PairingScreen.-narrow #body, PairingScreen.-tiny #body { layout: vertical; overflow-y: auto; }
+    PairingScreen.-narrow #side, PairingScreen.-tiny #side { height: auto; overflow-y: hidden; }
     """
     BINDINGS = [
         Binding("escape,q", "close", "Back"),
@@ -97,7 +100,7 @@ class PairingScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        with Horizontal():
+        with Horizontal(id="body"):
             yield Static("", id="qr")
             with VerticalScroll(id="side"):
                 yield Label("[b]Pair a browser[/b]")
