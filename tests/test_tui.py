@@ -313,6 +313,10 @@ async def test_hub_panel_lists_plugins_errors_tools_and_log(hub, git_repo: Path,
         assert "chatty_tool" in [str(c) for c in tools.get_row("chatty_tool")]
         info = str(panel.query_one("#hub-info", Static).render())
         assert app.link.hub_id in info
+        # Where its files are (issue 12): the worktree base, the log (this hub logs to a
+        # pipe, not the file `botster start` gives it), the repository.
+        assert f"worktrees  {tmp_path / 'worktrees'}" in info, info
+        assert f"repository {git_repo.resolve()}" in info and "log        the terminal" in info
         await panel.show_log("chatty")
         assert panel.log_lines[:2] == ["chatty says hello", "chatty warns"]
         assert panel.query_one("#log", RichLog).lines

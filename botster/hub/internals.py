@@ -129,6 +129,26 @@ def paths(hub: HubContext) -> dict[str, Any]:
 
 
 @lua_api
+def info(hub: HubContext) -> dict[str, Any]:
+    """{pid, repo, worktree_base, log = path or nil} for ``hub.info``: where this hub's
+    agents' worktrees go and the file its log goes to (nil when it logs to a terminal)."""
+    from botster.base.paths import hub_log_file, worktree_base
+
+    out: dict[str, Any] = {
+        "pid": os.getpid(),
+        "repo": str(hub.paths.repo),
+        "worktree_base": worktree_base(),
+    }
+    log_file = hub_log_file(hub.hub_id, hub.paths.runtime)
+    try:  # the log file `botster start` gave this hub as its stderr (a stat: not blocking)
+        if os.path.samestat(os.fstat(2), log_file.stat()):
+            out["log"] = str(log_file)
+    except OSError:
+        pass
+    return out
+
+
+@lua_api
 def setting(hub: HubContext, key: str) -> Any:
     """A hub setting from config.json, or its default."""
     return hub.config.setting(key)
@@ -207,6 +227,7 @@ LUA = {
     "read_file": read_file,
     "is_dir": is_dir,
     "paths": paths,
+    "info": info,
     "setting": setting,
     "release_owner": release_owner,
     "ready": ready,
