@@ -533,6 +533,47 @@ async def test_terminal_pane_passthrough_prefix_modes_and_wheel():
         assert view.scroll == 0
 
 
+async def test_page_keys_scroll_a_shell_and_reach_a_full_screen_program():
+    """Issue 12: Shift+PgUp/PgDn always page the scrollback; plain PgUp does when the program
+    is a shell (primary screen, no mouse), and is the program's on the alternate screen."""
+    app = _PaneApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        view = app.query_one(TerminalView)
+        view.load_snapshot("s1", 22, 78, b"\r\n".join(b"line %d" % i for i in range(100)))
+        page = 21
+        # Both ways keys arrive: Textual's key events, and the raw bytes of RawInputDriver.
+        await pilot.press("pageup")
+        assert view.scroll == page and app.typed == []
+        view.raw_input(b"\x1b[5~")
+        assert view.scroll == 2 * page and app.typed == []
+        await pilot.press("pagedown")
+        view.raw_input(b"\x1b[6~")
+        assert view.scroll == 0 and app.typed == []
+        view.raw_input(b"\x1b[6~")  # at the live screen PgDn is the program's again
+        assert app.typed == [b"\x1b[6~"]
+        # Shift: the scrollback, whatever the program; keys around it still reach the program.
+        view.raw_input(b"a\x1b[5;2~")
+        assert view.scroll == page and app.typed[-1] == b"a"
+        view.raw_input(b"\x1b[6;2~b")
+        assert view.scroll == 0 and app.typed[-1] == b"b"
+        # A full-screen program (the alternate screen) gets plain PgUp/PgDn, in both paths.
+        view.feed(b"\x1b[?1049h")
+        await pilot.press("pageup")
+        view.raw_input(b"\x1b[5~\x1b[6~")
+        assert view.scroll == 0 and b"".join(app.typed[-3:]) == b"\x1b[5~" * 2 + b"\x1b[6~"
+        typed = len(app.typed)
+        await pilot.press("shift+pageup")  # the UI's (the alternate screen has no history)
+        assert len(app.typed) == typed
+        # Mouse reporting on the primary screen: the program takes the page keys too.
+        view.feed(b"\x1b[?1049l\x1b[?1000h")
+        view.raw_input(b"\x1b[5~")
+        assert view.scroll == 0 and app.typed[-1] == b"\x1b[5~"
+        view.raw_input(b"\x1b[5;2~")
+        assert view.scroll == page
+        await pilot.press("x")  # typing returns to the live screen
+        assert view.scroll == 0 and app.typed[-1] == b"x"
+
+
 async def mouse(pilot, event_class, x: int, y: int, button: int = 0, **mods) -> list[bytes]:
     """Delivers a mouse event at screen cell (x, y) the way the driver does (to the app, which
     routes it to the widget there); returns what the pane sent to the program."""

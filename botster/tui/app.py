@@ -422,7 +422,9 @@ class HelpScreen(ModalScreen[None]):
                 f"In the terminal pane every key goes to the agent, except the prefix "
                 f"[b]{prefix}[/b]: the key after it is one of the UI keys below (press the "
                 f"prefix twice to send it to the agent). In the agent list and the screens the "
-                f"UI keys work directly. Mouse wheel: scroll the terminal back. Change keys in "
+                f"UI keys work directly. Mouse wheel or shift+pgup/pgdn: scroll the terminal "
+                f"back; plain pgup too when the program is a shell (not a full-screen program "
+                f"such as vim, less or htop, which get the key). Change keys in "
                 f'$BOTSTER_HOME/config.json, "tui_keys": {{"action": "key"}}.\n'
             )
             yield DataTable(id="keys", cursor_type="row", zebra_stripes=True)

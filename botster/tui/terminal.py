@@ -39,8 +39,17 @@ SCROLLBACK = 2000
 WHEEL_LINES = 3
 _MOUSE_MODES = frozenset({1000, 1002, 1003})
 _CURSOR_KEYS = re.compile(rb"\x1b\[([ABCDHF])")
+# PgUp/PgDn as the user's terminal sends them: plain (CSI 5 ~), or with shift (CSI 5;2 ~).
+_PAGE_KEYS = re.compile(rb"\x1b\[([56])(;2)?~")
 
 Cell = tuple[Any, ...]
+# Textual's names for the page keys: (up, shift).
+_PAGE_KEY_NAMES = {
+    "pageup": (True, False),
+    "pagedown": (False, False),
+    "shift+pageup": (True, True),
+    "shift+pagedown": (False, True),
+}
 
 
 class TerminalView(Widget, can_focus=True):
@@ -196,6 +205,10 @@ class TerminalView(Widget, can_focus=True):
         Returns whether it was a UI key (a ``UiKey`` message is on its way).
         """
         key = event.key
+        if not self.prefix_armed and key in _PAGE_KEY_NAMES:
+            up, shift = _PAGE_KEY_NAMES[key]
+            if self.page_key(up, shift):
+                return False
         if self.prefix_armed:
             self.prefix_armed = False
             self._changed()
@@ -221,11 +234,44 @@ class TerminalView(Widget, can_focus=True):
 
         The user's terminal writes cursor keys in the UI's own cursor-key mode (normal);
         a program that asked for application cursor keys gets them as ``SS3`` instead, as
-        tmux would send them.
+        tmux would send them. PgUp/PgDn may scroll the pane instead (``page_key``).
         """
+        if b"~" in data:
+            at = 0
+            for m in _PAGE_KEYS.finditer(data):
+                up, shift = m[1] == b"5", bool(m[2])
+                self._raw(data[at : m.start()])  # typed first: it returns to the live screen
+                at = m.start()
+                if self.page_key(up, shift):
+                    at = m.end()
+            data = data[at:]
+        self._raw(data)
+
+    def _raw(self, data: bytes) -> None:
+        if not data:
+            return
         if self._app_cursor():
             data = _CURSOR_KEYS.sub(b"\x1bO\\1", data)
         self._type(data)
+
+    def page_key(self, up: bool, shift: bool) -> bool:
+        """PgUp/PgDn (with shift or not): whether it scrolled the pane (else the program's).
+
+        As a terminal user expects: Shift+PgUp/PgDn always page through the pane's
+        scrollback. Plain PgUp enters it too when the program is a shell or a log, i.e. on
+        the primary screen with no mouse reporting; a full-screen program (the alternate
+        screen: vim, less, htop) or one that takes the mouse gets the key. While scrolled
+        back, plain PgUp/PgDn page, and PgDn at the bottom is the live screen again.
+        """
+        term = self.term
+        if term is None:
+            return False
+        if not (shift or self.scroll):
+            if not up or term.alt_screen or self._modes() & _MOUSE_MODES:
+                return False
+        page = max(1, self._rows() - 1)
+        self.scroll_lines(page if up else -page)
+        return True
 
     def raw_paste(self, text: bytes) -> None:
         """A paste from the user's terminal, bracketed if the program asked for it."""
