@@ -17,15 +17,21 @@ after the prefix). Not here: the connection (``hub_link.py``).
 
 from __future__ import annotations
 
+import os
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
 from rich.cells import cell_len
 from rich.color import Color
+from rich.console import Console
+from rich.control import Control
 from rich.segment import Segment
 from rich.style import Style
 from textual import events
+from textual._compositor import CompositorUpdate
+from textual.geometry import Region
 from textual.message import Message
 from textual.strip import Strip
 from textual.widget import Widget
@@ -36,6 +42,9 @@ from botster.tui.keys import key_bytes, mouse_bytes, paste_bytes
 __all__ = ["TerminalView"]
 
 SCROLLBACK = 2000
+# Output within this long of the last one drawn at once waits for Textual's next frame: an
+# echo is drawn at once, a flood at the frame rate.
+FAST_PAINT_GAP_S = 1 / 120
 WHEEL_LINES = 3
 _MOUSE_MODES = frozenset({1000, 1002, 1003})
 _CURSOR_KEYS = re.compile(rb"\x1b\[([ABCDHF])")
@@ -111,6 +120,12 @@ class TerminalView(Widget, can_focus=True):
         self._buttons: set[int] = set()  # mouse buttons down that the program was told of
         self._lines: list[Strip] | None = None
         self._styles: dict[tuple[Any, ...], Style] = {}
+        # The live screen's rows as last rendered: (the model's row, cursor column) and its
+        # strip; a row whose key is unchanged keeps its strip (and is not painted again).
+        self._row_keys: list[tuple[Any, int] | None] = []
+        self._row_strips: list[Strip] = []
+        self.fast_paints = 0  # output drawn at once (``_paint_now``), for tests and benches
+        self._painted_at = 0.0
         self._placeholder = "Connecting to the hub…"
 
     # Feeding -----------------------------------------------------------------------------
@@ -121,6 +136,7 @@ class TerminalView(Widget, can_focus=True):
         self.exit_code = None
         self.scroll = 0
         self.term = make_terminal(rows, cols, SCROLLBACK)
+        self._row_keys.clear()
         self.term.feed(data)
         self._changed()
         size = self._inner_size()
@@ -131,11 +147,13 @@ class TerminalView(Widget, can_focus=True):
             self.post_message(self.Resized(self, *size, force=True))
 
     def feed(self, data: bytes) -> None:
-        """Live output of the session."""
+        """Live output of the session: drawn at once when it can be (``_paint_now``), else
+        at Textual's next frame."""
         if self.term is None:
             return
         self.term.feed(data)
-        self._changed()
+        if not self._paint_now():
+            self._changed()
 
     def process_exited(self, code: int) -> None:
         """The program ended; its last screen stays."""
@@ -391,35 +409,133 @@ class TerminalView(Widget, can_focus=True):
         if term is None:
             text = self._placeholder[:width]
             return [Strip([Segment(text, Style(dim=True))], cell_len(text))]
+        if not self.scroll:
+            return self._live_lines(term)
         history = self._history()
-        rows = term.rows
         end = len(history) - self.scroll
-        visible = history[max(0, end - rows) : end]
+        return [self._strip(row, -1) for row in history[max(0, end - term.rows) : end]]
+
+    def _live_lines(self, term: Terminal) -> list[Strip]:
+        """The live screen's strips; rows unchanged since the last render keep theirs."""
+        rows = term.screen_rows()
         cursor = term.cursor
-        show_cursor = cursor.visible and self.scroll == 0
-        strips = []
-        for y, row in enumerate(visible):
-            segments: list[Segment] = []
-            length = 0
-            skip = False
-            cur_x = min(cursor.col, term.cols - 1) if show_cursor and y == cursor.row else -1
-            for x, cell in enumerate(row):
-                if skip:  # the right half of a wide character
-                    skip = False
-                    continue
-                char = cell[0] or " "
+        cur_row = cursor.row if cursor.visible else -1
+        cur_col = min(cursor.col, term.cols - 1)
+        keys, strips = self._row_keys, self._row_strips
+        if len(keys) != len(rows):
+            keys[:] = [None] * len(rows)
+            strips[:] = [Strip.blank(0)] * len(rows)
+        for y, row in enumerate(rows):
+            cur_x = cur_col if y == cur_row else -1
+            key = keys[y]
+            if key is None or key[1] != cur_x or key[0] != row:
+                keys[y] = (row, cur_x)
+                strips[y] = self._strip(term.row_cells(row), cur_x)
+        return list(strips)
+
+    def _strip(self, row: list[Cell], cur_x: int) -> Strip:
+        """One row of cells as a strip; `cur_x`: the cursor's column in it (-1: none)."""
+        # Runs of cells with one look become one segment each (built once per changed row:
+        # this is on the path from output to the screen).
+        segments: list[Segment] = []
+        length = 0
+        skip = False
+        run: list[str] = []
+        run_key: Any = None
+        run_cell: Cell = ()
+        for x, cell in enumerate(row):
+            if skip:  # the right half of a wide character
+                skip = False
+                continue
+            char = cell[0] or " "
+            if not char.isascii() or not char.isprintable():
                 w = cell_len(char)
                 if w == 2:
                     skip = True
                 elif w != 1:
                     char, w = " ", 1
-                style = self._style(cell)
-                if x == cur_x:
-                    style = style + Style(reverse=not cell[7])
-                segments.append(Segment(char, style))
                 length += w
-            strips.append(Strip(Segment.simplify(segments), length))
-        return strips
+            else:
+                length += 1
+            key = cell[1:] if x != cur_x else None
+            if key != run_key or x == cur_x or not run:
+                if run:
+                    segments.append(Segment("".join(run), self._run_style(run_cell, run_key)))
+                run, run_key, run_cell = [], key, cell
+            run.append(char)
+        if run:
+            segments.append(Segment("".join(run), self._run_style(run_cell, run_key)))
+        return Strip(segments, length)
+
+    def _run_style(self, cell: Cell, key: Any) -> Style:
+        style = self._style(cell)
+        if key is None:  # the cursor's cell
+            style = style + Style(reverse=not cell[7])
+        return style
+
+    # Drawing output at once --------------------------------------------------------------
+    #
+    # Textual draws a refreshed widget at its next frame: a timer of up to 1/60 s started
+    # when the app goes idle, after two message hops. For the pane on screen that wait is
+    # most of what a user feels between a key and its echo. So when output changes the
+    # live screen and nothing covers the pane, the rows that changed are rendered through
+    # the widget's own line cache (the same strips, filters and border Textual would draw,
+    # which the next full repaint reuses) and written at once, through the app's own
+    # display call: its synchronized-output brackets, its driver, its cursor position.
+    # Anything else (scrolled back, a dialog or panel, a notification over the pane, a
+    # layout pending) takes the normal path, a refresh.
+
+    def _paint_now(self) -> bool:
+        """Draws the rows the last output changed, now. False: refresh the normal way."""
+        old = self._lines
+        if old is None or self.scroll or self.term is None:
+            return False
+        now = time.monotonic()
+        if now - self._painted_at < FAST_PAINT_GAP_S or not self._uncovered():
+            return False  # a flood: Textual's frames (60/s) coalesce it
+        self._painted_at = now
+        new = self._render_lines()
+        if len(new) != len(old):
+            return False
+        self._lines = new
+        changed = [y for y, (a, b) in enumerate(zip(old, new, strict=True)) if a is not b]
+        if not changed:
+            return True
+        top = self.content_offset.y
+        width = self.outer_size.width
+        for y in changed:
+            self._styles_cache.set_dirty(Region(0, top + y, width, 1))
+        x0, y0 = self.region.offset
+        rows = [
+            (x0, y0 + top + y, self.render_lines(Region(0, top + y, width, 1))[0]) for y in changed
+        ]
+        self.fast_paints += 1
+        self.app._display(self.screen, _RowsUpdate(rows))
+        return True
+
+    def _uncovered(self) -> bool:
+        """Whether the pane is on screen, whole, with nothing over it and no layout pending."""
+        if not self.fast_paint or not self.is_mounted or self.app._batch_count:
+            return False
+        screen = self.screen
+        if self.app.screen is not screen or screen._layout_required or self._layout_required:
+            return False
+        compositor = screen._compositor
+        try:
+            mine = compositor.visible_widgets[self][0]
+        except KeyError:
+            return False
+        if mine != self.region:
+            return False  # clipped
+        below = set(self.ancestors_with_self)
+        return not any(
+            widget not in below and region.overlaps(mine) and widget.visible
+            for widget, (region, _clip) in compositor.visible_widgets.items()
+        )
+
+    # False: every frame waits for Textual's timer (BOTSTER_TUI_FAST_PAINT=0; tests and
+    # benchmarks compare both).
+    fast_paint = os.environ.get("BOTSTER_TUI_FAST_PAINT", "1") != "0"
 
     def render_line(self, y: int) -> Strip:
         if self._lines is None:
@@ -428,6 +544,24 @@ class TerminalView(Widget, can_focus=True):
         if y < len(self._lines):
             return self._lines[y].crop_extend(0, width, None)
         return Strip.blank(width)
+
+
+class _RowsUpdate(CompositorUpdate):
+    """Whole rows of the screen to draw as they are: ``(x, y, strip)`` each."""
+
+    def __init__(self, rows: list[tuple[int, int, Strip]]) -> None:
+        self.rows = rows
+
+    def __rich_console__(self, console: Console, options: Any) -> Any:
+        for x, y, strip in self.rows:
+            yield Control.move_to(x, y).segment
+            yield from strip
+
+    def render_segments(self, console: Console) -> str:
+        move_to = Control.move_to
+        return "".join(
+            move_to(x, y).segment.text + strip.render(console) for x, y, strip in self.rows
+        )
 
 
 def _colour(value: str | None) -> Color | None:
