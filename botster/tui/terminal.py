@@ -31,6 +31,8 @@ from rich.segment import Segment
 from rich.style import Style
 from textual import events
 from textual._compositor import CompositorUpdate
+from textual.app import ScreenStackError
+from textual.dom import NoScreen
 from textual.geometry import Region
 from textual.message import Message
 from textual.strip import Strip
@@ -517,8 +519,13 @@ class TerminalView(Widget, can_focus=True):
         """Whether the pane is on screen, whole, with nothing over it and no layout pending."""
         if not self.fast_paint or not self.is_mounted or self.app._batch_count:
             return False
-        screen = self.screen
-        if self.app.screen is not screen or screen._layout_required or self._layout_required:
+        try:
+            screen = self.screen
+            if self.app.screen is not screen:
+                return False
+        except (NoScreen, ScreenStackError):  # between screens, or the app is ending
+            return False
+        if screen._layout_required or self._layout_required:
             return False
         compositor = screen._compositor
         try:
