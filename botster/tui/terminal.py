@@ -8,6 +8,10 @@ bracketed when the program asked for it); mouse-wheel scrollback over the model'
 clicks, drags and the wheel reported to a program that turned mouse reporting on; and
 following the pane's size.
 
+Output for the pane on screen is drawn at once: the rows it changed are written through the
+app's own display call as soon as the model has them, instead of at Textual's next frame
+(see "Drawing output at once" below); anything unusual takes Textual's normal refresh.
+
 Typed bytes go straight to the ``send`` callable the app gives (no message hop: each hop
 waits a turn of a loop that may be busy drawing a flood, and key-to-echo latency is what a
 user feels first). The rest leaves as messages, handled by the app:
