@@ -166,8 +166,9 @@ def ready(hub: HubContext, loaded: int, failed: int) -> None:
     hub.sessions.release_signals()
     ms = (time.monotonic() - hub.started_at) * 1000
     log.info(
-        "hub ready: %d plugins loaded, %d failed, in %.0f ms (hub id %s, repo %s)",
+        "hub ready: %d plugin%s loaded, %d failed, in %.0f ms (hub id %s, repo %s)",
         loaded,
+        "" if loaded == 1 else "s",
         failed,
         ms,
         hub.hub_id,
