@@ -158,7 +158,15 @@ class TerminalView(Widget, can_focus=True):
         if self.term is None:
             return
         self.term.feed(data)
-        if not self._paint_now():
+        try:
+            painted = self._paint_now()
+        except Exception:
+            # It leans on Textual's internals: should they change under it, the pane goes
+            # on drawing at Textual's frames (an exception here would end the connection).
+            self.log.error("drawing output at once failed; drawing at frames from now on")
+            self.fast_paint = False
+            painted = False
+        if not painted:
             self._changed()
 
     def process_exited(self, code: int) -> None:
@@ -501,7 +509,7 @@ class TerminalView(Widget, can_focus=True):
             return False  # a flood: Textual's frames (60/s) coalesce it
         self._painted_at = now
         new = self._render_lines()
-        if len(new) != len(old):
+        if len(new) != len(old) or len(new) > self.size.height:
             return False
         self._lines = new
         changed = [y for y, (a, b) in enumerate(zip(old, new, strict=True)) if a is not b]
