@@ -18,12 +18,12 @@ longer than what is measured.
 Nothing polls. Hooks on the app's ``TerminalView`` instance (the product's code is not
 changed) stamp the moments: its ``feed`` (the terminal model has just been fed output that
 contains the expected echo bytes) or ``load_snapshot`` (a resync brought a screen that shows
-the echo), and its ``_render_lines`` (the pane's lines are rendered
-again, i.e. a frame of the pane is produced; the first one after the model has the echo is
-when the UI shows it). The pane draws output at once when it can, inside ``feed``: then the
-model's time is the paint's (it was fed just before, in the same call). The headless driver computes every frame (the compositor renders the
-dirty widgets) but does not write it to a real terminal, so the cost of the terminal emulator
-the user runs is not included.
+the echo), and its ``_render_lines`` (the pane's lines are rendered again, i.e. a frame of
+the pane is produced; the first one after the model has the echo is when the UI shows it).
+The pane draws output at once when it can, inside ``feed``: then the model's time is the
+paint's (it was fed just before, in the same call). The headless driver computes every
+frame (the compositor renders the dirty widgets) but does not write it to a real terminal,
+so the cost of the terminal emulator the user runs is not included.
 
 The baseline, ``BarePty``: ``os.openpty``, the same program on the slave, one byte written to
 the master and the master read (``select`` + ``os.read``) until the expected echo bytes come.
