@@ -18,11 +18,12 @@ longer than what is measured.
 Nothing polls. Hooks on the app's ``TerminalView`` instance (the product's code is not
 changed) stamp the moments: its ``feed`` (the terminal model has just been fed output that
 contains the expected echo bytes) or ``load_snapshot`` (a resync brought a screen that shows
-the echo), and its ``_render_lines`` (the pane's lines are rendered
-again, i.e. a frame of the pane is produced; the first one after the model has the echo is
-when the UI shows it). The headless driver computes every frame (the compositor renders the
-dirty widgets) but does not write it to a real terminal, so the cost of the terminal emulator
-the user runs is not included.
+the echo), and its ``_render_lines`` (the pane's lines are rendered again, i.e. a frame of
+the pane is produced; the first one after the model has the echo is when the UI shows it).
+The pane draws output at once when it can, inside ``feed``: then the model's time is the
+paint's (it was fed just before, in the same call). The headless driver computes every
+frame (the compositor renders the dirty widgets) but does not write it to a real terminal,
+so the cost of the terminal emulator the user runs is not included.
 
 The baseline, ``BarePty``: ``os.openpty``, the same program on the slave, one byte written to
 the master and the master read (``select`` + ``os.read``) until the expected echo bytes come.
@@ -168,15 +169,22 @@ class _Probe:
         feed, render, snapshot = view.feed, view._render_lines, view.load_snapshot
 
         def hooked_feed(data: bytes) -> None:
+            hit = False
+            if self.pattern is not None:
+                seen = self.tail + data
+                hit = bool(self.pattern.search(seen))
+                self.tail = seen[-16:]
+            if hit:
+                # The pane may draw the echo inside feed (output drawn at once): the paint
+                # hook must be armed before it.
+                self.pattern = None
+                self._await_paint = True
             feed(data)
             self.fed_bytes += len(data)
             self.feeds += 1
-            if self.pattern is not None:
-                seen = self.tail + data
-                if self.pattern.search(seen):
-                    self._seen()
-                else:
-                    self.tail = seen[-16:]
+            if hit:
+                # Fed; if it was drawn inside feed, the model had it no later than that.
+                self.model_at = self.paint_at if self.painted.is_set() else time.perf_counter()
 
         def hooked_snapshot(*args: Any) -> None:
             snapshot(*args)

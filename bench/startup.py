@@ -46,7 +46,7 @@ mcp.tool("{name}_status", {{
 end)
 """
 
-READY = r"hub ready: (\d+) plugins loaded, (\d+) failed, in (\d+) ms"
+READY = r"hub ready: (\d+) plugins? loaded, (\d+) failed, in (\d+) ms"
 
 
 def _set_relay(sandbox: Sandbox, on: bool) -> None:

@@ -6,7 +6,9 @@ runs the echo program, and ``botster attach`` to a real hub whose agent runs the
 program. The program (raw mode) answers every byte with its own count, ``\\r ESC[K <n>``, so
 each key has a token of its own on screen. A key is written to the outer terminal's master
 and the time taken when the client's output, escape sequences removed, shows the token: what
-the user's terminal would draw. Blocks of 50 keys alternate between tmux and the UI.
+the user's terminal would draw. Blocks of 50 keys alternate between tmux, the UI, and the
+UI with its output fast path off (``BOTSTER_TUI_FAST_PAINT=0``: every echo waits for
+Textual's next frame), which shows on a second agent running the same program.
 
 Goals (issue 12): UI p50 within 1.5x of tmux's; UI p99 < 25 ms. This measures the idle
 case; ``tui_flood_input`` measures the UI under a flood.
@@ -117,15 +119,14 @@ class OuterTerminal:
         os.close(self.master)
 
 
-def _blocks(tmux: OuterTerminal, ui: OuterTerminal) -> tuple[list[float], list[float]]:
-    anchor: list[float] = []
-    ours: list[float] = []
+def _blocks(clients: list[OuterTerminal]) -> list[list[float]]:
+    samples: list[list[float]] = [[] for _ in clients]
     for _ in range(BLOCKS):
-        for out, client in ((anchor, tmux), (ours, ui)):
+        for out, client in zip(samples, clients, strict=True):
             for _ in range(PER_BLOCK):
                 out.append(client.keystroke(len(out) + 1))
                 time.sleep(GAP_S)  # the gap between keys a person types
-    return anchor, ours
+    return samples
 
 
 def _prepare(sandbox: Sandbox, tmux_cmd: list[str]) -> str:
@@ -148,30 +149,37 @@ def _prepare(sandbox: Sandbox, tmux_cmd: list[str]) -> str:
     return argv
 
 
-async def _measure(sandbox: Sandbox) -> tuple[list[float], list[float]]:
+async def _measure(sandbox: Sandbox) -> list[list[float]]:
     sock = str(sandbox.root / "tmux.sock")
     tmux_cmd = ["tmux", "-S", sock, "-f", "/dev/null"]
     await asyncio.to_thread(_prepare, sandbox, tmux_cmd)
     env = sandbox.env
     hub = HubRun(sandbox)
     await hub.start()
-    tmux = ui = None
+    clients: list[OuterTerminal] = []
     try:
         await hub.wait_for(r"hub ready:")
         conn = await hub.connect()
-        await conn.request("create_agent", {"agent": "bench", "branch": "bench"})
+        # Two agents on one program each: one per UI (a UI resizes the agent it shows).
+        for branch in ("bench", "bench2"):
+            await conn.request("create_agent", {"agent": "bench", "branch": branch})
         await conn.close()
-        tmux = OuterTerminal([*tmux_cmd, "attach", "-t", "b"], env)
+        clients.append(OuterTerminal([*tmux_cmd, "attach", "-t", "b"], env))
         botster = str(Path(sys.executable).with_name("botster"))
-        ui = OuterTerminal([botster, "attach", "--socket", str(sandbox.hub_socket())], env)
-        await asyncio.to_thread(tmux.wait_for, b"READY")
-        await asyncio.to_thread(ui.wait_for, b"READY")
-        await asyncio.sleep(0.5)  # the UI's first frames and the resize settle (not measured)
-        return await asyncio.to_thread(_blocks, tmux, ui)
+        attach = [botster, "attach", "--socket", str(sandbox.hub_socket())]
+        clients.append(OuterTerminal(attach, env))
+        # The same UI drawing only at Textual's frames (the output fast path off).
+        clients.append(OuterTerminal(attach, {**env, "BOTSTER_TUI_FAST_PAINT": "0"}))
+        for client in clients:
+            await asyncio.to_thread(client.wait_for, b"READY")
+        # The frame-timer UI shows the second agent (prefix, j), so the two UIs never
+        # share a program (each key's token is its program's own count).
+        os.write(clients[2].master, b"\x02j")
+        await asyncio.sleep(1.0)  # first frames, the switch and the resize settle (not timed)
+        return await asyncio.to_thread(_blocks, clients)
     finally:
-        for client in (ui, tmux):
-            if client is not None:
-                client.close()
+        for client in reversed(clients):
+            client.close()
         await asyncio.to_thread(
             subprocess.run, [*tmux_cmd, "kill-server"], env=env, capture_output=True
         )
@@ -185,9 +193,15 @@ def run() -> list[Result]:
         print("  SKIPPED: tmux is not installed")
         return [Result("tui_tmux", "p50 key to drawn echo", None, None, "ms", skipped="no tmux")]
     with Sandbox() as sandbox:
-        anchor, ours = asyncio.run(_measure(sandbox))
+        anchor, ours, frames = asyncio.run(_measure(sandbox))
     print(latency_line("tmux attach (anchor)", anchor))
     print(latency_line("botster attach", ours))
+    print(latency_line("botster attach, drawing at Textual's frames only", frames))
+    print(
+        f"  botster / tmux: p50 {median(ours) / median(anchor):.1f}x, "
+        f"p99 {p99(ours) / p99(anchor):.1f}x; output drawn at once / at frames: "
+        f"p50 {median(ours) / median(frames):.2f}x, p99 {p99(ours) / p99(frames):.2f}x"
+    )
     p50_ok = median(ours) <= 1.5 * median(anchor)
     p99_ok = p99(ours) < 25.0
     print(f"  goal: UI p50 within 1.5x of tmux's: {verdict(p50_ok)}")
@@ -203,6 +217,8 @@ def run() -> list[Result]:
             p50_ok,
         ),
         Result("tui_tmux", "p99 key to drawn echo", p99(ours), p99(anchor), "ms", goal_p99, p99_ok),
+        Result("tui_tmux", "p50, baseline: frames only", median(ours), median(frames), "ms"),
+        Result("tui_tmux", "p99, baseline: frames only", p99(ours), p99(frames), "ms"),
     ]
 
 

@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -30,7 +30,43 @@ def _setup_logging() -> None:
     )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _BotsterGroup(click.Group):
+    """The command group, with every error in one shape: ``botster: <message>`` on stderr.
+
+    click prints its own errors as ``Error: ...`` (after a usage line for a usage error);
+    our commands print ``botster: ...``. Both now read the same: the message, then for a
+    usage error the hint to ``--help``; exit codes stay click's (2 for usage, 1 otherwise).
+    """
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        kwargs["standalone_mode"] = False
+        kwargs.setdefault("prog_name", "botster")  # also when run as python -m botster.cli
+        try:
+            code = super().main(*args, **kwargs)  # --help, --version: ctx.exit's code
+        except click.exceptions.NoArgsIsHelpError as e:
+            click.echo(e.ctx.get_help() if e.ctx is not None else e.format_message())
+            sys.exit(e.exit_code)
+        except click.Abort:
+            click.echo("botster: aborted", err=True)
+            sys.exit(1)
+        except click.UsageError as e:
+            hint = ""
+            if e.ctx is not None:
+                hint = f" (see '{e.ctx.command_path} --help')"
+            click.echo(f"botster: {_sentence(e.format_message())}{hint}", err=True)
+            sys.exit(e.exit_code)
+        except click.ClickException as e:
+            click.echo(f"botster: {e.format_message()}", err=True)
+            sys.exit(e.exit_code)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _sentence(message: str) -> str:
+    # click's own messages end with a full stop ("No such command 'x'."); ours do not.
+    return message[:-1] if message.endswith(".") else message
+
+
+@click.group(cls=_BotsterGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="botster")
 def main() -> None:
     """Botster: a local hub for AI coding agents, scripted by hot-reloading Lua plugins."""
@@ -258,6 +294,49 @@ def _repo_hub_id(repo: Path | None) -> tuple[Path, str]:
     "--repo",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
+    help="Repository whose hub to show (default: the one containing the current directory).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print hub.info's JSON.")
+def status(repo: Path | None, as_json: bool) -> None:
+    """Show a repository's hub: its id, pid, log file, worktree base, socket, plugins."""
+    import asyncio
+    import json
+
+    from botster.base.registry import find_hub_for
+    from botster.transports.client import RequestFailed
+
+    root, _ = _repo_hub_id(repo)
+    entry = find_hub_for(root)
+    if entry is None:
+        raise click.ClickException(f"no hub is running for {root}; start one with `botster start`")
+    socket_path = Path(str(entry["socket"]))
+    try:
+        info = asyncio.run(_pair_request(socket_path, "hub.info", {}))
+    except (OSError, ConnectionError, RequestFailed) as e:
+        raise click.ClickException(f"the hub at {socket_path} does not answer: {e}") from None
+    assert isinstance(info, dict)
+    info = {**info, "socket": str(socket_path)}
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    rows = [
+        ("hub", f"{info.get('hub_id')} (pid {info.get('pid')})"),
+        ("repository", info.get("repo")),
+        ("worktrees", info.get("worktree_base")),
+        ("log", info.get("log") or "its terminal (not started by `botster start`)"),
+        ("socket", info["socket"]),
+        ("plugins", info.get("plugins")),
+        ("MCP tools", info.get("tools")),
+    ]
+    for label, value in rows:
+        click.echo(f"{label:<12}{value}")
+
+
+@main.command()
+@click.option(
+    "--repo",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
     help="Repository whose hub to stop (default: the one containing the current directory).",
 )
 @click.option(
@@ -369,9 +448,10 @@ def mcp_serve(socket_path: Path | None) -> None:
 
 
 async def _pair_request(socket_path: Path, command: str, args: dict[str, object]) -> object:
+    """One request to a hub, as a short-lived client (``botster pair``, ``botster status``)."""
     from botster.transports.client import HubConnection
 
-    conn = await HubConnection.connect(socket_path, "botster-pair")
+    conn = await HubConnection.connect(socket_path, "botster-cli")
     try:
         return await conn.request(command, args)
     finally:

@@ -67,7 +67,7 @@ async def test_loop_at_load_time_fails_that_plugin_only(hub):
     proc.expect_log(r"plugin 'aaa_spin' failed to load: .*exceeded its CPU budget")
     proc.expect_log(r"slow Lua step: load")
     assert await proc.result("fine") is True
-    await proc.wait_for(r"hub ready: 1 plugins loaded, 1 failed")
+    await proc.wait_for(r"hub ready: 1 plugin loaded, 1 failed")
 
 
 async def test_memory_bomb_is_stopped_and_hub_recovers(hub):

@@ -37,6 +37,8 @@ async def test_handshake_and_builtin_requests(hub):
     assert conn.hello_ack["protocol"] == PROTOCOL_VERSION
     assert await conn.request("ping", {"echo": "hi"}) == {"pong": True, "echo": "hi"}
     info = await conn.request("hub.info")
+    assert info.pop("worktree_base") and info.pop("pid") > 0  # where things are (issue 12)
+    assert info.pop("repo") and "log" not in info  # this hub logs to a pipe, not its file
     assert info == {"hub_id": conn.hub_id, "plugins": 1, "tools": 1}
     names = [c["name"] for c in await conn.request("commands.list")]
     assert {

@@ -313,6 +313,10 @@ async def test_hub_panel_lists_plugins_errors_tools_and_log(hub, git_repo: Path,
         assert "chatty_tool" in [str(c) for c in tools.get_row("chatty_tool")]
         info = str(panel.query_one("#hub-info", Static).render())
         assert app.link.hub_id in info
+        # Where its files are (issue 12): the worktree base, the log (this hub logs to a
+        # pipe, not the file `botster start` gives it), the repository.
+        assert f"worktrees  {tmp_path / 'worktrees'}" in info, info
+        assert f"repository {git_repo.resolve()}" in info and "log        the terminal" in info
         await panel.show_log("chatty")
         assert panel.log_lines[:2] == ["chatty says hello", "chatty warns"]
         assert panel.query_one("#log", RichLog).lines
@@ -527,6 +531,47 @@ async def test_terminal_pane_passthrough_prefix_modes_and_wheel():
         assert app.typed[-2:] == [b"\x1bOA", b"\x1b[200~x\ry\x1b[201~"]
         assert await mouse(pilot, events.MouseScrollUp, 4, 5) == [b"\x1b[<64;4;5M"]
         assert view.scroll == 0
+
+
+async def test_page_keys_scroll_a_shell_and_reach_a_full_screen_program():
+    """Issue 12: Shift+PgUp/PgDn always page the scrollback; plain PgUp does when the program
+    is a shell (primary screen, no mouse), and is the program's on the alternate screen."""
+    app = _PaneApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        view = app.query_one(TerminalView)
+        view.load_snapshot("s1", 22, 78, b"\r\n".join(b"line %d" % i for i in range(100)))
+        page = 21
+        # Both ways keys arrive: Textual's key events, and the raw bytes of RawInputDriver.
+        await pilot.press("pageup")
+        assert view.scroll == page and app.typed == []
+        view.raw_input(b"\x1b[5~")
+        assert view.scroll == 2 * page and app.typed == []
+        await pilot.press("pagedown")
+        view.raw_input(b"\x1b[6~")
+        assert view.scroll == 0 and app.typed == []
+        view.raw_input(b"\x1b[6~")  # at the live screen PgDn is the program's again
+        assert app.typed == [b"\x1b[6~"]
+        # Shift: the scrollback, whatever the program; keys around it still reach the program.
+        view.raw_input(b"a\x1b[5;2~")
+        assert view.scroll == page and app.typed[-1] == b"a"
+        view.raw_input(b"\x1b[6;2~b")
+        assert view.scroll == 0 and app.typed[-1] == b"b"
+        # A full-screen program (the alternate screen) gets plain PgUp/PgDn, in both paths.
+        view.feed(b"\x1b[?1049h")
+        await pilot.press("pageup")
+        view.raw_input(b"\x1b[5~\x1b[6~")
+        assert view.scroll == 0 and b"".join(app.typed[-3:]) == b"\x1b[5~" * 2 + b"\x1b[6~"
+        typed = len(app.typed)
+        await pilot.press("shift+pageup")  # the UI's (the alternate screen has no history)
+        assert len(app.typed) == typed
+        # Mouse reporting on the primary screen: the program takes the page keys too.
+        view.feed(b"\x1b[?1049l\x1b[?1000h")
+        view.raw_input(b"\x1b[5~")
+        assert view.scroll == 0 and app.typed[-1] == b"\x1b[5~"
+        view.raw_input(b"\x1b[5;2~")
+        assert view.scroll == page
+        await pilot.press("x")  # typing returns to the live screen
+        assert view.scroll == 0 and app.typed[-1] == b"x"
 
 
 async def mouse(pilot, event_class, x: int, y: int, button: int = 0, **mods) -> list[bytes]:

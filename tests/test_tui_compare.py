@@ -118,3 +118,92 @@ async def test_ui_draws_programs_as_tmux(hub, git_repo: Path, tmp_path: Path, pr
         await compare(100, 30, "after a hub restart")
     finally:
         await tmux.run("kill-server")
+
+
+# Echoes each typed key in a colour of its own and keeps a count of keys on row 1 (cursor
+# saved and restored around it), so every key changes two rows and moves the cursor; Enter
+# starts a new line, Backspace erases: a line editor's output, drawn key by key.
+TYPIST = r"""
+import os, tty
+tty.setraw(0)
+os.write(1, b"READY\r\n")
+n = 0
+while True:
+    for b in os.read(0, 64):
+        n += 1
+        if b == 13:
+            out = b"\r\n"
+        elif b == 127:
+            out = b"\b \b"
+        else:
+            out = b"\x1b[3%dm%c\x1b[0m" % (n % 8, b)
+        os.write(1, out + b"\x1b[s\x1b[1;70H\x1b[7mkeys %05d\x1b[0m\x1b[u" % n)
+"""
+
+
+async def test_typing_drawn_at_once_matches_tmux(hub, git_repo: Path, tmp_path: Path):
+    """Issue 12: with output drawn at once (the fast path, on), what a user types ends as
+    the same screen as in plain tmux, cell for cell."""
+    program = tmp_path / "typist.py"
+    program.write_text(TYPIST)
+    script = tmp_path / "run.sh"
+    script.write_text(
+        "while [ \"$(stty size)\" != '32 84' ]; do sleep 0.05; done\n"
+        f"exec {sys.executable} {program}\n"
+    )
+    d = git_repo / ".botster" / "agents" / "typist"
+    d.mkdir(parents=True)
+    (d / "initialization").write_text(f"#!/usr/bin/env bash\nexec bash {script}\n")
+    subprocess.run(["git", "add", ".botster"], cwd=git_repo, check=True)
+    subprocess.run(["git", "commit", "-qm", "agent"], cwd=git_repo, check=True)
+    proc = await hub(env={"BOTSTER_WORKTREE_BASE": str(tmp_path / "worktrees")})
+    conn = await proc.connect()
+    await conn.request("create_agent", {"branch": "typist", "agent": "typist"})
+    await conn.close()
+    socket = hub_socket(Path(proc.env["BOTSTER_RUNTIME_DIR"]))
+    env = {**os.environ, "TERM": "xterm-256color", "BOTSTER_TUI_FAST_PAINT": "1"}
+    env.pop("TMUX", None)
+    keep = [k for k in env if k.startswith(("BOTSTER_", "XDG_")) or k in ("HOME", "PATH")]
+    exports = " ".join(f"{k}={shlex.quote(env[k])}" for k in keep)
+    tmux = Tmux(tmp_path / "tmux.sock", env)
+    cols, rows = 84, 32
+    shown: dict[str, list[str]] = {}
+
+    async def same() -> bool:
+        ui = await tmux.run("capture-pane", "-p", "-t", "c:ui")
+        plain = await tmux.run("capture-pane", "-p", "-t", "p")
+        shown["ui"] = pane_region(ui, cols, rows, 35)
+        shown["plain"] = [line.rstrip() for line in plain.split("\n")[:rows]]
+        return shown["ui"] == shown["plain"]
+
+    try:
+        await tmux.run(
+            "new-session", "-d", "-s", "c", "-n", "ui", "-x", "120", "-y", "36",
+            f"env {exports} {sys.executable} -m botster.cli attach --socket {socket}",
+        )  # fmt: skip
+        await tmux.run(
+            "new-session", "-d", "-s", "p", "-x", str(cols), "-y", str(rows), f"bash {script}"
+        )
+        await tmux.wait_text("p", "READY")
+        await tmux.wait_text("c:ui", "READY")
+        text = "the quick brown fox jumps"
+        for i, key in enumerate([*text, "BSpace", "BSpace", "Enter", *"over 13 lazy dogs"]):
+            for target in ("c:ui", "p"):
+                await tmux.run(
+                    "send-keys", "-t", target, *(["-l", key] if len(key) == 1 else [key])
+                )
+            if i % 5 == 4:  # keys apart, as typed: each echo is drawn on its own
+                await tmux.wait_text("p", f"keys {i + 1:05d}")
+        await tmux.wait_text("p", "over 13 lazy dogs")
+        try:
+            await wait_until(same, "the typed screen", timeout=20)
+        except AssertionError:
+            diff = [
+                f"{y:2} ui   |{a}|\n   plain|{b}|"
+                for y, (a, b) in enumerate(zip(shown["ui"], shown["plain"], strict=False))
+                if a != b
+            ]
+            raise AssertionError("typed screen differs:\n" + "\n".join(diff[:12])) from None
+        assert "the quick brown fox jum" in "\n".join(shown["ui"])
+    finally:
+        await tmux.run("kill-server")

@@ -4,7 +4,9 @@ A private tmux server holds two windows: one runs a recorder program directly (w
 itself delivers), the other runs `botster attach` on a hub whose only agent runs the same
 recorder. The same keys go to both with `send-keys`, all at once and with gaps of 20, 60
 and 120 ms between them; the bytes each recorder read must be the same. The recorder can
-turn on application cursor keys (DECCKM), which changes what tmux sends for the arrows.
+turn on application cursor keys (DECCKM), which changes what tmux sends for the arrows. It
+runs on the alternate screen, as full-screen programs do: there PgUp is the program's (on
+the primary screen, a shell's, it pages the UI's scrollback; test_tui.py tests that).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ RECORDER = r"""
 import os, sys, tty
 out = open(sys.argv[1], "ab", buffering=0)
 tty.setraw(0)
-os.write(1, b"READY\r\n")
+os.write(1, b"\x1b[?1049hREADY\r\n")
 while True:
     data = os.read(0, 4096)
     if not data:

@@ -5,6 +5,9 @@
 * sockets, lock files, hub registry: ``$BOTSTER_RUNTIME_DIR``, else
   ``$XDG_RUNTIME_DIR/botster``, else ``/tmp/botster-<uid>`` (0700)
 * repo layer (wins on name collisions): ``<repo>/.botster``
+* agents' worktrees: ``$BOTSTER_WORKTREE_BASE`` or ``~/botster-sessions``, one directory per
+  repository name
+* the log of a hub ``botster start`` launched: ``<runtime dir>/hub-<first 16 of its id>.log``
 """
 
 from __future__ import annotations
@@ -15,7 +18,17 @@ from pathlib import Path
 
 from botster.base.errors import HubError
 
-__all__ = ["ForeignDirError", "Paths", "botster_home", "ensure_private_dir", "runtime_dir"]
+__all__ = [
+    "ForeignDirError",
+    "Paths",
+    "botster_home",
+    "ensure_private_dir",
+    "hub_log_file",
+    "runtime_dir",
+    "worktree_base",
+]
+
+DEFAULT_WORKTREE_DIR = "botster-sessions"
 
 
 def botster_home() -> Path:
@@ -33,6 +46,19 @@ def runtime_dir() -> Path:
     if xdg:
         return Path(xdg) / "botster"
     return Path(f"/tmp/botster-{os.getuid()}")
+
+
+def worktree_base() -> str:
+    """Where agents' worktrees go: ``$BOTSTER_WORKTREE_BASE`` or ``~/botster-sessions``."""
+    env = os.environ.get("BOTSTER_WORKTREE_BASE")
+    if env:
+        return os.path.abspath(os.path.expanduser(env))
+    return os.path.join(os.path.expanduser("~"), DEFAULT_WORKTREE_DIR)
+
+
+def hub_log_file(hub_id: str, runtime: Path | None = None) -> Path:
+    """Where a hub that ``botster start`` launched writes its log."""
+    return (runtime or runtime_dir()) / f"hub-{hub_id[:16]}.log"
 
 
 class ForeignDirError(HubError, PermissionError):

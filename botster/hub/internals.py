@@ -132,6 +132,26 @@ def paths(hub: HubContext) -> dict[str, Any]:
 
 
 @lua_api
+def info(hub: HubContext) -> dict[str, Any]:
+    """{pid, repo, worktree_base, log = path or nil} for ``hub.info``: where this hub's
+    agents' worktrees go and the file its log goes to (nil when it logs to a terminal)."""
+    from botster.base.paths import hub_log_file, worktree_base
+
+    out: dict[str, Any] = {
+        "pid": os.getpid(),
+        "repo": str(hub.paths.repo),
+        "worktree_base": worktree_base(),
+    }
+    log_file = hub_log_file(hub.hub_id, hub.paths.runtime)
+    try:  # the log file `botster start` gave this hub as its stderr (a stat: not blocking)
+        if os.path.samestat(os.fstat(2), log_file.stat()):
+            out["log"] = str(log_file)
+    except OSError:
+        pass
+    return out
+
+
+@lua_api
 def setting(hub: HubContext, key: str) -> Any:
     """A hub setting from config.json, or its default."""
     return hub.config.setting(key)
@@ -149,8 +169,9 @@ def ready(hub: HubContext, loaded: int, failed: int) -> None:
     hub.sessions.release_signals()
     ms = (time.monotonic() - hub.started_at) * 1000
     log.info(
-        "hub ready: %d plugins loaded, %d failed, in %.0f ms (hub id %s, repo %s)",
+        "hub ready: %d plugin%s loaded, %d failed, in %.0f ms (hub id %s, repo %s)",
         loaded,
+        "" if loaded == 1 else "s",
         failed,
         ms,
         hub.hub_id,
@@ -307,6 +328,7 @@ LUA = {
     "read_file": read_file,
     "is_dir": is_dir,
     "paths": paths,
+    "info": info,
     "setting": setting,
     "release_owner": release_owner,
     "ready": ready,

@@ -50,11 +50,11 @@ def start_hub_blocking(repo: Path) -> dict[str, object]:
     import time
 
     from botster.base.identity import hub_id_for
-    from botster.base.paths import ensure_private_dir, runtime_dir
+    from botster.base.paths import ensure_private_dir, hub_log_file, runtime_dir
     from botster.base.registry import find_hub_for
 
     runtime = ensure_private_dir(runtime_dir())
-    log_path = runtime / f"hub-{hub_id_for(repo)[:16]}.log"
+    log_path = hub_log_file(hub_id_for(repo), runtime)
     with open(log_path, "ab") as log_file:
         proc = subprocess.Popen(
             [sys.executable, "-m", "botster.cli", "hub", "--supervised", "--repo", str(repo)],

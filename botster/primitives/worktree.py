@@ -39,6 +39,7 @@ from botster.base.git import (
     repo_reason,
     worktree_entries,
 )
+from botster.base.paths import worktree_base
 from botster.lua.api import lua_api
 from botster.primitives.context import HubContext
 
@@ -48,7 +49,6 @@ log = logging.getLogger("worktree")
 
 Fail = tuple[None, str]
 
-DEFAULT_BASE_DIR = "botster-sessions"
 # How many file names or commits an error message lists before "and N more".
 _SHOWN = 5
 
@@ -92,13 +92,6 @@ def _listing(items: list[str], total: int | None = None) -> str:
 
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
-
-
-def _worktree_base() -> str:
-    env = os.environ.get("BOTSTER_WORKTREE_BASE")
-    if env:
-        return os.path.abspath(os.path.expanduser(env))
-    return os.path.join(os.path.expanduser("~"), DEFAULT_BASE_DIR)
 
 
 async def _valid_branch(repo: str, branch: str) -> str | None:
@@ -329,7 +322,7 @@ async def _create(
     if isinstance(entries, str):
         raise _Refused(entries)
     main = entries[0]["path"]
-    target = path or os.path.join(_worktree_base(), os.path.basename(main), branch)
+    target = path or os.path.join(worktree_base(), os.path.basename(main), branch)
     real_target = await _realpath(hub, target)
 
     holder = next((e for e in entries if e.get("branch") == branch), None)

@@ -385,6 +385,17 @@ class Terminal(ABC):
         the screen; cells as in ``cells()``. Without scrollback, just the screen."""
         return self.cells()
 
+    def screen_rows(self) -> list[Any]:
+        """The visible rows as opaque values that compare equal while a row's characters and
+        attributes are unchanged; ``row_cells`` expands one into cells as ``cells()`` gives
+        them. Cheaper than ``cells()`` where the emulator allows (a client redrawing only
+        the rows that changed compares these)."""
+        return self.cells()
+
+    def row_cells(self, row: Any) -> list[tuple[Any, ...]]:
+        """The cells of one row from ``screen_rows``."""
+        return list(row)
+
     @property
     def app_cursor(self) -> bool:
         """Whether the program asked for application cursor keys (DECCKM: ``SS3 A`` arrows)."""
@@ -437,6 +448,14 @@ class _AvtTerminal(Terminal):
 
     def history(self) -> list[list[tuple[Any, ...]]]:
         return [[self._cell(c) for c in line.cells] for line in self._vt.lines()]
+
+    def screen_rows(self) -> list[Any]:
+        # avt's lines are copies that compare by characters and pens, in Rust: no cell
+        # tuples are built for rows that did not change.
+        return list(self._vt.view())
+
+    def row_cells(self, row: Any) -> list[tuple[Any, ...]]:
+        return [self._cell(c) for c in row.cells]
 
     @property
     def app_cursor(self) -> bool:

@@ -88,6 +88,29 @@ def agent_label(agent: dict[str, Any]) -> Text:
     return text
 
 
+def hub_info_text(info: dict[str, Any], socket_path: str) -> Text:
+    """The hub panel's header: the hub, where its files are, what it runs (``hub.info``)."""
+    text = Text()
+    text.append("Hub ", style="bold")
+    text.append(f"{info.get('hub_id', '')}")
+    if info.get("pid"):
+        text.append(f" (pid {info['pid']})")
+    rows = [
+        ("repository", info.get("repo")),
+        ("worktrees", info.get("worktree_base")),
+        ("log", info.get("log") or "the terminal that runs the hub (not started by botster start)"),
+        ("socket", socket_path),
+    ]
+    for label, value in rows:
+        if value:
+            text.append(f"\n{label:<11}", style="dim")
+            text.append(str(value))
+    text.append(
+        f"\n{_count(info.get('plugins', 0), 'plugin')} · {_count(info.get('tools', 0), 'MCP tool')}"
+    )
+    return text
+
+
 # Dialogs ----------------------------------------------------------------------------------
 
 
@@ -399,7 +422,9 @@ class HelpScreen(ModalScreen[None]):
                 f"In the terminal pane every key goes to the agent, except the prefix "
                 f"[b]{prefix}[/b]: the key after it is one of the UI keys below (press the "
                 f"prefix twice to send it to the agent). In the agent list and the screens the "
-                f"UI keys work directly. Mouse wheel: scroll the terminal back. Change keys in "
+                f"UI keys work directly. Mouse wheel or shift+pgup/pgdn: scroll the terminal "
+                f"back; plain pgup too when the program is a shell (not a full-screen program "
+                f"such as vim, less or htop, which get the key). Change keys in "
                 f'$BOTSTER_HOME/config.json, "tui_keys": {{"action": "key"}}.\n'
             )
             yield DataTable(id="keys", cursor_type="row", zebra_stripes=True)
@@ -478,15 +503,7 @@ class HubPanel(Screen[None]):
         except (RequestFailed, ConnectionError) as e:
             self.query_one("#hub-info", Static).update(f"hub unreachable: {e}")
             return
-        hub_id = str(info.get("hub_id", ""))
-        # A hub `botster start` launched logs next to its socket (docs/tui.md).
-        log_file = Path(link.socket_path).parent / f"hub-{hub_id[:16]}.log"
-        self.query_one("#hub-info", Static).update(
-            f"[b]Hub[/b] {hub_id}\n"
-            f"socket {link.socket_path} · {_count(info.get('plugins', 0), 'plugin')} · "
-            f"{_count(info.get('tools', 0), 'MCP tool')}"
-            + (f"\nlog {log_file}" if log_file.exists() else "")
-        )
+        self.query_one("#hub-info", Static).update(hub_info_text(info, str(link.socket_path)))
         self.errors = {p.get("name", ""): p["error"] for p in plugins if p.get("error")}
         table = self.query_one("#plugins", DataTable)
         table.clear()

@@ -8,6 +8,10 @@ bracketed when the program asked for it); mouse-wheel scrollback over the model'
 clicks, drags and the wheel reported to a program that turned mouse reporting on; and
 following the pane's size.
 
+Output for the pane on screen is drawn at once: the rows it changed are written through the
+app's own display call as soon as the model has them, instead of at Textual's next frame
+(see "Drawing output at once" below); anything unusual takes Textual's normal refresh.
+
 Typed bytes go straight to the ``send`` callable the app gives (no message hop: each hop
 waits a turn of a loop that may be busy drawing a flood, and key-to-echo latency is what a
 user feels first). The rest leaves as messages, handled by the app:
@@ -17,15 +21,23 @@ after the prefix). Not here: the connection (``hub_link.py``).
 
 from __future__ import annotations
 
+import os
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
 from rich.cells import cell_len
 from rich.color import Color
+from rich.console import Console
+from rich.control import Control
 from rich.segment import Segment
 from rich.style import Style
 from textual import events
+from textual._compositor import CompositorUpdate
+from textual.app import ScreenStackError
+from textual.dom import NoScreen
+from textual.geometry import Region
 from textual.message import Message
 from textual.strip import Strip
 from textual.widget import Widget
@@ -36,11 +48,23 @@ from botster.tui.keys import key_bytes, mouse_bytes, paste_bytes
 __all__ = ["TerminalView"]
 
 SCROLLBACK = 2000
+# Output within this long of the last one drawn at once waits for Textual's next frame: an
+# echo is drawn at once, a flood at the frame rate.
+FAST_PAINT_GAP_S = 1 / 120
 WHEEL_LINES = 3
 _MOUSE_MODES = frozenset({1000, 1002, 1003})
 _CURSOR_KEYS = re.compile(rb"\x1b\[([ABCDHF])")
+# PgUp/PgDn as the user's terminal sends them: plain (CSI 5 ~), or with shift (CSI 5;2 ~).
+_PAGE_KEYS = re.compile(rb"\x1b\[([56])(;2)?~")
 
 Cell = tuple[Any, ...]
+# Textual's names for the page keys: (up, shift).
+_PAGE_KEY_NAMES = {
+    "pageup": (True, False),
+    "pagedown": (False, False),
+    "shift+pageup": (True, True),
+    "shift+pagedown": (False, True),
+}
 
 
 class TerminalView(Widget, can_focus=True):
@@ -102,6 +126,12 @@ class TerminalView(Widget, can_focus=True):
         self._buttons: set[int] = set()  # mouse buttons down that the program was told of
         self._lines: list[Strip] | None = None
         self._styles: dict[tuple[Any, ...], Style] = {}
+        # The live screen's rows as last rendered: (the model's row, cursor column) and its
+        # strip; a row whose key is unchanged keeps its strip (and is not painted again).
+        self._row_keys: list[tuple[Any, int] | None] = []
+        self._row_strips: list[Strip] = []
+        self.fast_paints = 0  # output drawn at once (``_paint_now``), for tests and benches
+        self._painted_at = 0.0
         self._placeholder = "Connecting to the hub…"
 
     # Feeding -----------------------------------------------------------------------------
@@ -112,6 +142,7 @@ class TerminalView(Widget, can_focus=True):
         self.exit_code = None
         self.scroll = 0
         self.term = make_terminal(rows, cols, SCROLLBACK)
+        self._row_keys.clear()
         self.term.feed(data)
         self._changed()
         size = self._inner_size()
@@ -122,11 +153,21 @@ class TerminalView(Widget, can_focus=True):
             self.post_message(self.Resized(self, *size, force=True))
 
     def feed(self, data: bytes) -> None:
-        """Live output of the session."""
+        """Live output of the session: drawn at once when it can be (``_paint_now``), else
+        at Textual's next frame."""
         if self.term is None:
             return
         self.term.feed(data)
-        self._changed()
+        try:
+            painted = self._paint_now()
+        except Exception:
+            # It leans on Textual's internals: should they change under it, the pane goes
+            # on drawing at Textual's frames (an exception here would end the connection).
+            self.log.error("drawing output at once failed; drawing at frames from now on")
+            self.fast_paint = False
+            painted = False
+        if not painted:
+            self._changed()
 
     def process_exited(self, code: int) -> None:
         """The program ended; its last screen stays."""
@@ -196,6 +237,10 @@ class TerminalView(Widget, can_focus=True):
         Returns whether it was a UI key (a ``UiKey`` message is on its way).
         """
         key = event.key
+        if not self.prefix_armed and key in _PAGE_KEY_NAMES:
+            up, shift = _PAGE_KEY_NAMES[key]
+            if self.page_key(up, shift):
+                return False
         if self.prefix_armed:
             self.prefix_armed = False
             self._changed()
@@ -221,11 +266,44 @@ class TerminalView(Widget, can_focus=True):
 
         The user's terminal writes cursor keys in the UI's own cursor-key mode (normal);
         a program that asked for application cursor keys gets them as ``SS3`` instead, as
-        tmux would send them.
+        tmux would send them. PgUp/PgDn may scroll the pane instead (``page_key``).
         """
+        if b"~" in data:
+            at = 0
+            for m in _PAGE_KEYS.finditer(data):
+                up, shift = m[1] == b"5", bool(m[2])
+                self._raw(data[at : m.start()])  # typed first: it returns to the live screen
+                at = m.start()
+                if self.page_key(up, shift):
+                    at = m.end()
+            data = data[at:]
+        self._raw(data)
+
+    def _raw(self, data: bytes) -> None:
+        if not data:
+            return
         if self._app_cursor():
             data = _CURSOR_KEYS.sub(b"\x1bO\\1", data)
         self._type(data)
+
+    def page_key(self, up: bool, shift: bool) -> bool:
+        """PgUp/PgDn (with shift or not): whether it scrolled the pane (else the program's).
+
+        As a terminal user expects: Shift+PgUp/PgDn always page through the pane's
+        scrollback. Plain PgUp enters it too when the program is a shell or a log, i.e. on
+        the primary screen with no mouse reporting; a full-screen program (the alternate
+        screen: vim, less, htop) or one that takes the mouse gets the key. While scrolled
+        back, plain PgUp/PgDn page, and PgDn at the bottom is the live screen again.
+        """
+        term = self.term
+        if term is None:
+            return False
+        if not (shift or self.scroll):
+            if not up or term.alt_screen or self._modes() & _MOUSE_MODES:
+                return False
+        page = max(1, self._rows() - 1)
+        self.scroll_lines(page if up else -page)
+        return True
 
     def raw_paste(self, text: bytes) -> None:
         """A paste from the user's terminal, bracketed if the program asked for it."""
@@ -345,35 +423,138 @@ class TerminalView(Widget, can_focus=True):
         if term is None:
             text = self._placeholder[:width]
             return [Strip([Segment(text, Style(dim=True))], cell_len(text))]
+        if not self.scroll:
+            return self._live_lines(term)
         history = self._history()
-        rows = term.rows
         end = len(history) - self.scroll
-        visible = history[max(0, end - rows) : end]
+        return [self._strip(row, -1) for row in history[max(0, end - term.rows) : end]]
+
+    def _live_lines(self, term: Terminal) -> list[Strip]:
+        """The live screen's strips; rows unchanged since the last render keep theirs."""
+        rows = term.screen_rows()
         cursor = term.cursor
-        show_cursor = cursor.visible and self.scroll == 0
-        strips = []
-        for y, row in enumerate(visible):
-            segments: list[Segment] = []
-            length = 0
-            skip = False
-            cur_x = min(cursor.col, term.cols - 1) if show_cursor and y == cursor.row else -1
-            for x, cell in enumerate(row):
-                if skip:  # the right half of a wide character
-                    skip = False
-                    continue
-                char = cell[0] or " "
+        cur_row = cursor.row if cursor.visible else -1
+        cur_col = min(cursor.col, term.cols - 1)
+        keys, strips = self._row_keys, self._row_strips
+        if len(keys) != len(rows):
+            keys[:] = [None] * len(rows)
+            strips[:] = [Strip.blank(0)] * len(rows)
+        for y, row in enumerate(rows):
+            cur_x = cur_col if y == cur_row else -1
+            key = keys[y]
+            if key is None or key[1] != cur_x or key[0] != row:
+                keys[y] = (row, cur_x)
+                strips[y] = self._strip(term.row_cells(row), cur_x)
+        return list(strips)
+
+    def _strip(self, row: list[Cell], cur_x: int) -> Strip:
+        """One row of cells as a strip; `cur_x`: the cursor's column in it (-1: none)."""
+        # Runs of cells with one look become one segment each (built once per changed row:
+        # this is on the path from output to the screen).
+        segments: list[Segment] = []
+        length = 0
+        skip = False
+        run: list[str] = []
+        run_key: Any = None
+        run_cell: Cell = ()
+        for x, cell in enumerate(row):
+            if skip:  # the right half of a wide character
+                skip = False
+                continue
+            char = cell[0] or " "
+            if not char.isascii() or not char.isprintable():
                 w = cell_len(char)
                 if w == 2:
                     skip = True
                 elif w != 1:
                     char, w = " ", 1
-                style = self._style(cell)
-                if x == cur_x:
-                    style = style + Style(reverse=not cell[7])
-                segments.append(Segment(char, style))
                 length += w
-            strips.append(Strip(Segment.simplify(segments), length))
-        return strips
+            else:
+                length += 1
+            key = cell[1:] if x != cur_x else None
+            if key != run_key or x == cur_x or not run:
+                if run:
+                    segments.append(Segment("".join(run), self._run_style(run_cell, run_key)))
+                run, run_key, run_cell = [], key, cell
+            run.append(char)
+        if run:
+            segments.append(Segment("".join(run), self._run_style(run_cell, run_key)))
+        return Strip(segments, length)
+
+    def _run_style(self, cell: Cell, key: Any) -> Style:
+        style = self._style(cell)
+        if key is None:  # the cursor's cell
+            style = style + Style(reverse=not cell[7])
+        return style
+
+    # Drawing output at once --------------------------------------------------------------
+    #
+    # Textual draws a refreshed widget at its next frame: a timer of up to 1/60 s started
+    # when the app goes idle, after two message hops. For the pane on screen that wait is
+    # most of what a user feels between a key and its echo. So when output changes the
+    # live screen and nothing covers the pane, the rows that changed are rendered through
+    # the widget's own line cache (the same strips, filters and border Textual would draw,
+    # which the next full repaint reuses) and written at once, through the app's own
+    # display call: its synchronized-output brackets, its driver, its cursor position.
+    # Anything else (scrolled back, a dialog or panel, a notification over the pane, a
+    # layout pending) takes the normal path, a refresh.
+
+    def _paint_now(self) -> bool:
+        """Draws the rows the last output changed, now. False: refresh the normal way."""
+        old = self._lines
+        if old is None or self.scroll or self.term is None:
+            return False
+        now = time.monotonic()
+        if now - self._painted_at < FAST_PAINT_GAP_S or not self._uncovered():
+            return False  # a flood: Textual's frames (60/s) coalesce it
+        self._painted_at = now
+        new = self._render_lines()
+        if len(new) != len(old) or len(new) > self.size.height:
+            return False
+        self._lines = new
+        changed = [y for y, (a, b) in enumerate(zip(old, new, strict=True)) if a is not b]
+        if not changed:
+            return True
+        top = self.content_offset.y
+        width = self.outer_size.width
+        for y in changed:
+            self._styles_cache.set_dirty(Region(0, top + y, width, 1))
+        x0, y0 = self.region.offset
+        rows = [
+            (x0, y0 + top + y, self.render_lines(Region(0, top + y, width, 1))[0]) for y in changed
+        ]
+        self.fast_paints += 1
+        self.app._display(self.screen, _RowsUpdate(rows))
+        return True
+
+    def _uncovered(self) -> bool:
+        """Whether the pane is on screen, whole, with nothing over it and no layout pending."""
+        if not self.fast_paint or not self.is_mounted or self.app._batch_count:
+            return False
+        try:
+            screen = self.screen
+            if self.app.screen is not screen:
+                return False
+        except (NoScreen, ScreenStackError):  # between screens, or the app is ending
+            return False
+        if screen._layout_required or self._layout_required:
+            return False
+        compositor = screen._compositor
+        try:
+            mine = compositor.visible_widgets[self][0]
+        except KeyError:
+            return False
+        if mine != self.region:
+            return False  # clipped
+        below = set(self.ancestors_with_self)
+        return not any(
+            widget not in below and region.overlaps(mine) and widget.visible
+            for widget, (region, _clip) in compositor.visible_widgets.items()
+        )
+
+    # False: every frame waits for Textual's timer (BOTSTER_TUI_FAST_PAINT=0; tests and
+    # benchmarks compare both).
+    fast_paint = os.environ.get("BOTSTER_TUI_FAST_PAINT", "1") != "0"
 
     def render_line(self, y: int) -> Strip:
         if self._lines is None:
@@ -382,6 +563,24 @@ class TerminalView(Widget, can_focus=True):
         if y < len(self._lines):
             return self._lines[y].crop_extend(0, width, None)
         return Strip.blank(width)
+
+
+class _RowsUpdate(CompositorUpdate):
+    """Whole rows of the screen to draw as they are: ``(x, y, strip)`` each."""
+
+    def __init__(self, rows: list[tuple[int, int, Strip]]) -> None:
+        self.rows = rows
+
+    def __rich_console__(self, console: Console, options: Any) -> Any:
+        for x, y, strip in self.rows:
+            yield Control.move_to(x, y).segment
+            yield from strip
+
+    def render_segments(self, console: Console) -> str:
+        move_to = Control.move_to
+        return "".join(
+            move_to(x, y).segment.text + strip.render(console) for x, y, strip in self.rows
+        )
 
 
 def _colour(value: str | None) -> Color | None:

@@ -12,7 +12,11 @@ function M.install()
 
   commands.register("hub.info", function()
     local plugins = hub.loader.list_plugins()
-    return { hub_id = hub.hub_id(), plugins = #plugins, tools = mcp.count() }
+    local about = _botster.info()
+    return {
+      hub_id = hub.hub_id(), plugins = #plugins, tools = mcp.count(), pid = about.pid,
+      repo = about.repo, worktree_base = about.worktree_base, log = about.log,
+    }
   end, { description = "The hub's id and what it runs" })
 
   commands.register("hub.stop", function()
