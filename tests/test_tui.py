@@ -146,6 +146,7 @@ async def test_scrollback_and_resize(hub, git_repo: Path, tmp_path: Path):
         assert view.scroll == 0
         await pilot.press("enter")
         # Resizing the app resizes the pane, the model and the PTY.
+        before = (view.size.height, view.size.width)
         await pilot.resize_terminal(100, 30)
         await until(
             pilot,
@@ -155,16 +156,24 @@ async def test_scrollback_and_resize(hub, git_repo: Path, tmp_path: Path):
             ),
             "the model following the pane",
         )
-        # The session itself has the pane's size: a fresh attach gets a snapshot of it.
-        term = Terminal()
-        conn.on_frame = term.on_frame
-        conn.subscribe("terminal", {"session_id": agent(app, "scroll")["session_id"]})
-        async with asyncio.timeout(10):
-            while not term.frames:
-                term.changed.clear()
-                await term.changed.wait()
-        rows, cols = struct.unpack_from("<HH", term.frames[0][1])
-        assert (rows, cols) == (view.size.height, view.size.width)
+        # The session itself takes the pane's size: a fresh attach gets a snapshot of it. The
+        # UI's resize request may still be on its way, so attach again until it has landed.
+        sid = agent(app, "scroll")["session_id"]
+        want, sizes = (view.size.height, view.size.width), []
+        async with asyncio.timeout(20):
+            while want not in sizes:
+                term = Terminal()
+                conn.on_frame = term.on_frame
+                conn.subscribe("terminal", {"session_id": sid})
+                while not term.frames:
+                    term.changed.clear()
+                    await term.changed.wait()
+                sizes.append(struct.unpack_from("<HH", term.frames[0][1]))
+                conn.send(
+                    {"type": "unsubscribe", "channel": "terminal", "params": {"session_id": sid}}
+                )
+                await conn.request("ping")
+        assert set(sizes) <= {want, before}, sizes  # the old size or the new, nothing else
     await conn.close()
 
 
