@@ -24,6 +24,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from bench._common import Result, child_env, fmt_rate, header, p99, verdict
 from bench._hub import SPAWNER, HubRun, Sandbox
@@ -37,6 +38,7 @@ BLOCKS = 3
 SENDS = 10  # push.send calls per block, each to every subscription
 QUIET_S = 2.0
 GOAL_MS = 5.0
+SUBJECT = "mailto:bench@botster.example"
 
 PUSHER = (
     SPAWNER
@@ -66,7 +68,7 @@ async def main():
     async with aiohttp.ClientSession() as session:
         async def one(sub):
             await webpush_async(sub, data, vapid_private_key=key,
-                vapid_claims={"sub": "https://trybotster.com"}, ttl=86400,
+                vapid_claims={"sub": "mailto:bench@botster.example"}, ttl=86400,
                 headers={"Urgency": "normal"}, aiohttp_session=session)
         for _ in range(job["blocks"]):
             t0 = time.perf_counter()
@@ -75,6 +77,12 @@ async def main():
 
 asyncio.run(main())
 """
+
+
+def _write_config(sandbox: Sandbox, settings: dict) -> None:
+    home = Path(sandbox.env["BOTSTER_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "config.json").write_text(json.dumps(settings))
 
 
 async def _wait_count(svc: PushService, n: int) -> None:
@@ -87,6 +95,7 @@ async def _hub_run(
     with Sandbox() as sandbox:
         sandbox.write_plugin("ticker", TICKER)
         sandbox.write_plugin("pusher", PUSHER)
+        _write_config(sandbox, {"push_subject": SUBJECT})
         hub = HubRun(sandbox)
         durations: list[float] = []
         try:

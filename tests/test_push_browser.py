@@ -108,7 +108,11 @@ async def test_switch_subscribes_push_shows_notification_click_opens_agent(
     (agents / "initialization").write_text(SHELL_AGENT)
     relay = await Relay.start(tmp_path / "relay")
     env = {"BOTSTER_SERVER_URL": relay.url, "BOTSTER_TOKEN": mint_token(tmp_path / "relay")}
-    config = {"push_attention_delay_ms": 200, "push_attention_interval_s": 0}
+    config = {
+        "push_attention_delay_ms": 200,
+        "push_attention_interval_s": 0,
+        "push_subject": "mailto:tests@botster.example",
+    }
     async with push_service() as svc:
         device = svc.subscriber("device")
         proc = await hub(env=env, plugins={"watcher": WATCHER}, config=config)
@@ -173,6 +177,7 @@ async def test_switch_subscribes_push_shows_notification_click_opens_agent(
                 sid = sid.split("/")[0]
                 assert delivery.json["url"] == f"{relay.url}/hubs/{sid}?agent=beta"
                 assert delivery.json["agent_key"] == "beta"
+                assert delivery.claims["sub"] == "mailto:tests@botster.example"
 
                 # 3. Chromium gets the decrypted payload: the service worker shows it.
                 assert registrations, "no service worker registration seen"
