@@ -123,7 +123,7 @@ async def _hub_run(
         marks = stamps(hub, r"\[pusher\] MARK window$")
         windows = list(itertools.pairwise(marks))
         ticks = stamps(hub, TICK_LINE)
-        problems = [t for _, t in hub.lines if " ERROR " in t or "WARNING" in t]
+        problems = [t for t in hub.lines if " ERROR " in t or "WARNING" in t]
         note = f"hub exit code {rc}; " if rc else ""
         note += f"{len(problems)} warnings/errors in the hub log" + (
             f", first: {problems[0]}" if problems else ""
