@@ -1,6 +1,6 @@
 """Web push: how fast the hub pushes to 100 browsers, and whether its loop stays responsive.
 
-A loopback push service (``tests/push_service.py`` in counting mode: it answers 201 and
+A loopback push service (``harness/push_service.py`` in counting mode: it answers 201 and
 counts, so this process does not decrypt) and 100 subscriptions, made with ``push.subscribe``
 over the hub socket. A real hub process runs two plugins:
 
@@ -10,9 +10,12 @@ over the hub socket. A real hub process runs two plugins:
 After a warm-up push (pywebpush imported, connections open), 3 blocks of 10 ``push.send``
 (1000 pushes each) run with 2 s of quiet before, between and after; a block ends when the
 service has counted all its pushes. Value: pushes/s over the blocks; jitter p99 of the ticker
-during the blocks against the quiet windows. Baseline, same run: a bare ``webpush_async``
-loop (a fresh claims dict per push, one aiohttp session, everything in flight at once) in a
-child process, the same 3 blocks to the same service, after the hub has stopped.
+during the blocks against the quiet windows (printed with their ratio); the hub's CPU per push
+(``/proc/<pid>/stat``, all threads) against the bare loop's; and the hub's run-queue wait
+(``/proc/<pid>/schedstat``) per second of pushing and of quiet, which says how much of the
+jitter is this machine's other load rather than the hub's loop. Baseline, same run: a bare
+``webpush_async`` loop (a fresh claims dict per push, one aiohttp session, everything in flight
+at once) in a child process, the same 3 blocks to the same service, after the hub has stopped.
 Goal (issue 16): p99 jitter while pushing < 5 ms; throughput is information.
 """
 
