@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from botster.base.config import Config
+from botster.base.errors import HubError
 from botster.primitives.push import MAX_PAYLOAD, fit_payload
 from botster.transports.client import HubConnection, RequestFailed
 from harness.push_service import push_service, unb64url
@@ -37,7 +39,101 @@ async def connect(proc) -> HubConnection:
     return await HubConnection.connect(socket_of(proc), "t")
 
 
-async def test_round_trip_keys_survive_restart_nothing_in_plaintext(hub, isolated_env) -> None:
+def git_email(repo: Path, email: str | None) -> None:
+    """Sets (None: unsets) the repository's git user.email."""
+    args = ["user.email", email] if email else ["--unset", "user.email"]
+    subprocess.run(["git", "config", *args], cwd=repo, check=email is not None)
+
+
+@pytest.fixture(autouse=True)
+def repo_contact(request: pytest.FixtureRequest) -> None:
+    """The repository's git user.email: the VAPID sub of these tests' hubs (see the test of
+    push_subject for the other sources)."""
+    if "hub" in request.fixturenames:
+        git_email(request.getfixturevalue("git_repo"), "tests@botster.example")
+
+
+SUBJECT_SENDER = (
+    SENDER
+    + """
+commands.register("t.config", function(args) return config.set(args.key, args.value) end)
+"""
+)
+
+
+async def test_push_subject_is_the_users_own_contact(hub, git_repo, isolated_env) -> None:
+    """The VAPID sub: push_subject; unset, mailto: git user.email; else the relay's https
+    origin; else push.send refuses, naming the setting and the file."""
+    config_file = Path(isolated_env["BOTSTER_HOME"]) / "config.json"
+    git_email(git_repo, None)
+    async with push_service() as svc:
+        phone = svc.subscriber("phone")
+        proc = await hub(plugins={"sender": SUBJECT_SENDER}, config={"embedded_relay": False})
+        conn = await connect(proc)
+        await conn.request("push.subscribe", {"subscription": phone.subscription})
+        send = {"msg": {"title": "hi"}}
+
+        # Nothing to go by: refused, and nothing is sent.
+        refused = await conn.request("t.send", send)
+        assert refused == {
+            "err": "push.send: push_subject is not set: push services want a contact for this "
+            "hub's pushes (the VAPID sub claim). Set it in "
+            f'{config_file}: "push_subject": "mailto:you@example.com" (or '
+            '"https://your.site"; from Lua: config.set("push_subject", '
+            '"mailto:you@example.com")), or give the repository a git user.email, or use a '
+            "relay with an https URL"
+        }
+
+        # The repository's git user.email.
+        git_email(git_repo, "dev@repo.example")
+        assert await conn.request("t.send", send) == {"n": 1}
+        assert (await svc.wait(1))[0].claims["sub"] == "mailto:dev@repo.example"
+
+        # The setting wins, at once (the signed JWT is not reused for another subject).
+        assert await conn.request("t.config", {"key": "push_subject", "value": "https://me.dev"})
+        assert await conn.request("t.send", send) == {"n": 1}
+        assert (await svc.wait(2))[1].claims["sub"] == "https://me.dev"
+        assert svc.problems == []
+        await conn.close()
+        await proc.stop_and_verify()
+
+        # No setting, no git address, an https relay: its origin (no port, no path).
+        git_email(git_repo, None)
+        relay = {"server_url": "https://relay.example.org:8443/botster"}
+        proc = await hub(plugins={"sender": SUBJECT_SENDER}, config=relay)
+        conn = await connect(proc)
+        assert await conn.request("t.send", send) == {"n": 1}
+        assert (await svc.wait(3))[2].claims["sub"] == "https://relay.example.org"
+        await conn.close()
+
+        # An http relay is no contact.
+        await proc.stop_and_verify()
+        proc = await hub(
+            plugins={"sender": SUBJECT_SENDER}, config={"server_url": "http://relay.example.org"}
+        )
+        conn = await connect(proc)
+        assert "push_subject is not set" in (await conn.request("t.send", send))["err"]
+        assert len(svc.requests) == 3
+        await conn.close()
+
+
+@pytest.mark.parametrize(
+    "value", ["me@example.org", "mailto:me@host", "https://x.org/path", "http://x.org", 42]
+)
+def test_a_bad_push_subject_in_the_config_file_is_a_clear_error(tmp_path, value) -> None:
+    file = tmp_path / "config.json"
+    file.write_text(json.dumps({"push_subject": value}))
+    with pytest.raises(HubError) as e:
+        Config.load_blocking(file)
+    assert str(e.value) == (
+        f"{file}: push_subject must be the contact push services see in VAPID's sub claim "
+        f"(mailto:you@host or https://host), got {value!r}"
+    )
+
+
+async def test_round_trip_keys_survive_restart_nothing_in_plaintext(
+    hub, isolated_env, git_repo
+) -> None:
     home = Path(isolated_env["BOTSTER_HOME"])
     async with push_service() as svc:
         a, b = svc.subscriber("a"), svc.subscriber("b")
@@ -84,7 +180,8 @@ async def test_round_trip_keys_survive_restart_nothing_in_plaintext(hub, isolate
             if p.suffix == ".enc":
                 assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
 
-        # A new hub: same key, same subscriptions; the defaults for TTL and Urgency.
+        # A new hub: same key, same subscriptions; the defaults for TTL, Urgency and subject.
+        git_email(git_repo, "dev@repo.example")
         proc2 = await hub(plugins={"sender": SENDER}, config={})
         conn = await connect(proc2)
         assert (await conn.request("push.vapid_public_key"))["public_key"] == key
@@ -94,7 +191,7 @@ async def test_round_trip_keys_survive_restart_nothing_in_plaintext(hub, isolate
         for d in deliveries:
             assert d.json == {"title": "again"} and d.vapid_key == key
             assert d.headers["ttl"] == "86400" and d.headers["urgency"] == "normal"
-            assert d.claims["sub"] == "https://trybotster.com"
+            assert d.claims["sub"] == "mailto:dev@repo.example"
         # Unsubscribing forgets; twice is fine.
         assert await conn.request("push.unsubscribe", {"endpoint": a.endpoint}) == {
             "unsubscribed": True

@@ -12,128 +12,28 @@ desktop and phone sizes go to ``.screenshots/`` (gitignored) for people to look 
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import re
-import shutil
 import signal
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
-import pytest
+import playwright.async_api as playwright_api
 
-ROOT = Path(__file__).resolve().parent.parent
-STATIC = ROOT / "botster" / "relay" / "static" / "index.html"
-CHROMIUM = "/usr/bin/chromium"
+import botster.remote.bundle as remote_bundle
+from botster.transports.client import HubConnection
+from tests.browser import BROWSER_MARKS, CHROMIUM, CHROMIUM_ARGS, ROOT
+from tests.browser import Relay as _Relay
+from tests.browser import mint_token as _mint_token
+from tests.browser import pairing_url as _pairing_url
+from tests.browser import until as _until
+from tests.test_socket import socket_of
+
 SHOTS = ROOT / ".screenshots"
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-features=WebRtcHideLocalIpsWithMdns",
-    "--allow-loopback-in-peer-connection",
-]
-
-import playwright.async_api as playwright_api  # noqa: E402
-
-import botster.remote.bundle as remote_bundle  # noqa: E402
-from botster.transports.client import HubConnection  # noqa: E402
-from tests.test_socket import socket_of  # noqa: E402
-
-pytestmark = [
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium"),
-    pytest.mark.skipif(not STATIC.exists(), reason="the web app is not built (make web)"),
-    pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare"),
-    pytest.mark.timeout(300),
-]
+pytestmark = BROWSER_MARKS
 
 SHELL_AGENT = "PS1='demo$ ' exec sh\n"
 TOOLS_PLUGIN = """
 mcp.tool("review_pr", {description = "Reviews a pull request"}, function() return "ok" end)
 """
-
-
-async def _until(predicate, what: str, timeout: float = 20.0, every: float = 0.1):
-    """Polls an async predicate until it returns something truthy; fails naming `what`."""
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        last = await predicate()
-        if last:
-            return last
-        await asyncio.sleep(every)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
-
-
-class _Relay:
-    """`botster relay` as a child process, as a user runs it."""
-
-    def __init__(self, data: Path, port: int) -> None:
-        self.data, self.port = data, port
-        self.url = f"http://127.0.0.1:{port}"
-        self.proc: asyncio.subprocess.Process | None = None
-
-    @classmethod
-    async def start(cls, data: Path) -> _Relay:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        relay = cls(data, port)
-        await relay.restart()
-        return relay
-
-    async def restart(self) -> None:
-        proc = self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "botster.cli", "relay", "--host", "127.0.0.1",
-            "--port", str(self.port), "--data", str(self.data),
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )  # fmt: skip
-
-        async def up():
-            try:
-                _, w = await asyncio.open_connection("127.0.0.1", self.port)
-            except OSError:
-                assert proc.returncode is None, "botster relay exited"
-                return False
-            w.close()
-            return True
-
-        await _until(up, "the relay to listen")
-
-    async def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.returncode is None:
-            self.proc.terminate()
-        await asyncio.wait_for(self.proc.wait(), 15)
-
-
-def _mint_token(data: Path) -> str:
-    out = subprocess.run(
-        [sys.executable, "-m", "botster.cli", "relay", "token", "--data", str(data)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    return out.stdout.strip().splitlines()[-1]
-
-
-async def _pairing_url(conn: HubConnection, relay_url: str, *, fresh: bool = False) -> str:
-    async def code():
-        c = await conn.request("connection.regenerate" if fresh else "connection.code")
-        relay, sid, _ = remote_bundle.parse_pairing_url(c["url"])
-        return c["url"] if relay.rstrip("/") == relay_url.rstrip("/") and sid else None
-
-    return await _until(code, "a pairing URL on the relay", timeout=30, every=0.3)
 
 
 async def _terminal_text(page) -> str:

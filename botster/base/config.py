@@ -18,10 +18,19 @@ from typing import Any
 
 from botster.base.errors import HubError
 
-__all__ = ["Config", "HUB_SETTINGS"]
+__all__ = ["Config", "HUB_SETTINGS", "valid_push_subject"]
 
-# What push services (and py_vapid) accept as VAPID `sub`: an address or a bare https origin.
-_PUSH_SUBJECT = re.compile(r"(mailto:[^\s@]{1,64}@[\w.-]{1,190}|https://[\w.-]{1,190})\Z")
+# What push services (and py_vapid, whose rule this is a subset of) accept as VAPID `sub`: an
+# address or a bare https origin, on localhost or a dotted host name.
+_PUSH_SUBJECT = re.compile(
+    r"(mailto:[^\s@]{1,64}@|https://)(localhost|[\w-]{1,63}(\.[\w-]{1,63}){1,8})\Z"
+)
+
+
+def valid_push_subject(value: Any) -> bool:
+    """True if `value` is a VAPID subject push services accept (``mailto:`` or ``https://``)."""
+    return isinstance(value, str) and _PUSH_SUBJECT.match(value) is not None
+
 
 # Settings the hub itself reads: key -> (default, check, description).
 HUB_SETTINGS: dict[str, tuple[Any, Any, str]] = {
@@ -50,9 +59,10 @@ HUB_SETTINGS: dict[str, tuple[Any, Any, str]] = {
         lambda v: isinstance(v, bool),
         "known blocking calls on the event loop raise with their caller (true/false)",
     ),
+    # Unset: mailto: the repository's git user.email, else the relay's https origin (push.py).
     "push_subject": (
-        "https://trybotster.com",
-        lambda v: isinstance(v, str) and _PUSH_SUBJECT.match(v) is not None,
+        None,
+        valid_push_subject,
         "the contact push services see in VAPID's sub claim (mailto:you@host or https://host)",
     ),
     "hub_watchdog_s": (

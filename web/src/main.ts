@@ -83,6 +83,12 @@ async function main() {
     },
   });
   window.botster = { carrier, client, page, log };
+  // A click on a push notification for this hub (the service worker tells this window).
+  navigator.serviceWorker?.addEventListener("message", (e: MessageEvent) => {
+    const m = e.data as { type?: string; agent_key?: unknown } | null;
+    if (m?.type === "botster.open_agent" && typeof m.agent_key === "string") page.openAgent(m.agent_key);
+  });
+  navigator.serviceWorker?.startMessages();
   await oneTabPerHub(record.hubId, page, () => {
     carrier.start();
     page.fitTerminal();

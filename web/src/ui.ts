@@ -484,32 +484,70 @@ export class HubPage {
     }
   }
 
-  /** Web push: this device subscribes with the hub's VAPID key; the service worker shows them. */
+  /**
+   * Web push: a switch per hub. On: the browser's permission prompt, a subscription with the
+   * hub's VAPID key, handed to the hub (`push.subscribe`); the service worker shows what the hub
+   * pushes. Off: the hub forgets this device (`push.unsubscribe`). The browser has one
+   * subscription for every hub it is paired with, so which hubs hold it is kept here.
+   */
   private pushRow(): HTMLElement {
     const status = h("span", { class: "hint", "data-testid": "push-status" });
     const supported = "serviceWorker" in navigator && "PushManager" in window && "Notification" in window;
-    const button = h("button", { "data-testid": "push-enable", disabled: !supported }, "Enable on this device");
-    if (!supported) status.textContent = " This browser cannot receive push notifications here (they need https).";
-    button.addEventListener("click", async () => {
+    const toggle = h("input", { type: "checkbox", role: "switch", "data-testid": "push-switch", disabled: true });
+    const label = h("label", {}, toggle, " Notifications on this device");
+    const stored = `botster-push:${this.hubId}`;
+    const current = async () => (await navigator.serviceWorker.ready).pushManager.getSubscription();
+    const say = (text: string) => (status.textContent = text ? ` ${text}` : "");
+    if (!supported) {
+      say("This browser cannot receive push notifications here (they need https).");
+      return h("p", {}, label, status);
+    }
+    void current()
+      .then((sub) => {
+        toggle.checked = !!sub && localStorage.getItem(stored) === sub.endpoint;
+        toggle.disabled = false;
+      })
+      .catch((e) => say(`Push is unavailable: ${(e as Error).message}`));
+    const turnOn = async () => {
+      if ((await Notification.requestPermission()) !== "granted") throw new Error("notifications are blocked for this site");
+      const reg = await navigator.serviceWorker.ready;
+      const { public_key } = await this.client.request<{ public_key: string }>("push.vapid_public_key");
+      const sub = await reg.pushManager.subscribe({
+        userVisibleOnly: true,
+        applicationServerKey: b64decode(public_key) as Uint8Array<ArrayBuffer>,
+      });
+      const j = sub.toJSON();
+      await this.client.request("push.subscribe", { subscription: { endpoint: j.endpoint, keys: j.keys } });
+      localStorage.setItem(stored, sub.endpoint);
+    };
+    const turnOff = async () => {
+      const endpoint = localStorage.getItem(stored) ?? (await current())?.endpoint;
+      if (endpoint) await this.client.request("push.unsubscribe", { endpoint });
+      localStorage.removeItem(stored);
+    };
+    toggle.addEventListener("change", async () => {
+      const on = toggle.checked;
+      toggle.disabled = true;
+      say("");
       try {
-        if ((await Notification.requestPermission()) !== "granted") {
-          status.textContent = " Notifications are blocked for this site.";
-          return;
-        }
-        const reg = await navigator.serviceWorker.ready;
-        const { public_key } = await this.client.request<{ public_key: string }>("push.vapid_public_key");
-        const sub = await reg.pushManager.subscribe({
-          userVisibleOnly: true,
-          applicationServerKey: b64decode(public_key) as Uint8Array<ArrayBuffer>,
-        });
-        const j = sub.toJSON();
-        await this.client.request("push.subscribe", { subscription: { endpoint: j.endpoint, keys: j.keys } });
-        status.textContent = " On: this device gets a notification when an agent needs you.";
+        await (on ? turnOn() : turnOff());
+        say(on ? "On: this device gets a notification when an agent needs you." : "Off.");
+        toggle.dataset.state = on ? "on" : "off";
       } catch (e) {
-        status.textContent = ` Could not subscribe: ${(e as Error).message}`;
+        toggle.checked = !on;
+        say(`Could not turn notifications ${on ? "on" : "off"}: ${(e as Error).message}`);
+        toggle.dataset.state = "error";
+      } finally {
+        toggle.disabled = false;
       }
     });
-    return h("p", {}, button, status);
+    return h("p", {}, label, status);
+  }
+
+  /** A click on a notification, in a window already showing this hub: show that agent. */
+  openAgent(agentKey: string) {
+    this.wantAgent = agentKey;
+    void this.refreshAgents();
   }
 
   onEvent(channel: string, event: string) {

@@ -8,7 +8,7 @@ function loadWorker(location?: { origin: string }) {
   const shown: { title: string; options: Record<string, unknown> }[] = [];
   const opened: string[] = [];
   const focused: string[] = [];
-  const windows: { url: string; focus(): void }[] = [];
+  const windows: { url: string; focus(): Promise<unknown>; postMessage(m: unknown): void }[] = [];
   const self = {
     location,
     addEventListener: (name: string, fn: (e: unknown) => void) => (handlers[name] = fn),
@@ -45,12 +45,29 @@ it("a push shows the payload's title and body; a click opens its url", async () 
   expect(w.opened).toEqual([payload.url]);
 });
 
-it("a click focuses a window already on that url instead of opening another", async () => {
-  const w = loadWorker();
+it("a click in a window already on that hub shows the agent there instead of opening another", async () => {
+  const w = loadWorker({ origin: "https://relay.example" });
   let focused = 0;
-  w.windows.push({ url: "https://relay.example/x", focus: () => void focused++ });
-  await w.fire("notificationclick", { notification: { data: { url: "https://relay.example/x" }, close() {} } });
+  const told: unknown[] = [];
+  const other = { url: "https://relay.example/hubs/h2", focus: async () => void focused++, postMessage: (m: unknown) => told.push(["h2", m]) };
+  const mine = { url: "https://relay.example/hubs/h1", focus: async () => void focused++, postMessage: (m: unknown) => told.push(["h1", m]) };
+  w.windows.push(other, mine);
+  await w.fire("notificationclick", { notification: { data: { url: "/hubs/h1?agent=demo", agent_key: "demo" }, close() {} } });
+  expect(told).toEqual([["h1", { type: "botster.open_agent", agent_key: "demo" }]]);
   expect(focused).toBe(1);
+  expect(w.opened).toEqual([]);
+});
+
+it("a window that may not be focused (no user activation) was still told", async () => {
+  const w = loadWorker({ origin: "https://relay.example" });
+  const told: unknown[] = [];
+  w.windows.push({
+    url: "https://relay.example/hubs/h1/pairing",
+    focus: () => Promise.reject(new DOMException("Not allowed to focus a window.", "InvalidAccessError")),
+    postMessage: (m: unknown) => told.push(m),
+  });
+  await w.fire("notificationclick", { notification: { data: { url: "https://relay.example/hubs/h1?agent=a%20b" }, close() {} } });
+  expect(told).toEqual([{ type: "botster.open_agent", agent_key: "a b" }]);
   expect(w.opened).toEqual([]);
 });
 
