@@ -166,7 +166,7 @@ async def _measure(sandbox: Sandbox) -> tuple[list[float], list[float], dict, li
     tracebacks = hub.count(r"Traceback")
     notes.append(
         f"hub restarts: {restarts}; rejected-input log lines: {rejected}; tracebacks: "
-        f"{tracebacks}; longest log line: {max(len(t) for _, t in hub.lines)} chars"
+        f"{tracebacks}; longest log line: {max(len(t) for t in hub.lines)} chars"
     )
     marks = stamps(hub, r"\[spawner\] MARK (QUIET start|QUIET end|ATTACK start|ATTACK end)")
     if len(marks) != 6:
