@@ -280,8 +280,11 @@ async def _measure() -> dict[str, object]:
                     await asyncio.sleep(0.05)
                 want: list = [b"", (0, "")]
                 tail = bytearray()
+                seen = {"frames": 0, "snapshots": 0}
 
                 def on_flood(ftype: int, payload: bytes) -> None:
+                    seen["frames"] += 1
+                    seen["snapshots"] += ftype == SNAPSHOT
                     if not want[0]:
                         return
                     if ftype == PTY_OUTPUT:
@@ -316,7 +319,10 @@ async def _measure() -> dict[str, object]:
                     try:
                         await asyncio.wait_for(got.wait(), 10)
                     except TimeoutError:
-                        out["flood_py_failed"] = f"key {k}: no echo within 10 s"
+                        out["flood_py_failed"] = (
+                            f"key {k}: no echo within 10 s ({seen['frames']} frames, "
+                            f"{seen['snapshots']} snapshots, channel {tb.dc.readyState if tb.dc else None})"
+                        )
                         break
                     flood_py.append((time.perf_counter() - t0) * 1000)
                     await asyncio.sleep(0.005)
