@@ -110,6 +110,30 @@ async ([n, gap]) => {
 """
 
 
+# The page's receive path while it floods (absent in builds without the counters): how long
+# data-channel messages waited for the ones before them, and how often the terminal fell
+# behind and asked the hub for a fresh snapshot instead of parsing stale output.
+RECV_STATS_JS = """
+(restart) => {
+  const c = window.botster.carrier.stats, f = window.botster.page.feed?.stats;
+  if (c && restart) c.lagMaxMs = 0;
+  return c ? { messages: c.messages, lag_max_ms: c.lagMaxMs, resyncs: f ? f.resyncs : null,
+               dropped: f ? f.droppedBytes : null } : null;
+}
+"""
+
+
+def _recv_text(pair: list) -> str:
+    a, b = pair
+    if not a or not b:
+        return "no receive counters in this build"
+    return (
+        f"{b['messages'] - a['messages']} messages, longest wait behind earlier ones "
+        f"{fmt_ms(b['lag_max_ms'])}, {b['resyncs'] - a['resyncs']} resyncs "
+        f"({(b['dropped'] - a['dropped']) / 1e6:.1f} MB of stale output not parsed)"
+    )
+
+
 def _expected_row(n: int) -> str:
     """Row 1 of the flooder after n keys: key k at column k % 60, the latest one wins."""
     cells = [" "] * 60
@@ -261,8 +285,10 @@ async def _measure() -> dict[str, object]:
                     ".translateToString().includes('flood')",
                     timeout=30_000,
                 )
+                before = await page.evaluate(RECV_STATS_JS, True)
                 flood = await page.evaluate(FLOOD_ECHO_JS, [KEYS, 5])
                 out["flood_web"], out["flood_row"] = flood["times"], flood["row"]
+                out["flood_recv"] = [before, await page.evaluate(RECV_STATS_JS, False)]
                 # Baseline: a second flooder watched by the Python test browser, once the first
                 # is gone (two flooders and their watchers would share two cores).
                 await page.locator('[data-testid="agent"][data-agent-key="bench"]').click()
@@ -307,7 +333,9 @@ async def _measure() -> dict[str, object]:
 
                 tb.on_frame = on_flood
                 tb.attach(sid2)
-                await tb.wait_for(lambda: sid2 in tb.screens)
+                # Until the flooder draws, its terminal is not raw yet: a key typed then is
+                # flushed by its tcsetattr and never echoed.
+                await tb.wait_for(lambda: b"flood " in tb.screens.get(sid2, b""), within=60)
                 flood_py: list[float] = []
                 for k in range(KEYS):
                     got.clear()
@@ -321,7 +349,8 @@ async def _measure() -> dict[str, object]:
                     except TimeoutError:
                         out["flood_py_failed"] = (
                             f"key {k}: no echo within 10 s ({seen['frames']} frames, "
-                            f"{seen['snapshots']} snapshots, channel {tb.dc.readyState if tb.dc else None})"
+                            f"{seen['snapshots']} snapshots, "
+                            f"channel {tb.dc.readyState if tb.dc else None})"
                         )
                         break
                     flood_py.append((time.perf_counter() - t0) * 1000)
@@ -387,6 +416,7 @@ def run() -> list[Result]:
         f"p99 {fmt_ms(fw)}, Python p99 {py_text}; "
         f"final echo row {'matches' if row_ok else 'DIFFERS: ' + r['flood_row']}"
     )
+    print(f"  Chromium's receive path during the flood: {_recv_text(r['flood_recv'])}")
     print(f"  app size: {size:.0f} KB gzipped (xterm.js alone {xterm:.0f} KB)")
     return [
         Result(
