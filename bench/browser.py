@@ -9,6 +9,12 @@
   data channel, hub, PTY echo, back, decrypt, to the terminal's write), timed in the page with
   ``performance.now()``; 200 keys 5 ms apart, p50/p99; baseline: the same through
   ``TestBrowser``, interleaved blocks.
+* key to echo under a flood: an agent (``bench._tui.FLOODER``) redraws 14 rows as fast as its
+  PTY takes them and echoes each key itself on row 1; 200 keys, timed to the echo parsed into
+  xterm's buffer; the final row must be exact. Baseline: the Python test browser on a second
+  flooder, once the first is gone. Information: the page's receive path during the flood
+  (wait behind earlier messages, resyncs), and 100 more keys with Chromium's CPU throttled 4x
+  (a phone), where the page drops stale output and resyncs (``web/src/termfeed.ts``).
 * app size: JS + CSS of the built app, gzipped (information beside it: xterm.js alone).
 
 Runs inside ``unshare --net`` with only ``lo`` (re-executing itself), like the end-to-end test;
@@ -44,6 +50,9 @@ BLOCKS = 4
 GOAL_PAIR_S = 3.0
 GOAL_ECHO_P99_MS = 30.0
 GOAL_SIZE_KB = 400.0
+SLOW_CPU = 4  # Chromium's CPU throttling for the phone-speed run (information)
+SLOW_KEYS = 100
+SLOW_BUDGET_S = 90  # the slow run stops typing after this (a build without resync took minutes)
 CHROMIUM_ARGS = [
     "--headless=new",
     "--no-sandbox",
@@ -79,7 +88,7 @@ async ([n, gap]) => {
 
 
 FLOOD_ECHO_JS = """
-async ([n, gap]) => {
+async ([n, gap, off, budgetMs]) => {
   const b = window.botster;
   const term = b.page.term;
   let want = null;
@@ -89,23 +98,31 @@ async ([n, gap]) => {
     const line = term.buffer.active.getLine(term.buffer.active.viewportY);
     if (line && line.translateToString(false, want.col, want.col + 1) === want.ch) {
       want = null;
-      resolve();
+      resolve(true);
     }
   });
   const times = [];
-  for (let k = 0; k < n; k++) {
+  const start = performance.now();
+  let k = off;
+  for (; k < off + n; k++) {
     const ch = String.fromCharCode(97 + (k % 26));
+    const left = budgetMs - (performance.now() - start);
+    if (left <= 0) break;
     const done = new Promise((r) => (resolve = r));
     want = { col: k % 60, ch };
     const t0 = performance.now();
     b.client.input(new Uint8Array([ch.charCodeAt(0)]));
-    await done;
+    const timer = setTimeout(() => resolve(false), left);
+    const ok = await done;
+    clearTimeout(timer);
     times.push(performance.now() - t0);
+    if (!ok) { k++; break; }
     await new Promise((r) => setTimeout(r, gap));
   }
   sub.dispose();
+  want = null;
   const row = term.buffer.active.getLine(term.buffer.active.viewportY).translateToString(true);
-  return { times, row };
+  return { times, row, typed: k - off };
 }
 """
 
@@ -286,9 +303,21 @@ async def _measure() -> dict[str, object]:
                     timeout=30_000,
                 )
                 before = await page.evaluate(RECV_STATS_JS, True)
-                flood = await page.evaluate(FLOOD_ECHO_JS, [KEYS, 5])
+                flood = await page.evaluate(FLOOD_ECHO_JS, [KEYS, 5, 0, 300_000])
                 out["flood_web"], out["flood_row"] = flood["times"], flood["row"]
                 out["flood_recv"] = [before, await page.evaluate(RECV_STATS_JS, False)]
+                # Information: the same on a phone-speed CPU (Chromium's CPU throttled), where
+                # the page cannot parse the whole flood and must resync instead.
+                cdp = await page.context.new_cdp_session(page)
+                await cdp.send("Emulation.setCPUThrottlingRate", {"rate": SLOW_CPU})
+                before = await page.evaluate(RECV_STATS_JS, True)
+                slow = await page.evaluate(
+                    FLOOD_ECHO_JS, [SLOW_KEYS, 5, KEYS, SLOW_BUDGET_S * 1000]
+                )
+                out["slow_web"], out["slow_row"] = slow["times"], slow["row"]
+                out["slow_typed"] = slow["typed"]
+                out["slow_recv"] = [before, await page.evaluate(RECV_STATS_JS, False)]
+                await cdp.send("Emulation.setCPUThrottlingRate", {"rate": 1})
                 # Baseline: a second flooder watched by the Python test browser, once the first
                 # is gone (two flooders and their watchers would share two cores).
                 await page.locator('[data-testid="agent"][data-agent-key="bench"]').click()
@@ -417,6 +446,15 @@ def run() -> list[Result]:
         f"final echo row {'matches' if row_ok else 'DIFFERS: ' + r['flood_row']}"
     )
     print(f"  Chromium's receive path during the flood: {_recv_text(r['flood_recv'])}")
+    typed = r["slow_typed"]
+    slow_ok = r["slow_row"].rstrip() == _expected_row(KEYS + typed)
+    cut = "" if typed == SLOW_KEYS else f" (only {typed} keys within {SLOW_BUDGET_S} s)"
+    print(
+        f"  the same with Chromium's CPU {SLOW_CPU}x slower (a phone; information): "
+        f"p50 {fmt_ms(median(r['slow_web']))} p99 {fmt_ms(p99(r['slow_web']))}{cut}; "
+        "final echo row "
+        f"{'matches' if slow_ok else 'DIFFERS: ' + r['slow_row']}; {_recv_text(r['slow_recv'])}"
+    )
     print(f"  app size: {size:.0f} KB gzipped (xterm.js alone {xterm:.0f} KB)")
     return [
         Result(
