@@ -9,6 +9,12 @@
   data channel, hub, PTY echo, back, decrypt, to the terminal's write), timed in the page with
   ``performance.now()``; 200 keys 5 ms apart, p50/p99; baseline: the same through
   ``TestBrowser``, interleaved blocks.
+* key to echo under a flood: an agent (``bench._tui.FLOODER``) redraws 14 rows as fast as its
+  PTY takes them and echoes each key itself on row 1; 200 keys, timed to the echo parsed into
+  xterm's buffer; the final row must be exact. Baseline: the Python test browser on a second
+  flooder, once the first is gone. Information: the page's receive path during the flood
+  (wait behind earlier messages, resyncs), and 100 more keys with Chromium's CPU throttled 4x
+  (a phone), where the page drops stale output and resyncs (``web/src/termfeed.ts``).
 * app size: JS + CSS of the built app, gzipped (information beside it: xterm.js alone).
 
 Runs inside ``unshare --net`` with only ``lo`` (re-executing itself), like the end-to-end test;
@@ -44,6 +50,9 @@ BLOCKS = 4
 GOAL_PAIR_S = 3.0
 GOAL_ECHO_P99_MS = 30.0
 GOAL_SIZE_KB = 400.0
+SLOW_CPU = 4  # Chromium's CPU throttling for the phone-speed run (information)
+SLOW_KEYS = 100
+SLOW_BUDGET_S = 90  # the slow run stops typing after this (a build without resync took minutes)
 CHROMIUM_ARGS = [
     "--headless=new",
     "--no-sandbox",
@@ -79,7 +88,7 @@ async ([n, gap]) => {
 
 
 FLOOD_ECHO_JS = """
-async ([n, gap]) => {
+async ([n, gap, off, budgetMs]) => {
   const b = window.botster;
   const term = b.page.term;
   let want = null;
@@ -89,25 +98,57 @@ async ([n, gap]) => {
     const line = term.buffer.active.getLine(term.buffer.active.viewportY);
     if (line && line.translateToString(false, want.col, want.col + 1) === want.ch) {
       want = null;
-      resolve();
+      resolve(true);
     }
   });
   const times = [];
-  for (let k = 0; k < n; k++) {
+  const start = performance.now();
+  let k = off;
+  for (; k < off + n; k++) {
     const ch = String.fromCharCode(97 + (k % 26));
+    const left = budgetMs - (performance.now() - start);
+    if (left <= 0) break;
     const done = new Promise((r) => (resolve = r));
     want = { col: k % 60, ch };
     const t0 = performance.now();
     b.client.input(new Uint8Array([ch.charCodeAt(0)]));
-    await done;
+    const timer = setTimeout(() => resolve(false), left);
+    const ok = await done;
+    clearTimeout(timer);
     times.push(performance.now() - t0);
+    if (!ok) { k++; break; }
     await new Promise((r) => setTimeout(r, gap));
   }
   sub.dispose();
+  want = null;
   const row = term.buffer.active.getLine(term.buffer.active.viewportY).translateToString(true);
-  return { times, row };
+  return { times, row, typed: k - off };
 }
 """
+
+
+# The page's receive path while it floods (absent in builds without the counters): how long
+# data-channel messages waited for the ones before them, and how often the terminal fell
+# behind and asked the hub for a fresh snapshot instead of parsing stale output.
+RECV_STATS_JS = """
+(restart) => {
+  const c = window.botster.carrier.stats, f = window.botster.page.feed?.stats;
+  if (c && restart) c.lagMaxMs = 0;
+  return c ? { messages: c.messages, lag_max_ms: c.lagMaxMs, resyncs: f ? f.resyncs : null,
+               dropped: f ? f.droppedBytes : null } : null;
+}
+"""
+
+
+def _recv_text(pair: list) -> str:
+    a, b = pair
+    if not a or not b:
+        return "no receive counters in this build"
+    return (
+        f"{b['messages'] - a['messages']} messages, longest wait behind earlier ones "
+        f"{fmt_ms(b['lag_max_ms'])}, {b['resyncs'] - a['resyncs']} resyncs "
+        f"({(b['dropped'] - a['dropped']) / 1e6:.1f} MB of stale output not parsed)"
+    )
 
 
 def _expected_row(n: int) -> str:
@@ -261,8 +302,22 @@ async def _measure() -> dict[str, object]:
                     ".translateToString().includes('flood')",
                     timeout=30_000,
                 )
-                flood = await page.evaluate(FLOOD_ECHO_JS, [KEYS, 5])
+                before = await page.evaluate(RECV_STATS_JS, True)
+                flood = await page.evaluate(FLOOD_ECHO_JS, [KEYS, 5, 0, 300_000])
                 out["flood_web"], out["flood_row"] = flood["times"], flood["row"]
+                out["flood_recv"] = [before, await page.evaluate(RECV_STATS_JS, False)]
+                # Information: the same on a phone-speed CPU (Chromium's CPU throttled), where
+                # the page cannot parse the whole flood and must resync instead.
+                cdp = await page.context.new_cdp_session(page)
+                await cdp.send("Emulation.setCPUThrottlingRate", {"rate": SLOW_CPU})
+                before = await page.evaluate(RECV_STATS_JS, True)
+                slow = await page.evaluate(
+                    FLOOD_ECHO_JS, [SLOW_KEYS, 5, KEYS, SLOW_BUDGET_S * 1000]
+                )
+                out["slow_web"], out["slow_row"] = slow["times"], slow["row"]
+                out["slow_typed"] = slow["typed"]
+                out["slow_recv"] = [before, await page.evaluate(RECV_STATS_JS, False)]
+                await cdp.send("Emulation.setCPUThrottlingRate", {"rate": 1})
                 # Baseline: a second flooder watched by the Python test browser, once the first
                 # is gone (two flooders and their watchers would share two cores).
                 await page.locator('[data-testid="agent"][data-agent-key="bench"]').click()
@@ -280,8 +335,11 @@ async def _measure() -> dict[str, object]:
                     await asyncio.sleep(0.05)
                 want: list = [b"", (0, "")]
                 tail = bytearray()
+                seen = {"frames": 0, "snapshots": 0}
 
                 def on_flood(ftype: int, payload: bytes) -> None:
+                    seen["frames"] += 1
+                    seen["snapshots"] += ftype == SNAPSHOT
                     if not want[0]:
                         return
                     if ftype == PTY_OUTPUT:
@@ -304,7 +362,9 @@ async def _measure() -> dict[str, object]:
 
                 tb.on_frame = on_flood
                 tb.attach(sid2)
-                await tb.wait_for(lambda: sid2 in tb.screens)
+                # Until the flooder draws, its terminal is not raw yet: a key typed then is
+                # flushed by its tcsetattr and never echoed.
+                await tb.wait_for(lambda: b"flood " in tb.screens.get(sid2, b""), within=60)
                 flood_py: list[float] = []
                 for k in range(KEYS):
                     got.clear()
@@ -316,7 +376,11 @@ async def _measure() -> dict[str, object]:
                     try:
                         await asyncio.wait_for(got.wait(), 10)
                     except TimeoutError:
-                        out["flood_py_failed"] = f"key {k}: no echo within 10 s"
+                        out["flood_py_failed"] = (
+                            f"key {k}: no echo within 10 s ({seen['frames']} frames, "
+                            f"{seen['snapshots']} snapshots, "
+                            f"channel {tb.dc.readyState if tb.dc else None})"
+                        )
                         break
                     flood_py.append((time.perf_counter() - t0) * 1000)
                     await asyncio.sleep(0.005)
@@ -380,6 +444,16 @@ def run() -> list[Result]:
         f"  key -> echo while the agent floods: Chromium p50 {fmt_ms(median(r['flood_web']))} "
         f"p99 {fmt_ms(fw)}, Python p99 {py_text}; "
         f"final echo row {'matches' if row_ok else 'DIFFERS: ' + r['flood_row']}"
+    )
+    print(f"  Chromium's receive path during the flood: {_recv_text(r['flood_recv'])}")
+    typed = r["slow_typed"]
+    slow_ok = r["slow_row"].rstrip() == _expected_row(KEYS + typed)
+    cut = "" if typed == SLOW_KEYS else f" (only {typed} keys within {SLOW_BUDGET_S} s)"
+    print(
+        f"  the same with Chromium's CPU {SLOW_CPU}x slower (a phone; information): "
+        f"p50 {fmt_ms(median(r['slow_web']))} p99 {fmt_ms(p99(r['slow_web']))}{cut}; "
+        "final echo row "
+        f"{'matches' if slow_ok else 'DIFFERS: ' + r['slow_row']}; {_recv_text(r['slow_recv'])}"
     )
     print(f"  app size: {size:.0f} KB gzipped (xterm.js alone {xterm:.0f} KB)")
     return [

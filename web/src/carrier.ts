@@ -107,6 +107,9 @@ export class Carrier {
   private reassembler = new Reassembler();
   private probeWaiter: (() => void) | null = null;
   private readonly onWake = () => this.probe();
+  /** Receive-path counters (diagnostics, read by the benchmark). */
+  readonly stats = { messages: 0, bytes: 0, lagMaxMs: 0, lagSumMs: 0, decryptMs: 0, inflateMs: 0, backlogMax: 0 };
+  private backlog = 0;
 
   constructor(private readonly opts: CarrierOptions) {
     this.browserIdentity = `${opts.account.identityKeyBase64}:${tabId()}`;
@@ -433,7 +436,20 @@ export class Carrier {
       if (!current()) return;
       this.watchdog.feed();
       const bytes = new Uint8Array(ev.data as ArrayBuffer);
-      this.recvChain = this.recvChain.then(() => this.onDcMessage(peer, bytes)).catch((e) => this.log(`receive: ${e}`));
+      const t = performance.now();
+      this.backlog++;
+      if (this.backlog > this.stats.backlogMax) this.stats.backlogMax = this.backlog;
+      this.recvChain = this.recvChain
+        .then(() => {
+          const lag = performance.now() - t;
+          this.stats.messages++;
+          this.stats.bytes += bytes.length;
+          this.stats.lagSumMs += lag;
+          if (lag > this.stats.lagMaxMs) this.stats.lagMaxMs = lag;
+          return this.onDcMessage(peer, bytes);
+        })
+        .catch((e) => this.log(`receive: ${e}`))
+        .finally(() => this.backlog--);
     };
     peer.timers.push(
       setTimeout(() => {
@@ -490,6 +506,7 @@ export class Carrier {
     }
     if (!this.session) return;
     let plain: Uint8Array;
+    const t0 = performance.now();
     try {
       plain =
         bytes[0] === DcPrefix.NORMAL
@@ -504,7 +521,11 @@ export class Carrier {
       return;
     }
     this.decryptFailures = 0;
-    for (const f of await this.reassembler.push(plain)) {
+    const t1 = performance.now();
+    this.stats.decryptMs += t1 - t0;
+    const frames = await this.reassembler.push(plain);
+    this.stats.inflateMs += performance.now() - t1;
+    for (const f of frames) {
       const d = decodeFrame(f);
       if (d.kind === "json" && f.type === FrameType.JSON) {
         if (d.msg.type === "dc_ping") {

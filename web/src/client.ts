@@ -160,6 +160,17 @@ export class HubClient {
     void this.sendJson({ type: "subscribe", channel: "terminal", params: { session_id: t.sessionId, rows: t.rows, cols: t.cols } });
   }
 
+  /**
+   * Asks for a fresh SNAPSHOT of the attached terminal (the page fell behind a flood): the hub
+   * replaces this client's forwarder, which starts with a snapshot. Without `rows`/`cols`, so
+   * the program gets no resize. While the link is down nothing is sent: re-attaching brings one.
+   */
+  resync(): void {
+    const t = this.terminal;
+    if (t && this.attached && this.transport.isOpen)
+      void this.sendJson({ type: "subscribe", channel: "terminal", params: { session_id: t.sessionId } });
+  }
+
   /** Types into the attached terminal; kept while the link is down. */
   input(data: Uint8Array): void {
     const t = this.terminal;

@@ -118,10 +118,33 @@ export function decodeFrame(f: Frame): Decoded {
   }
 }
 
+/**
+ * Runs bytes through a (de)compression stream. Written straight into the stream, not through a
+ * Blob: a Blob's stream is read back through the browser's blob storage, several tasks per
+ * frame, which made a flood's frames queue up behind each other (bench/browser.py).
+ */
 async function pipeThrough(data: Uint8Array, stream: GenerateTransformStream): Promise<Uint8Array> {
-  const blob = new Blob([data as BlobPart]);
-  const buf = await new Response(blob.stream().pipeThrough(stream)).arrayBuffer();
-  return new Uint8Array(buf);
+  const writer = stream.writable.getWriter();
+  // Errors surface on the reading side; these promises only must not go unhandled.
+  writer.write(data).catch(() => {});
+  writer.close().catch(() => {});
+  const reader = stream.readable.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    size += value.length;
+  }
+  if (chunks.length === 1) return chunks[0];
+  const out = new Uint8Array(size);
+  let o = 0;
+  for (const c of chunks) {
+    out.set(c, o);
+    o += c.length;
+  }
+  return out;
 }
 type GenerateTransformStream = ReadableWritablePair<Uint8Array, Uint8Array>;
 

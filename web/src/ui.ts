@@ -7,6 +7,7 @@
 import { FitAddon } from "@xterm/addon-fit";
 import { Terminal } from "@xterm/xterm";
 import "@xterm/xterm/css/xterm.css";
+import { TermFeed } from "./termfeed";
 import type { Status } from "./carrier";
 import type { HubClient } from "./client";
 import { applyModifiers, type Modifiers } from "./keys";
@@ -59,6 +60,8 @@ export class HubPage {
   private agents: Agent[] = [];
   private selected: string | null = null;
   private term: Terminal;
+  /** Every write to the terminal goes through it (bounded backlog, resync when behind). */
+  readonly feed: TermFeed;
   private fit = new FitAddon();
   private mods: Modifiers = { ctrl: false, alt: false };
   private listEl = h("ul", { class: "agents", "data-testid": "agent-list" });
@@ -87,6 +90,7 @@ export class HubPage {
       theme: { background: "#0f1115" },
     });
     this.term.loadAddon(this.fit);
+    this.feed = new TermFeed({ write: (d, parsed) => this.term.write(d, parsed) }, { resync: () => this.client.resync() });
     this.render();
     this.term.open(this.termEl);
     this.term.onData((d) => this.typed(d));
@@ -231,7 +235,7 @@ export class HubPage {
     // The selected agent got its session (it was still creating its worktree): attach now.
     const sel = this.agents.find((x) => x.agent_key === this.selected);
     if (sel?.session_id && this.client.attachedSession !== sel.session_id) {
-      this.term.reset();
+      this.feed.reset();
       this.client.attach(sel.session_id, this.term.rows, this.term.cols);
     }
     this.renderList();
@@ -283,7 +287,7 @@ export class HubPage {
     this.renderList();
     this.renderTermHead();
     this.fitTerminal();
-    this.term.reset();
+    this.feed.reset();
     if (a.session_id) this.client.attach(a.session_id, this.term.rows, this.term.cols);
     else this.client.detach();
     if (a.attention) this.client.request("clear_attention", { agent_key: agentKey }).catch(() => {});
@@ -293,16 +297,15 @@ export class HubPage {
   // ---------- terminal ----------
 
   snapshot(data: Uint8Array) {
-    this.term.reset();
-    this.term.write(data);
+    this.feed.snapshot(data);
   }
 
   output(data: Uint8Array) {
-    this.term.write(data);
+    this.feed.output(data);
   }
 
   exited(code: number) {
-    this.term.write(`\r\n\x1b[2m[process exited with code ${code}]\x1b[0m\r\n`);
+    this.feed.text(`\r\n\x1b[2m[process exited with code ${code}]\x1b[0m\r\n`);
     this.scheduleRefresh();
   }
 
@@ -430,7 +433,7 @@ export class HubPage {
         if (this.selected === a.agent_key) {
           this.selected = null;
           this.client.detach();
-          this.term.reset();
+          this.feed.reset();
           this.showList();
         }
         if (r?.warning) this.message(`${r.closed} closed`, r.warning);

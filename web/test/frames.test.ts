@@ -67,6 +67,14 @@ describe("frames", () => {
     expect(decodeFrame(f)).toMatchObject({ kind: "snapshot", sessionId: "s", rows: 24, cols: 80 });
   });
 
+  it("a GZIP frame that does not inflate is refused, without an unhandled rejection", async () => {
+    const bad = Uint8Array.from([FrameType.GZIP, 0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 0xde, 0xad, 0xbe, 0xef]);
+    await expect(new Reassembler().push(bad)).rejects.toThrow();
+    // The next frame still decodes: nothing of the broken one is left behind.
+    const ok = await new Reassembler().push(frame(FrameType.GZIP, await gzip(jsonFrame({ a: 1 }))));
+    expect(ok[0].type).toBe(FrameType.JSON);
+  });
+
   it("refuses nested GZIP, an interrupted PART sequence and empty frames", async () => {
     const g2 = frame(FrameType.GZIP, await gzip(frame(FrameType.GZIP, await gzip(jsonFrame({})))));
     await expect(new Reassembler().push(g2)).rejects.toThrow(/nested/);
