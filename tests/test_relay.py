@@ -475,7 +475,10 @@ async def test_rate_limits_per_connection_per_address_and_rest(relay: Callable[.
     r.expect_log(r"over its rate limit")
     async with CableClient.connect(r.url) as c:
         for _ in range(10):
-            await c.send({"command": "unsubscribe", "identifier": "{}"})
+            try:
+                await c.send({"command": "unsubscribe", "identifier": "{}"})
+            except ConnectionResetError:
+                break  # the relay already cut us (a loaded machine reads the first five late)
         frames, close = await c.closed()
         assert frames == [
             {
@@ -496,9 +499,15 @@ async def test_rate_limits_per_connection_per_address_and_rest(relay: Callable[.
                 pass
         assert e.value.status == 429
         assert not (a.ws.closed or b.ws.closed or c.ws.closed)
+    # A burst of 8, then one request a second: how many pass depends on how long the burst
+    # took on this machine, never fewer than 8 and never unbounded.
     async with aiohttp.ClientSession() as s:
-        statuses = [(await s.get(f"{r.url}/healthz")).status for _ in range(12)]
-    assert statuses[:7] == [200] * 7 and statuses[-1] == 429
+        started, statuses = time.monotonic(), []
+        while 429 not in statuses and len(statuses) < 100:
+            statuses.append((await s.get(f"{r.url}/healthz")).status)
+        elapsed = time.monotonic() - started
+    assert statuses[-1] == 429, statuses
+    assert 8 <= statuses.index(429) <= 8 + int(elapsed) + 1, (statuses, elapsed)
 
 
 async def test_cable_rate_limit_per_address_spans_connections(relay: Callable[..., Any]) -> None:
