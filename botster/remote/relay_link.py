@@ -79,7 +79,9 @@ REQUEST_TIMEOUT = 10.0  # seconds for one REST call to the relay
 BACKOFF_MAX = 60.0
 EMBEDDED_TOKEN_NAME = "embedded-hub"
 EMBEDDED_TOKEN_FILE = "embedded-hub-token"
-ICE_FRESH_S = 60.0  # an ICE answer younger than this is used without asking again
+# An ICE answer younger than this is used without asking again (tests set it to 0 to make
+# every offer ask).
+ICE_FRESH_S = float(os.environ.get("BOTSTER_ICE_FRESH_S", "60") or 60)
 ICE_STALE_S = 3600.0  # after a failed fetch, an older answer still serves this long
 ICE_TIMEOUT = 5.0  # seconds for the ICE request (an offer waits for it when the cache is cold)
 MAX_ICE_SERVERS = 8

@@ -190,6 +190,7 @@ class TestBrowser:
         self._rekey(bundle)
         self.pc: Any = None
         self.dc: Any = None
+        self.answer_sdp = ""  # the hub's last answer (its candidates: host, relay)
         self.messages: list[dict[str, Any]] = []
         self.frames: list[tuple[int, bytes]] = []
         self.screens: dict[str, bytearray] = {}  # session id -> snapshot + output since
@@ -291,6 +292,7 @@ class TestBrowser:
         if answer is None:
             await self.close()
             raise ConnectionError("the hub did not answer the offer")
+        self.answer_sdp = answer
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
         async with asyncio.timeout(within):
             await opened.wait()
