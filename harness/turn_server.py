@@ -9,6 +9,7 @@ relay does (docs/relay.md, "Deployment").
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import shutil
 import socket
@@ -36,6 +37,7 @@ class TurnServer:
     secret: str
     port: int
     log: Path
+    relay_ports: tuple[int, int]  # the range its relayed traffic uses
     proc: asyncio.subprocess.Process | None = None
     _args: tuple[str, ...] = ()
 
@@ -59,6 +61,10 @@ class TurnServer:
         return _count(self.log, b"ALLOCATE processed, success")
 
 
+def _text(path: Path) -> str:
+    return path.read_text(errors="replace")
+
+
 def _count(path: Path, needle: bytes) -> int:
     try:
         return path.read_bytes().count(needle)
@@ -77,7 +83,7 @@ async def _wait_stun(port: int, proc: asyncio.subprocess.Process, log: Path) -> 
         async with asyncio.timeout(20):
             while True:
                 if proc.returncode is not None:
-                    raise AssertionError("turnserver exited:\n" + log.read_text(errors="replace"))
+                    raise AssertionError("turnserver exited:\n" + _text(log))
                 await loop.sock_sendto(sock, request, ("127.0.0.1", port))
                 try:
                     async with asyncio.timeout(0.2):
@@ -106,7 +112,7 @@ async def turn_server(tmp: Path) -> AsyncIterator[TurnServer]:
     binary = turn_server_binary()
     if binary is None:
         raise RuntimeError("turnserver is not installed (Debian: apt-get install coturn)")
-    tmp.mkdir(parents=True, exist_ok=True)
+    os.makedirs(tmp, exist_ok=True)
     port = _free_udp_port()
     secret = secrets.token_hex(16)
     # Relay ports: a small range near the listening port, so start-up stays quick.
@@ -138,6 +144,7 @@ async def turn_server(tmp: Path) -> AsyncIterator[TurnServer]:
         secret=secret,
         port=port,
         log=tmp / "turnserver.log",
+        relay_ports=(low, low + 9),
         _args=args,
     )
     try:

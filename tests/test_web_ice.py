@@ -6,13 +6,21 @@ relay`` handing out its credentials, a real hub. The page is told to use TURN on
 setting ``localStorage["botster.iceTransportPolicy"] = "relay"``): its link badge says
 ``relayed``. Then the TURN server dies under a working terminal; the page restarts ICE by
 itself, and once TURN is back it shows the exact screen again, with what was typed while the
-link was down delivered.
+link was down delivered. And when a direct path breaks under the page (iptables in the test's
+network namespace drops every UDP packet that does not go to or come from the TURN server),
+ICE moves to a TURN pair and the badge follows.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
+import shutil
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,22 +57,7 @@ async def test_the_page_goes_through_turn_and_restarts_ice_when_the_path_breaks(
 ):
     if netns:
         return
-    agents = git_repo / ".botster" / "agents" / "shell"
-    agents.mkdir(parents=True)
-    (agents / "initialization").write_text(SHELL_AGENT)
-
-    async with turn_server(tmp_path / "turn") as turn:
-        data = tmp_path / "relay"
-        data.mkdir()
-        ice = {"turn": [turn.url], "turn_secret": turn.secret, "turn_ttl": 600}
-        (data / "relay.json").write_text(json.dumps({"ice": ice}))
-        relay = await _Relay.start(data)
-        env = {"BOTSTER_SERVER_URL": relay.url, "BOTSTER_TOKEN": _mint_token(data)}
-        proc = await hub(env=env)
-        conn = await HubConnection.connect(socket_of(proc), "test")
-        await conn.request("create_agent", {"agent": "shell", "branch": "demo"})
-        url = await _pairing_url(conn, relay.url)
-
+    async with _stack(hub, git_repo, tmp_path) as (turn, proc, url):
         async with playwright_api.async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             try:
@@ -113,5 +106,75 @@ async def test_the_page_goes_through_turn_and_restarts_ice_when_the_path_breaks(
                 await proc.wait_for(r"closed: replaced by a new offer")
             finally:
                 await browser.close()
-        await conn.close()
-        await relay.stop()
+
+
+@pytest.mark.skipif(shutil.which("iptables") is None, reason="needs iptables (Debian: iptables)")
+async def test_a_broken_direct_path_moves_to_turn_and_the_badge_says_so(
+    hub, git_repo, tmp_path, netns
+):
+    if netns:
+        return
+    async with _stack(hub, git_repo, tmp_path) as (turn, proc, url):
+        async with playwright_api.async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = await browser.new_page()
+                await page.goto(url)
+                agent = page.locator('[data-testid="agent"][data-agent-key="demo"]')
+                await agent.wait_for(timeout=30_000)
+                await page.wait_for_selector('[data-testid="badge-peer"][data-state="direct"]')
+                await agent.click()
+                await _wait_terminal(page, r"demo\$")
+
+                # Only UDP to or from the TURN server's ports still passes (in this test's own
+                # network namespace): the direct path is stuck, TURN is not.
+                await _iptables(
+                    "-A", "INPUT", "-p", "udp", "-m", "multiport", "!", "--ports",
+                    f"{turn.port},{turn.relay_ports[0]}:{turn.relay_ports[1]}", "-j", "DROP",
+                )  # fmt: skip
+                # ICE moves to a TURN pair by itself (the page had gathered relay candidates
+                # too); the badge follows the selected pair.
+                await page.wait_for_selector(
+                    '[data-testid="badge-peer"][data-state="relayed"]', timeout=60_000
+                )
+                await page.locator('[data-testid="terminal"]').click()
+                await page.keyboard.type("echo turn-$((5*5))\n")
+                await _wait_terminal(page, r"turn-25")
+                log = "\n".join(await page.evaluate("() => window.botster.log"))
+                assert re.search(r"path relayed \(local relay", log), log
+            finally:
+                await browser.close()
+
+
+@asynccontextmanager
+async def _stack(hub, git_repo: Path, tmp_path: Path) -> AsyncIterator[tuple[Any, Any, str]]:
+    """coturn, a relay handing out its credentials, a hub with a shell agent "demo"; yields
+    (the TURN server, the hub process, a pairing URL)."""
+    agents = git_repo / ".botster" / "agents" / "shell"
+    agents.mkdir(parents=True)
+    (agents / "initialization").write_text(SHELL_AGENT)
+    async with turn_server(tmp_path / "turn") as turn:
+        data = tmp_path / "relay"
+        data.mkdir()
+        ice = {"turn": [turn.url], "turn_secret": turn.secret, "turn_ttl": 600}
+        (data / "relay.json").write_text(json.dumps({"ice": ice}))
+        relay = await _Relay.start(data)
+        try:
+            env = {"BOTSTER_SERVER_URL": relay.url, "BOTSTER_TOKEN": _mint_token(data)}
+            proc = await hub(env=env)
+            conn = await HubConnection.connect(socket_of(proc), "test")
+            try:
+                await conn.request("create_agent", {"agent": "shell", "branch": "demo"})
+                yield turn, proc, await _pairing_url(conn, relay.url)
+            finally:
+                await conn.close()
+        finally:
+            await relay.stop()
+
+
+async def _iptables(*args: str) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        "iptables", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    out, _ = await proc.communicate()
+    assert proc.returncode == 0, out.decode()

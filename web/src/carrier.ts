@@ -451,6 +451,9 @@ export class Carrier {
       this.decryptFailures = 0;
       this.watchdog.feed();
       this.pingTimer = setInterval(() => void this.send(jsonFrame({ type: "dc_ping" })), PING_EVERY_MS);
+      // ICE may move to another pair by itself (a direct path breaks, a TURN pair still works).
+      const iceTransport = pc.sctp?.transport.iceTransport;
+      if (iceTransport) iceTransport.onselectedcandidatepairchange = () => void this.updatePathKind(peer);
       void this.updatePathKind(peer);
       this.opts.onOpen();
     };
@@ -480,12 +483,19 @@ export class Carrier {
         if (s.type === "transport" && s.selectedCandidatePairId) pairId = s.selectedCandidatePairId;
       });
       let local: string | undefined;
+      let remote: string | undefined;
       stats.forEach((s) => {
-        if (s.type === "candidate-pair" && (s.id === pairId || (!pairId && s.nominated && s.state === "succeeded")))
+        if (s.type === "candidate-pair" && (s.id === pairId || (!pairId && s.nominated && s.state === "succeeded"))) {
           local = s.localCandidateId;
+          remote = s.remoteCandidateId;
+        }
       });
-      const cand = local ? stats.get(local) : undefined;
-      if (this.peer === peer) this.setStatus({ peer: cand?.candidateType === "relay" ? "relayed" : "direct" });
+      const kinds = [local, remote].map((id) => (id ? stats.get(id)?.candidateType : undefined));
+      // Relayed when either end of the pair is a TURN relay candidate: the path runs through it.
+      const kind = kinds.includes("relay") ? "relayed" : "direct";
+      if (this.peer !== peer) return;
+      if (kind !== this.status.peer) this.log(`path ${kind} (local ${kinds[0]}, remote ${kinds[1]})`);
+      this.setStatus({ peer: kind });
     } catch {
       if (this.peer === peer) this.setStatus({ peer: "direct" });
     }
