@@ -418,14 +418,18 @@ class RelayLink:
 
     async def ice_servers(self) -> list[dict[str, Any]]:
         """The relay's STUN/TURN servers for new peer connections (``parse_ice_servers``
-        shape): cached for 60 s; when a fetch fails or the answer is malformed (logged once),
-        the last good answer for up to an hour, else ``[]``. Never raises; one fetch at a time.
+        shape): cached for 60 s; an older answer (up to an hour) is returned at once while a
+        new one is fetched in the background, so only the first offer may wait for the relay.
+        When a fetch fails or the answer is malformed (logged once), the last good answer for
+        up to an hour, else ``[]``. Never raises; one fetch at a time.
         """
         now = self._hub.loop.time()
         if self._ice is not None and now - self._ice_at < ICE_FRESH_S:
             return self._ice
         if self._ice_fetch is None or self._ice_fetch.done():
             self._ice_fetch = self._hub.spawn(self._fetch_ice(), name="ice servers", owner="hub")
+        if self._ice is not None and now - self._ice_at < ICE_STALE_S:
+            return self._ice
         return await asyncio.shield(self._ice_fetch)
 
     async def _fetch_ice(self) -> list[dict[str, Any]]:
