@@ -245,55 +245,62 @@ async def test_terminal_through_turn_and_back_after_the_path_breaks(hub, netns, 
         return
     async with turn_server(tmp_path / "turn") as turn:
         relay = await _relay_with_turn(tmp_path, turn)
-        token = await mint_token(relay.data_dir, "hub")
-        env = {"BOTSTER_SERVER_URL": relay.url, "BOTSTER_TOKEN": token, "BOTSTER_ICE_FRESH_S": "0"}
-        proc = await hub(plugins={"p": SPAWN_PLUGIN}, env=env)
-        server_id = await proc.result("registered", timeout=30)
-        await proc.wait_for(r"ICE servers: \['turn:127\.0\.0\.1:\d+\?transport=udp'\]")
-        conn = await HubConnection.connect(socket_of(proc), "test")
-        code = await conn.request("connection.code")
-        servers = await _ice_servers(relay.url, server_id)
-        assert servers[0]["username"].endswith(":" + server_id)
+        try:
+            token = await mint_token(relay.data_dir, "hub")
+            env = {
+                "BOTSTER_SERVER_URL": relay.url,
+                "BOTSTER_TOKEN": token,
+                "BOTSTER_ICE_FRESH_S": "0",
+            }
+            proc = await hub(plugins={"p": SPAWN_PLUGIN}, env=env)
+            server_id = await proc.result("registered", timeout=30)
+            await proc.wait_for(r"ICE servers: \['turn:127\.0\.0\.1:\d+\?transport=udp'\]")
+            conn = await HubConnection.connect(socket_of(proc), "test")
+            code = await conn.request("connection.code")
+            servers = await _ice_servers(relay.url, server_id)
+            assert servers[0]["username"].endswith(":" + server_id)
 
-        # Signalling through the relay, media through TURN only (the browser gathers relay
-        # candidates only; the hub, given the same TURN server, offers one too).
-        signaller = RelaySignaller(relay.url, server_id)
-        browser = TestBrowser(code["url"], signaller)
-        await signaller.open(browser.identity)
-        await wait_until(lambda: "online" in signaller.health, "the hub online at the relay")
-        allocations = turn.allocations()
-        await browser.connect(ice_servers=servers, relay_only=True)
-        assert browser.path_kind() == "relayed"
-        assert "typ relay" in browser.answer_sdp, "the hub gathered a TURN candidate"
-        assert turn.allocations() >= allocations + 2, "both ends allocated on the TURN server"
+            # Signalling through the relay, media through TURN only (the browser gathers relay
+            # candidates only; the hub, given the same TURN server, offers one too).
+            signaller = RelaySignaller(relay.url, server_id)
+            browser = TestBrowser(code["url"], signaller)
+            await signaller.open(browser.identity)
+            await wait_until(lambda: "online" in signaller.health, "the hub online at the relay")
+            allocations = turn.allocations()
+            await browser.connect(ice_servers=servers, relay_only=True)
+            assert browser.path_kind() == "relayed"
+            assert "typ relay" in browser.answer_sdp, "the hub gathered a TURN candidate"
+            assert turn.allocations() >= allocations + 2, "both ends allocated on the TURN server"
 
-        script = "while read l; do echo got:$l; done"
-        sid = await browser.request("test.spawn", {"script": script})
-        browser.attach(sid)
-        browser.type(sid, b"one\n")
-        await browser.wait_for(lambda: b"got:one" in _screen(browser, sid))
+            script = "while read l; do echo got:$l; done"
+            sid = await browser.request("test.spawn", {"script": script})
+            browser.attach(sid)
+            browser.type(sid, b"one\n")
+            await browser.wait_for(lambda: b"got:one" in _screen(browser, sid))
 
-        # The path breaks: the TURN server goes away, and so does the relay (signalling now
-        # runs over the hub socket, as without a relay). TURN comes back on the same port; the
-        # browser restarts ICE with a new offer on the same Olm session (no new bundle), and
-        # the hub, asking the relay in vain, keeps its last good TURN servers.
-        await turn.stop()
-        await relay.stop_and_verify()
-        await signaller.close()
-        await turn.start()
-        browser.signaller = SocketSignaller(conn)
-        bundles = browser.bundles_received
-        await browser.connect(ice_servers=servers, relay_only=True)
-        assert browser.bundles_received == bundles
-        assert browser.path_kind() == "relayed"
-        assert "typ relay" in browser.answer_sdp, "the stale TURN servers were used"
-        await proc.wait_for(r"ICE servers ignored: ")
-        await proc.wait_for(r"closed: replaced by a new offer")
-        # Re-attached: the same screen, and the terminal goes on where it was.
-        browser.attach(sid)
-        await browser.wait_for(lambda: b"got:one" in _screen(browser, sid))
-        browser.type(sid, b"two\n")
-        await browser.wait_for(lambda: b"got:two" in _screen(browser, sid))
-        await browser.close()
-        await conn.close()
-        await proc.stop_and_verify()
+            # The path breaks: the TURN server goes away, and so does the relay (signalling now
+            # runs over the hub socket, as without a relay). TURN comes back on the same port; the
+            # browser restarts ICE with a new offer on the same Olm session (no new bundle), and
+            # the hub, asking the relay in vain, keeps its last good TURN servers.
+            await turn.stop()
+            await relay.stop_and_verify()
+            await signaller.close()
+            await turn.start()
+            browser.signaller = SocketSignaller(conn)
+            bundles = browser.bundles_received
+            await browser.connect(ice_servers=servers, relay_only=True)
+            assert browser.bundles_received == bundles
+            assert browser.path_kind() == "relayed"
+            assert "typ relay" in browser.answer_sdp, "the stale TURN servers were used"
+            await proc.wait_for(r"ICE servers ignored: ")
+            await proc.wait_for(r"closed: replaced by a new offer")
+            # Re-attached: the same screen, and the terminal goes on where it was.
+            browser.attach(sid)
+            await browser.wait_for(lambda: b"got:one" in _screen(browser, sid))
+            browser.type(sid, b"two\n")
+            await browser.wait_for(lambda: b"got:two" in _screen(browser, sid))
+            await browser.close()
+            await conn.close()
+            await proc.stop_and_verify()
+        finally:
+            relay.kill()  # when the test failed before stopping it
