@@ -29,7 +29,6 @@ from tests.test_web_e2e import (
     CHROMIUM,
     CHROMIUM_ARGS,
     SHELL_AGENT,
-    STATIC,
     _mint_token,
     _pairing_url,
     _Relay,
@@ -37,6 +36,8 @@ from tests.test_web_e2e import (
     _wait_terminal,
     playwright_api,
 )
+
+STATIC = Path(__file__).resolve().parent.parent / "botster" / "relay" / "static" / "index.html"
 
 pytestmark = [
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium"),
