@@ -404,6 +404,21 @@ def _raw_key(b64: str) -> bytes:
 # All peers -------------------------------------------------------------------------------------
 
 
+def _rtc_ice_servers(rtc: Any, servers: list[dict[str, Any]]) -> list[Any]:
+    """aiortc's ``RTCIceServer`` list for `servers` (``relay_link.parse_ice_servers``
+    shape). aiortc's URL parser takes no bracketed IPv6 host: those URLs are left out."""
+    out = []
+    for server in servers:
+        urls = [u for u in server["urls"] if "[" not in u]
+        if urls:
+            out.append(
+                rtc.RTCIceServer(
+                    urls=urls, username=server.get("username"), credential=server.get("credential")
+                )
+            )
+    return out
+
+
 def _force_loopback_candidates() -> None:
     """Host candidates on 127.0.0.1 only (tests and benchmarks: nothing leaves the machine)."""
     import aioice.ice
@@ -489,7 +504,7 @@ class PeerManager:
         old = self.peers.pop(key, None)
         if old is not None:
             old.close("replaced by a new offer")
-        rtc = await self._rtc()
+        rtc, ice_servers = await asyncio.gather(self._rtc(), self._ice_servers())
         if self.generations.get(key) != gen:
             raise StaleOffer(f"offer {gen} from {key[:12]}… was superseded")
         peer = Peer(self, key, identity, gen)
@@ -498,7 +513,9 @@ class PeerManager:
         hub_loop = self.hub.loop
 
         async def answer_on_rtc_thread() -> str:
-            pc = rtc.RTCPeerConnection(rtc.RTCConfiguration(iceServers=[]))
+            # Never None: aiortc would then use Google's STUN server.
+            config = rtc.RTCConfiguration(iceServers=_rtc_ice_servers(rtc, ice_servers))
+            pc = rtc.RTCPeerConnection(config)
             peer.pc = pc
             self._pcs.add(pc)
             pc.on("datachannel", peer.wire_channel_on_rtc_thread)
@@ -529,6 +546,12 @@ class PeerManager:
             if ice.generation == gen:
                 self.hub.spawn(self._add_ice(peer, ice.candidate), name="ice", owner="hub")
         return str(answer_sdp)
+
+    async def _ice_servers(self) -> list[dict[str, Any]]:
+        """The relay's STUN/TURN servers (checked and cached by the relay link), or none."""
+        link = getattr(self.hub, "relay", None)
+        fetch = getattr(link, "ice_servers", None)
+        return list(await fetch()) if fetch is not None else []
 
     async def handle_ice(self, identity: str, candidate: dict[str, Any]) -> bool:
         """Adds a browser's trickled candidate to its current peer (queued while the offer is
