@@ -184,7 +184,11 @@ class SessionManager:
                     s.missed_attention = True
             self._on_event(s, ev)
 
-        s.client = await SessionClient.connect(sock, on_output=on_output, on_event=on_event)
+        # Adopting, the ring is not replayed (20 full rings took 650 ms): nobody watches yet,
+        # and a client that attaches gets the exact screen as a snapshot from the session.
+        s.client = await SessionClient.connect(
+            sock, on_output=on_output, on_event=on_event, live_only=adopting
+        )
         meta = s.client.metadata
         if not meta.get("running", True) and s.running:
             s.running, s.exit_code, s.signal = False, meta.get("exit_code"), meta.get("signal")
