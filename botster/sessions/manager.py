@@ -70,6 +70,9 @@ class HubSession:
     missed_attention: bool = False
     # The spawning task's creation fence: signals wait until that task has run on.
     fence: Fence | None = None
+    # The last output frame built for this session's watchers, (start, end, bytes): the
+    # forwarders (transports/forwarder.py) encode a chunk once and all send the same bytes.
+    output_frame: tuple[int, int, bytes] | None = None
 
     @property
     def pid(self) -> int:
