@@ -4,6 +4,8 @@
 --   request      {type="request", id, command, args?}  -> {type="response", id, ok, result|error}
 --   subscribe    {type="subscribe", channel, params?}  -> {type="subscribed", channel}
 --   unsubscribe  {type="unsubscribe", channel}         -> {type="unsubscribed", channel}
+--   ping         {type="ping", id?}                    -> {type="pong", id} (the socket answers
+--                                                         these itself; other carriers here)
 -- The hub pushes {type="event", channel, event, data} to subscribers of a channel.
 -- Channels: "hub" (plugin and hub changes), "mcp" (tools_list_changed), and "terminal"
 -- (params {session_id, rows?, cols?}: the session's screen, then its live output, as binary
@@ -94,6 +96,11 @@ local function subscribe_terminal(id, params)
   reply(id, { type = "subscribed", channel = "terminal", session_id = sid })
 end
 
+-- A carrier that does not answer protocol-level pings itself (the socket does) gets them here.
+function handlers.ping(id, msg)
+  reply(id, { type = "pong", id = msg.id })
+end
+
 function handlers.subscribe(id, msg)
   if msg.channel == "terminal" then
     return subscribe_terminal(id, type(msg.params) == "table" and msg.params or {})
@@ -144,7 +151,7 @@ function M.on_message(id, msg)
   local handler = handlers[msg.type]
   if not handler then
     return fail(id, "bad_message", "unknown message type " .. json.encode(msg.type)
-      .. " (known: request, subscribe, unsubscribe)")
+      .. " (known: request, subscribe, unsubscribe, ping)")
   end
   handler(id, msg)
 end
