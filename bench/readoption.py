@@ -52,7 +52,7 @@ async def _empty_start(sandbox: Sandbox) -> float:
     hub = HubRun(sandbox)
     await hub.start()
     try:
-        at, _ = await hub.wait_for_at(r"hub ready:")
+        at, _ = await hub.wait_for_at(r"hub ready:", timeout=60)
     finally:
         await hub.stop()
     return (at - hub.spawned_at) * 1000
@@ -62,7 +62,7 @@ async def _spawn_sessions(sandbox: Sandbox) -> HubRun:
     """A hub with SESSIONS sessions; returns it running."""
     hub = HubRun(sandbox)
     await hub.start()
-    await hub.wait_for(r"hub ready:")
+    await hub.wait_for(r"hub ready:", timeout=60)
     conn = await hub.connect()
     try:
         ids = await asyncio.gather(
@@ -83,10 +83,10 @@ async def _adopt(sandbox: Sandbox) -> tuple[HubRun, float, float, float, float]:
     ms the adoption took by the hub's log)."""
     hub = HubRun(sandbox)
     await hub.start()
-    adopted_at, m = await hub.wait_for_at(r"adopted (\d+) sessions in (\d+) ms")
+    adopted_at, m = await hub.wait_for_at(r"adopted (\d+) sessions in (\d+) ms", timeout=60)
     if int(m.group(1)) != SESSIONS:
         raise RuntimeError(f"adopted {m.group(1)} sessions, expected {SESSIONS}:\n{hub.log}")
-    ready_at, _ = await hub.wait_for_at(r"hub ready:")
+    ready_at, _ = await hub.wait_for_at(r"hub ready:", timeout=60)
     while True:  # the socket listens before adoption; the registry entry names it
         try:
             conn = await hub.connect()

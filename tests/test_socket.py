@@ -108,6 +108,27 @@ async def test_protocol_ping_is_answered_by_the_transport_not_by_plugins(hub):
     await conn.close()
 
 
+async def test_replies_json_encode_refuses_take_the_general_path(hub):
+    """Issue 11: lib/client.lua encodes its replies itself (json.encode) and queues the text;
+    what json.encode refuses (NaN, an array with holes) still reaches the client, by the
+    general conversion's rules (NaN is null, integer keys become strings)."""
+    proc = await hub(
+        plugins={
+            "odd": """
+        local commands = require("lib.commands")
+        commands.register("t.plain", function() return {list = json.array({}), n = 1.5, s = "é"} end)
+        commands.register("t.nan", function() return {x = 0/0, y = 1} end)
+        commands.register("t.holes", function() return {[1] = "a", [3] = "c"} end)
+    """
+        }
+    )
+    conn = await HubConnection.connect(socket_of(proc), "test")
+    assert await conn.request("t.plain") == {"list": [], "n": 1.5, "s": "é"}
+    assert await conn.request("t.nan") == {"x": None, "y": 1}
+    assert await conn.request("t.holes") == {"1": "a", "3": "c"}
+    await conn.close()
+
+
 async def test_hello_is_required_and_versioned(hub):
     proc = await hub()
     path = socket_of(proc)

@@ -1,7 +1,8 @@
 """``_botster``: what the embedded Lua (hub/init.lua, hub/loader.lua) needs from Python.
 
 Not a primitive and not for plugins: plugin discovery, file reads off the loop, paths,
-settings, releasing an owner's resources, and the ready signal. Documented in
+settings, releasing an owner's resources, the ready signal, and the client protocol's fast
+reply path (``send_encoded``). Documented in
 ``docs/architecture.md``.
 """
 
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from botster.base.errors import ArgumentError
+from botster.base.framing import JSON, encode_frame
 from botster.lua.api import lua_api
 from botster.primitives.context import HubContext
 
@@ -197,7 +199,20 @@ def tool_registered(hub: HubContext) -> None:
     warm(hub)
 
 
+@lua_api
+def send_encoded(hub: HubContext, client_id: str, text: bytes) -> bool:
+    """_botster.send_encoded(client_id, json_text) -> bool: queues a message lib/client.lua
+    encoded itself (``json.encode``) for a client of the hub socket: the protocol's replies
+    skip the Lua -> Python table conversion and Python's JSON encoder. False if the client is
+    gone (the caller then uses ``socket.send``, which says why)."""
+    client = hub.clients.get(client_id)
+    if client is None or client.transport != "socket":
+        return False
+    return client.send_frame(encode_frame(JSON, text))
+
+
 LUA = {
+    "send_encoded": send_encoded,
     "check_tool_arguments": check_tool_arguments,
     "tool_registered": tool_registered,
     "fatal": fatal,

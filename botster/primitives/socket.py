@@ -95,9 +95,12 @@ class _Inbox:
             queue.append(message)
             return
         max_bytes, max_depth = self._limits()
-        problem = check_data(message, max_bytes=min(_SMALL, max_bytes), max_depth=max_depth)
+        small = min(_SMALL, max_bytes)
+        problem = check_data(message, max_bytes=small, max_depth=max_depth)
         if problem is None:
-            self._listeners.dispatch("socket message", client.id, message)
+            if len(self._listeners):
+                value = self._hub.host.convert.to_lua(message, checked=small)
+                self._listeners.dispatch_lua("socket message", client.id.encode(), value)
             return
         if "deeper" in problem or max_bytes <= _SMALL:
             _refuse(client, message, problem)

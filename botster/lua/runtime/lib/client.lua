@@ -27,7 +27,16 @@ local function carrier(id)
   return socket, "client_id"
 end
 
+local send_encoded, encode = _botster.send_encoded, json.encode
+
 local function reply(id, msg)
+  -- The socket's fast path: encoded here, framed and queued in Python with no table
+  -- conversion. What json.encode refuses (NaN, bytes that are not UTF-8...) goes the general
+  -- way, whose rules (convert.py) decide.
+  if id:sub(1, 7) == "socket:" then
+    local encoded, text = pcall(encode, msg)
+    if encoded and send_encoded(id, text) then return end
+  end
   local ok, err = carrier(id).send(id, msg)
   if not ok then log.debug("reply to " .. id .. " dropped: " .. tostring(err)) end
 end
