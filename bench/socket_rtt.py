@@ -100,7 +100,7 @@ async def _measure(sandbox: Sandbox) -> tuple[dict[str, list[float]], int, int]:
     await hub.start()
     echo: asyncio.subprocess.Process | None = None
     try:
-        await hub.wait_for(r"hub ready:")
+        await hub.wait_for(r"hub ready:", timeout=60)
         sizes: dict[str, int] = {}
         conn = await hub.connect()
         # The frames a ping exchanges: the request as HubConnection encodes it (an id of the

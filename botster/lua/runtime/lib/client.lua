@@ -28,12 +28,26 @@ local function carrier(id)
 end
 
 local send_encoded, encode = _botster.send_encoded, json.encode
+local BIG = 64 * 1024 -- a string this long is quoted faster by Python's encoder (12 MiB: 5x)
+
+-- Whether msg (a reply) or its result, one level down, holds a long string.
+local function holds_big_string(msg)
+  for _, v in pairs(msg) do
+    if type(v) == "string" and #v > BIG then return true end
+  end
+  if type(msg.result) == "table" then
+    for _, v in pairs(msg.result) do
+      if type(v) == "string" and #v > BIG then return true end
+    end
+  end
+  return false
+end
 
 local function reply(id, msg)
   -- The socket's fast path: encoded here, framed and queued in Python with no table
   -- conversion. What json.encode refuses (NaN, bytes that are not UTF-8...) goes the general
-  -- way, whose rules (convert.py) decide.
-  if id:sub(1, 7) == "socket:" then
+  -- way, whose rules (convert.py) decide; so do replies holding long strings.
+  if id:sub(1, 7) == "socket:" and not holds_big_string(msg) then
     local encoded, text = pcall(encode, msg)
     if encoded and send_encoded(id, text) then return end
   end
