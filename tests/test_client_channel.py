@@ -6,10 +6,19 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from botster.base.framing import PTY_INPUT, SNAPSHOT, Frame, encode_frame, encode_session
+from botster.base.framing import (
+    PTY_INPUT,
+    PTY_OUTPUT,
+    SNAPSHOT,
+    Frame,
+    encode_frame,
+    encode_session,
+    split_session,
+)
 from botster.primitives import socket as socket_primitive
 from botster.primitives import tui as tui_primitive
 from botster.transports.client import HubConnection
+from botster.transports.forwarder import PtyForwarder
 from tests.inproc import LogLines, make_repo, running_hubs, socket_of
 
 PLUGIN = """
@@ -104,3 +113,64 @@ async def test_reload_releases_socket_and_tui_forwarders_and_listeners(
             finally:
                 for conn in conns:
                     await conn.close()
+
+
+SHARED = """
+require("lib.commands").register("test.spawn", function()
+  return assert(pty.spawn({cmd = "sh", args = {"-c",
+    "read go; i=0; while [ $i -lt 3000 ]; do i=$((i+1)); echo line$i; done; echo END; read x"}})):id()
+end)
+"""
+
+
+async def test_watchers_of_a_session_share_one_encoded_frame(
+    tmp_path: Path, isolated_env: dict[str, str]
+) -> None:
+    """Issue 11: output is encoded once per chunk; every level watcher sends the same bytes."""
+    lines = LogLines()
+    repo = make_repo(tmp_path / "repo", {"shared": SHARED})
+    with lines.attached():
+        async with running_hubs([repo], lines) as (hub,):
+            conn = await HubConnection.connect(socket_of(hub), "t")
+            try:
+                sid = await conn.request("test.spawn")
+                session = hub.sessions.get(sid)
+                sinks: list[list[bytes]] = [[], [], []]
+                changed = asyncio.Event()
+
+                def sink(frames: list[bytes]):
+                    def send(frame: bytes) -> bool:
+                        frames.append(frame)
+                        changed.set()
+                        return True
+
+                    return send
+
+                fwds = [PtyForwarder(session, sink(frames), lambda: 0) for frames in sinks]
+
+                def output(frames: list[bytes]) -> bytes:
+                    out = [split_session(f[5:]) for f in frames if f[4] == PTY_OUTPUT]
+                    assert all(s == sid for s, _ in out)
+                    return b"".join(d for _, d in out)
+
+                async with asyncio.timeout(20):
+                    while not all(f and f[0][4] == SNAPSHOT for f in sinks):
+                        changed.clear()
+                        await changed.wait()
+                session.client.write(b"go\n")
+                async with asyncio.timeout(60):
+                    while not all(b"END\r\n" in output(f) for f in sinks):
+                        changed.clear()
+                        await changed.wait()
+                expected = b"".join(b"line%d\r\n" % i for i in range(1, 3001)) + b"END\r\n"
+                live = [[f for f in frames if f[4] == PTY_OUTPUT] for frames in sinks]
+                for frames in live:
+                    assert output(frames).endswith(expected)
+                # Level watchers got the very same frame objects: each chunk encoded once.
+                assert len(live[0]) == len(live[1]) == len(live[2])
+                assert all(a is b is c for a, b, c in zip(*live, strict=True))
+                for fwd in fwds:
+                    fwd.stop()
+                session.client.write(b"x\n")
+            finally:
+                await conn.close()

@@ -216,6 +216,72 @@ async def test_sessions_survive_kill_9_of_the_hub_and_are_adopted(
     await second.stop_and_verify()
 
 
+async def test_first_attach_after_adoption_shows_the_exact_screen(
+    hub, git_repo: Path, isolated_env
+):
+    """Issue 11: a hub that adopts a session does not replay its ring; the first client that
+    attaches gets the session's exact screen, the same snapshot the previous hub gave."""
+    first = await hub(
+        plugins={
+            "p": """
+        require("lib.commands").register("test.spawn", function()
+          return assert(pty.spawn({cmd = "python3", args = {"-c", [[
+import sys
+out = sys.stdout.buffer
+for i in range(20000):
+    out.write(b"\\x1b[3%dm%07d %s\\x1b[0m\\n" % (i % 8, i, b"x" * (i % 50)))
+out.write(b"\\x1b]0;before the kill\\x07READY")
+out.flush()
+sys.stdin.readline()
+]]}, rows = 12, cols = 60})):id()
+        end)
+    """
+        }
+    )
+    conn = await HubConnection.connect(socket_of(first), "t")
+    sid = await conn.request("test.spawn")
+    term = Terminal()
+    conn.on_frame = term.on_frame
+    conn.subscribe("terminal", {"session_id": sid})
+    await term.wait_for(b"READY", timeout=60)
+    term.frames.clear()
+    conn.subscribe("terminal", {"session_id": sid})  # a new forwarder: a fresh snapshot
+    async with asyncio.timeout(20):
+        while not term.frames:
+            term.changed.clear()
+            await term.changed.wait()
+    kind, before = term.frames[0]
+    assert kind == SNAPSHOT
+    await conn.close()
+    first.signal(signal.SIGKILL)
+    assert await first.wait_exit() == -signal.SIGKILL
+    first.allow_nonzero_exit = True
+    first.allow_registry_left = True
+
+    second = HubProcess(git_repo, isolated_env)
+    await second.start()
+    await second.wait_ready()
+    await second.wait_for(r"adopted 1 sessions")
+    conn = await HubConnection.connect(socket_of(second), "t2")
+    term = Terminal()
+    conn.on_frame = term.on_frame
+    conn.subscribe("terminal", {"session_id": sid})
+    await conn.request("ping")
+    async with asyncio.timeout(20):
+        while not term.frames:
+            term.changed.clear()
+            await term.changed.wait()
+    kind, after = term.frames[0]
+    assert kind == SNAPSHOT
+    assert after == before
+    screen = render(60, 12, after[4:])
+    assert screen[-1] == "READY" and screen[-2].startswith("0019999 ")
+    assert term.output() == b""  # nothing replayed after the snapshot
+    conn.send_raw(encode_frame(PTY_INPUT, encode_session(sid, b"\n")))
+    await conn.close()
+    await second.stop_and_verify()
+
+
 async def test_several_clients_watch_one_session_in_order(hub):
     proc = await hub(
         plugins={

@@ -633,6 +633,63 @@ async def test_hub_restart_loses_nothing_and_repeats_nothing(sessions):
     assert not rec2.of("dropped")
 
 
+async def test_a_live_only_hub_gets_no_replay_and_an_exact_snapshot(sessions):
+    """Issue 11: a hub adopting a session asks for output from the end (``output_from``):
+    nothing kept is replayed, output goes on from there, and the screen comes as a snapshot."""
+    cmd, args = python_child(
+        """
+        import sys
+        out = sys.stdout.buffer
+        for i in range(5000):
+            out.write(b"\\x1b[3%dmline %07d\\n" % (i % 8, i))
+        out.write(b"\\x1b]0;kept title\\x07READY")
+        out.flush()
+        sys.stdin.readline()
+        out.write(b"AFTER\\n")
+        out.flush()
+        sys.stdin.readline()
+        """
+    )
+    _, sock, _ = await sessions(cmd, args, rows=10, cols=30)
+    first, rec1 = await attach(sock)
+    await rec1.wait_output(b"READY")
+    await first.disconnect()
+    rec2 = Recorder()
+    second = await SessionClient.connect(
+        sock, on_output=rec2.on_output, on_event=rec2.on_event, live_only=True
+    )
+    assert second.metadata["output_from"] == second.metadata["output_offset"] == len(rec1.output)
+    assert second.output_offset == len(rec1.output)
+    await second.ping()  # everything the session had to send before the pong has arrived
+    assert not rec2.output and not rec2.of("dropped")
+    assert [e["title"] for e in rec2.of("title")] == ["kept title"]  # events still come
+    snap = await second.snapshot()
+    reference = make_terminal(10, 30)
+    reference.feed(bytes(rec1.output))
+    replay = make_terminal(10, 30)
+    replay.feed(snap.data)
+    assert replay.cells() == reference.cells()
+    assert snap.output_offset == len(rec1.output)
+    second.write(b"go\r")
+    await rec2.wait_output(b"AFTER\r\n")
+    assert rec2.offsets[0] == len(rec1.output)  # live output continues where the ring ended
+    second.write(b"x\r")
+    await second.disconnect()
+
+
+async def test_hello_refuses_an_unknown_output_from(sessions):
+    cmd, args = python_child("import time; time.sleep(600)")
+    _, sock, _ = await sessions(cmd, args)
+    async with raw_connection(sock) as (reader, writer):
+        hello = {"type": "hello", "version": 1, "output_from": "start"}
+        writer.write(encode_message(hello))
+        frame = next(FrameDecoder().feed(await asyncio.wait_for(reader.read(1 << 16), 10)))
+        assert frame.json() == {
+            "type": "error",
+            "message": "hello: output_from: expected \"end\", got 'start'",
+        }
+
+
 async def test_a_slow_hub_catches_up_from_the_ring(sessions):
     cmd, args = lines_child(300_000)
     _, sock, info = await sessions(cmd, args)

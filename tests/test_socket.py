@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from botster.base.framing import encode_frame, encode_json
+from botster.base.framing import FrameDecoder, encode_frame, encode_json
 from botster.transports.client import HubConnection, RequestFailed
 from botster.transports.handshake import PROTOCOL_VERSION, hello
 from harness.sockets import raw_connection
@@ -66,10 +66,69 @@ async def test_protocol_errors_keep_the_connection_and_name_the_problem(hub):
     conn.send({"type": "request", "id": 9, "command": 5})
     assert await conn.request("ping") == {"pong": True}
     assert [m["message"] for m in messages] == [
-        'unknown message type "wat" (known: request, subscribe, unsubscribe)',
+        'unknown message type "wat" (known: request, subscribe, unsubscribe, ping)',
         'subscribe: unknown channel "nowhere" (known: hub, mcp, terminal)',
         "request: command: expected string, got number",
     ]
+    await conn.close()
+
+
+async def test_protocol_ping_is_answered_by_the_transport_not_by_plugins(hub):
+    """Issue 11: {type = "ping"} is a protocol message: the socket answers pong with the id,
+    and no plugin's socket.on_message (nor the command path) sees it."""
+    proc = await hub(
+        plugins={
+            "spy": """
+        socket.on_message(function(id, msg) log.info("RESULT seen " .. msg.type) end)
+    """
+        }
+    )
+    reader, writer = await asyncio.open_unix_connection(str(socket_of(proc)))
+    writer.write(encode_json(hello("raw")))
+    for message in (
+        {"type": "ping", "id": 1},
+        {"type": "ping", "id": {"any": ["json"]}},
+        {"type": "ping"},
+        {"type": "request", "id": 2, "command": "ping"},
+    ):
+        writer.write(encode_json(message))
+    decoder, answers = FrameDecoder(), []
+    async with asyncio.timeout(20):
+        while len(answers) < 5:
+            answers += [f.json() for f in decoder.feed(await reader.read(65536))]
+    assert answers[0]["type"] == "hello_ack"
+    assert answers[1:] == [
+        {"type": "pong", "id": 1},
+        {"type": "pong", "id": {"any": ["json"]}},
+        {"type": "pong"},
+        {"type": "response", "id": 2, "ok": True, "result": {"pong": True}},
+    ]
+    writer.close()
+    await proc.wait_for(r"RESULT seen request")
+    assert "RESULT seen ping" not in proc.log
+    conn = await HubConnection.connect(socket_of(proc), "test")
+    await conn.ping()
+    await conn.close()
+
+
+async def test_replies_json_encode_refuses_take_the_general_path(hub):
+    """Issue 11: lib/client.lua encodes its replies itself (json.encode) and queues the text;
+    what json.encode refuses (NaN, an array with holes) still reaches the client, by the
+    general conversion's rules (NaN is null, integer keys become strings)."""
+    proc = await hub(
+        plugins={
+            "odd": """
+        local commands = require("lib.commands")
+        commands.register("t.plain", function() return {list = json.array({}), n = 1.5, s = "é"} end)
+        commands.register("t.nan", function() return {x = 0/0, y = 1} end)
+        commands.register("t.holes", function() return {[1] = "a", [3] = "c"} end)
+    """
+        }
+    )
+    conn = await HubConnection.connect(socket_of(proc), "test")
+    assert await conn.request("t.plain") == {"list": [], "n": 1.5, "s": "é"}
+    assert await conn.request("t.nan") == {"x": None, "y": 1}
+    assert await conn.request("t.holes") == {"1": "a", "3": "c"}
     await conn.close()
 
 

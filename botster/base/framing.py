@@ -277,8 +277,14 @@ class FrameDecoder:
             n = min(self._skip, len(data))
             self._skip -= n
             data = memoryview(data)[n:]
-        self._buf += data
-        buf = self._buf
+        # Nothing buffered: frames are cut straight from `data` (one copy per payload instead
+        # of two); only an unfinished tail is kept.
+        owned = bool(self._buf) or type(data) is not bytes
+        if owned:
+            self._buf += data
+            buf: bytes | bytearray = self._buf
+        else:
+            buf = data  # type: ignore[assignment]
         pos = 0
         try:
             while len(buf) - pos >= _HEADER.size:
@@ -305,4 +311,7 @@ class FrameDecoder:
                 pos = end  # before yielding: a caller that stops early keeps the rest buffered
                 yield frame
         finally:
-            del buf[:pos]
+            if owned:
+                del self._buf[:pos]
+            elif pos < len(buf):
+                self._buf += memoryview(buf)[pos:]

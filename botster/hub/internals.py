@@ -1,9 +1,9 @@
 """``_botster``: what the embedded Lua (hub/init.lua, hub/loader.lua) needs from Python.
 
 Not a primitive and not for plugins: plugin discovery, file reads off the loop, paths,
-settings, releasing an owner's resources, the ready signal, and the client protocol's view of
-the hub's client channel (``lib/client.lua`` serves every client the same way, whatever
-transport carries it). Documented in ``docs/architecture.md``.
+settings, releasing an owner's resources, the ready signal, the client protocol's view of the
+hub's client channel (``lib/client.lua`` serves every client the same way, whatever transport
+carries it) and its fast reply path (``send_encoded``). Documented in ``docs/architecture.md``.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from botster.base.errors import ArgumentError
+from botster.base.framing import JSON, encode_frame
 from botster.lua.api import LuaFunction, lua_api
 from botster.lua.listeners import ClientFace
 from botster.primitives.context import HubContext
@@ -310,6 +311,18 @@ def remote_status(hub: HubContext) -> dict[str, Any]:
     }
 
 
+@lua_api
+def send_encoded(hub: HubContext, client_id: str, text: bytes) -> bool:
+    """_botster.send_encoded(client_id, json_text) -> bool: queues a message lib/client.lua
+    encoded itself (``json.encode``) for a client of the hub socket: the protocol's replies
+    skip the Lua -> Python table conversion and Python's JSON encoder. False if the client is
+    gone (the caller then uses ``socket.send``, which says why)."""
+    client = hub.clients.get(client_id)
+    if client is None or client.transport != "socket":
+        return False
+    return client.send_frame(encode_frame(JSON, text))
+
+
 LUA = {
     "remote_status": remote_status,
     "on_client_connected": on_client_connected,
@@ -319,6 +332,7 @@ LUA = {
     "client_attach": client_attach,
     "client_detach": client_detach,
     "clients": clients,
+    "send_encoded": send_encoded,
     "check_tool_arguments": check_tool_arguments,
     "tool_registered": tool_registered,
     "fatal": fatal,

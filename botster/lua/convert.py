@@ -246,13 +246,21 @@ class Converter:
             f"({used / mib:.0f} of {self._limit / mib:.0f} MiB in use; see lua_memory_limit_mb)"
         )
 
-    def to_lua(self, value: Any) -> Any:
+    def to_lua(self, value: Any, *, checked: int | None = None) -> Any:
         """Converts a Python value (JSON-like data, or an existing Lua object) for Lua.
+
+        Args:
+            value: the value.
+            checked: `value` passed ``check_data`` with this ``max_bytes``: when even the
+                largest value under it fits in the memory left, it is not measured again.
 
         Raises:
             ConversionError: too deep, or too large for the Lua memory cap.
         """
-        self.reserve(value)
+        if checked is None or self._limit <= 0:
+            self.reserve(value)
+        elif checked * _SLOT >= self._limit - self._lua.get_memory_used():
+            self.reserve(value)
         return self._to_lua(value)
 
     def _to_lua(self, value: Any, _depth: int = 0) -> Any:

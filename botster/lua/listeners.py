@@ -132,9 +132,12 @@ class MessageInbox:
             queue.append(message)
             return
         max_bytes, max_depth = self._limits()
-        problem = check_data(message, max_bytes=min(_SMALL, max_bytes), max_depth=max_depth)
+        small = min(_SMALL, max_bytes)
+        problem = check_data(message, max_bytes=small, max_depth=max_depth)
         if problem is None:
-            self._listeners.dispatch(self._label, client.id, message)
+            # Measured just now: the conversion need not measure it again.
+            value = self._hub.host.convert.to_lua(message, checked=small)
+            self._listeners.dispatch_lua(self._label, client.id.encode(), value)
             return
         if "deeper" in problem or max_bytes <= _SMALL:
             self._refuse(client, message, problem)

@@ -187,6 +187,7 @@ class SessionClient:
         on_output: Callable[[Output], None] | None = None,
         on_event: Callable[[SessionEvent], None] | None = None,
         timeout_s: float = 5.0,
+        live_only: bool = False,
     ) -> SessionClient:
         """Connects as the session's hub and waits for its metadata.
 
@@ -197,6 +198,9 @@ class SessionClient:
             on_output: called with each Output on the loop; without it, use ``async for``.
             on_event: called with each SessionEvent; without it, use ``async for``.
             timeout_s: seconds for connecting and the metadata.
+            live_only: skip the output kept so far (`seen_offset` is ignored): only output
+                produced from now on arrives. A hub that adopts a session needs no replay of
+                its ring; a client that attaches later gets the screen as a snapshot.
 
         Returns:
             The connected client (``metadata`` filled in).
@@ -223,6 +227,7 @@ class SessionClient:
                     "version": PROTOCOL_VERSION,
                     "output_offset": seen_offset,
                     "event_seq": seen_event,
+                    **({"output_from": "end"} if live_only else {}),
                 }
             )
         )
@@ -438,6 +443,8 @@ class SessionClient:
         kind = message.get("type")
         if kind == "metadata":
             self.metadata = message
+            if isinstance(message.get("output_from"), int):
+                self.output_offset = message["output_from"]  # where this connection's output starts
             self.title = message.get("title") or ""
             self.cwd = message.get("cwd")
             self.rows, self.cols = message.get("rows", 0), message.get("cols", 0)

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -70,6 +71,9 @@ class HubSession:
     missed_attention: bool = False
     # The spawning task's creation fence: signals wait until that task has run on.
     fence: Fence | None = None
+    # The last output frame built for this session's watchers, (start, end, bytes): the
+    # forwarders (transports/forwarder.py) encode a chunk once and all send the same bytes.
+    output_frame: tuple[int, int, bytes] | None = None
 
     @property
     def pid(self) -> int:
@@ -184,7 +188,11 @@ class SessionManager:
                     s.missed_attention = True
             self._on_event(s, ev)
 
-        s.client = await SessionClient.connect(sock, on_output=on_output, on_event=on_event)
+        # Adopting, the ring is not replayed (20 full rings took 650 ms): nobody watches yet,
+        # and a client that attaches gets the exact screen as a snapshot from the session.
+        s.client = await SessionClient.connect(
+            sock, on_output=on_output, on_event=on_event, live_only=adopting
+        )
         meta = s.client.metadata
         if not meta.get("running", True) and s.running:
             s.running, s.exit_code, s.signal = False, meta.get("exit_code"), meta.get("signal")
@@ -198,19 +206,33 @@ class SessionManager:
 
     async def adopt_all(self) -> list[HubSession]:
         """Reconnects to every live session this hub started before a restart."""
+        started = time.monotonic()
         found = await self.hub.run_blocking(discover_sessions_blocking, self.hub.paths.runtime)
+        mine = [
+            info
+            for info in found
+            if info.labels.get("hub_id") == self.hub.hub_id and info.id not in self.sessions
+        ]
+        # All at once: each is a connect and a round trip to its own process.
+        results = await asyncio.gather(
+            *(
+                self._connect(info.id, str(info.socket), info.labels, adopting=True)
+                for info in mine
+            ),
+            return_exceptions=True,
+        )
         adopted = []
-        for info in found:
-            if info.labels.get("hub_id") != self.hub.hub_id or info.id in self.sessions:
-                continue
-            try:
-                adopted.append(
-                    await self._connect(info.id, str(info.socket), info.labels, adopting=True)
-                )
-            except (SessionError, OSError) as e:
-                log.warning("could not adopt session %s: %s", info.id, e)
+        for info, result in zip(mine, results, strict=True):
+            if isinstance(result, HubSession):
+                self.sessions[result.id] = self.sessions.pop(result.id)  # discovery order
+                adopted.append(result)
+            elif isinstance(result, (SessionError, OSError)):
+                log.warning("could not adopt session %s: %s", info.id, result)
+            else:
+                raise result
         if adopted:
-            log.info("adopted %d sessions", len(adopted))
+            ms = (time.monotonic() - started) * 1000
+            log.info("adopted %d sessions in %.0f ms", len(adopted), ms)
         return adopted
 
     # Signals ----------------------------------------------------------------------------

@@ -30,13 +30,15 @@ length + JSON header + ANSI bytes). An *offset* counts output bytes since the se
 
 1. The hub connects and sends, within 10 s, ``{"type": "hello", "version": 1,
    "output_offset": N, "event_seq": M}``: N output bytes and events up to sequence number M
-   are already known to it (0 and 0 ask for everything still kept).
+   are already known to it (0 and 0 ask for everything still kept). With ``"output_from":
+   "end"`` (a hub adopting the session: it takes the screen from snapshots when a client
+   attaches) output starts at the end of what is kept and nothing is replayed; events still are.
 2. The session answers ``{"type": "metadata", "version": 1, "session_id", "pid" (session
    process), "child_pid", "rows", "cols", "title", "cwd" (or null), "running", "exit_code",
    "signal" (both null while running), "output_offset" (bytes so far), "buffer_start" (oldest
    byte kept), "event_seq" (last event so far), "hub_event_seq" (the last event a previous
    hub was sent: a hub adopting the session tells what happened while none was connected),
-   "started_at", "cmd"}``. A hub that was
+   "started_at", "cmd", "output_from" (where this connection's output starts)}``. A hub that was
    connected before gets ``{"type": "replaced"}`` and is disconnected: the newest hub wins.
 3. The session then sends, in stream order, what the hub has not seen and then live output:
 
@@ -672,6 +674,11 @@ class Session:
         if version != PROTOCOL_VERSION:
             raise ProtocolError(f"protocol version {version!r} is not supported (use 1)")
         offset = _int_field(message, "output_offset", 0, self._ring.end, default=0)
+        output_from = message.get("output_from")
+        if output_from == "end":
+            offset = self._ring.end  # a hub that adopts: the screen comes from snapshots
+        elif output_from is not None:
+            raise ProtocolError(f'hello: output_from: expected "end", got {output_from!r}')
         seq = _int_field(message, "event_seq", 0, self._seq, default=0)
         if self._stopping:
             raise ProtocolError("the session is closing")
@@ -686,7 +693,7 @@ class Session:
         if self._orphan is not None:
             self._orphan.cancel()
             self._orphan = None
-        conn.send_message(self._metadata())
+        conn.send_message({**self._metadata(), "output_from": offset})
         self._pump()
 
     def _on_connection_lost(self, conn: _HubConnection) -> None:

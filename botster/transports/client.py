@@ -113,7 +113,7 @@ class HubConnection:
                 self.on_frame(frame)
             return
         msg = frame.json()
-        if msg.get("type") == "response":
+        if msg.get("type") in ("response", "pong"):
             fut = self._pending.pop(msg.get("id"), None)
             if fut is not None and not fut.done():
                 fut.set_result(msg)
@@ -148,6 +148,19 @@ class HubConnection:
         if not msg.get("ok"):
             raise RequestFailed(str(msg.get("error")))
         return msg.get("result")
+
+    async def ping(self) -> None:
+        """A protocol-level ping (answered by the hub's transport, not by a command); returns
+        once the pong arrives, so everything the hub sent before it has arrived too.
+
+        Raises:
+            ConnectionError: the connection closed first.
+        """
+        rid = next(self._ids)
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[rid] = fut
+        self.send({"type": "ping", "id": rid})
+        await fut
 
     def subscribe(self, channel: str, params: dict[str, Any] | None = None) -> None:
         """Subscribes to a channel; the hub answers with a `subscribed` message."""

@@ -4,7 +4,9 @@ A forwarder sends the client, in order: a SNAPSHOT frame of the exact current sc
 every byte of output produced after that snapshot (output that arrives while the snapshot is
 being taken is held and trimmed at the snapshot's offset, so nothing is lost or repeated),
 then PROCESS_EXITED when the program ends. Under load, output is batched: chunks that arrive
-in the same loop turn leave as one frame, in order.
+in the same loop turn leave as one frame, in order. Forwarders of one session that are level
+share that frame: it is encoded once (``HubSession.output_frame``) and the same bytes are
+written to every watcher.
 
 A client that reads slower than the program writes is not fed an ever-longer queue: past
 ``HIGH_WATER`` bytes waiting in its socket's buffer (the kernel's share is kept small by the
@@ -44,6 +46,7 @@ MAX_BATCH = 256 << 10
 # Both small: whatever waits for a client is latency between a keystroke and its echo. A
 # client that cannot keep up is better served by a fresh screen (a snapshot is the size of
 # one screen, tens of KiB) than by the backlog of every state it had no time to show.
+_FRAME_HEADER = struct.Struct("<IB")
 HIGH_WATER = 64 << 10  # bytes queued for the client before live output is held
 RESYNC_BYTES = 128 << 10  # held bytes past which they are replaced by a fresh snapshot
 
@@ -74,6 +77,11 @@ class PtyForwarder:
         self._held: list[Output] | None = []  # output while the snapshot is in flight
         self._next = 0  # first output offset the client has not seen
         self._batch: list[bytes] = []
+        self._batch_len = 0
+        # Output offset of the batch's first byte; None when the batch is not one contiguous
+        # range of the output (a gap: the session dropped bytes), so its frame is not shared.
+        self._batch_start: int | None = 0
+        self._sid = struct.pack("<H", len(session.id.encode())) + session.id.encode()
         self._flush_scheduled = False
         self._exit_sent = False
         session.listeners.append(self._on_output)
@@ -109,15 +117,21 @@ class PtyForwarder:
             return
         if out.end <= self._next:
             return  # already in the snapshot
-        data = out.data[max(0, self._next - out.offset) :]
+        start = max(self._next, out.offset)
+        data = out.data[start - out.offset :] if start > out.offset else out.data
+        if not self._batch:
+            self._batch_start = start
+        elif start != self._next:
+            self._batch_start = None
         self._next = out.end
         self._batch.append(data)
+        self._batch_len += len(data)
         if self._waiting is not None:
-            if sum(map(len, self._batch)) > RESYNC_BYTES:
-                self._batch = []
+            if self._batch_len > RESYNC_BYTES:
+                self._drop_batch()
                 self._resync = True
             return
-        if sum(map(len, self._batch)) >= MAX_BATCH:
+        if self._batch_len >= MAX_BATCH:
             self._flush()
         elif not self._flush_scheduled:
             self._flush_scheduled = True
@@ -130,14 +144,32 @@ class PtyForwarder:
         if self._queued is not None and self._queued() > HIGH_WATER:
             self._hold()
             return
-        data, self._batch = b"".join(self._batch), []
-        if not self.sink(encode_frame(PTY_OUTPUT, encode_session(self.session.id, data))):
+        frame = self._output_frame()
+        self._drop_batch()
+        if not self.sink(frame):
             self.stop()
+
+    def _output_frame(self) -> bytes:
+        """The batch as one PTY_OUTPUT frame: the session's shared one when another forwarder
+        already built it for the same range, else built here (one copy) and shared."""
+        s, start, end = self.session, self._batch_start, self._next
+        shared = s.output_frame
+        if start is not None and shared is not None and shared[0] == start and shared[1] == end:
+            return shared[2]
+        n = len(self._sid) + self._batch_len
+        frame = b"".join([_FRAME_HEADER.pack(n + 1, PTY_OUTPUT), self._sid, *self._batch])
+        if start is not None:
+            s.output_frame = (start, end, frame)
+        return frame
+
+    def _drop_batch(self) -> None:
+        self._batch = []
+        self._batch_len = 0
 
     def _hold(self) -> None:
         """The client is behind: wait until it drains; too much held becomes a resync."""
-        if sum(map(len, self._batch)) > RESYNC_BYTES:
-            self._batch = []
+        if self._batch_len > RESYNC_BYTES:
+            self._drop_batch()
             self._resync = True
         if self._waiting is None and self._drained is not None:
             self._waiting = asyncio.get_running_loop().create_task(self._wait_drained())
@@ -157,7 +189,7 @@ class PtyForwarder:
             return
         if self._resync:
             self._resync = False
-            self._batch = []
+            self._drop_batch()
             self._held = []  # output from now on waits for the new snapshot
             self._task = asyncio.get_running_loop().create_task(self._start())
         else:

@@ -56,6 +56,7 @@ DEFAULT_SEND_LIMIT = 8 << 20  # bytes queued for one client before it is cut
 # buffer would be bytes of latency between a keystroke and its echo.
 CLIENT_SNDBUF = 32 << 10
 LINGER_S = 2.0  # how long a refused client may keep sending before the hub hangs up
+_PONG = {"type": "pong"}
 LOG_TEXT = 200  # a rejected input is logged in one line of at most this many characters
 
 
@@ -436,6 +437,11 @@ class SocketServer:
                 client.reject(str(e), payload)
                 return
             if client.closed:
+                return
+            if message.get("type") == "ping":
+                # Protocol-level: answered here, never seen by plugins (docs/protocol.md).
+                pong = {"type": "pong", "id": message["id"]} if "id" in message else _PONG
+                client.send_json(pong)
                 return
             try:
                 self.on_message(client, message)

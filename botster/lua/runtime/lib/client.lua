@@ -7,6 +7,8 @@
 --   request      {type="request", id, command, args?}  -> {type="response", id, ok, result|error}
 --   subscribe    {type="subscribe", channel, params?}  -> {type="subscribed", channel}
 --   unsubscribe  {type="unsubscribe", channel}         -> {type="unsubscribed", channel}
+--   ping         {type="ping", id?}                    -> {type="pong", id} (the socket answers
+--                                                         these itself; other carriers here)
 -- The hub pushes {type="event", channel, event, data} to subscribers of a channel.
 -- Channels: "hub" (plugin and hub changes), "mcp" (tools_list_changed), and "terminal"
 -- (params {session_id, rows?, cols?}: the session's screen, then its live output, as binary
@@ -22,7 +24,30 @@ local M = {}
 local clients = state.get("client.clients", {})
 local CHANNELS = { hub = true, mcp = true, terminal = true }
 
+local send_encoded, encode = _botster.send_encoded, json.encode
+local BIG = 64 * 1024 -- a string this long is quoted faster by Python's encoder (12 MiB: 5x)
+
+-- Whether msg (a reply) or its result, one level down, holds a long string.
+local function holds_big_string(msg)
+  for _, v in pairs(msg) do
+    if type(v) == "string" and #v > BIG then return true end
+  end
+  if type(msg.result) == "table" then
+    for _, v in pairs(msg.result) do
+      if type(v) == "string" and #v > BIG then return true end
+    end
+  end
+  return false
+end
+
 local function reply(id, msg)
+  -- The socket's fast path: encoded here, framed and queued in Python with no table
+  -- conversion. What json.encode refuses (NaN, bytes that are not UTF-8...) goes the general
+  -- way, whose rules (convert.py) decide; so do replies holding long strings.
+  if id:sub(1, 7) == "socket:" and not holds_big_string(msg) then
+    local encoded, text = pcall(encode, msg)
+    if encoded and send_encoded(id, text) then return end
+  end
   local ok, err = _botster.client_send(id, msg)
   if not ok then log.debug("reply to " .. id .. " dropped: " .. tostring(err)) end
 end
@@ -88,6 +113,11 @@ local function subscribe_terminal(id, params)
   if not fwd then return fail(id, "bad_message", "subscribe terminal: " .. err) end
   clients[id].terminals[sid] = true
   reply(id, { type = "subscribed", channel = "terminal", session_id = sid })
+end
+
+-- A carrier that does not answer protocol-level pings itself (the socket does) gets them here.
+function handlers.ping(id, msg)
+  reply(id, { type = "pong", id = msg.id })
 end
 
 function handlers.subscribe(id, msg)
@@ -162,7 +192,7 @@ function M.on_message(id, msg)
   local handler = handlers[msg.type]
   if not handler then
     return fail(id, "bad_message", "unknown message type " .. json.encode(msg.type)
-      .. " (known: request, subscribe, unsubscribe)")
+      .. " (known: request, subscribe, unsubscribe, ping)")
   end
   handler(id, msg)
 end
