@@ -232,7 +232,7 @@ async def _start_times() -> tuple[list[float], list[float]]:
                 await run.start()
                 # The hub's own start time (its log line): the spawn of a Python process on
                 # a loaded machine varies by more than what is measured here.
-                _, m = await run.wait_for(r"hub ready: .* in (\d+) ms")
+                m = await run.wait_for(r"hub ready: .* in (\d+) ms")
                 into.append(float(m.group(1)))
                 await run.stop()
         return a, b
