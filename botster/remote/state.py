@@ -1,7 +1,8 @@
 """One hub's remote-access state, in one object: ``remote_for(hub)``.
 
 Holds the Olm state (loaded lazily, off the loop), the current pairing code, and the peer
-manager (created when the first offer arrives, which is when aiortc is imported). Also the two
+manager (created when a code is shown, a bundle asked for or an offer arrives; it starts the
+WebRTC process, the only one that imports aiortc). Also the two
 small look-ups that depend on the relay link: ``relay_url`` and ``server_id``.
 
 The ``connection`` and ``webrtc`` primitives, the ``hub`` primitive's signalling functions
