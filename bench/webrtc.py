@@ -239,7 +239,9 @@ async def _hub_side(sandbox: Sandbox) -> tuple[dict[str, object], list[str]]:
     return out, notes
 
 
-async def _start_times() -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+async def _start_times() -> tuple[
+    list[tuple[float, float]], list[tuple[float, float]], list[set[str]]
+]:
     """The hub's start (wall ms, CPU ms) to ``hub ready``: with remote access configured
     (a stored account, a code made in an earlier run, ``server_url`` set) and without."""
     with_remote, without = Sandbox(), Sandbox()
@@ -266,7 +268,19 @@ async def _start_times() -> tuple[list[tuple[float, float]], list[tuple[float, f
                 m = await run.wait_for(r"hub ready: .* in (\d+) ms \((\d+) ms CPU")
                 into.append((float(m.group(1)), float(m.group(2))))
                 await run.stop()
-        return a, b
+        # What the time cannot show on a loaded machine: the modules each imports until ready.
+        imported = []
+        for sandbox in (with_remote, without):
+            run = HubRun(sandbox)
+            run.env["PYTHONPROFILEIMPORTTIME"] = "1"
+            await run.start()
+            await run.wait_for(r"hub ready:")
+            ready = next(i for i, line in enumerate(run.lines) if "hub ready:" in line)
+            imported.append(
+                {x.rsplit("|", 1)[1].strip() for x in run.lines[:ready] if "import time:" in x}
+            )
+            await run.stop()
+        return a, b, imported
     finally:
         with_remote.close()
         without.close()
@@ -289,8 +303,14 @@ async def _measure() -> tuple[dict[str, object], dict[str, object], list[str]]:
         # The bench process plays the browser: no relay, loopback ICE.
         _write_config(sandbox, {"embedded_relay": False})
         real, notes = await _hub_side(sandbox)
-    with_remote, without = await _start_times()
+    with_remote, without, imported = await _start_times()
     real["start"] = (with_remote, without)
+    extra, missing = sorted(imported[0] - imported[1]), sorted(imported[1] - imported[0])
+    notes.append(
+        f"modules imported until hub ready: {len(imported[0])} with remote access configured, "
+        f"{len(imported[1])} without; only with: {extra or 'none'}; only without: "
+        f"{missing or 'none'}"
+    )
     return real, bare, notes
 
 

@@ -345,6 +345,10 @@ async def test_ratchet_restarts_after_three_undecryptable_frames(hub, netns):
     # The browser re-keyed from the signed bundle; its next frames are PreKey messages that
     # open a new session (it is paired, so any of the hub's one-time keys will do).
     assert (await browser.request("ping", {"echo": 3}))["echo"] == 3
+    # The carrier is binary: a text message closes the peer (the browser sees its channel go).
+    browser.dc.send("hello")
+    await proc.wait_for(r"peer webrtc:\S+ .* closed: text data-channel message")
+    await asyncio.wait_for(browser.closed.wait(), 30)
     await browser.close()
     await conn.close()
 
