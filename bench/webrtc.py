@@ -135,7 +135,7 @@ async def _hub_side(sandbox: Sandbox) -> tuple[dict[str, object], list[str]]:
     notes: list[str] = []
     out: dict[str, object] = {}
     try:
-        await hub.wait_for(r"hub ready:")
+        await hub.wait_for(r"hub ready:", timeout=60)
         conn = await hub.connect()
         cat = await conn.request("bench.spawn", {"cmd": "cat"})
 
@@ -251,7 +251,7 @@ async def _start_times() -> tuple[
         _write_config(without, {"embedded_relay": False})
         hub = HubRun(with_remote)
         await hub.start()
-        await hub.wait_for(r"hub ready:")
+        await hub.wait_for(r"hub ready:", timeout=60)
         conn = await hub.connect()
         await conn.request("connection.code")
         await conn.close()
@@ -265,7 +265,7 @@ async def _start_times() -> tuple[
                 await run.start()
                 # The hub's own start time (its log line): the spawn of a Python process on
                 # a loaded machine varies by more than what is measured here.
-                m = await run.wait_for(r"hub ready: .* in (\d+) ms \((\d+) ms CPU")
+                m = await run.wait_for(r"hub ready: .* in (\d+) ms \((\d+) ms CPU", timeout=60)
                 into.append((float(m.group(1)), float(m.group(2))))
                 await run.stop()
         # What the time cannot show on a loaded machine: the modules each imports until ready.
@@ -274,7 +274,7 @@ async def _start_times() -> tuple[
             run = HubRun(sandbox)
             run.env["PYTHONPROFILEIMPORTTIME"] = "1"
             await run.start()
-            await run.wait_for(r"hub ready:")
+            await run.wait_for(r"hub ready:", timeout=60)
             ready = next(i for i, line in enumerate(run.lines) if "hub ready:" in line)
             imported.append(
                 {x.rsplit("|", 1)[1].strip() for x in run.lines[:ready] if "import time:" in x}
