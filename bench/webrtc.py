@@ -21,7 +21,7 @@ process (one ordered reliable channel, no Olm, no hub):
 * hub loop jitter (``|interval - 10 ms|`` of the ticker, from the hub log) during that flood,
   against quiet windows of the same hub;
 * hub start (the hub's own ``hub ready ... in N ms``) with remote access configured (a stored
-  account and code, ``server_url`` set) and no peer, against the same hub without: 11 back-to-
+  account and code, ``server_url`` set) and no peer, against the same hub without: 9 back-to-
   back pairs, which goes first alternating; the goal is read on the median of the pairs'
   differences in the CPU the hub used until ready (the line also gives it), the wall time is
   information: on a loaded machine two back-to-back starts differ by hundreds of ms.
@@ -46,7 +46,7 @@ __all__ = ["run"]
 KEYS = 200
 FLOOD_MB = 16
 QUIET_S = 2.0
-STARTS = 11
+STARTS = 9
 
 
 async def _bare_pair() -> tuple[object, object, object, object, float]:
