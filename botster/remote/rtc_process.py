@@ -101,6 +101,7 @@ class Plane:
         rtc = self.rtc
         try:
             req = json.loads(body)
+            # A list, never None: with None aiortc would use Google's STUN server.
             config = rtc.RTCConfiguration(iceServers=_ice_servers(rtc, req.get("ice_servers", [])))
             pc = rtc.RTCPeerConnection(config)
             self.pcs[peer] = pc

@@ -562,7 +562,7 @@ class PeerManager:
         old = self.peers.pop(key, None)
         if old is not None:
             old.close("replaced by a new offer")
-        await self.process()
+        _, ice_servers = await asyncio.gather(self.process(), self._ice_servers())
         if self.generations.get(key) != gen:
             raise StaleOffer(f"offer {gen} from {key[:12]}… was superseded")
         peer = Peer(self, key, identity, gen)
@@ -573,7 +573,8 @@ class PeerManager:
             await asyncio.sleep(ANSWER_DELAY_S)
         answer = self.hub.loop.create_future()
         self._answers[peer.num] = answer
-        self._write(Op.OFFER, peer.num, json.dumps({"sdp": sdp, "ice_servers": []}).encode())
+        offer = {"sdp": sdp, "ice_servers": ice_servers}
+        self._write(Op.OFFER, peer.num, json.dumps(offer).encode())
         try:
             reply = await answer
             if "error" in reply:
@@ -592,6 +593,12 @@ class PeerManager:
             if ice.generation == gen:
                 self._add_ice(peer, ice.candidate)
         return str(reply["sdp"])
+
+    async def _ice_servers(self) -> list[dict[str, Any]]:
+        """The relay's STUN/TURN servers (checked and cached by the relay link), or none."""
+        link = getattr(self.hub, "relay", None)
+        fetch = getattr(link, "ice_servers", None)
+        return list(await fetch()) if fetch is not None else []
 
     async def handle_ice(self, identity: str, candidate: dict[str, Any]) -> bool:
         """Adds a browser's trickled candidate to its current peer (queued while the offer is
