@@ -23,8 +23,8 @@ process (one ordered reliable channel, no Olm, no hub):
 * hub start (the hub's own ``hub ready ... in N ms``) with remote access configured (a stored
   account and code, ``server_url`` set) and no peer, against the same hub without: 9 back-to-
   back pairs, which goes first alternating; the goal is read on the median of the pairs'
-  differences in the CPU the hub used until ready (the line also gives it), the wall time is
-  information: on a loaded machine two back-to-back starts differ by hundreds of ms.
+  differences in the hub's own start time (its ready line; the CPU it used until then, which
+  the line also gives, as information), and the modules each imported until ready.
 """
 
 from __future__ import annotations
@@ -374,18 +374,18 @@ def run() -> list[Result]:
     )
     print(describe("hub quiet (baseline)", quiet))
     print(describe("hub while the browser takes the flood", flood))
-    # On a loaded machine the wall time of a start swings by hundreds of ms between two
-    # back-to-back starts of the same hub; the CPU the hub used until ready is the work done,
-    # and each round's two starts are compared with each other.
+    # Each round's two starts ran back to back and are compared with each other (the load
+    # moves whole rounds); the CPU the hub used until ready is information: it counts the
+    # interpreter's start too and varies by +-15 ms even on a quiet machine.
     wall_with, cpu_with = [w for w, _ in with_remote], [c for _, c in with_remote]
     wall_without, cpu_without = [w for w, _ in without], [c for _, c in without]
-    start_delta = median([a - b for a, b in zip(cpu_with, cpu_without, strict=True)])
+    cpu_delta = median([a - b for a, b in zip(cpu_with, cpu_without, strict=True)])
     wall_delta = median([a - b for a, b in zip(wall_with, wall_without, strict=True)])
     print(
         f"  hub start (median of {STARTS}): with remote access configured "
         f"{fmt_ms(median(wall_with))} wall, {fmt_ms(median(cpu_with))} CPU; without "
         f"{fmt_ms(median(wall_without))} wall, {fmt_ms(median(cpu_without))} CPU; median of "
-        f"the rounds' differences {start_delta:+.0f} ms CPU, {wall_delta:+.0f} ms wall"
+        f"the rounds' differences {wall_delta:+.0f} ms wall, {cpu_delta:+.0f} ms CPU"
     )
     for line in notes:
         print(f"  {line}")
@@ -424,23 +424,24 @@ def run() -> list[Result]:
         ),
         Result(
             "webrtc",
-            "hub start CPU, remote configured",
-            median(cpu_with),
-            median(cpu_without),
+            "hub start, remote configured",
+            median(wall_with),
+            median(wall_without),
             "ms",
             "within 5 ms (paired)",
-            start_delta < 5,
+            wall_delta < 5,
         ),
         Result(
             "webrtc",
-            "hub start wall, remote configured (info)",
-            median(wall_with),
-            median(wall_without),
+            "hub start CPU, remote configured (info)",
+            median(cpu_with),
+            median(cpu_without),
             "ms",
         ),
     ]
     for r in results:
-        print(f"  {r.metric}: {verdict(bool(r.passed))}")
+        if r.passed is not None:
+            print(f"  {r.metric}: {verdict(r.passed)}")
     if "--json" in sys.argv:
         print(json.dumps([r.__dict__ for r in results]))
     return results
