@@ -22,10 +22,10 @@ aiortc (~190 ms, ~50 MB with av) never enters the hub: every peer connection liv
 WebRTC process (``remote/rtc_process.py``), a child of the hub started when remote access is
 first used (a code shown, a bundle asked for, an offer) and again on demand if it died. Its
 pure-Python SCTP and DTLS then hold no lock the hub's loop needs (on a thread of the hub they
-held its GIL: bench/webrtc.py measured the hub's timer p99 at 10 ms while a browser took a
-flood; on the hub's own loop, 30 ms). Olm stays on the hub's loop (one owner for the account
-and sessions): the process only moves encrypted bytes. What a peer posts in one loop
-iteration goes to the process in one write.
+shared its GIL, and on the hub's own loop bench/webrtc.py measured its timer p99 at 30 ms
+under a flood), and the hub never maps aiortc and av. Olm stays on the hub's loop (one owner
+for the account and sessions): the process only moves encrypted bytes. What a peer posts in
+one loop iteration goes to the process in one write.
 Signalling (offers, ICE, ratchet restarts) is driven by ``PeerManager`` and tagged with a
 generation per browser key, so answers, ICE and channel events of a superseded offer are
 dropped.
