@@ -17,13 +17,22 @@ import json
 import os
 import signal
 import stat
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from botster.base.errors import ProtocolError
-from botster.base.framing import SNAPSHOT
+from botster.base.framing import (
+    BINARY,
+    PTY_INPUT,
+    PTY_OUTPUT,
+    SNAPSHOT,
+    encode_frame,
+    encode_session,
+    split_session,
+)
 from botster.remote import bundle as B
 from botster.remote.test_browser import RelaySignaller, SocketSignaller, TestBrowser
 from botster.remote.webrtc import MAX_DC_MESSAGE, PART, Reassembler, encode_plaintexts
@@ -577,3 +586,172 @@ async def test_copy_to_clipboard_goes_to_the_tui_else_says_why(hub, tmp_path, mo
     assert {"type": "tui", "data": {"type": "clipboard", "text": url["url"]}} in seen
     await tui.close()
     await plain.close()
+
+
+# One client channel: a browser and a socket client are the same kind of client ---------------
+
+AGENT_INIT = 'echo "agent up"; while read l; do echo "got:$l"; done\n'
+
+CHANNEL_PLUGIN = """
+local commands = require("lib.commands")
+local function r(a, b) return {ok = a or false, err = b} end
+commands.register("test.webrtc_fns", function(args, ctx)
+  local out = {}
+  out.by_agent = r(webrtc.create_pty_forwarder({peer_id = ctx.client_id, agent_index = 0}))
+  out.no_agent = r(webrtc.create_pty_forwarder({peer_id = ctx.client_id, agent_index = 7}))
+  out.no_pty = r(webrtc.create_pty_forwarder({peer_id = ctx.client_id, agent_index = 0, pty_index = 4}))
+  out.stop = webrtc.stop_pty_forwarder(ctx.client_id, args.sid)
+  out.stop_again = webrtc.stop_pty_forwarder(ctx.client_id, args.sid)
+  out.binary = r(webrtc.send_binary(ctx.client_id, "\\1\\0\\2"))
+  out.sent = r(webrtc.send(ctx.client_id, {type = "notice", text = "hi"}))
+  out.not_a_peer = r(webrtc.send(args.socket_id, {type = "notice"}))
+  out.not_a_peer_fwd = r(webrtc.create_pty_forwarder({peer_id = args.socket_id, session_id = args.sid}))
+  out.peers = webrtc.peers()
+  out.raises = {
+    select(2, pcall(webrtc.create_pty_forwarder, {peer_id = ctx.client_id})),
+    select(2, pcall(webrtc.create_pty_forwarder, {peer_id = ctx.client_id, agent_index = -1})),
+    select(2, pcall(webrtc.create_pty_forwarder, {peer_id = ctx.client_id, agent_index = 0, bogus = 1})),
+  }
+  return out
+end)
+webrtc.on_message(function(id, msg)
+  if msg.type == "request" and msg.command == "test.webrtc_fns" then
+    log.info("RESULT webrtc_message " .. json.encode(id))
+  end
+end)
+"""
+
+
+class _Screens:
+    """A socket client's screens, fed from frames as the test browser's are."""
+
+    def __init__(self) -> None:
+        self.screens: dict[str, bytearray] = {}
+        self.changed = asyncio.Event()
+
+    def on_frame(self, frame) -> None:
+        sid, data = split_session(frame.payload)
+        if frame.type == SNAPSHOT:
+            self.screens[sid] = bytearray(data[4:])
+        elif frame.type == PTY_OUTPUT:
+            self.screens.setdefault(sid, bytearray()).extend(data)
+        self.changed.set()
+
+    async def wait_for(self, predicate, within: float = 30.0) -> None:
+        async with asyncio.timeout(within):
+            while not predicate():
+                self.changed.clear()
+                await self.changed.wait()
+
+
+async def test_a_browser_and_a_socket_client_watch_one_agent_alike(hub, netns, git_repo):
+    if netns:
+        return
+    d = git_repo / ".botster" / "agents" / "echo"
+    d.mkdir(parents=True)
+    (d / "initialization").write_text(AGENT_INIT)
+    subprocess.run(["git", "add", ".botster"], cwd=git_repo, check=True)
+    subprocess.run(["git", "commit", "-qm", "agent"], cwd=git_repo, check=True)
+    proc = await hub(plugins={"p": SPAWN_PLUGIN, "ch": CHANNEL_PLUGIN})
+    conn, browser = await _pair(proc)
+    watcher = _Screens()
+    sock = await HubConnection.connect(socket_of(proc), "watcher", on_frame=watcher.on_frame)
+    await sock.request("create_agent", {"branch": "watched"})
+    async with asyncio.timeout(30):
+        while not (agents := await sock.request("list_agents")) or (
+            agents[0]["status"] != "running"
+        ):
+            await asyncio.sleep(0.05)
+    sid = agents[0]["session_id"]
+
+    # Both subscribe to the agent's terminal through the same client protocol.
+    browser.attach(sid, rows=24, cols=80)
+    sock.subscribe("terminal", {"session_id": sid, "rows": 24, "cols": 80})
+    await browser.wait_for(lambda: b"agent up" in browser.screens.get(sid, b""))
+    await watcher.wait_for(lambda: b"agent up" in watcher.screens.get(sid, b""))
+    # Each types; both see both lines, and end on the same screen.
+    browser.type(sid, b"from-browser\n")
+    await watcher.wait_for(lambda: b"got:from-browser" in watcher.screens[sid])
+    sock.send_raw(encode_frame(PTY_INPUT, encode_session(sid, b"sock\n")))
+    await browser.wait_for(lambda: b"got:sock" in browser.screens[sid])
+    await watcher.wait_for(lambda: b"got:sock" in watcher.screens[sid])
+    seen_by_browser = render(80, 24, bytes(browser.screens[sid]))
+    assert seen_by_browser == render(80, 24, bytes(watcher.screens[sid]))
+    assert "got:from-browser" in seen_by_browser and "got:sock" in seen_by_browser
+
+    # The hub lists them the same way: same fields, the same subscription; only the transport
+    # and the hello's name tell them apart.
+    listed = {c["id"]: c for c in await conn.request("clients.list")}
+    peer_id = await proc.result("peer_connected")
+    as_browser, as_socket = listed[peer_id], listed[sock.client_id]
+    assert as_browser == {
+        "id": peer_id,
+        "name": "browser",
+        "transport": "webrtc",
+        "subscriptions": [],
+        "terminals": [sid],
+    }
+    assert as_socket == {
+        "id": sock.client_id,
+        "name": "watcher",
+        "transport": "socket",
+        "subscriptions": [],
+        "terminals": [sid],
+    }
+    assert listed[conn.client_id]["transport"] == "socket"
+    # The browser sees the same listing over WebRTC.
+    assert {c["id"]: c for c in await browser.request("clients.list")} == listed
+
+    # Every webrtc function is a view over the same channel.
+    out = await browser.request("test.webrtc_fns", {"sid": sid, "socket_id": sock.client_id})
+    assert await proc.result("webrtc_message") == peer_id
+    assert out["by_agent"]["ok"].startswith("fwd")
+    assert out["no_agent"] == {
+        "ok": False,
+        "err": "webrtc.create_pty_forwarder: no agent at index 7",
+    }
+    assert out["no_pty"] == {
+        "ok": False,
+        "err": "webrtc.create_pty_forwarder: agent watched has no pty at index 4",
+    }
+    assert out["stop"] is True and out["stop_again"] is False
+    assert out["binary"] == {"ok": True} and out["sent"] == {"ok": True}
+    assert out["not_a_peer"] == {"ok": False, "err": f"webrtc.send: no peer {sock.client_id}"}
+    assert out["not_a_peer_fwd"] == {
+        "ok": False,
+        "err": f"webrtc.create_pty_forwarder: no peer {sock.client_id}",
+    }
+    assert [e.split(": ", 1)[1] for e in out["raises"]] == [
+        "opts: expected session_id or agent_index, got neither",
+        "opts.agent_index: expected an integer >= 0, got -1",
+        "opts: unknown key 'bogus' (known: agent_index, peer_id, pty_index, session_id)",
+    ], out["raises"]
+    assert all("webrtc.create_pty_forwarder" in e for e in out["raises"])
+    assert out["peers"] == [{"id": peer_id, "name": "browser", "browser_key": browser.key}]
+    await browser.wait_for(lambda: (BINARY, b"\x01\x00\x02") in browser.frames)
+    assert {"type": "notice", "text": "hi"} in browser.messages
+
+    # The browser's forwarder stopped (stop_pty_forwarder): the socket client still watches.
+    sock.send_raw(encode_frame(PTY_INPUT, encode_session(sid, b"x\n")))
+    await watcher.wait_for(lambda: b"got:x" in watcher.screens[sid])
+
+    # A message over the limits is refused by the client protocol, once, as on the socket;
+    # the plugin's webrtc.on_message listener never sees it.
+    proc.expect_log(r"nested deeper than 64 levels")
+    deep: dict = {}
+    for _ in range(100):
+        deep = {"d": deep}
+    with pytest.raises(RuntimeError, match="nested deeper than 64 levels"):
+        await browser.request("test.webrtc_fns", deep)
+    assert await browser.request("ping", {"echo": "after"}) == {"pong": True, "echo": "after"}
+    refusals = [m for m in browser.messages if m.get("type") in ("error", "response")]
+    assert refusals == [], refusals  # the refusal was the request's one response, nothing else
+    assert proc.count(r"RESULT webrtc_message") == 1
+
+    # Gone from the listing once it closes, like any client.
+    await browser.close()
+    await proc.result("peer_gone")
+    listed = await conn.request("clients.list")
+    assert [c["id"] for c in listed] == sorted([conn.client_id, sock.client_id])
+    await sock.close()
+    await conn.close()

@@ -1,8 +1,9 @@
 """``_botster``: what the embedded Lua (hub/init.lua, hub/loader.lua) needs from Python.
 
 Not a primitive and not for plugins: plugin discovery, file reads off the loop, paths,
-settings, releasing an owner's resources, and the ready signal. Documented in
-``docs/architecture.md``.
+settings, releasing an owner's resources, the ready signal, and the client protocol's view of
+the hub's client channel (``lib/client.lua`` serves every client the same way, whatever
+transport carries it). Documented in ``docs/architecture.md``.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from botster.base.errors import ArgumentError
-from botster.lua.api import lua_api
+from botster.lua.api import LuaFunction, lua_api
+from botster.lua.listeners import ClientFace
 from botster.primitives.context import HubContext
+from botster.transports.channel import ChannelClient
 
 __all__ = ["LUA"]
 
@@ -198,7 +201,104 @@ def tool_registered(hub: HubContext) -> None:
     warm(hub)
 
 
+# The client protocol's view of the channel ---------------------------------------------------
+
+
+def client_info(client: ChannelClient) -> dict[str, str]:
+    """How the hub lists a client: ``{id, name, transport}`` (the same for every transport)."""
+    return {"id": client.id, "name": client.name, "transport": client.transport}
+
+
+class _Clients(ClientFace):
+    """``lib/client.lua``'s listeners: every client of the channel, whatever carries it. This
+    face answers a message it refuses (the transports' own faces do not)."""
+
+    def __init__(self, hub: HubContext) -> None:
+        super().__init__(hub, "client", lambda _client: True, answer=True, info=client_info)
+        hub.clients.add_observer(self)
+
+
+@lua_api
+def on_client_connected(hub: HubContext, fn: LuaFunction) -> str:
+    """fn(client_id, {id, name, transport}) after any client's handshake."""
+    return hub.state(_Clients).on_connected.add(fn)
+
+
+@lua_api
+def on_client_disconnected(hub: HubContext, fn: LuaFunction) -> str:
+    """fn(client_id, {id, name, transport}) when any client is gone."""
+    return hub.state(_Clients).on_disconnected.add(fn)
+
+
+@lua_api
+def on_client_message(hub: HubContext, fn: LuaFunction) -> str:
+    """fn(client_id, msg) for every JSON message of any client (checked against the limits)."""
+    return hub.state(_Clients).on_message.add(fn)
+
+
+@lua_api
+def client_send(hub: HubContext, client_id: str, msg: Any) -> bool | tuple[None, str]:
+    """Queues a JSON message for any client; nil, err when it is gone."""
+    client = hub.clients.get(client_id)
+    if client is None:
+        return None, f"no client {client_id}"
+    if not client.send_json(msg):
+        return None, f"client {client_id} is disconnected ({client.close_reason})"
+    return True
+
+
+@lua_api
+def client_attach(hub: HubContext, client_id: str, session_id: str) -> str | tuple[None, str]:
+    """Routes a session's terminal to any client (``hub.clients.attach``), owned by the caller;
+    the forwarder id, or nil, err."""
+    client = hub.clients.get(client_id)
+    if client is None:
+        return None, f"no client {client_id}"
+    session = hub.sessions.get(session_id)
+    if session is None:
+        return None, f"no session {session_id}"
+    fwd = hub.clients.attach(client, session, on_stop=lambda: hub.owners.discard(owner, fwd.id))
+    owner = hub.own(fwd.id, lambda: hub.clients.detach(client.id, session.id, fwd))
+    return fwd.id
+
+
+@lua_api
+def client_detach(hub: HubContext, client_id: str, session_id: str) -> bool:
+    """Stops a client's forwarder of a session; false if there was none."""
+    return hub.clients.detach(client_id, session_id)
+
+
+@lua_api
+def clients(hub: HubContext) -> list[dict[str, str]]:
+    """Every connected client, oldest first: ``{id, name, transport}``."""
+    return [client_info(c) for c in hub.clients.clients.values()]
+
+
+@lua_api
+def remote_status(hub: HubContext) -> dict[str, Any]:
+    """Whether remote access is on: ``{configured, why?, relay_url?, embedded, server_id?}``
+    (the ``connection.status`` command; ``why`` in ``action_cable.connect``'s words)."""
+    from botster.remote.state import relay_url
+
+    why = hub.relay.unavailable()
+    return {
+        "configured": why is None,
+        "why": why,
+        "relay_url": relay_url(hub) if why is None else None,
+        "embedded": hub.relay.embedded is not None,
+        "server_id": hub.relay.server_id,
+    }
+
+
 LUA = {
+    "remote_status": remote_status,
+    "on_client_connected": on_client_connected,
+    "on_client_disconnected": on_client_disconnected,
+    "on_client_message": on_client_message,
+    "client_send": client_send,
+    "client_attach": client_attach,
+    "client_detach": client_detach,
+    "clients": clients,
     "check_tool_arguments": check_tool_arguments,
     "tool_registered": tool_registered,
     "fatal": fatal,

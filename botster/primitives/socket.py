@@ -2,8 +2,9 @@
 
 Callbacks registered with ``on_client_connected``, ``on_client_disconnected`` and
 ``on_message`` run as tasks of the plugin that registered them. Unlike the original's single
-slot, each call adds a listener (the embedded client protocol is one of them), so a plugin can
-watch clients without replacing the protocol; a plugin's listeners go when it unloads.
+slot, each call adds a listener, and the embedded client protocol (``lib/client.lua``) watches
+every client of the channel on its own, so a plugin can watch clients without replacing the
+protocol; a plugin's listeners go when it unloads.
 The wire format and the socket itself live in ``botster.transports``.
 
 The clients themselves live in the hub's client channel (``botster.transports.channel``),
@@ -13,13 +14,10 @@ carries, and an observer of that channel like ``tui``.
 
 from __future__ import annotations
 
-import collections
-import logging
 from typing import Any, TypedDict
 
 from botster.lua.api import LuaFunction, lua_api
-from botster.lua.convert import ConversionError, check_data, check_data_steps, run_sliced
-from botster.lua.listeners import ListenerSet
+from botster.lua.listeners import ClientFace
 from botster.primitives.context import HubContext
 from botster.transports.channel import ChannelClient
 
@@ -27,119 +25,24 @@ __all__ = ["LUA", "TRANSPORT", "lua_extras"]
 
 TRANSPORT = "socket"  # the clients of the hub socket (botster.transports.socket_server)
 
-log = logging.getLogger("hub")
 
-# A message this small (in JSON bytes, about) is checked and converted at once: well under a
-# millisecond. Larger ones go through the sliced path.
-_SMALL = 32 << 10
-
-
-class _State:
-    """One hub's socket listeners."""
+class _State(ClientFace):
+    """One hub's socket listeners: an observer of the channel that picks the socket's clients.
+    The client protocol (``lib/client.lua``, which sees every client) answers a message it
+    refuses, so this face does not."""
 
     def __init__(self, hub: HubContext) -> None:
-        self.on_connected = ListenerSet(hub, "socket_connected")
-        self.on_disconnected = ListenerSet(hub, "socket_disconnected")
-        self.on_message = ListenerSet(hub, "socket_message")
-        self.inbox = _Inbox(hub, self.on_message)
+        super().__init__(hub, "socket", _is_socket, answer=False)
+
+
+def _is_socket(client: ChannelClient) -> bool:
+    return client.transport == TRANSPORT
 
 
 def lua_extras(hub: HubContext) -> dict[str, Any]:
     """Starts observing the hub's socket clients (nothing extra for Lua)."""
-    hub.clients.add_observer(_Observer(hub.state(_State)))
+    hub.clients.add_observer(hub.state(_State))
     return {}
-
-
-class _Observer:
-    """Turns the channel's events about socket clients into Lua listener calls."""
-
-    def __init__(self, state: _State) -> None:
-        self.state = state
-
-    def connected(self, client: ChannelClient) -> None:
-        if client.transport == TRANSPORT:
-            self.state.on_connected.dispatch("socket client connected", client.id)
-
-    def disconnected(self, client: ChannelClient) -> None:
-        if client.transport == TRANSPORT:
-            self.state.on_disconnected.dispatch("socket client disconnected", client.id)
-
-    def message(self, client: ChannelClient, message: dict[str, Any]) -> None:
-        if client.transport == TRANSPORT:
-            self.state.inbox.receive(client, message)
-
-
-class _Inbox:
-    """Hands each client's messages to Lua in arrival order; large ones in slices.
-
-    A message too deep or too large (the socket's own limits, ``socket_max_json_depth`` and
-    ``socket_max_message_kb``, checked again here on the decoded value) is answered with an
-    error and never converted. One over
-    ``_SMALL`` that passes is measured and converted in slices between which the loop runs;
-    while it is, the same client's later messages wait behind it, so Lua sees them in order.
-    """
-
-    def __init__(self, hub: HubContext, listeners: ListenerSet) -> None:
-        self._hub = hub
-        self._listeners = listeners
-        self._queues: dict[str, collections.deque[dict[str, Any]]] = {}
-
-    def _limits(self) -> tuple[int, int]:
-        config = self._hub.config
-        max_bytes = int(config.setting("socket_max_message_kb")) << 10
-        return max_bytes, int(config.setting("socket_max_json_depth"))
-
-    def receive(self, client: ChannelClient, message: dict[str, Any]) -> None:
-        queue = self._queues.get(client.id)
-        if queue is not None:
-            queue.append(message)
-            return
-        max_bytes, max_depth = self._limits()
-        problem = check_data(message, max_bytes=min(_SMALL, max_bytes), max_depth=max_depth)
-        if problem is None:
-            self._listeners.dispatch("socket message", client.id, message)
-            return
-        if "deeper" in problem or max_bytes <= _SMALL:
-            _refuse(client, message, problem)
-            return
-        self._queues[client.id] = collections.deque([message])
-        self._hub.spawn(self._drain(client), name=f"socket message {client.id}", owner="hub")
-
-    async def _drain(self, client: ChannelClient) -> None:
-        queue = self._queues[client.id]
-        convert = self._hub.host.convert
-        try:
-            while queue:
-                message = queue.popleft()
-                max_bytes, max_depth = self._limits()
-                steps = check_data_steps(message, max_bytes=max_bytes, max_depth=max_depth)
-                problem = await run_sliced(steps)
-                if problem is not None:
-                    _refuse(client, message, problem)
-                    continue
-                try:
-                    value = await run_sliced(convert.to_lua_steps(message))
-                except ConversionError as e:
-                    _refuse(client, message, str(e))
-                    continue
-                self._listeners.dispatch_lua("socket message", client.id.encode(), value)
-        finally:
-            self._queues.pop(client.id, None)
-
-
-def _refuse(client: ChannelClient, message: Any, problem: str) -> None:
-    if problem.startswith(("nested", "larger")):
-        setting = "socket_max_json_depth" if "deeper" in problem else "socket_max_message_kb"
-        text = f"message is {problem} (setting {setting})"
-    else:
-        text = f"message refused: {problem}"
-    log.warning("client %s: %s; refused", client.id, text)
-    if isinstance(message, dict) and message.get("type") == "request" and "id" in message:
-        msg_id = message["id"]
-        if isinstance(msg_id, (str, int)) and not isinstance(msg_id, bool):
-            client.send_json({"type": "response", "id": msg_id, "ok": False, "error": text})
-            return
-    client.send_json({"type": "error", "code": "bad_message", "message": text})
 
 
 def _client(hub: HubContext, client_id: str) -> ChannelClient | None:

@@ -1,11 +1,15 @@
 """The ``webrtc`` primitive: Lua's side of the browsers connected over WebRTC.
 
 The third carrier of the client protocol (after the Unix socket and the terminal UI that rides
-it): a peer is a browser with an open, Olm-encrypted data channel (``botster.transports.
-webrtc``) that said ``hello``. Peer ids look like ``webrtc:1a2b3c``; ``lib/client.lua`` serves
-them exactly like socket clients, so a browser subscribes to ``hub``, ``terminal`` and ``mcp``
-and runs the same commands. As with ``socket``, each ``on_*`` call adds a listener owned by the
-calling plugin.
+it): a peer is a browser with an open, Olm-encrypted data channel (``botster.remote.webrtc``)
+that said ``hello``. The carrier hands each peer to the hub's client channel
+(``botster.transports.channel``) like the socket server hands its clients, so everything a
+client is (the registry, terminal forwarders and their hold-and-resync, PTY input, the client
+protocol of ``lib/client.lua``) is the channel's, once for every transport. This module is only
+the Lua face of the clients the WebRTC carrier brings: an observer of the channel that picks
+them (``transport == "webrtc"``), as ``socket`` picks the socket's. Peer ids look like
+``webrtc:1a2b3c``; each ``on_*`` call adds a listener owned by the calling plugin; forwarders
+are owned by the plugin that made them.
 
 Not here: pairing codes (``connection``), signalling (``hub.handle_webrtc_offer`` and friends)
 and the crypto (``botster.remote``). Nothing here imports aiortc: a hub without peers never
@@ -14,33 +18,33 @@ loads it.
 
 from __future__ import annotations
 
-import itertools
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
-from botster.base.framing import split_session
+from botster.base.errors import ArgumentError
 from botster.lua.api import LuaFunction, lua_api
+from botster.lua.listeners import ClientFace
 from botster.primitives.context import HubContext
-from botster.transports.forwarder import PtyForwarder
+from botster.transports.channel import ChannelClient
 
 if TYPE_CHECKING:
     from botster.remote.state import Remote
-    from botster.remote.webrtc import Peer
 
-__all__ = ["LUA", "lua_extras"]
+__all__ = ["LUA", "TRANSPORT", "lua_extras"]
+
+TRANSPORT = "webrtc"  # the peers of the WebRTC carrier (botster.remote.webrtc)
 
 
-class _State:
-    """The primitive's per-hub state: listeners and forwarders."""
+class _State(ClientFace):
+    """One hub's WebRTC listeners: an observer of the channel that picks the carrier's peers.
+    The client protocol (``lib/client.lua``) answers a message it refuses, so this face does
+    not."""
 
     def __init__(self, hub: HubContext) -> None:
-        self.listeners: dict[str, dict[str, tuple[str, Any]]] = {
-            "connected": {},
-            "disconnected": {},
-            "message": {},
-        }
-        self.ids = itertools.count(1)
-        # peer id -> session id -> forwarder
-        self.forwarders: dict[str, dict[str, PtyForwarder]] = {}
+        super().__init__(hub, "webrtc", _is_peer, answer=False)
+
+
+def _is_peer(client: ChannelClient) -> bool:
+    return client.transport == TRANSPORT
 
 
 def _remote(hub: HubContext) -> Remote:
@@ -49,66 +53,15 @@ def _remote(hub: HubContext) -> Remote:
     return remote_for(hub)
 
 
-def _state(hub: HubContext) -> _State:
-    return hub.state(_State)
-
-
-def _add(hub: HubContext, kind: str, fn: Any) -> str:
-    st = _state(hub)
-    owner = hub.host.current_owner()
-    key = f"webrtc_{kind}_{next(st.ids)}"
-    st.listeners[kind][key] = (owner, fn)
-    hub.owners.add(owner, key, lambda: st.listeners[kind].pop(key, None))
-    return key
-
-
-def _dispatch(hub: HubContext, kind: str, label: str, *args: Any) -> None:
-    lua_args = [hub.host.convert.to_lua(a) for a in args]
-    for owner, fn in list(_state(hub).listeners[kind].values()):
-        hub.host.sched.start(owner, label, fn, *lua_args)
-
-
-class _Hooks:
-    """What the carrier calls (``remote.webrtc.PeerHooks``); loop-only."""
-
-    def __init__(self, hub: HubContext) -> None:
-        self.hub = hub
-
-    def connected(self, peer: Peer) -> None:
-        _dispatch(self.hub, "connected", "webrtc peer connected", peer.id)
-
-    def disconnected(self, peer: Peer) -> None:
-        for fwd in _state(self.hub).forwarders.pop(peer.id, {}).values():
-            fwd.stop()
-        _dispatch(self.hub, "disconnected", "webrtc peer disconnected", peer.id)
-
-    def message(self, peer: Peer, message: dict[str, Any]) -> None:
-        _dispatch(self.hub, "message", "webrtc message", peer.id, message)
-
-    def pty_input(self, peer: Peer, payload: bytes) -> None:
-        sid, data = split_session(payload)
-        fwd = _state(self.hub).forwarders.get(peer.id, {}).get(sid)
-        if fwd is None or not fwd.session.running:
-            peer.send_json(
-                {
-                    "type": "error",
-                    "code": "bad_message",
-                    "message": f"pty input for {sid}: not attached to that session",
-                }
-            )
-            return
-        fwd.session.client.write(data)
-
-
 def lua_extras(hub: HubContext) -> dict[str, Any]:
-    """Installs the carrier's hooks on this hub's remote state (nothing extra for Lua)."""
-    _remote(hub).hooks = _Hooks(hub)
+    """Starts observing the hub's WebRTC peers (nothing extra for Lua)."""
+    hub.clients.add_observer(hub.state(_State))
     return {}
 
 
-def _peer(hub: HubContext, peer_id: str) -> Peer | None:
-    peers = _remote(hub).peers
-    return peers.clients.get(peer_id) if peers is not None else None
+def _peer(hub: HubContext, peer_id: str) -> ChannelClient | None:
+    client = hub.clients.get(peer_id)
+    return client if client is not None and _is_peer(client) else None
 
 
 @lua_api
@@ -118,7 +71,7 @@ def on_peer_connected(hub: HubContext, fn: LuaFunction) -> str:
     Calls fn with the peer's id once a browser's encrypted data channel is open and its hello
     answered. Example: ``webrtc.on_peer_connected(function(id) log.info("browser " .. id) end)``
     """
-    return _add(hub, "connected", fn)
+    return hub.state(_State).on_connected.add(fn)
 
 
 @lua_api
@@ -128,7 +81,7 @@ def on_peer_disconnected(hub: HubContext, fn: LuaFunction) -> str:
     Calls fn when a peer is gone: channel closed, connection failed, replaced by a newer offer
     from the same browser, revoked, or the hub stopping.
     """
-    return _add(hub, "disconnected", fn)
+    return hub.state(_State).on_disconnected.add(fn)
 
 
 @lua_api
@@ -139,7 +92,7 @@ def on_message(hub: HubContext, fn: LuaFunction) -> str:
     ``dc_pong`` are answered by the carrier and not passed on).
     Example: ``webrtc.on_message(function(id, msg) log.info(id .. " sent " .. msg.type) end)``
     """
-    return _add(hub, "message", fn)
+    return hub.state(_State).on_message.add(fn)
 
 
 @lua_api
@@ -161,68 +114,86 @@ def send(hub: HubContext, peer_id: str, msg: Any) -> bool | tuple[None, str]:
 def send_binary(hub: HubContext, peer_id: str, data: bytes) -> bool | tuple[None, str]:
     """webrtc.send_binary(peer_id, data) -> true | nil, err
 
-    Encrypts and queues an opaque binary frame (type 0x06) for one peer.
+    Encrypts and queues an opaque binary frame (type 0x06) holding the string `data` for one
+    peer. Returns nil, err if the peer is gone.
+    Example: ``webrtc.send_binary(id, string.char(1, 2, 3))``
     """
-    from botster.base.framing import BINARY
-
     peer = _peer(hub, peer_id)
     if peer is None:
         return None, f"webrtc.send_binary: no peer {peer_id}"
-    if not peer.send_inner(bytes([BINARY]) + data):
-        return None, f"webrtc.send_binary: peer {peer_id} is disconnected"
+    if not peer.send_binary(data):
+        return None, f"webrtc.send_binary: peer {peer_id} is disconnected ({peer.close_reason})"
     return True
 
 
 class ForwarderOptions(TypedDict):
     peer_id: str
-    session_id: str
+    session_id: NotRequired[str]
+    agent_index: NotRequired[int]
+    pty_index: NotRequired[int]
 
 
 @lua_api
 def create_pty_forwarder(hub: HubContext, opts: ForwarderOptions) -> str | tuple[None, str]:
-    """webrtc.create_pty_forwarder({peer_id, session_id}) -> forwarder id | nil, err
+    """webrtc.create_pty_forwarder({peer_id, session_id} | {peer_id, agent_index, pty_index?})
+    -> forwarder id | nil, err
 
     Routes a session's terminal to a peer in Python, as ``socket.create_pty_forwarder`` does
-    for socket clients: a SNAPSHOT frame, then live PTY_OUTPUT, then PROCESS_EXITED, each
-    encrypted (and compressed when large). Output is held while the data channel's
-    ``bufferedAmount`` is high and replaced by a fresh snapshot past 128 KiB held. The peer may
-    then type into the session with PTY_INPUT frames. One forwarder per peer and session; it
-    stops when the peer disconnects or with ``webrtc.stop_pty_forwarder(peer_id, session_id)``.
+    for socket clients (the same forwarder of the hub's client channel): a SNAPSHOT frame,
+    then live PTY_OUTPUT, then PROCESS_EXITED, each encrypted (and compressed when large).
+    Output is held while the data channel's ``bufferedAmount`` is high and replaced by a
+    fresh snapshot once the peer has caught up. The peer may then type into the session
+    with PTY_INPUT frames. The session is `session_id`, or the original's way: `agent_index`
+    (0-based, in the order of the ``agents.list`` command) and `pty_index` (0-based among the
+    agent's PTYs, ``hub.register_agent``'s handles then its accessories; default 0). One
+    forwarder per peer and session (a new one replaces the old); it stops when the peer
+    disconnects, with ``webrtc.stop_pty_forwarder(peer_id, session_id)``, or when the plugin
+    unloads. Returns nil, err when there is no such peer, agent or session; raises when opts
+    has neither `session_id` nor `agent_index`, or a negative index.
+    Example: ``webrtc.create_pty_forwarder({peer_id = id, agent_index = 0})``
     """
+    sid = opts.get("session_id")
+    for field in ("agent_index", "pty_index"):
+        if opts.get(field, 0) < 0:
+            raise ArgumentError(f"opts.{field}: expected an integer >= 0, got {opts[field]}")
+    if sid is None and "agent_index" not in opts:
+        raise ArgumentError("opts: expected session_id or agent_index, got neither")
     peer = _peer(hub, opts["peer_id"])
     if peer is None:
         return None, f"webrtc.create_pty_forwarder: no peer {opts['peer_id']}"
-    session = hub.sessions.get(opts["session_id"])
+    if sid is None:
+        # Agents are the Lua lifecycle's (lib/agents.lua): the companion webrtc.lua resolves
+        # agent_index to a session_id before calling this, so only a replaced lib gets here.
+        return None, "webrtc.create_pty_forwarder: agent_index: the agent lifecycle is not loaded"
+    session = hub.sessions.get(sid)
     if session is None:
-        return None, f"webrtc.create_pty_forwarder: no session {opts['session_id']}"
-    by_session = _state(hub).forwarders.setdefault(peer.id, {})
-    if session.id in by_session:
-        by_session[session.id].stop()
-    fwd = PtyForwarder(session, peer.send_frame, peer.queued, peer.drained)
-    by_session[session.id] = fwd
+        return None, f"webrtc.create_pty_forwarder: no session {sid}"
+    fwd = hub.clients.attach(peer, session, on_stop=lambda: hub.owners.discard(owner, fwd.id))
+    owner = hub.own(fwd.id, lambda: hub.clients.detach(peer.id, session.id, fwd))
     return fwd.id
 
 
 @lua_api
 def stop_pty_forwarder(hub: HubContext, peer_id: str, session_id: str) -> bool:
-    """webrtc.stop_pty_forwarder(peer_id, session_id) -> bool: stops one forwarder."""
-    fwd = _state(hub).forwarders.get(peer_id, {}).pop(session_id, None)
-    if fwd is None:
-        return False
-    fwd.stop()
-    return True
+    """webrtc.stop_pty_forwarder(peer_id, session_id) -> bool
+
+    Stops the peer's forwarder of that session; false if there was none.
+    Example: ``webrtc.stop_pty_forwarder(id, sid)``
+    """
+    peer = _peer(hub, peer_id)
+    return peer is not None and hub.clients.detach(peer.id, session_id)
 
 
 @lua_api
 def peers(hub: HubContext) -> list[dict[str, str]]:
-    """webrtc.peers() -> {{id, name, browser_key}...}: the peers connected now."""
-    manager = _remote(hub).peers
-    if manager is None:
-        return []
+    """webrtc.peers() -> {{id, name, browser_key}...}
+
+    The peers connected now (their hello answered), oldest first.
+    Example: ``for _, p in ipairs(webrtc.peers()) do log.info(p.id) end``
+    """
     return [
-        {"id": p.id, "name": p.name, "browser_key": p.key}
-        for p in manager.clients.values()
-        if p.registered and not p.closed
+        {"id": p.id, "name": p.name, "browser_key": str(getattr(p, "key", ""))}
+        for p in hub.clients.of_transport(TRANSPORT)
     ]
 
 

@@ -20,7 +20,7 @@ from botster.remote import bundle as _bundle
 from botster.remote.olm import OlmState
 
 if TYPE_CHECKING:
-    from botster.remote.webrtc import PeerHooks, PeerManager
+    from botster.remote.webrtc import PeerManager
 
 __all__ = ["Remote", "relay_url", "remote_for", "server_id"]
 
@@ -60,7 +60,6 @@ class Remote:
         self.olm.on_paired = self._paired
         self.code: dict[str, Any] | None = None
         self.peers: PeerManager | None = None
-        self.hooks: PeerHooks | None = None  # installed by the webrtc primitive
         self._loaded = False
         self._load_lock = asyncio.Lock()
         self._save_pending = False

@@ -12,11 +12,15 @@ carrier"):
   PART`` (payload = ``[last u8][bytes]``; consecutive parts concatenate into one inner frame);
   every DC message stays under 256 KiB (Chromium's limit).
 
-A peer behaves like a ``SocketClient`` for the rest of the hub: ``send_frame`` takes an encoded
-socket frame, ``queued`` reports the channel's ``bufferedAmount`` (so ``PtyForwarder``'s hold-
-and-resync flow control works unchanged) and ``drained`` waits for it to fall. The browser's
-``hello`` gets a ``hello_ack``; then JSON messages and PTY input go to the hooks the ``webrtc``
-primitive installs, exactly as the socket server's do.
+This module is only a carrier (docs/architecture.md, "The client channel: adding a
+transport"): a peer is a ``ChannelClient`` of the hub's client channel (``hub.clients``,
+``transports/channel.py``). ``send_frame`` takes an encoded socket frame, ``queued`` reports
+the channel's ``bufferedAmount`` (so ``PtyForwarder``'s hold-and-resync flow control works
+unchanged) and ``drained`` waits for it to fall. The browser's ``hello`` gets a ``hello_ack``
+(``transports/handshake.py``); then the peer is ``hub.clients.connected``, its JSON messages
+go to ``hub.clients.message``, its PTY input to ``hub.clients.pty_input``, and its end to
+``hub.clients.disconnected``, exactly as the socket server's clients do. Registry, forwarders,
+listeners and the client protocol are the channel's.
 
 aiortc (~190 ms, ~50 MB with av) never enters the hub: every peer connection lives in the
 WebRTC process (``remote/rtc_process.py``), a child of the hub started when remote access is
@@ -46,10 +50,10 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from botster.base.errors import ProtocolError
-from botster.base.framing import JSON, PTY_INPUT, TYPE_NAMES, Frame, encode_json
+from botster.base.framing import BINARY, JSON, PTY_INPUT, TYPE_NAMES, Frame, encode_json
 from botster.remote.rtc_process import HEAD, LEN, LOW_WATER, SENT_BODY, Op
 
 if TYPE_CHECKING:
@@ -60,7 +64,6 @@ __all__ = [
     "MAX_DC_MESSAGE",
     "PART",
     "Peer",
-    "PeerHooks",
     "PeerManager",
     "Reassembler",
     "StaleOffer",
@@ -89,15 +92,6 @@ ANSWER_DELAY_S = float(os.environ.get("BOTSTER_WEBRTC_ANSWER_DELAY_S", "0") or 0
 
 class StaleOffer(Exception):
     """A newer offer from the same browser superseded this one."""
-
-
-class PeerHooks(Protocol):
-    """What the ``webrtc`` primitive does with peers (mirrors SocketServer's callbacks)."""
-
-    def connected(self, peer: Peer) -> None: ...
-    def disconnected(self, peer: Peer) -> None: ...
-    def message(self, peer: Peer, message: dict[str, Any]) -> None: ...
-    def pty_input(self, peer: Peer, payload: bytes) -> None: ...
 
 
 # Framing ---------------------------------------------------------------------------------------
@@ -170,7 +164,9 @@ class _Ice:
 
 
 class Peer:
-    """One browser's peer connection and data channel; looks like a SocketClient to the hub."""
+    """One browser's peer connection and data channel; a ``ChannelClient`` of the hub."""
+
+    transport = "webrtc"
 
     def __init__(self, manager: PeerManager, key: str, identity: str, generation: int) -> None:
         self.manager = manager
@@ -183,7 +179,7 @@ class Peer:
         self.open = False  # the data channel is open
         self.closed = False
         self.close_reason: str | None = None
-        self.registered = False  # hello answered, hooks told
+        self.registered = False  # hello answered, the channel told
         self.answered = False
         self.fails = 0
         self.last_pong = 0.0
@@ -195,7 +191,7 @@ class Peer:
         self._sent = 0  # of those, handed to the channel (the process's SENT reports)
         self._buffered = 0  # the channel's bufferedAmount, as last reported
 
-    # SocketClient's face ---------------------------------------------------------------------
+    # ChannelClient's face --------------------------------------------------------------------
 
     def queued(self) -> int:
         """Bytes accepted for the channel but not yet handed to the network (posted to the
@@ -217,7 +213,12 @@ class Peer:
         return self.send_inner(frame[4:])
 
     def send_json(self, message: Any) -> bool:
+        """Sends a JSON message. False once the peer is gone."""
         return self.send_frame(encode_json(message))
+
+    def send_binary(self, data: bytes) -> bool:
+        """Sends an opaque binary frame (type 0x06). False once the peer is gone."""
+        return self.send_inner(bytes([BINARY]) + data)
 
     def send_inner(self, inner: bytes) -> bool:
         """Encrypts (here, on the hub's loop: Olm state has one owner) and posts one
@@ -306,7 +307,7 @@ class Peer:
             self.close(f"protocol error: {e}")
 
     def _dispatch(self, ftype: int, payload: bytes) -> None:
-        hooks = self.manager.hooks
+        channel = self.manager.hub.clients
         if ftype == JSON:
             msg = Frame(ftype, payload).json()
             mtype = msg.get("type")
@@ -319,13 +320,9 @@ class Peer:
             if not self.registered:
                 self._hello(msg)
                 return
-            if hooks is not None:
-                try:
-                    hooks.message(self, msg)
-                except Exception:
-                    log.exception("message handler failed for %s", self.id)
-        elif ftype == PTY_INPUT and self.registered and hooks is not None:
-            hooks.pty_input(self, payload)
+            channel.message(self, msg)
+        elif ftype == PTY_INPUT and self.registered:
+            channel.pty_input(self, payload)  # ProtocolError when malformed: closes the peer
         else:
             raise ProtocolError(f"a client may not send frame type 0x{ftype:02x}")
 
@@ -337,8 +334,7 @@ class Peer:
         self.send_json(hello_ack(self.manager.hub.hub_id, self.id, MAX_INNER))
         self.registered = True
         log.info("peer %s (%s) connected", self.id, self.name)
-        if self.manager.hooks is not None:
-            self.manager.hooks.connected(self)
+        self.manager.hub.clients.connected(self)
 
     def send_bundle(self, raw: bytes) -> None:
         """Sends a ratchet-restart bundle (plain, signed) if the channel is open."""
@@ -346,7 +342,7 @@ class Peer:
             self._post([bytes([DC_BUNDLE]) + raw])
 
     def close(self, reason: str) -> None:
-        """Closes the peer (idempotent); the hooks hear about it once."""
+        """Closes the peer (idempotent); the client channel hears about it once."""
         if self.closed:
             return
         self.closed = True
@@ -355,9 +351,9 @@ class Peer:
         for task in self._tasks:
             task.cancel()
         self.manager._forget(self)
-        if self.registered and self.manager.hooks is not None:
+        if self.registered:
             try:
-                self.manager.hooks.disconnected(self)
+                self.manager.hub.clients.disconnected(self)
             except Exception:
                 log.exception("disconnect handler failed for %s", self.id)
         self.manager.close_connection(self.num)
@@ -402,10 +398,6 @@ class PeerManager:
         self._process: _Process | None = None
         self._starting: asyncio.Task[_Process] | None = None
         self._closing = False
-
-    @property
-    def hooks(self) -> PeerHooks | None:
-        return self.remote.hooks
 
     # The WebRTC process ------------------------------------------------------------------------
 

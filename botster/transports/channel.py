@@ -9,8 +9,9 @@ calls (``connected``, ``message``, ``pty_input``, ``disconnected``) and gives it
 * the registry of connected clients (``clients``, ``get``, ``of_transport``, ``named``);
 * terminal forwarders per client (``attach``/``detach``): a session's bytes go to a client in
   Python, never through Lua, and PTY_INPUT from a client reaches only a session attached to it;
-* observers (``add_observer``): the client-facing primitives (``socket``, ``tui``) see every
-  client event and turn it into Lua callbacks.
+* observers (``add_observer``): the client protocol (``hub/internals.py`` for
+  ``lib/client.lua``) and the client-facing primitives (``socket``, ``webrtc``, ``tui``) see
+  every client event and turn it into Lua callbacks.
 
 Not here: the wire of each transport (``socket_server.py``, ``webrtc.py``), Lua listeners
 (``botster.lua.listeners.ListenerSet``), what a message means (``lib/client.lua``).

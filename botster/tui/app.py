@@ -898,6 +898,11 @@ class BotsterApp(App[int], inherit_bindings=False):
     def action_hub_panel(self) -> None:
         self.push_screen(HubPanel())
 
+    def action_pairing(self) -> None:
+        from botster.tui.pairing import PairingScreen  # its screen, loaded when first opened
+
+        self.push_screen(PairingScreen())
+
     def action_help(self) -> None:
         self.push_screen(HelpScreen(self.keymap))
 

@@ -49,6 +49,7 @@ ACTIONS: tuple[Action, ...] = (
     Action("scroll_up", "pageup", "Scroll the terminal back"),
     Action("scroll_down", "pagedown", "Scroll the terminal forward"),
     Action("hub_panel", "h", "Hub panel: plugins, MCP tools, plugin log", "hub"),
+    Action("pairing", "p", "Pairing: the URL and QR code for a browser, paired browsers"),
     Action("help", "question_mark", "Help: every key", "help"),
     Action("detach", "d", "Detach: leave the UI, agents keep running", "detach"),
     Action("stop_hub", "S", "Stop the hub (asks first; agents' sessions keep running)"),

@@ -267,6 +267,23 @@ function M.unregister_agent(key)
   return had
 end
 
+--- agents.session_at(agent_index, pty_index) -> session id | nil, err: the original's way of
+--- naming a terminal (webrtc.create_pty_forwarder): the agent at 0-based `agent_index` in
+--- agents.list() order, its 0-based `pty_index`-th PTY among the handles given to
+--- hub.register_agent, then its accessories.
+function M.session_at(agent_index, pty_index)
+  local a = M.list()[agent_index + 1]
+  if not a then return nil, "no agent at index " .. agent_index end
+  local ptys = {}
+  for _, h in ipairs(handles[a.agent_key] or {}) do ptys[#ptys + 1] = h:id() end
+  for _, sid in ipairs(a.accessories or {}) do ptys[#ptys + 1] = sid end
+  local sid = ptys[pty_index + 1]
+  if not sid then
+    return nil, "agent " .. a.agent_key .. " has no pty at index " .. pty_index
+  end
+  return sid
+end
+
 local function by_session(data)
   return data.agent_key and agents[data.agent_key]
 end

@@ -24,6 +24,10 @@ function M.install()
     return commands.list()
   end, { description = "Every command this hub answers" })
 
+  commands.register("clients.list", function()
+    return client.list()
+  end, { description = "Connected clients (socket, terminal UI, browser) and what each watches" })
+
   commands.register("plugins.list", function()
     return json.array(hub.loader.list_plugins())
   end, { description = "Plugins with their layer, status, last error and reload count" })

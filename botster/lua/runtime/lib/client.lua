@@ -1,4 +1,7 @@
--- lib.client: the client protocol spoken over the hub socket (docs/protocol.md).
+-- lib.client: the client protocol (docs/protocol.md), spoken over every transport of the hub's
+-- client channel (the hub socket, the terminal UIs on it, WebRTC peers): it sees every client
+-- through _botster (hub/internals.py), never through one transport's face, so a new transport
+-- needs nothing here.
 --
 -- Messages (JSON objects with a `type`):
 --   request      {type="request", id, command, args?}  -> {type="response", id, ok, result|error}
@@ -15,18 +18,12 @@ local hooks = require("hub.hooks")
 local state = require("hub.state")
 
 local M = {}
-local clients = state.get("client.clients", {}) -- client id -> {id, subs = {channel -> params}}
+-- client id -> {id, name, transport, subs = {channel -> params}, terminals = {session id -> true}}
+local clients = state.get("client.clients", {})
 local CHANNELS = { hub = true, mcp = true, terminal = true }
 
--- A client is a socket client (or a TUI on the socket) or a WebRTC peer ("webrtc:..."); the
--- protocol is the same, only the carrier's functions differ.
-local function carrier(id)
-  if id:sub(1, 7) == "webrtc:" then return webrtc, "peer_id" end
-  return socket, "client_id"
-end
-
 local function reply(id, msg)
-  local ok, err = carrier(id).send(id, msg)
+  local ok, err = _botster.client_send(id, msg)
   if not ok then log.debug("reply to " .. id .. " dropped: " .. tostring(err)) end
 end
 
@@ -87,8 +84,7 @@ local function subscribe_terminal(id, params)
   if math.type(params.rows) == "integer" and math.type(params.cols) == "integer" then
     handle:resize(params.rows, params.cols) -- the last client to size a terminal wins
   end
-  local via, id_key = carrier(id)
-  local fwd, err = via.create_pty_forwarder({ [id_key] = id, session_id = sid })
+  local fwd, err = _botster.client_attach(id, sid)
   if not fwd then return fail(id, "bad_message", "subscribe terminal: " .. err) end
   clients[id].terminals[sid] = true
   reply(id, { type = "subscribed", channel = "terminal", session_id = sid })
@@ -114,7 +110,7 @@ function handlers.unsubscribe(id, msg)
   if msg.channel == "terminal" then
     local sid = type(msg.params) == "table" and msg.params.session_id
     if type(sid) == "string" then
-      carrier(id).stop_pty_forwarder(id, sid)
+      _botster.client_detach(id, sid)
       clients[id].terminals[sid] = nil
     end
     return reply(id, { type = "unsubscribed", channel = "terminal", session_id = sid or nil })
@@ -123,22 +119,44 @@ function handlers.unsubscribe(id, msg)
   reply(id, { type = "unsubscribed", channel = msg.channel })
 end
 
-local function transport(id)
-  return carrier(id) == webrtc and "webrtc" or "socket"
+--- client.list() -> the connected clients, each {id, name, transport, subscriptions, terminals}
+--- (sorted by id; the `clients.list` command), whatever transport carries them.
+function M.list()
+  local out = {}
+  for _, info in ipairs(_botster.clients()) do
+    local c = clients[info.id] or { subs = {}, terminals = {} }
+    local subs, terms = {}, {}
+    for channel in pairs(c.subs) do subs[#subs + 1] = channel end
+    for sid in pairs(c.terminals) do terms[#terms + 1] = sid end
+    table.sort(subs)
+    table.sort(terms)
+    out[#out + 1] = { id = info.id, name = info.name, transport = info.transport,
+      subscriptions = json.array(subs), terminals = json.array(terms) }
+  end
+  table.sort(out, function(a, b) return a.id < b.id end)
+  return json.array(out)
 end
 
-function M.on_connected(id)
-  clients[id] = { id = id, subs = {}, terminals = {} }
-  hooks.notify("client_connected", { client_id = id, transport = transport(id) })
+function M.on_connected(id, info)
+  info = info or {}
+  clients[id] = { id = id, name = info.name, transport = info.transport, subs = {},
+    terminals = {} }
+  hooks.notify("client_connected", { client_id = id, transport = info.transport })
 end
 
-function M.on_disconnected(id)
+function M.on_disconnected(id, info)
   clients[id] = nil
-  hooks.notify("client_disconnected", { client_id = id, transport = transport(id) })
+  hooks.notify("client_disconnected", { client_id = id, transport = (info or {}).transport })
 end
 
 function M.on_message(id, msg)
-  if not clients[id] then M.on_connected(id) end
+  if not clients[id] then
+    -- A message raced ahead of its connected listener (each runs as its own task).
+    for _, info in ipairs(_botster.clients()) do
+      if info.id == id then M.on_connected(id, info) end
+    end
+    if not clients[id] then return end -- gone already
+  end
   -- {type = "tui", data} messages belong to the tui primitive (tui.on_message), not here.
   if msg.type == "tui" then return end
   local handler = handlers[msg.type]
@@ -150,12 +168,9 @@ function M.on_message(id, msg)
 end
 
 function M.install()
-  socket.on_client_connected(M.on_connected)
-  socket.on_client_disconnected(M.on_disconnected)
-  socket.on_message(M.on_message)
-  webrtc.on_peer_connected(M.on_connected)
-  webrtc.on_peer_disconnected(M.on_disconnected)
-  webrtc.on_message(M.on_message)
+  _botster.on_client_connected(M.on_connected)
+  _botster.on_client_disconnected(M.on_disconnected)
+  _botster.on_client_message(M.on_message)
   events.on("tools_list_changed", function(data)
     M.broadcast("mcp", "tools_list_changed", data)
   end)

@@ -10,7 +10,8 @@
 -- remote access is in use (a code shown, or a browser paired). The same
 -- routing is offered as hub commands (`remote.signal`, `remote.bundle_request`) so signalling
 -- also works over any client connection, e.g. the hub socket without a relay.
--- Also the pairing commands behind `botster pair`: connection.code, .paired, .revoke.
+-- Also the pairing commands behind `botster pair` and the UI's pairing panel: connection.code,
+-- .regenerate, .status, .paired, .revoke.
 local commands = require("lib.commands")
 
 local M = {}
@@ -78,6 +79,10 @@ function M.install()
   commands.register("connection.regenerate", function()
     return connection.regenerate()
   end, { description = "A fresh pairing code: {url, qr_ascii, hub_id}" })
+
+  commands.register("connection.status", function()
+    return _botster.remote_status()
+  end, { description = "Remote access: {configured, why?, relay_url?, embedded, server_id?}" })
 
   commands.register("connection.paired", function()
     local list, err = connection.paired()
