@@ -26,6 +26,7 @@ module also runs alone: ``python -m bench.call_rate``.
 | ``hostile`` | tick jitter, ping p99, restarts while 50 clients send bad input | the same, quiet |
 | ``browser`` | web app in Chromium: pairing, key to echo, size | the Python test browser |
 | ``webrtc`` | pairing, key echo, PTY output and loop jitter over WebRTC; hub start | bare aiortc |
+| ``ice`` | ICE restart to the same screen and key echo through TURN (coturn) | the direct path |
 """
 
 from __future__ import annotations
@@ -54,4 +55,5 @@ BENCHMARKS: tuple[str, ...] = (
     "hostile",
     "browser",
     "webrtc",
+    "ice",
 )

@@ -519,6 +519,10 @@ def relay(
         settings.ice.turn = list(turn)
     if turn_secret_file is not None:
         settings.ice.turn_secret = turn_secret_file.read_text().strip()
+    try:
+        settings.ice.check_urls()
+    except SettingsError as e:
+        raise click.ClickException(str(e)) from None
     context = None
     if tls_cert is not None and tls_key is not None:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

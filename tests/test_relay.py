@@ -199,6 +199,14 @@ async def test_ice_flags_override_and_bad_settings_fail_clearly(
     (bad / "relay.json").write_text(json.dumps({"limits": {"cable_per_conection": [1, 1]}}))
     code, _, err = await relay_cli("--port", "0", "--data", str(bad), check=False)
     assert code != 0 and "limits.cable_per_conection: unknown" in err
+    # Only stun: and turn:/turns: URLs: hubs and browsers would drop the whole answer.
+    (bad / "relay.json").write_text(json.dumps({"ice": {"turn": ["http://evil.example/"]}}))
+    code, _, err = await relay_cli("--port", "0", "--data", str(bad), check=False)
+    assert code != 0 and "ice.turn: expected turn:... or turns:..." in err
+    code, _, err = await relay_cli(
+        "--port", "0", "--data", str(tmp_path), "--stun", "turn:x.example", check=False
+    )
+    assert code != 0 and "ice.stun: expected stun:..." in err
 
 
 async def test_pairing_page_and_static_files_stay_in_the_static_dir(

@@ -96,6 +96,7 @@ class IceSettings:
                 if not isinstance(value, list) or not all(isinstance(u, str) for u in value):
                     raise SettingsError(f"ice.{key}: expected a list of URL strings")
                 setattr(out, key, list(value))
+                out.check_urls()
             elif key in ("turn_secret", "turn_username", "turn_credential"):
                 if not isinstance(value, str):
                     raise SettingsError(f"ice.{key}: expected a string")
@@ -107,6 +108,19 @@ class IceSettings:
             else:
                 raise SettingsError(f"ice.{key}: unknown")
         return out
+
+    def check_urls(self) -> None:
+        """Refuses a STUN URL that is not ``stun:...`` and a TURN URL that is not
+        ``turn:...``/``turns:...`` (hubs and browsers would drop the whole answer).
+
+        Raises:
+            SettingsError: naming the URL.
+        """
+        for key, schemes in (("stun", ("stun:",)), ("turn", ("turn:", "turns:"))):
+            for url in getattr(self, key):
+                if not url.startswith(schemes) or len(url) > 512 or not url.isprintable():
+                    want = " or ".join(f"{s}..." for s in schemes)
+                    raise SettingsError(f"ice.{key}: expected {want}, got {url[:80]!r}")
 
     def ice_servers(self, hub_id: str, now: float | None = None) -> list[dict[str, Any]]:
         servers: list[dict[str, Any]] = []

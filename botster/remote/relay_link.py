@@ -12,6 +12,10 @@ Owns, per hub (one ``RelayLink`` on ``Hub.relay``):
 * **registration**: ``POST /hubs`` with the hub id as ``identifier``, off the loop's critical
   path and retried with backoff (1 s -> 60 s) while the relay cannot be reached; the id it
   returns is ``hub.server_id()``. ``PUT /hubs/<id> {"alive": false}`` at shutdown.
+* **ICE servers**: ``GET /hubs/<id>/webrtc`` (STUN/TURN URLs and TURN credentials for new
+  peer connections), checked by ``parse_ice_servers`` (the relay is not trusted: only
+  ``stun:``/``turn:``/``turns:`` URLs of a sane shape), cached 60 s, the last good answer kept
+  when a fetch fails; fetched after registration and again when stale.
 
 While it runs, ``$BOTSTER_RUNTIME_DIR/relay-<hub id 16>.json`` says where the relay is
 (``{url, server_id, embedded}``) for ``make run`` and other local tools.
@@ -27,6 +31,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +65,7 @@ __all__ = [
     "RelayLink",
     "load_token_blocking",
     "normalise_url",
+    "parse_ice_servers",
     "read_relay_info_blocking",
     "store_token_blocking",
 ]
@@ -73,6 +79,23 @@ REQUEST_TIMEOUT = 10.0  # seconds for one REST call to the relay
 BACKOFF_MAX = 60.0
 EMBEDDED_TOKEN_NAME = "embedded-hub"
 EMBEDDED_TOKEN_FILE = "embedded-hub-token"
+# An ICE answer younger than this is used without asking again (tests set it to 0 to make
+# every offer ask).
+ICE_FRESH_S = float(os.environ.get("BOTSTER_ICE_FRESH_S", "60") or 60)
+ICE_STALE_S = 3600.0  # after a failed fetch, an older answer still serves this long
+ICE_TIMEOUT = 5.0  # seconds for the ICE request (an offer waits for it when the cache is cold)
+MAX_ICE_SERVERS = 8
+MAX_BODY = 64 << 10  # bytes of one REST answer
+MAX_ICE_URLS = 8
+MAX_ICE_FIELD = 512  # characters of one URL, username or credential
+# stun:/turn:/turns:, a host name, IPv4 or bracketed IPv6 address, an optional port and (TURN
+# only) an optional transport: the shapes browsers and aiortc accept, nothing else.
+_ICE_URL = re.compile(
+    r"(?P<scheme>stun|turn|turns):"
+    r"(?P<host>[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|\[[0-9A-Fa-f:.]{2,45}\])"
+    r"(?::(?P<port>[0-9]{1,5}))?"
+    r"(?:\?transport=(?P<transport>udp|tcp))?"
+)
 
 
 @dataclass(frozen=True)
@@ -103,6 +126,62 @@ def normalise_url(url: str) -> str:
     if parsed.scheme not in ("http", "https") or not parsed.host:
         raise ValueError(f"expected an http:// or https:// URL, got {url!r}")
     return str(parsed.with_query(None).with_fragment(None)).rstrip("/")
+
+
+def parse_ice_servers(body: Any) -> list[dict[str, Any]]:
+    """Checks a ``GET /hubs/<id>/webrtc`` answer and returns its ``RTCIceServer`` list in one
+    shape: ``{"urls": [str...], "username"?: str, "credential"?: str}``.
+
+    Raises:
+        ValueError: anything else, saying what (the relay is not trusted).
+    """
+    if not isinstance(body, dict) or not isinstance(body.get("ice_servers"), list):
+        raise ValueError("expected an object with an ice_servers list")
+    servers = body["ice_servers"]
+    if len(servers) > MAX_ICE_SERVERS:
+        raise ValueError(f"more than {MAX_ICE_SERVERS} ICE servers")
+    out: list[dict[str, Any]] = []
+    for i, server in enumerate(servers):
+        where = f"ice_servers[{i}]"
+        if not isinstance(server, dict):
+            raise ValueError(f"{where}: expected an object")
+        urls = server.get("urls")
+        if isinstance(urls, str):
+            urls = [urls]
+        if not isinstance(urls, list) or not 1 <= len(urls) <= MAX_ICE_URLS:
+            raise ValueError(f"{where}.urls: expected a URL or 1..{MAX_ICE_URLS} of them")
+        for url in urls:
+            _check_ice_url(where, url)
+        entry: dict[str, Any] = {"urls": list(urls)}
+        for field in ("username", "credential"):
+            value = server.get(field)
+            if value is None:
+                continue
+            if not isinstance(value, str) or not _printable(value):
+                raise ValueError(f"{where}.{field}: expected a printable string")
+            entry[field] = value
+        if any(u.startswith("turn") for u in urls) and not (
+            "username" in entry and "credential" in entry
+        ):
+            raise ValueError(f"{where}: a TURN server without username and credential")
+        out.append(entry)
+    return out
+
+
+def _check_ice_url(where: str, url: Any) -> None:
+    if not isinstance(url, str) or len(url) > MAX_ICE_FIELD:
+        raise ValueError(f"{where}.urls: expected URL strings")
+    m = _ICE_URL.fullmatch(url)
+    if m is None:
+        raise ValueError(f"{where}.urls: not a stun:, turn: or turns: URL: {url[:80]!r}")
+    if m["port"] is not None and not 1 <= int(m["port"]) <= 65535:
+        raise ValueError(f"{where}.urls: port out of range: {url[:80]!r}")
+    if m["scheme"] == "stun" and m["transport"] is not None:
+        raise ValueError(f"{where}.urls: a stun: URL takes no transport: {url[:80]!r}")
+
+
+def _printable(value: str) -> bool:
+    return 0 < len(value) <= MAX_ICE_FIELD and value.isprintable()
 
 
 # The token store --------------------------------------------------------------------------
@@ -219,6 +298,10 @@ class RelayLink:
         self._http = net.LazySession(hub)
         self._none_why: str | None = None  # why there is no relay, once that is known
         self._inflight: set[asyncio.Future[Any]] = set()  # REST calls under way
+        self._ice: list[dict[str, Any]] | None = None  # the last good ICE answer
+        self._ice_at = 0.0  # loop time it arrived
+        self._ice_fetch: asyncio.Future[list[dict[str, Any]]] | None = None
+        self._ice_warned = False  # a bad answer or failed fetch is logged once until one works
 
     # Where --------------------------------------------------------------------------------
 
@@ -329,6 +412,48 @@ class RelayLink:
         log.info("%s: registered as %s", net.shown(endpoint.url), self.server_id)
         await self._write_info(endpoint)
         self._hub.emit("relay_registered", {"server_id": self.server_id, "url": endpoint.url})
+        await self.ice_servers()  # prefetched: the first offer need not wait for it
+
+    # ICE servers ------------------------------------------------------------------------------
+
+    async def ice_servers(self) -> list[dict[str, Any]]:
+        """The relay's STUN/TURN servers for new peer connections (``parse_ice_servers``
+        shape): cached for 60 s; an older answer (up to an hour) is returned at once while a
+        new one is fetched in the background, so only the first offer may wait for the relay.
+        When a fetch fails or the answer is malformed (logged once), the last good answer for
+        up to an hour, else ``[]``. Never raises; one fetch at a time.
+        """
+        now = self._hub.loop.time()
+        if self._ice is not None and now - self._ice_at < ICE_FRESH_S:
+            return self._ice
+        if self._ice_fetch is None or self._ice_fetch.done():
+            self._ice_fetch = self._hub.spawn(self._fetch_ice(), name="ice servers", owner="hub")
+        if self._ice is not None and now - self._ice_at < ICE_STALE_S:
+            return self._ice
+        return await asyncio.shield(self._ice_fetch)
+
+    async def _fetch_ice(self) -> list[dict[str, Any]]:
+        endpoint = self._endpoint.result() if self._endpoint and self._endpoint.done() else None
+        if endpoint is None or self.server_id is None:
+            return self._ice or []  # no relay (yet): nothing to ask
+        try:
+            async with asyncio.timeout(ICE_TIMEOUT):
+                body = await self._call("GET", endpoint, f"/hubs/{self.server_id}/webrtc", None)
+            servers = parse_ice_servers(body)
+        except (_Rejected, aiohttp.ClientError, OSError, TimeoutError, ValueError) as e:
+            if not self._ice_warned:
+                self._ice_warned = True
+                log.warning(
+                    "%s: ICE servers ignored: %s", net.shown(endpoint.url), str(_why(e))[:200]
+                )
+            fresh_enough = self._hub.loop.time() - self._ice_at < ICE_STALE_S
+            return self._ice if self._ice is not None and fresh_enough else []
+        if self._ice_warned or servers != self._ice:
+            urls = [u for s in servers for u in s["urls"]]
+            log.info("%s: ICE servers: %s", net.shown(endpoint.url), urls or "none")
+        self._ice_warned = False
+        self._ice, self._ice_at = servers, self._hub.loop.time()
+        return servers
 
     async def _post_hub(self, endpoint: Endpoint) -> str:
         # Only the hub id: the repository's path or name is none of the relay's business.
@@ -363,7 +488,11 @@ class RelayLink:
             headers=headers,
             timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT),
         ) as resp:
-            text = await resp.text()
+            # The relay is not trusted with the hub's memory either: answers are small.
+            raw = await resp.content.read(MAX_BODY + 1)
+            if len(raw) > MAX_BODY:
+                raise ValueError(f"the relay's answer is over {MAX_BODY} bytes")
+            text = raw.decode("utf-8", errors="replace")
             if resp.status in (400, 401, 403, 404, 409, 422):
                 raise _Rejected(f"HTTP {resp.status}: {text[:200]}")
             if resp.status >= 300:
@@ -414,6 +543,8 @@ def _write_json_blocking(path: Path, data: Any) -> None:
 def _why(exc: BaseException) -> str:
     if isinstance(exc, aiohttp.ClientResponseError):
         return f"HTTP {exc.status}"
+    if isinstance(exc, ValueError | _Rejected):
+        return str(exc)
     return net.reason(exc, REQUEST_TIMEOUT)
 
 

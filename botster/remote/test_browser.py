@@ -190,6 +190,7 @@ class TestBrowser:
         self._rekey(bundle)
         self.pc: Any = None
         self.dc: Any = None
+        self.answer_sdp = ""  # the hub's last answer (its candidates: host, relay)
         self.messages: list[dict[str, Any]] = []
         self.frames: list[tuple[int, bytes]] = []
         self.screens: dict[str, bytearray] = {}  # session id -> snapshot + output since
@@ -236,13 +237,29 @@ class TestBrowser:
             self.open_envelope(env)
         return len(replies)
 
-    async def connect(self, within: float = 20.0) -> None:
+    async def connect(
+        self,
+        within: float = 20.0,
+        *,
+        ice_servers: list[dict[str, Any]] | None = None,
+        relay_only: bool = False,
+    ) -> None:
         """Offers, applies the answer, waits for the channel and completes the hello.
+
+        Args:
+            ice_servers: STUN/TURN servers as ``GET /hubs/<id>/webrtc`` lists them.
+            relay_only: gather TURN relay candidates only (``iceTransportPolicy: "relay"``).
 
         Raises:
             ConnectionError: the hub sent no answer (not paired, or refused).
         """
-        from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+        from aiortc import (
+            RTCConfiguration,
+            RTCIceServer,
+            RTCPeerConnection,
+            RTCSessionDescription,
+        )
+        from aiortc.rtcconfiguration import RTCIceTransportPolicy
 
         if os.environ.get("BOTSTER_WEBRTC_LOOPBACK") == "1":
             force_loopback()
@@ -251,7 +268,12 @@ class TestBrowser:
         self.messages, self.frames, self.screens, self.exits = [], [], {}, {}
         self.closed = asyncio.Event()
         self._reasm = Reassembler()
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        servers = [
+            RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
+            for s in ice_servers or []
+        ]
+        policy = RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=servers, iceTransportPolicy=policy))
         self.dc = self.pc.createDataChannel("relay", ordered=True)
         opened = asyncio.Event()
         self.dc.on("open", opened.set)
@@ -270,6 +292,7 @@ class TestBrowser:
         if answer is None:
             await self.close()
             raise ConnectionError("the hub did not answer the offer")
+        self.answer_sdp = answer
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
         async with asyncio.timeout(within):
             await opened.wait()
@@ -281,6 +304,19 @@ class TestBrowser:
     async def close(self) -> None:
         if self.pc is not None:
             await self.pc.close()
+
+    def path_kind(self) -> str | None:
+        """``"relayed"`` when the nominated ICE pair's local candidate is a TURN relay
+        candidate, ``"direct"`` for any other, None before a pair is nominated (what the web
+        app's link badge shows, read from aioice since aiortc has no candidate-pair stats)."""
+        sctp = self.pc.sctp if self.pc is not None else None
+        if sctp is None:
+            return None
+        nominated = getattr(sctp.transport.transport._connection, "_nominated", {})
+        pair = nominated.get(1)
+        if pair is None:
+            return None
+        return "relayed" if pair.local_candidate.type == "relay" else "direct"
 
     # Data channel ------------------------------------------------------------------------------
 

@@ -5,7 +5,10 @@
  * offer/answer/ICE envelopes, bundle requests), the Olm session to the hub (a new one for every
  * verified bundle, the hub keys pinned), the RTCPeerConnection with its `relay` channel, DC
  * framing (frames.ts), dc_ping/dc_pong liveness and rebuilding everything by itself after a
- * network change, a hub restart or a sleeping laptop. It knows nothing of the client protocol
+ * network change, a hub restart or a sleeping laptop. ICE servers come from the relay (ice.ts
+ * checks and caches them); when ICE fails or a path stays disconnected the carrier restarts ICE
+ * after 1 s, 2 s, 4 s with a new peer connection on the same Olm session (the hub's aiortc
+ * cannot restart ICE in place), and a direct path that got stuck is retried through TURN only. It knows nothing of the client protocol
  * above it (client.ts): it delivers decoded frames and says when the channel opens and closes.
  */
 import { createConsumer } from "@rails/actioncable";
@@ -21,6 +24,7 @@ import {
 } from "./frames";
 import { Account, b64decode, b64encode, type Bundle, concat, OlmError, parseBundle, sameHubKeys, Session } from "./olm";
 import { Backoff, Watchdog } from "./reconnect";
+import { hasTurn, IceCache, IcePolicy } from "./ice";
 
 export type RelayState = "connecting" | "connected" | "disconnected";
 export type HubState = "unknown" | "online" | "offline";
@@ -59,12 +63,23 @@ const PING_EVERY_MS = 10000;
 const SILENCE_LIMIT_MS = 30000;
 const PROBE_TIMEOUT_MS = 3000;
 const DECRYPT_FAILURES_BEFORE_RESTART = 3;
+const ICE_FETCH_TIMEOUT_MS = 3000;
+/** localStorage key: "relay" makes every connection use TURN only (networks that block UDP). */
+export const ICE_POLICY_KEY = "botster.iceTransportPolicy";
 const te = new TextEncoder();
 const td = new TextDecoder();
 
 export const INTERCEPTION_MESSAGE =
   "This hub answered with keys other than the ones you paired with: possible interception. " +
   "Nothing was sent. If you re-installed or reset the hub, pair again with a fresh code.";
+
+function relayForced(): boolean {
+  try {
+    return localStorage.getItem(ICE_POLICY_KEY) === "relay";
+  } catch {
+    return false;
+  }
+}
 
 function tabId(): string {
   return typeof crypto.randomUUID === "function"
@@ -107,10 +122,14 @@ export class Carrier {
   private reassembler = new Reassembler();
   private probeWaiter: (() => void) | null = null;
   private readonly onWake = () => this.probe();
+  private readonly ice: IceCache;
+  private readonly policy = new IcePolicy(relayForced());
+  private restartPending = false;
 
   constructor(private readonly opts: CarrierOptions) {
     this.browserIdentity = `${opts.account.identityKeyBase64}:${tabId()}`;
     this.watchdog = new Watchdog(SILENCE_LIMIT_MS, () => this.peerDown("no frame for 30 s"));
+    this.ice = new IceCache(() => this.fetchIce(), (m) => this.log(m));
     if (opts.pairingBundle) {
       this.adoptBundle(opts.pairingBundle);
       this.needBundle = false;
@@ -360,8 +379,10 @@ export class Carrier {
       const offer = await peer.pc.createOffer();
       await peer.pc.setLocalDescription(offer);
       if (this.peer !== peer) return;
-      this.sendSignal({ type: "offer", sdp: offer.sdp });
-      this.log(`offer ${gen} sent`);
+      const restart = this.restartPending;
+      this.restartPending = false;
+      this.sendSignal({ type: "offer", sdp: offer.sdp, ...(restart ? { restart: true } : {}) });
+      this.log(`${restart ? "ICE restart offer" : "offer"} ${gen} sent`);
     } catch (e) {
       this.log(`connect failed: ${e}`);
       if (gen === this.gen) {
@@ -373,25 +394,30 @@ export class Carrier {
     }
   }
 
-  private async iceServers(): Promise<RTCIceServer[]> {
+  private iceServers(): Promise<RTCIceServer[]> {
+    return this.ice.get();
+  }
+
+  private async fetchIce(): Promise<unknown> {
+    const ctl = new AbortController();
+    const t = setTimeout(() => ctl.abort(), ICE_FETCH_TIMEOUT_MS);
     try {
-      const ctl = new AbortController();
-      const t = setTimeout(() => ctl.abort(), 3000);
       const r = await fetch(new URL(`/hubs/${encodeURIComponent(this.opts.hubId)}/webrtc`, this.opts.relayUrl), {
         signal: ctl.signal,
         credentials: "same-origin",
       });
+      if (!r.ok) throw new Error(`HTTP ${r.status}`);
+      return await r.json();
+    } finally {
       clearTimeout(t);
-      if (!r.ok) return [];
-      const body = await r.json();
-      return Array.isArray(body.ice_servers) ? body.ice_servers : [];
-    } catch {
-      return [];
     }
   }
 
   private buildPeer(gen: number, iceServers: RTCIceServer[]) {
-    const pc = new RTCPeerConnection({ iceServers, iceCandidatePoolSize: 1 });
+    // TURN only when asked (a stuck direct path, or the user's setting) and a TURN server exists.
+    const iceTransportPolicy = this.policy.transportPolicy === "relay" && hasTurn(iceServers) ? "relay" : "all";
+    if (iceTransportPolicy === "relay") this.log(`peer ${gen}: TURN only`);
+    const pc = new RTCPeerConnection({ iceServers, iceCandidatePoolSize: 1, iceTransportPolicy });
     const dc = pc.createDataChannel("relay", { ordered: true });
     dc.binaryType = "arraybuffer";
     const peer: Peer = { gen, pc, dc, open: false, remoteSet: false, pendingIce: [], timers: [] };
@@ -406,11 +432,12 @@ export class Carrier {
     pc.onconnectionstatechange = () => {
       if (!current()) return;
       const s = pc.connectionState;
-      if (s === "failed" || s === "closed") this.peerDown(`peer connection ${s}`);
+      if (s === "failed") this.iceTrouble(peer, "ICE failed");
+      else if (s === "closed") this.peerDown(`peer connection ${s}`);
       else if (s === "disconnected")
         peer.timers.push(
           setTimeout(() => {
-            if (current() && pc.connectionState === "disconnected") this.peerDown("peer disconnected");
+            if (current() && pc.connectionState === "disconnected") this.iceTrouble(peer, "peer stuck disconnected");
           }, DISCONNECTED_GRACE_MS),
         );
       else if (s === "connected" && peer.open) void this.updatePathKind(peer);
@@ -420,9 +447,13 @@ export class Carrier {
       peer.open = true;
       this.log(`data channel ${gen} open`);
       this.backoff.reset();
+      this.policy.connected();
       this.decryptFailures = 0;
       this.watchdog.feed();
       this.pingTimer = setInterval(() => void this.send(jsonFrame({ type: "dc_ping" })), PING_EVERY_MS);
+      // ICE may move to another pair by itself (a direct path breaks, a TURN pair still works).
+      const iceTransport = pc.sctp?.transport.iceTransport;
+      if (iceTransport) iceTransport.onselectedcandidatepairchange = () => void this.updatePathKind(peer);
       void this.updatePathKind(peer);
       this.opts.onOpen();
     };
@@ -437,7 +468,9 @@ export class Carrier {
     };
     peer.timers.push(
       setTimeout(() => {
-        if (current() && !peer.open) this.peerDown("peer setup timed out");
+        if (!current() || peer.open) return;
+        if (this.policy.restarting) this.iceTrouble(peer, "ICE restart timed out");
+        else this.peerDown("peer setup timed out");
       }, PEER_SETUP_TIMEOUT_MS),
     );
   }
@@ -450,12 +483,19 @@ export class Carrier {
         if (s.type === "transport" && s.selectedCandidatePairId) pairId = s.selectedCandidatePairId;
       });
       let local: string | undefined;
+      let remote: string | undefined;
       stats.forEach((s) => {
-        if (s.type === "candidate-pair" && (s.id === pairId || (!pairId && s.nominated && s.state === "succeeded")))
+        if (s.type === "candidate-pair" && (s.id === pairId || (!pairId && s.nominated && s.state === "succeeded"))) {
           local = s.localCandidateId;
+          remote = s.remoteCandidateId;
+        }
       });
-      const cand = local ? stats.get(local) : undefined;
-      if (this.peer === peer) this.setStatus({ peer: cand?.candidateType === "relay" ? "relayed" : "direct" });
+      const kinds = [local, remote].map((id) => (id ? stats.get(id)?.candidateType : undefined));
+      // Relayed when either end of the pair is a TURN relay candidate: the path runs through it.
+      const kind = kinds.includes("relay") ? "relayed" : "direct";
+      if (this.peer !== peer) return;
+      if (kind !== this.status.peer) this.log(`path ${kind} (local ${kinds[0]}, remote ${kinds[1]})`);
+      this.setStatus({ peer: kind });
     } catch {
       if (this.peer === peer) this.setStatus({ peer: "direct" });
     }
@@ -520,6 +560,33 @@ export class Carrier {
       }
       this.opts.onFrame(d);
     }
+  }
+
+  /**
+   * ICE failed, or the path stayed disconnected: restart ICE after 1 s, 2 s, 4 s with a new peer
+   * connection on the same Olm session (no bundle round trip; the hub answers it with a fresh
+   * peer, its aiortc cannot restart ICE in place), through TURN only when a direct path got
+   * stuck and TURN exists; after three restarts, rebuild from scratch.
+   */
+  private iceTrouble(peer: Peer, why: string) {
+    if (this.peer !== peer) return;
+    const delay = this.policy.trouble(this.status.peer === "direct", hasTurn(this.ice.last));
+    if (delay === null) {
+      this.peerDown(`${why}; ICE restarts used up`);
+      return;
+    }
+    const relay = this.policy.transportPolicy === "relay" ? " (TURN only)" : "";
+    this.log(`${why}: ICE restart in ${delay} ms${relay}`);
+    const wasOpen = peer.open;
+    this.teardown();
+    this.setStatus({ peer: "connecting" });
+    if (wasOpen) this.opts.onClose();
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      this.restartPending = true;
+      this.kick();
+    }, delay);
   }
 
   private peerDown(why: string) {
