@@ -37,7 +37,7 @@ from botster.remote import bundle as B
 from botster.remote.test_browser import RelaySignaller, SocketSignaller, TestBrowser
 from botster.remote.webrtc import MAX_DC_MESSAGE, PART, Reassembler, encode_plaintexts
 from botster.transports.client import HubConnection, RequestFailed
-from harness import HubProcess
+from harness import HubProcess, wait_until
 from tests.test_pty import render
 from tests.test_socket import socket_of
 
@@ -174,10 +174,34 @@ events.on("connection_code_ready", function(c) log.info("RESULT code_ready " .. 
 """
 
 
-def _loaded_webrtc(proc) -> bool:
-    """Whether the hub process has av/aiortc's native libraries mapped."""
-    maps = Path(f"/proc/{proc.proc.pid}/maps").read_text()
+def _loaded_webrtc(pid: int) -> bool:
+    """Whether process `pid` has av/aiortc's native libraries mapped."""
+    maps = Path(f"/proc/{pid}/maps").read_text()
     return "/site-packages/av/" in maps or "/site-packages/aiortc/" in maps
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie, exited but not yet reaped by init, counts as gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _webrtc_processes(hub_pid: int) -> list[int]:
+    """The hub's WebRTC processes (children running botster.remote.rtc_process)."""
+    found = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (d / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == hub_pid and b"botster.remote.rtc_process" in cmdline:
+            found.append(int(d.name))
+    return found
 
 
 async def _cli(proc, *args: str, fails: bool = False) -> str:
@@ -231,7 +255,7 @@ async def test_pairing_code_and_account_at_rest(hub, isolated_env):
     assert stat.S_IMODE((store / "olm.key").stat().st_mode) == 0o600
     assert B.b64u(bundle.identity_key).encode() not in enc.read_bytes()
     assert await conn.request("connection.paired") == []
-    assert not _loaded_webrtc(proc), "no peer yet: aiortc and av stay unloaded"
+    assert not _loaded_webrtc(proc.proc.pid), "the hub never loads aiortc and av"
     # `botster pair` prints the running hub's code.
     out = json.loads(await _cli(proc, "pair", "--json"))
     assert out == {"url": fresh["url"], "qr": fresh["qr_ascii"]}
@@ -330,6 +354,10 @@ async def test_ratchet_restarts_after_three_undecryptable_frames(hub, netns):
     # The browser re-keyed from the signed bundle; its next frames are PreKey messages that
     # open a new session (it is paired, so any of the hub's one-time keys will do).
     assert (await browser.request("ping", {"echo": 3}))["echo"] == 3
+    # The carrier is binary: a text message closes the peer (the browser sees its channel go).
+    browser.dc.send("hello")
+    await proc.wait_for(r"peer webrtc:\S+ .* closed: text data-channel message")
+    await asyncio.wait_for(browser.closed.wait(), 30)
     await browser.close()
     await conn.close()
 
@@ -338,9 +366,11 @@ async def test_terminal_over_webrtc(hub, netns):
     if netns:
         return
     proc = await hub(plugins={"p": SPAWN_PLUGIN})
-    assert not _loaded_webrtc(proc)
+    assert _webrtc_processes(proc.proc.pid) == [], "no code shown, no peer: no WebRTC process"
     conn, browser = await _pair(proc)
-    assert _loaded_webrtc(proc), "the first peer loads aiortc"
+    assert not _loaded_webrtc(proc.proc.pid), "aiortc lives in the WebRTC process, not the hub"
+    (rtc_pid,) = _webrtc_processes(proc.proc.pid)
+    assert _loaded_webrtc(rtc_pid)
     script = 'echo "ready $(stty size)"; while read l; do echo "got:$l $(stty size)"; done; exit 3'
     sid = await browser.request("test.spawn", {"script": script})
     browser.attach(sid, rows=20, cols=70)
@@ -378,8 +408,11 @@ async def test_browser_reconnects_after_kill_9_of_the_hub(hub, netns, git_repo, 
     browser.type(sid, b"before\n")
     await browser.wait_for(lambda: b"got:before" in browser.screens.get(sid, b""))
     await conn.close()
+    (rtc_pid,) = _webrtc_processes(proc.proc.pid)
     proc.signal(signal.SIGKILL)
     assert await proc.wait_exit() == -signal.SIGKILL
+    # The WebRTC process dies with its hub.
+    await wait_until(lambda: not _alive(rtc_pid), "the WebRTC process to exit", timeout=20)
     proc.allow_nonzero_exit = True
     proc.allow_registry_left = True
 
@@ -398,6 +431,33 @@ async def test_browser_reconnects_after_kill_9_of_the_hub(hub, netns, git_repo, 
     await browser.close()
     await conn.close()
     await second.stop_and_verify()
+
+
+async def test_webrtc_process_restarts_on_demand_and_stops_with_the_hub(hub, netns):
+    if netns:
+        return
+    proc = await hub(plugins={"p": SPAWN_PLUGIN})
+    conn, browser = await _pair(proc)
+    sid = await browser.request("test.spawn", {"script": "while read l; do echo got:$l; done"})
+    browser.attach(sid)
+    browser.type(sid, b"one\n")
+    await browser.wait_for(lambda: b"got:one" in browser.screens.get(sid, b""))
+    (first,) = _webrtc_processes(proc.proc.pid)
+    since = len(proc.lines)
+    os.kill(first, signal.SIGKILL)
+    # The hub closes the peers it held; the next offer starts another process.
+    await proc.wait_for(r"webrtc process \d+ exited; peers closed", since=since)
+    await proc.wait_for(r"peer webrtc:\S+ .* closed: the WebRTC process exited", since=since)
+    await browser.connect()
+    (second,) = _webrtc_processes(proc.proc.pid)
+    assert second != first
+    browser.attach(sid)
+    browser.type(sid, b"two\n")
+    await browser.wait_for(lambda: b"got:two" in browser.screens.get(sid, b""))
+    await browser.close()
+    await conn.close()
+    await proc.stop_and_verify()
+    assert not _alive(second), "a stopped hub leaves no WebRTC process"
 
 
 async def test_a_newer_offer_supersedes_one_in_flight(hub, netns):

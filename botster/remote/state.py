@@ -1,7 +1,8 @@
 """One hub's remote-access state, in one object: ``remote_for(hub)``.
 
 Holds the Olm state (loaded lazily, off the loop), the current pairing code, and the peer
-manager (created when the first offer arrives, which is when aiortc is imported). Also the two
+manager (created when a code is shown, a bundle asked for or an offer arrives; it starts the
+WebRTC process, the only one that imports aiortc). Also the two
 small look-ups that depend on the relay link: ``relay_url`` and ``server_id``.
 
 The ``connection`` and ``webrtc`` primitives, the ``hub`` primitive's signalling functions
@@ -126,6 +127,7 @@ class Remote:
             "otk": _bundle.b64u(raw[65:97]),
         }
         self.hub.emit("connection_code_ready", self.public_code())
+        self.peer_manager().warm()  # a browser may scan it: have aiortc imported by then
         return self.public_code()
 
     def public_code(self) -> dict[str, Any]:
@@ -156,6 +158,7 @@ class Remote:
         `emit`, the ``webrtc_ratchet_restart`` event carries ``{browser_identity, envelope}``
         so the relay handler (``lib/remote.lua``) sends it over signalling too."""
         self.olm.drop_session(key)
+        self.peer_manager().warm()  # an offer follows a bundle
         raw = self.olm.mint_bundle(displayed=False)
         self.persist()
         peer = self.peers.peers.get(key) if self.peers is not None else None

@@ -22,12 +22,14 @@ go to ``hub.clients.message``, its PTY input to ``hub.clients.pty_input``, and i
 ``hub.clients.disconnected``, exactly as the socket server's clients do. Registry, forwarders,
 listeners and the client protocol are the channel's.
 
-aiortc (~190 ms, ~50 MB with av) is imported when the first offer arrives, on the WebRTC
-thread: every aiortc object lives on that thread's own event loop, so its pure-Python SCTP and
-DTLS never run on the hub's loop (bench/webrtc.py measured the hub's timer p99 at 30 ms, max
-452 ms, while a browser took a flood with aiortc on the hub's loop). Olm stays on the hub's
-loop (one owner for the account and sessions): the thread only moves encrypted bytes, and
-every channel event hops back with ``call_soon_threadsafe``.
+aiortc (~190 ms, ~50 MB with av) never enters the hub: every peer connection lives in the
+WebRTC process (``remote/rtc_process.py``), a child of the hub started when remote access is
+first used (a code shown, a bundle asked for, an offer) and again on demand if it died. Its
+pure-Python SCTP and DTLS then hold no lock the hub's loop needs (on a thread of the hub they
+shared its GIL, and on the hub's own loop bench/webrtc.py measured its timer p99 at 30 ms
+under a flood), and the hub never maps aiortc and av. Olm stays on the hub's loop (one owner
+for the account and sessions): the process only moves encrypted bytes. What a peer posts in
+one loop iteration goes to the process in one write.
 Signalling (offers, ICE, ratchet restarts) is driven by ``PeerManager`` and tagged with a
 generation per browser key, so answers, ICE and channel events of a superseded offer are
 dropped.
@@ -36,15 +38,15 @@ dropped.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import gzip
-import importlib
 import itertools
+import json
 import logging
 import os
 import secrets
-import threading
+import socket
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -52,6 +54,7 @@ from typing import TYPE_CHECKING, Any
 
 from botster.base.errors import ProtocolError
 from botster.base.framing import BINARY, JSON, PTY_INPUT, TYPE_NAMES, Frame, encode_json
+from botster.remote.rtc_process import HEAD, LEN, LOW_WATER, SENT_BODY, Op
 
 if TYPE_CHECKING:
     from botster.remote.state import Remote
@@ -82,7 +85,7 @@ SEND_LIMIT = 8 << 20  # bytes buffered for one peer before it is cut, as on the 
 MAX_INNER = 16 << 20  # largest reassembled frame, the socket's max_frame
 MAX_QUEUED_ICE = 128
 HELLO_TIMEOUT_S = 10.0
-LOW_WATER = 16 << 10  # drained() returns below this
+PROCESS_STOP_S = 5.0  # the WebRTC process's time to close its connections at shutdown
 # Tests only: hold every answer this long, so a second offer can arrive while one is in flight.
 ANSWER_DELAY_S = float(os.environ.get("BOTSTER_WEBRTC_ANSWER_DELAY_S", "0") or 0)
 
@@ -172,8 +175,8 @@ class Peer:
         self.generation = generation
         self.id = f"webrtc:{next(_seq):x}{secrets.token_hex(2)}"
         self.name = "browser"
-        self.pc: Any = None
-        self.dc: Any = None
+        self.num = next(manager.nums)  # the WebRTC process's handle for this connection
+        self.open = False  # the data channel is open
         self.closed = False
         self.close_reason: str | None = None
         self.registered = False  # hello answered, the channel told
@@ -184,18 +187,16 @@ class Peer:
         self._reasm = Reassembler()
         self._low = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
-        self._was_opened = False
-        self._posted = 0  # bytes posted to the WebRTC thread (written on the hub's loop)
-        self._sent = 0  # of those, handed to the channel (written on the WebRTC thread)
+        self._posted = 0  # bytes posted to the WebRTC process
+        self._sent = 0  # of those, handed to the channel (the process's SENT reports)
+        self._buffered = 0  # the channel's bufferedAmount, as last reported
 
     # ChannelClient's face --------------------------------------------------------------------
 
     def queued(self) -> int:
         """Bytes accepted for the channel but not yet handed to the network (posted to the
-        WebRTC thread, plus the channel's ``bufferedAmount`` there)."""
-        dc = self.dc
-        buffered = int(dc.bufferedAmount) if dc is not None else 0
-        return self._posted - self._sent + buffered
+        WebRTC process, plus the channel's ``bufferedAmount`` there)."""
+        return self._posted - self._sent + self._buffered
 
     async def drained(self) -> None:
         """Returns once the channel's buffer is low (or after a short wait, to re-check)."""
@@ -221,8 +222,8 @@ class Peer:
 
     def send_inner(self, inner: bytes) -> bool:
         """Encrypts (here, on the hub's loop: Olm state has one owner) and posts one
-        ``[type][payload]`` frame, compressed/split as needed, to the WebRTC thread."""
-        if self.closed or self.dc is None or self.dc.readyState != "open":
+        ``[type][payload]`` frame, compressed/split as needed, to the WebRTC process."""
+        if self.closed or not self.open:
             return False
         if self.queued() + len(inner) > SEND_LIMIT:
             self.close(f"send buffer over {SEND_LIMIT} bytes: the browser stopped reading")
@@ -241,57 +242,21 @@ class Peer:
         return True
 
     def _post(self, messages: list[bytes]) -> None:
-        size = sum(map(len, messages))
-        self._posted += size
-        self.manager.rtc_loop.call_soon_threadsafe(self._send_on_rtc_thread, messages, size)
+        self._posted += sum(map(len, messages))
+        self.manager.post(self.num, messages)
 
-    def _send_on_rtc_thread(self, messages: list[bytes], size: int) -> None:
-        # Runs on the WebRTC thread: the only place dc.send is called.
-        try:
-            if self.dc is not None and self.dc.readyState == "open":
-                for m in messages:
-                    self.dc.send(m)
-        except Exception as e:
-            log.info("peer %s: data channel send failed: %s", self.id, e)
-        finally:
-            self._sent += size
-            # What waited here counts in queued() too: tell a waiting drained() it has gone
-            # (aiortc's bufferedamountlow only fires when its own buffer crosses the mark).
-            dc = self.dc
-            if dc is None or dc.bufferedAmount <= LOW_WATER:
-                self.manager.hub.loop.call_soon_threadsafe(self._low.set)
+    # Channel events (from the WebRTC process) -------------------------------------------------
 
-    # Channel events ----------------------------------------------------------------------------
-
-    def wire_channel_on_rtc_thread(self, dc: Any) -> None:
-        """Runs on the WebRTC thread when the browser's channel appears: every channel event
-        hops to the hub's loop."""
-        hub_loop = self.manager.hub.loop
-        if dc.label != "relay":
-            dc.close()
-            return
-        dc.bufferedAmountLowThreshold = LOW_WATER
-        dc.on("bufferedamountlow", lambda: hub_loop.call_soon_threadsafe(self._low.set))
-        dc.on("message", lambda m: hub_loop.call_soon_threadsafe(self._on_message, m))
-        dc.on(
-            "close",
-            lambda: hub_loop.call_soon_threadsafe(self.close, "data channel closed"),
-        )
-        dc.on("open", lambda: hub_loop.call_soon_threadsafe(self._opened))
-        hub_loop.call_soon_threadsafe(self._channel, dc)
-
-    def _channel(self, dc: Any) -> None:
-        if self.closed:
-            self.manager.rtc_loop.call_soon_threadsafe(dc.close)
-            return
-        self.dc = dc
-        if dc.readyState == "open":
-            self._opened()
+    def _on_sent(self, size: int, buffered: int) -> None:
+        self._sent += size
+        self._buffered = buffered
+        if self.queued() <= LOW_WATER:
+            self._low.set()
 
     def _opened(self) -> None:
-        if self.closed or self._was_opened or self.manager.peers.get(self.key) is not self:
-            return  # a channel of a superseded offer, or the open event after _channel saw it
-        self._was_opened = True
+        if self.closed or self.open or self.manager.peers.get(self.key) is not self:
+            return  # a channel of a superseded offer
+        self.open = True
         log.info("peer %s (%s…) data channel open", self.id, self.key[:12])
         self.send_json({"type": "dc_ready"})
         hub = self.manager.hub
@@ -311,7 +276,7 @@ class Peer:
     def _on_message(self, data: Any) -> None:
         if self.closed:
             return
-        if isinstance(data, str) or not data:
+        if not data:
             self.close("text or empty data-channel message (the carrier is binary)")
             return
         kind = data[0]
@@ -373,7 +338,7 @@ class Peer:
 
     def send_bundle(self, raw: bytes) -> None:
         """Sends a ratchet-restart bundle (plain, signed) if the channel is open."""
-        if not self.closed and self.dc is not None and self.dc.readyState == "open":
+        if not self.closed and self.open:
             self._post([bytes([DC_BUNDLE]) + raw])
 
     def close(self, reason: str) -> None:
@@ -391,8 +356,7 @@ class Peer:
                 self.manager.hub.clients.disconnected(self)
             except Exception:
                 log.exception("disconnect handler failed for %s", self.id)
-        if self.pc is not None:
-            self.manager.on_rtc_soon(self.manager.close_pc_on_rtc_thread(self.pc))
+        self.manager.close_connection(self.num)
 
 
 def _raw_key(b64: str) -> bytes:
@@ -404,37 +368,23 @@ def _raw_key(b64: str) -> bytes:
 # All peers -------------------------------------------------------------------------------------
 
 
-def _rtc_ice_servers(rtc: Any, servers: list[dict[str, Any]]) -> list[Any]:
-    """aiortc's ``RTCIceServer`` list for `servers` (``relay_link.parse_ice_servers``
-    shape). aiortc's URL parser takes no bracketed IPv6 host: those URLs are left out."""
-    out = []
-    for server in servers:
-        urls = [u for u in server["urls"] if "[" not in u]
-        if urls:
-            out.append(
-                rtc.RTCIceServer(
-                    urls=urls, username=server.get("username"), credential=server.get("credential")
-                )
-            )
-    return out
+class _Process:
+    """One WebRTC process (``remote/rtc_process.py``) and the hub's end of its socket."""
 
-
-def _force_loopback_candidates() -> None:
-    """Host candidates on 127.0.0.1 only (tests and benchmarks: nothing leaves the machine)."""
-    import aioice.ice
-
-    aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
-
-
-def _import_aiortc_blocking() -> Any:
-    aiortc = importlib.import_module("aiortc")
-    if os.environ.get("BOTSTER_WEBRTC_LOOPBACK") == "1":
-        _force_loopback_candidates()
-    return aiortc
+    def __init__(
+        self, proc: asyncio.subprocess.Process, reader: asyncio.StreamReader, writer: Any
+    ) -> None:
+        self.proc = proc
+        self.reader = reader
+        self.writer = writer
+        self.ready = asyncio.get_running_loop().create_future()
+        self.out: list[bytes] = []
+        self.gone = False
 
 
 class PeerManager:
-    """Every peer of one hub, by browser key; signalling with generations."""
+    """Every peer of one hub, by browser key; signalling with generations; the WebRTC
+    process that holds their connections."""
 
     def __init__(self, remote: Remote) -> None:
         self.remote = remote
@@ -442,48 +392,148 @@ class PeerManager:
         self.peers: dict[str, Peer] = {}  # browser key -> current peer
         self.clients: dict[str, Peer] = {}  # peer id -> peer
         self.generations: dict[str, int] = {}
-        self._aiortc: Any = None
-        self.rtc_loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
-        self._thread: threading.Thread | None = None
-        self._pcs: set[Any] = set()  # every RTCPeerConnection, touched on the WebRTC thread
-        self._restarting: set[str] = set()
+        self.nums = itertools.count(1)
+        self._by_num: dict[int, Peer] = {}  # the process's handle -> peer
+        self._answers: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._process: _Process | None = None
+        self._starting: asyncio.Task[_Process] | None = None
+        self._closing = False
 
-    async def _rtc(self) -> Any:
-        """aiortc, imported on the WebRTC thread (started on first use)."""
-        if self._aiortc is None:
-            ready: concurrent.futures.Future[tuple[Any, Any]] = concurrent.futures.Future()
+    # The WebRTC process ------------------------------------------------------------------------
 
-            def main() -> None:
-                loop = asyncio.new_event_loop()
-                asyncio.set_event_loop(loop)
-                try:
-                    module = _import_aiortc_blocking()
-                except BaseException as e:
-                    ready.set_exception(e)
-                    loop.close()
-                    return
-                ready.set_result((loop, module))
-                try:
-                    loop.run_forever()
-                finally:
-                    loop.close()
+    def warm(self) -> None:
+        """Starts the WebRTC process now (remote access is about to be used: a code shown, a
+        bundle asked for), so the first offer does not wait for aiortc's import."""
+        if self._process is None and self._starting is None and not self._closing:
+            self._starting = self.hub.spawn(self._start(), name="webrtc process", owner="hub")
 
-            self._thread = threading.Thread(target=main, name="webrtc", daemon=True)
-            self._thread.start()
-            self.rtc_loop, self._aiortc = await asyncio.wrap_future(ready)
-        return self._aiortc
+    async def process(self) -> _Process:
+        """The running WebRTC process, started (again) if needed, once it imported aiortc."""
+        if self._closing:
+            raise ConnectionError("hub is shutting down")
+        if self._process is None:
+            if self._starting is None:
+                self._starting = self.hub.spawn(self._start(), name="webrtc process", owner="hub")
+            await asyncio.shield(self._starting)
+        assert self._process is not None
+        await asyncio.shield(self._process.ready)
+        return self._process
 
-    async def on_rtc(self, coro: Any) -> Any:
-        """Runs a coroutine on the WebRTC thread and waits for it from the hub's loop."""
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.rtc_loop))
+    async def _start(self) -> _Process:
+        t0 = time.monotonic()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "botster.remote.rtc_process",
+                str(theirs.fileno()),
+                pass_fds=(theirs.fileno(),),
+                stdin=asyncio.subprocess.DEVNULL,
+                start_new_session=True,  # the terminal's Ctrl-C is the hub's, not its
+            )
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        try:
+            reader, writer = await asyncio.open_unix_connection(sock=ours, limit=1 << 20)
+        except BaseException:  # cancelled at shutdown: the process sees EOF and exits
+            ours.close()
+            raise
+        p = _Process(proc, reader, writer)
+        self._process = p
+        self._starting = None
+        self.hub.spawn(self._read(p, t0), name="webrtc process reader", owner="hub")
+        return p
 
-    async def close_pc_on_rtc_thread(self, pc: Any) -> None:
-        await pc.close()
-        self._pcs.discard(pc)
+    async def _read(self, p: _Process, t0: float) -> None:
+        try:
+            while True:
+                size, op, num = HEAD.unpack(await p.reader.readexactly(HEAD.size))
+                body = await p.reader.readexactly(size) if size else b""
+                if op == Op.READY:
+                    log.info(
+                        "webrtc process %d ready in %.0f ms",
+                        p.proc.pid,
+                        (time.monotonic() - t0) * 1000,
+                    )
+                    p.ready.set_result(None)
+                    continue
+                if op == Op.ANSWER:
+                    fut = self._answers.pop(num, None)
+                    if fut is not None and not fut.done():
+                        fut.set_result(json.loads(body))
+                    continue
+                peer = self._by_num.get(num)
+                if peer is None:
+                    continue  # a connection the hub already closed
+                if op == Op.SENT:
+                    peer._on_sent(*SENT_BODY.unpack(body))
+                elif op == Op.MESSAGE:
+                    peer._on_message(body)
+                elif op == Op.OPEN:
+                    peer._opened()
+                elif op == Op.TEXT:
+                    peer.close("text data-channel message (the carrier is binary)")
+                elif op == Op.CLOSED:
+                    peer.close(body.decode(errors="replace"))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        except Exception:
+            log.exception("webrtc process %d: bad message; stopping it", p.proc.pid)
+        finally:
+            await self._lost(p)
 
-    def on_rtc_soon(self, coro: Any) -> None:
-        """Runs a coroutine on the WebRTC thread without waiting (closing a peer)."""
-        asyncio.run_coroutine_threadsafe(coro, self.rtc_loop)
+    async def _lost(self, p: _Process) -> None:
+        """The process's socket closed: its peers are gone; the next offer starts another."""
+        p.gone = True
+        if self._process is p:
+            self._process = None
+        p.writer.close()
+        if not p.ready.done():
+            p.ready.set_exception(ConnectionError("the WebRTC process did not start"))
+            p.ready.exception()  # retrieved: a waiter may not exist
+        for fut in self._answers.values():
+            if not fut.done():
+                fut.set_exception(ConnectionError("the WebRTC process exited"))
+        self._answers.clear()
+        if not self._closing:
+            log.warning("webrtc process %d exited; peers closed", p.proc.pid)
+        for peer in list(self._by_num.values()):
+            peer.close("the WebRTC process exited")
+        with contextlib.suppress(TimeoutError, ProcessLookupError):
+            await asyncio.wait_for(p.proc.wait(), PROCESS_STOP_S)
+        if p.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                p.proc.kill()
+            await p.proc.wait()
+
+    def _write(self, op: int, num: int, body: bytes = b"") -> None:
+        p = self._process
+        if p is None or p.gone:
+            return
+        if not p.out:
+            # Everything posted in this loop iteration goes in one write.
+            self.hub.loop.call_soon(self._flush, p)
+        p.out.append(HEAD.pack(len(body), op, num))
+        p.out.append(body)
+
+    def _flush(self, p: _Process) -> None:
+        data, p.out = b"".join(p.out), []
+        if not p.gone:
+            p.writer.write(data)
+
+    def post(self, num: int, messages: list[bytes]) -> None:
+        """Sends data-channel messages on connection `num` (one SEND)."""
+        self._write(Op.SEND, num, b"".join(LEN.pack(len(m)) + m for m in messages))
+
+    def close_connection(self, num: int) -> None:
+        self._by_num.pop(num, None)
+        self._write(Op.CLOSE, num)
+
+    # Signalling ------------------------------------------------------------------------------
 
     def _forget(self, peer: Peer) -> None:
         if self.peers.get(peer.key) is peer:
@@ -504,39 +554,28 @@ class PeerManager:
         old = self.peers.pop(key, None)
         if old is not None:
             old.close("replaced by a new offer")
-        rtc, ice_servers = await asyncio.gather(self._rtc(), self._ice_servers())
+        _, ice_servers = await asyncio.gather(self.process(), self._ice_servers())
         if self.generations.get(key) != gen:
             raise StaleOffer(f"offer {gen} from {key[:12]}… was superseded")
         peer = Peer(self, key, identity, gen)
         self.peers[key] = peer
         self.clients[peer.id] = peer
-        hub_loop = self.hub.loop
-
-        async def answer_on_rtc_thread() -> str:
-            # Never None: aiortc would then use Google's STUN server.
-            config = rtc.RTCConfiguration(iceServers=_rtc_ice_servers(rtc, ice_servers))
-            pc = rtc.RTCPeerConnection(config)
-            peer.pc = pc
-            self._pcs.add(pc)
-            pc.on("datachannel", peer.wire_channel_on_rtc_thread)
-
-            @pc.on("connectionstatechange")
-            def _on_state() -> None:
-                if pc.connectionState in ("failed", "closed"):
-                    reason = f"connection {pc.connectionState}"
-                    hub_loop.call_soon_threadsafe(peer.close, reason)
-
-            await pc.setRemoteDescription(rtc.RTCSessionDescription(sdp=sdp, type="offer"))
-            await pc.setLocalDescription(await pc.createAnswer())
-            return str(pc.localDescription.sdp)
-
+        self._by_num[peer.num] = peer
         if ANSWER_DELAY_S:
             await asyncio.sleep(ANSWER_DELAY_S)
+        answer = self.hub.loop.create_future()
+        self._answers[peer.num] = answer
+        offer = {"sdp": sdp, "ice_servers": ice_servers}
+        self._write(Op.OFFER, peer.num, json.dumps(offer).encode())
         try:
-            answer_sdp = await self.on_rtc(answer_on_rtc_thread())
+            reply = await answer
+            if "error" in reply:
+                raise RuntimeError(str(reply["error"]))
         except Exception as e:
             peer.close(f"offer failed: {e}")
             raise
+        finally:
+            self._answers.pop(peer.num, None)
         if self.generations.get(key) != gen or peer.closed:
             peer.close("superseded while answering")
             raise StaleOffer(f"offer {gen} from {key[:12]}… was superseded")
@@ -544,8 +583,8 @@ class PeerManager:
         queued, peer.ice_queue = peer.ice_queue, []
         for ice in queued:
             if ice.generation == gen:
-                self.hub.spawn(self._add_ice(peer, ice.candidate), name="ice", owner="hub")
-        return str(answer_sdp)
+                self._add_ice(peer, ice.candidate)
+        return str(reply["sdp"])
 
     async def _ice_servers(self) -> list[dict[str, Any]]:
         """The relay's STUN/TURN servers (checked and cached by the relay link), or none."""
@@ -565,30 +604,15 @@ class PeerManager:
             if len(peer.ice_queue) < MAX_QUEUED_ICE:
                 peer.ice_queue.append(_Ice(peer.generation, candidate))
             return True
-        await self._add_ice(peer, candidate)
+        self._add_ice(peer, candidate)
         return True
 
-    async def _add_ice(self, peer: Peer, candidate: dict[str, Any]) -> None:
-        rtc = await self._rtc()
-        line = str(candidate.get("candidate") or "")
-        if not line:
+    def _add_ice(self, peer: Peer, candidate: dict[str, Any]) -> None:
+        if not candidate.get("candidate"):
             return  # end of candidates
-        from aiortc.sdp import candidate_from_sdp
-
-        try:
-            cand = candidate_from_sdp(line.removeprefix("candidate:"))
-        except Exception as e:
-            log.info("peer %s: unusable ICE candidate: %s", peer.id, e)
-            return
-        cand.sdpMid = candidate.get("sdpMid")
-        cand.sdpMLineIndex = candidate.get("sdpMLineIndex")
         if peer.closed or self.peers.get(peer.key) is not peer:
             return  # for a superseded generation
-        del rtc
-        try:
-            await self.on_rtc(peer.pc.addIceCandidate(cand))
-        except Exception as e:
-            log.info("peer %s: ICE candidate refused: %s", peer.id, e)
+        self._write(Op.ICE, peer.num, json.dumps(candidate).encode())
 
     def restart_ratchet(self, key: str) -> None:
         """Three undecryptable frames in a row: restart the session (``Remote.restart_ratchet``)."""
@@ -601,23 +625,21 @@ class PeerManager:
             peer.close(reason)
 
     async def close_all(self) -> None:
-        """Closes every peer and stops the WebRTC thread (at hub shutdown)."""
+        """Closes every peer and stops the WebRTC process (at hub shutdown)."""
+        self._closing = True
         for peer in list(self.peers.values()):
             peer.close("hub is shutting down")
-        if self._thread is None:
+        if self._starting is not None:
+            await asyncio.wait([self._starting])
+        p = self._process
+        if p is None:
             return
-
-        async def close_on_rtc_thread() -> None:
-            # Every connection ever made (superseded ones too), then whatever aiortc left.
-            for pc in list(self._pcs):
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(pc.close(), 2)
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.on_rtc(close_on_rtc_thread()), 5)
-        self.rtc_loop.call_soon_threadsafe(self.rtc_loop.stop)
-        await self.hub.run_blocking(self._thread.join, 2)
+        self._flush(p)
+        # EOF tells it to close its connections (and the browsers hear it) and exit.
+        p.writer.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(p.proc.wait(), PROCESS_STOP_S)
+        if p.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                p.proc.kill()
+            await p.proc.wait()
