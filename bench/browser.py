@@ -36,6 +36,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from bench._common import Result, fmt_ms, header, median, p99, verdict
 
@@ -140,6 +141,28 @@ RECV_STATS_JS = """
 """
 
 
+SAMPLE_JS = """
+() => {
+  const c = window.botster.carrier.stats, m = performance.memory;
+  return { heap_mb: m ? m.usedJSHeapSize / 1e6 : null, messages: c.messages,
+           backlog: c.backlog ?? null, backlog_max: c.backlogMax, overruns: c.overruns ?? null };
+}
+"""
+
+
+async def _sample(page: Any) -> None:
+    """Diagnostics (BOTSTER_BENCH_DIAG=1): the page's heap and receive backlog every second."""
+    page.on("crash", lambda _p: print("PAGE CRASHED", flush=True))
+    t0 = time.perf_counter()
+    while True:
+        try:
+            print(f"{time.perf_counter() - t0:5.1f}s", await page.evaluate(SAMPLE_JS), flush=True)
+        except Exception as e:  # noqa: BLE001 - diagnostics only
+            print("sample failed:", e, flush=True)
+            return
+        await asyncio.sleep(1)
+
+
 def _recv_text(pair: list) -> str:
     a, b = pair
     if not a or not b:
@@ -240,7 +263,11 @@ async def _measure() -> dict[str, object]:
                 raise RuntimeError("the hub never registered with the relay")
 
             async with async_playwright() as pw:
-                browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                diag = bool(os.environ.get("BOTSTER_BENCH_DIAG"))
+                browser = await pw.chromium.launch(
+                    executable_path=CHROMIUM,
+                    args=CHROMIUM_ARGS + (["--enable-logging=stderr", "--v=0"] if diag else []),
+                )
                 pair_web: list[float] = []
                 pair_py: list[float] = []
                 pys: list[TestBrowser] = []
@@ -311,11 +338,14 @@ async def _measure() -> dict[str, object]:
                 cdp = await page.context.new_cdp_session(page)
                 await cdp.send("Emulation.setCPUThrottlingRate", {"rate": SLOW_CPU})
                 before = await page.evaluate(RECV_STATS_JS, True)
+                sampler = asyncio.create_task(_sample(page)) if diag else None
                 slow = await page.evaluate(
                     FLOOD_ECHO_JS, [SLOW_KEYS, 5, KEYS, SLOW_BUDGET_S * 1000]
                 )
                 out["slow_web"], out["slow_row"] = slow["times"], slow["row"]
                 out["slow_typed"] = slow["typed"]
+                if sampler:
+                    sampler.cancel()
                 out["slow_recv"] = [before, await page.evaluate(RECV_STATS_JS, False)]
                 await cdp.send("Emulation.setCPUThrottlingRate", {"rate": 1})
                 # Baseline: a second flooder watched by the Python test browser, once the first

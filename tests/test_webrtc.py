@@ -397,6 +397,37 @@ async def test_terminal_over_webrtc(hub, netns):
     await conn.close()
 
 
+async def test_a_browser_that_acks_is_held_to_what_it_processed(hub, netns, tmp_path):
+    """A page that acks (web/src/recvack.ts) gets no more than it processed plus the hub's
+    hold-and-resync window, however fast the hub could send; its next ack resumes it with a
+    fresh SNAPSHOT. A browser that never acks is fed as before (the other tests)."""
+    if netns:
+        return
+    proc = await hub(plugins={"p": SPAWN_PLUGIN})
+    conn, browser = await _pair(proc)
+    browser.send_raw(b"\x03" + (0).to_bytes(4, "big"))  # ACK 0: the hub starts counting
+    mark = tmp_path / "flooded"
+    script = f"head -c 6000000 /dev/urandom | base64; echo FLOODED; touch {mark}; exec cat"
+    got = {"output": 0}
+
+    def on_frame(ftype: int, payload: bytes) -> None:
+        if ftype == PTY_OUTPUT:
+            got["output"] += len(payload)
+
+    browser.on_frame = on_frame
+    sid = await browser.request("test.spawn", {"script": script})
+    browser.attach(sid)
+    await wait_until(mark.exists, "the flood written", timeout=60)
+    # 8 MB were written; without acks beyond the first, the page got at most the window.
+    assert got["output"] < 1 << 20, got
+    snapshots = sum(f[0] == SNAPSHOT for f in browser.frames)
+    browser.send_raw(b"\x03" + (0xFFFFFFFF).to_bytes(4, "big"))
+    await browser.wait_for(lambda: sum(f[0] == SNAPSHOT for f in browser.frames) > snapshots)
+    await browser.wait_for(lambda: b"FLOODED" in browser.screens[sid])
+    await browser.close()
+    await conn.close()
+
+
 async def test_browser_reconnects_after_kill_9_of_the_hub(hub, netns, git_repo, isolated_env):
     if netns:
         return

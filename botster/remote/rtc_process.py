@@ -23,6 +23,15 @@ number is the hub's handle for one ``RTCPeerConnection``.
   ``TEXT`` (a text message arrived: the carrier is binary, the hub closes the peer), ``SENT``
   (``[u32 bytes handed to the channel][u32 bufferedAmount]``, after each SEND and at
   ``bufferedamountlow``: the hub's flow control), ``CLOSED`` (UTF-8 reason).
+
+Receiver acks. A browser's SCTP stack takes whatever arrives and queues it for the page's main
+thread, so on a slow device (a phone, bench/browser.py's throttled CPU) ``bufferedAmount`` stays
+near zero while hundreds of MB wait in the tab, which then crashes (out of memory). So the web
+app acknowledges what it has processed: a DC message ``[0x03][u32 bytes]`` (``ACK``, not
+encrypted: it carries a count, and DTLS protects it) handled here, never passed to the hub.
+From a peer's first ACK on, the ``bufferedAmount`` reported in ``SENT`` also counts the bytes
+sent but not yet acknowledged, so the hub's hold-and-resync sees the page's backlog. Peers that
+never ack (the Python test browser, older pages) are accounted as before.
 """
 
 from __future__ import annotations
@@ -44,6 +53,8 @@ HEAD = struct.Struct(">IBI")
 SENT_BODY = struct.Struct(">II")
 LEN = struct.Struct(">I")
 LOW_WATER = 16 << 10  # bufferedamountlow threshold (the hub's drained() mark)
+ACK = 0x03  # DC message prefix of a receiver ack (see the module docstring)
+ACK_BODY = struct.Struct(">I")
 MAX_BODY = 64 << 20
 
 
@@ -87,6 +98,7 @@ class Plane:
         self.writer = writer
         self.pcs: dict[int, Any] = {}
         self.dcs: dict[int, Any] = {}
+        self.unacked: dict[int, int] = {}  # bytes sent, not yet acked (peers that ack)
 
     def out(self, op: int, peer: int, body: bytes = b"") -> None:
         if not self.writer.is_closing():
@@ -95,6 +107,7 @@ class Plane:
     def sent(self, peer: int, size: int) -> None:
         dc = self.dcs.get(peer)
         buffered = int(dc.bufferedAmount) if dc is not None else 0
+        buffered += self.unacked.get(peer, 0)
         self.out(Op.SENT, peer, SENT_BODY.pack(size, min(buffered, 0xFFFFFFFF)))
 
     async def offer(self, peer: int, body: bytes) -> None:
@@ -130,6 +143,10 @@ class Plane:
         def message(m: Any) -> None:
             if isinstance(m, str):
                 self.out(Op.TEXT, peer)
+            elif len(m) == 1 + ACK_BODY.size and m[0] == ACK:
+                (n,) = ACK_BODY.unpack_from(m, 1)
+                self.unacked[peer] = max(0, self.unacked.get(peer, 0) - n)
+                self.sent(peer, 0)
             else:
                 self.out(Op.MESSAGE, peer, m)
 
@@ -150,6 +167,8 @@ class Plane:
             if dc is not None and dc.readyState == "open":
                 for m in messages:
                     dc.send(m)
+                    if peer in self.unacked:
+                        self.unacked[peer] += len(m)
         except Exception as e:
             log.info("peer %d: data channel send failed: %s", peer, e)
         # Every byte the hub posted is accounted for, sent or not (its queued() balances).
@@ -172,6 +191,7 @@ class Plane:
 
     async def close(self, peer: int) -> None:
         self.dcs.pop(peer, None)
+        self.unacked.pop(peer, None)
         pc = self.pcs.pop(peer, None)
         if pc is not None:
             with contextlib.suppress(Exception):

@@ -23,6 +23,7 @@ import {
   type Decoded,
 } from "./frames";
 import { Account, b64decode, b64encode, type Bundle, concat, OlmError, parseBundle, sameHubKeys, Session } from "./olm";
+import { RecvAck } from "./recvack";
 import { Backoff, Watchdog } from "./reconnect";
 import { hasTurn, IceCache, IcePolicy } from "./ice";
 
@@ -120,6 +121,7 @@ export class Carrier {
   private sendChain: Promise<void> = Promise.resolve();
   private recvChain: Promise<void> = Promise.resolve();
   private reassembler = new Reassembler();
+  private recvAck = new RecvAck();
   private probeWaiter: (() => void) | null = null;
   private readonly onWake = () => this.probe();
   /** Receive-path counters (diagnostics, read by the benchmark). */
@@ -448,6 +450,8 @@ export class Carrier {
     dc.onopen = () => {
       if (!current()) return;
       peer.open = true;
+      // First of all: from this ack on, the hub counts what this tab has not processed yet.
+      dc.send(this.recvAck.start());
       this.log(`data channel ${gen} open`);
       this.backoff.reset();
       this.policy.connected();
@@ -480,7 +484,10 @@ export class Carrier {
           return this.onDcMessage(peer, bytes);
         })
         .catch((e) => this.log(`receive: ${e}`))
-        .finally(() => this.backlog--);
+        .finally(() => {
+          this.backlog--;
+          this.ack(peer, bytes.length);
+        });
     };
     peer.timers.push(
       setTimeout(() => {
@@ -534,6 +541,18 @@ export class Carrier {
         if (!peer.remoteSet) {
           if (peer.pendingIce.length < 128) peer.pendingIce.push(init);
         } else await peer.pc.addIceCandidate(init).catch(() => {});
+      }
+    }
+  }
+
+  /** Tells the hub what this tab has processed (recvack.ts): its flow control counts the rest. */
+  private ack(peer: Peer, bytes: number) {
+    const m = this.recvAck.consumed(bytes);
+    if (m && this.peer === peer && peer.dc.readyState === "open") {
+      try {
+        peer.dc.send(m);
+      } catch {
+        // The channel is closing; its close handler rebuilds.
       }
     }
   }
