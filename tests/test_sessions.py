@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
 from botster.base.errors import SessionError
@@ -376,6 +376,60 @@ def test_zero_width_characters_take_no_cell(backend):
     assert (term.cursor.row, term.cursor.col) == (0, 9)
     term.feed(b"\x1b[1;12HX")  # absolute positions still land where asked
     assert term.text().splitlines()[0] == "\u00e9b|a\u2764b|xy  X"
+
+
+# Pieces that change what plain lines do: margins, origin, insert and newline modes, autowrap,
+# the alternate screen, reset, saved cursor, charsets, scrolling, erasing, wide characters.
+STATE_PIECES = st.sampled_from(
+    [
+        b"\x1b[2;3r", b"\x1b[r", b"\x1b[1;2r", b"\x1b[?6h", b"\x1b[?6l", b"\x1b[4h", b"\x1b[4l",
+        b"\x1b[20h", b"\x1b[20l", b"\x1b[?7l", b"\x1b[?7h", b"\x1b[?1049h", b"\x1b[?1049l",
+        b"\x1b[?47h", b"\x1b[?47l", b"\x1bc", b"\x1b7", b"\x1b8", b"\x1b(0", b"\x1b(B",
+        b"\x1b[2S", b"\x1b[T", b"\x1b[2L", b"\x1b[M", b"\x1b[2J", b"\x1b[K", b"\x1b[3J",
+        b"\x1b[1;31m", b"\x1b[m", b"\x1b[3;2H", b"\x1b[H", b"\t", b"\x08", b"\x1bM",
+        "日本".encode(), b"\xc3", b"\xa9", b"\r", b"\n",
+    ]
+)  # fmt: skip
+PLAIN_LINE = st.tuples(
+    st.binary(max_size=14).map(lambda b: bytes(32 + x % 95 for x in b)),
+    st.sampled_from([b"\r\n", b"\r\n", b"\n", b"\n\r", b"\r"]),
+).map(b"".join)
+PLAIN_LINES = st.one_of(
+    PLAIN_LINE,
+    st.builds(lambda line, count: line * count, PLAIN_LINE, st.integers(20, 80)),
+    st.lists(PLAIN_LINE, min_size=20, max_size=80).map(b"".join),
+)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@settings(max_examples=400)
+@example(size=(3, 3, 0), pieces=[b"\x1b[2;3r", b"\r\n", b" !\n\r" * 20], suffix=[])  # margins
+@example(size=(3, 5, 0), pieces=[b"\r\n\r\n", b"     \n" * 20], suffix=[])  # pending wrap
+@example(size=(6, 8, 0), pieces=[b"xxxxxxxx\r\n" * 6, b"\x1b[H", b"a\r\n" * 30], suffix=[])  # top
+@given(
+    size=st.tuples(st.integers(2, 6), st.integers(3, 12), st.integers(0, 8)),
+    pieces=st.lists(st.one_of(PLAIN_LINES, STATE_PIECES), max_size=30),
+    suffix=st.lists(st.one_of(PLAIN_LINES, STATE_PIECES), max_size=4),
+)
+def test_a_flood_drawn_at_once_matches_every_byte_drawn(backend, size, pieces, suffix):
+    # Drawn in one go, the model skips plain lines that scroll out of sight within the batch;
+    # drawn in pieces too short to hold that many line feeds, it draws every byte. The screen,
+    # scrollback, cursor, modes and what later output does must be the same.
+    rows, cols, scrollback = size
+    stream, tail = b"".join(pieces), b"".join(suffix) + b"X\x1b[1;1HY"
+    short = 2 * rows + scrollback + 2
+    at_once = make_terminal(rows, cols, scrollback, backend=backend)
+    every_byte = make_terminal(rows, cols, scrollback, backend=backend)
+    at_once.render(stream)
+    event(f"lines skipped: {bool(at_once._unseen(stream))}")
+    for i in range(0, len(stream), short):
+        every_byte.render(stream[i : i + short])
+    for term in (at_once, every_byte):
+        for i in range(0, len(tail), short):
+            term.render(tail[i : i + short])
+    assert at_once.history() == every_byte.history()
+    assert at_once.snapshot() == every_byte.snapshot()
+    assert (at_once.cursor, at_once.alt_screen) == (every_byte.cursor, every_byte.alt_screen)
 
 
 def test_make_terminal_refuses_unknown_backends():

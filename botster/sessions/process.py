@@ -141,9 +141,11 @@ __all__ = ["Session", "main"]
 log = logging.getLogger("botster.sessions")
 
 READ_SIZE = 64 << 10
-MODEL_LAG_S = 0.02  # the terminal model catches up this long after output, in one go
-MODEL_LAG_BYTES = 1 << 20  # ...or at once when this much waits for it
-MODEL_CHUNK = 4 << 10  # avt's feed is superlinear in the chunk: 1 MiB costs 8x 256 x 4 KiB
+# The terminal model catches up this long after output, in one go, or at once when this much
+# waits for it: the larger the batch, the more of a flood of plain lines it never has to draw
+# (``Terminal.render`` skips what scrolls out of sight within the batch).
+MODEL_LAG_S = 0.05
+MODEL_LAG_BYTES = 1 << 20
 INPUT_LIMIT = 1 << 20
 EVENT_LIMIT = 1000
 HELLO_TIMEOUT = 10.0
@@ -497,7 +499,7 @@ class Session:
             self._model_timer = None
         ring = self._ring
         while self._model_at < ring.end:
-            data = ring.read(self._model_at, MODEL_CHUNK)
+            data = ring.read(self._model_at, ring.end - self._model_at)
             try:
                 self._term.render(data)
             except Exception:  # a model bug must not lose output or the session
