@@ -459,18 +459,27 @@ class Session:
     # -- the PTY ----------------------------------------------------------------------------
 
     def _on_readable(self) -> None:
-        # One preallocated buffer: a flood of reads allocates nothing per read.
-        buf = self._read_view
-        try:
-            n = os.readv(self._master, [buf])
-        except BlockingIOError:
-            return
-        except OSError:  # EIO: every holder of the slave side has closed it
-            n = 0
-        if n == 0:
-            self._on_master_eof()
-            return
-        self._on_output(buf[:n])
+        # One preallocated buffer: a flood of reads allocates nothing per read. A PTY read
+        # returns at most ~4 KiB, so while the program keeps writing, reads continue into the
+        # same buffer (up to READ_SIZE) and the batch is forwarded as one frame: fewer frames
+        # for the session and the hub to handle. An idle program's echo costs one extra read.
+        buf, master = self._read_view, self._master
+        got = 0
+        while got < READ_SIZE:
+            try:
+                n = os.readv(master, [buf[got:]])
+            except BlockingIOError:
+                break
+            except OSError:  # EIO: every holder of the slave side has closed it
+                n = 0
+            if n == 0:
+                if got:
+                    self._on_output(buf[:got])
+                self._on_master_eof()
+                return
+            got += n
+        if got:
+            self._on_output(buf[:got])
 
     def _on_output(self, data: memoryview) -> None:
         ring = self._ring
