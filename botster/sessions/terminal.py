@@ -287,7 +287,7 @@ def _cwd_from_url(value: str) -> str | None:
     return unquote(parts.path)
 
 
-_ERASE_SCROLLBACK = re.compile(rb"\x1b\[3J")
+_ERASE_SCROLLBACK = b"\x1b[3J"
 # Output the emulator can skip without changing what it shows (``Terminal._unseen``): plain
 # lines, printable ASCII with CR and LF. Only a chunk with few other bytes is searched for them.
 _PLAIN = bytes(range(0x20, 0x7F)) + b"\r\n"
@@ -339,17 +339,22 @@ class Terminal(ABC):
         tmux do, wherever it falls in the chunks (the last bytes are kept to find one that a
         chunk boundary splits)."""
         data = bytes(data)
-        window = self._erase_tail + data
+        tail = self._erase_tail
+        ends = []  # where each CSI 3 J ends in data (memmem: no regex pass over a flood)
+        split = (tail + data[:3]).find(_ERASE_SCROLLBACK)
+        if split >= 0:
+            ends.append(split + len(_ERASE_SCROLLBACK) - len(tail))
+        found = data.find(_ERASE_SCROLLBACK) if b"\x1b" in data else -1  # memchr first
+        while found >= 0:
+            ends.append(found + len(_ERASE_SCROLLBACK))
+            found = data.find(_ERASE_SCROLLBACK, found + 1)
         start = 0
-        for m in _ERASE_SCROLLBACK.finditer(window):
-            end = m.end() - len(self._erase_tail)
-            if end <= 0:
-                continue  # ended in the previous chunk: handled there
+        for end in ends:
             self._feed_bytes(data[start:end])
             self._clear_scrollback()
             start = end
         self._feed_bytes(data[start:] if start else data)
-        self._erase_tail = window[-3:]
+        self._erase_tail = (tail + data)[-3:] if len(data) < 3 else data[-3:]
 
     def _feed_bytes(self, data: bytes) -> None:
         start = 0
@@ -373,7 +378,7 @@ class Terminal(ABC):
         line that differed out of the screen and the scrollback. So a flood of plain lines
         costs the emulator only its last screenfuls."""
         lead, tail = self.rows, self.rows + self.scrollback + 2
-        if len(data) <= lead + tail or data.count(b"\n") <= lead + tail:
+        if len(data) <= lead + tail:
             return []
         breaks = len(data.translate(None, _PLAIN))
         if breaks > _MAX_SEARCHED_BREAKS:
