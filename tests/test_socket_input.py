@@ -1,6 +1,8 @@
-"""The socket server's input fast path (issue 11): whole small frames (keystrokes, small JSON
-messages) are handled as they arrive, without waking the client's task; order is kept across
-every switch between that path and the task's (unfinished, large or refused frames).
+"""The hub socket's fast paths (issue 11). The server: whole small frames (keystrokes, small
+JSON messages) are handled as they arrive, without waking the client's task; order is kept
+across every switch between that path and the task's (unfinished, large or refused frames).
+The client (``HubConnection``): what arrives while its read loop waits is decoded and handed
+to ``on_frame`` at once, in order, partial frames included.
 
 The server here is the hub's ``SocketServer`` on a real Unix socket, alone: its callbacks
 record what reaches the hub. Byte streams are fed to the connection's protocol
@@ -24,11 +26,13 @@ from botster.base.framing import (
     INLINE_DECODE,
     PTY_INPUT,
     PTY_OUTPUT,
+    Frame,
     encode_frame,
     encode_json,
     encode_session,
     split_session,
 )
+from botster.transports.client import HubConnection
 from botster.transports.handshake import hello
 from botster.transports.socket_server import SocketClient, SocketServer
 
@@ -98,7 +102,7 @@ async def _parked(client: SocketClient) -> None:
     """Waits until the client's task waits for input again (between frames, nothing held)."""
     stream = _stream_of(client)
     async with asyncio.timeout(10):
-        while stream.fast is None or not stream.fast.parked:
+        while stream.bypass is None or not stream.bypass.__self__.parked:
             await asyncio.sleep(0)
 
 
@@ -202,3 +206,76 @@ async def test_keystrokes_through_the_kernel_arrive_whole_and_in_order() -> None
                 await asyncio.sleep(0)
         await rec.until(lambda: len(rec.events) >= len(chunks), "every keystroke")
         assert rec.events == [("in", encode_session("s1", c)) for c in chunks]
+
+
+@contextlib.asynccontextmanager
+async def _client() -> AsyncIterator[tuple[HubConnection, list[Frame], Any]]:
+    """A HubConnection to a bare server; yields (connection, frames it got, its stream)."""
+    async with _server() as (rec, _, _, _):
+        got: list[Frame] = []
+        path = rec.clients[0].server.path
+        conn = await HubConnection.connect(path, "fast-client", on_frame=got.append)
+        try:
+            yield conn, got, conn._writer.transport.get_protocol()
+        finally:
+            await conn.close()
+
+
+async def _client_parked(conn: HubConnection) -> None:
+    async with asyncio.timeout(10):
+        while not conn._parked:
+            await asyncio.sleep(0)
+
+
+def _out(sid: str, data: bytes) -> bytes:
+    return encode_frame(PTY_OUTPUT, encode_session(sid, data))
+
+
+async def test_an_echo_reaches_on_frame_inside_data_received() -> None:
+    async with _client() as (conn, got, stream):
+        await _client_parked(conn)
+        stream.data_received(_out("s1", b"echo"))
+        assert [(f.type, f.payload) for f in got] == [(PTY_OUTPUT, encode_session("s1", b"echo"))]
+
+
+_OUT = [_out("s1", bytes([97 + i % 26]) * (1 + i * 37 % 90)) for i in range(12)]
+_OUT_STREAM = b"".join(_OUT)
+
+
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    cuts=st.lists(st.integers(0, len(_OUT_STREAM)), max_size=8),
+    wait=st.lists(st.booleans(), min_size=9, max_size=9),
+)
+def test_the_client_keeps_order_however_output_is_cut(cuts: list[int], wait: list[bool]) -> None:
+    async def run() -> None:
+        async with _client() as (conn, got, stream):
+            points = sorted({0, len(_OUT_STREAM), *cuts})
+            for i, (a, b) in enumerate(zip(points, points[1:], strict=False)):
+                if wait[i % len(wait)]:
+                    await _client_parked(conn)
+                stream.data_received(_OUT_STREAM[a:b])
+            async with asyncio.timeout(10):
+                while len(got) < len(_OUT):
+                    await asyncio.sleep(0)
+            assert [f.payload for f in got] == [f[5:] for f in _OUT]
+
+    asyncio.run(run())
+
+
+async def test_a_bad_frame_on_the_client_fast_path_closes_with_the_reason() -> None:
+    async with _client() as (conn, got, stream):
+        await _client_parked(conn)
+        waiting = asyncio.ensure_future(conn.request("never.answered"))
+        await asyncio.sleep(0)
+        stream.data_received(_out("s1", b"ok") + b"\x05\x00\x00\x00\x7f1234")
+        async with asyncio.timeout(10):
+            await conn.closed.wait()
+        assert [f.payload for f in got] == [encode_session("s1", b"ok")]
+        assert "unknown frame type 0x7f" in conn.close_reason
+        try:
+            await waiting
+        except ConnectionError as e:
+            assert "unknown frame type" in str(e)
+        else:
+            raise AssertionError("the pending request was not failed")

@@ -42,7 +42,7 @@ from botster.base.framing import (
     encode_json,
     request_id_of,
 )
-from botster.transports.handshake import check_hello, hello_ack
+from botster.transports.handshake import BypassStream, check_hello, hello_ack
 
 __all__ = ["SocketClient", "SocketLimits", "SocketServer"]
 
@@ -262,8 +262,8 @@ class SocketServer:
         old = os.umask(0o077)
         loop = asyncio.get_running_loop()
 
-        def stream() -> _ClientStream:
-            return _ClientStream(
+        def stream() -> BypassStream:
+            return BypassStream(
                 asyncio.StreamReader(limit=READ_SIZE, loop=loop), self._serve, loop=loop
             )
 
@@ -326,9 +326,9 @@ class SocketServer:
             log.info("client %s (%s) connected", client.id, client.name)
             self.on_connect(client)
             stream = writer.transport.get_protocol()
-            fast = _FastPath(self, client) if isinstance(stream, _ClientStream) else None
-            if fast is not None:
-                stream.fast = fast
+            if isinstance(stream, BypassStream):
+                fast = _FastPath(self, client)
+                stream.bypass = fast.take
             data = b""  # frames sent right behind the hello are already buffered
             frame_started = time.monotonic()
             while not client.closed:
@@ -490,20 +490,6 @@ class SocketServer:
             client.reject(f"message could not be handled: {_short(e)}")
 
 
-class _ClientStream(asyncio.StreamReaderProtocol):
-    """The stream protocol of one client, with a way around its reader (``fast``)."""
-
-    fast: _FastPath | None = None
-
-    def data_received(self, data: bytes) -> None:
-        fast = self.fast
-        if fast is not None and fast.parked:
-            data = fast.take(data)
-            if not data:
-                return
-        super().data_received(data)
-
-
 class _FastPath:
     """Handles whole frames as they arrive, in ``data_received``, while the client's task
     waits between frames with nothing buffered (``parked``).
@@ -524,9 +510,9 @@ class _FastPath:
         self.json_limit = min(INLINE_DECODE, server.limits.max_message)
 
     def take(self, data: bytes) -> bytes:
-        """Handles the whole small frames at the start of `data`; returns the rest."""
+        """Handles the whole small frames at the start of `data` if parked; returns the rest."""
         client, server = self.client, self.server
-        if client is None or client.closed:
+        if not self.parked or client is None or client.closed:
             return data
         pos, size, header = 0, len(data), _FRAME_HEADER
         while size - pos >= header.size:
