@@ -16,6 +16,7 @@ module also runs alone: ``python -m bench.call_rate``.
 | ``session_memory`` | PSS/RSS per session process, 20 running ``bash`` | a sleeping ``python`` |
 | ``flood_jitter`` | timer tick jitter while 20 sessions flood attached clients | the same, idle |
 | ``socket_rtt`` | ``ping`` round trip over the hub socket | a bare asyncio echo |
+| ``socket_echo`` | key to echo through a socket client of the hub | ``tmux attach`` on a PTY |
 | ``mcp_call`` | ``tools/call`` through ``botster mcp-serve`` | ``ping`` over the socket |
 | ``relay`` | hub -> browser signal via ``botster relay`` (1; 2 on Redis), RSS | bare ws echo |
 | ``many_clients`` | 100 clients on one flooding session: fairness, hub RSS | 1 client; idle RSS |
@@ -45,6 +46,7 @@ BENCHMARKS: tuple[str, ...] = (
     "session_memory",
     "flood_jitter",
     "socket_rtt",
+    "socket_echo",
     "mcp_call",
     "relay",
     "many_clients",

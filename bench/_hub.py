@@ -26,7 +26,9 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shlex
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -133,6 +135,17 @@ class Sandbox:
     def session_records(self) -> list[dict[str, Any]]:
         """The discovery records of the sessions started in this sandbox (live or not)."""
         return session_records(self.runtime)
+
+    def define_agent(self, argv: list[str], name: str = "bench") -> None:
+        """Commits an agent definition `name` whose initialization execs `argv` (blocks: git);
+        its worktrees go under the sandbox."""
+        d = self.repo / ".botster" / "agents" / name
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "initialization").write_text(f"exec {shlex.join(argv)}\n")
+        env = self.env
+        subprocess.run(["git", "add", ".botster"], cwd=self.repo, env=env, check=True)
+        subprocess.run(["git", "commit", "-qm", "agent"], cwd=self.repo, env=env, check=True)
+        env["BOTSTER_WORKTREE_BASE"] = str(self.root / "worktrees")
 
     def kill_sessions(self, grace: float = 2.0) -> int:
         """Ends every session process of this sandbox and its program; returns how many."""

@@ -37,7 +37,6 @@ import fcntl
 import os
 import re
 import select
-import shlex
 import signal
 import struct
 import subprocess
@@ -241,19 +240,8 @@ class UiRun:
         self.child_pid = 0
         self._stack = contextlib.AsyncExitStack()
 
-    def _define_agent(self) -> None:
-        repo = self.sandbox.repo
-        d = repo / ".botster" / "agents" / "bench"
-        d.mkdir(parents=True, exist_ok=True)
-        argv = shlex.join(self.program)
-        (d / "initialization").write_text(f"exec {argv}\n")
-        env = self.sandbox.env
-        subprocess.run(["git", "add", ".botster"], cwd=repo, env=env, check=True)
-        subprocess.run(["git", "commit", "-qm", "agent"], cwd=repo, env=env, check=True)
-        env["BOTSTER_WORKTREE_BASE"] = str(self.sandbox.root / "worktrees")
-
     async def __aenter__(self) -> UiRun:
-        self._define_agent()
+        self.sandbox.define_agent(self.program)
         await self.hub.start()
         self._stack.push_async_callback(self.hub.stop)
         await self.hub.wait_for(r"hub ready:")

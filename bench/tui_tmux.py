@@ -17,106 +17,20 @@ case; ``tui_flood_input`` measures the UI under a flood.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import fcntl
 import os
-import re
-import select
-import shutil
-import signal
-import struct
-import subprocess
 import sys
-import termios
 import time
 from pathlib import Path
 
 from bench._common import Result, header, median, p99, verdict
 from bench._hub import HubRun, Sandbox
+from bench._tmux import OuterTerminal, Tmux, write_echo
 from bench._tui import latency_line
 
 __all__ = ["run"]
 
 BLOCKS, PER_BLOCK = 4, 50
 GAP_S = 0.02  # typing, not a flood
-ROWS, COLS = 36, 120
-ECHO = r"""
-import os, tty
-tty.setraw(0)
-os.write(1, b"READY\r\n")
-n = 0
-while True:
-    for _ in os.read(0, 64):
-        n += 1
-        os.write(1, b"\r\x1b[K<%06d>" % n)
-"""
-_ESCAPES = re.compile(
-    rb"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[()][0-9A-Za-z]|\x1b."
-)
-
-
-class OuterTerminal:
-    """`argv` on a PTY this benchmark reads, as a terminal emulator would."""
-
-    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
-        self.master, slave = os.openpty()
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLS, 0, 0))
-        self.proc = subprocess.Popen(
-            argv,
-            stdin=slave,
-            stdout=slave,
-            stderr=slave,
-            env={**env, "TERM": "xterm-256color"},
-            start_new_session=True,
-            close_fds=True,
-        )
-        os.close(slave)
-        self.seen = b""
-
-    def read(self, timeout: float) -> bytes:
-        if not select.select([self.master], [], [], timeout)[0]:
-            return b""
-        try:
-            return os.read(self.master, 1 << 16)
-        except OSError:
-            return b""
-
-    def wait_for(self, text: bytes, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        buf = b""
-        while text not in _ESCAPES.sub(b"", buf):
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{text!r} never showed; last output {buf[-400:]!r}")
-            buf += self.read(0.1)
-
-    def drain(self) -> None:
-        while self.read(0):
-            pass
-
-    def keystroke(self, n: int, within: float = 5.0) -> float:
-        """Types a key; ms until the program's n-th token is drawn."""
-        self.drain()
-        token = b"%06d>" % n
-        buf = b""
-        t0 = time.perf_counter()
-        os.write(self.master, b"x")
-        deadline = t0 + within
-        while token not in _ESCAPES.sub(b"", buf):
-            left = deadline - time.perf_counter()
-            if left <= 0:
-                raise RuntimeError(f"token {n} never drawn; output {buf[-300:]!r}")
-            buf += self.read(left)
-        return (time.perf_counter() - t0) * 1000
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-        os.close(self.master)
 
 
 def _blocks(clients: list[OuterTerminal]) -> list[list[float]]:
@@ -129,31 +43,12 @@ def _blocks(clients: list[OuterTerminal]) -> list[list[float]]:
     return samples
 
 
-def _prepare(sandbox: Sandbox, tmux_cmd: list[str]) -> str:
-    """The agent definition and the tmux session, both running the echo program."""
-    program = sandbox.root / "echo.py"
-    program.write_text(ECHO)
-    argv = f"exec {sys.executable} {program}"
-    d = sandbox.repo / ".botster" / "agents" / "bench"
-    d.mkdir(parents=True, exist_ok=True)
-    (d / "initialization").write_text(argv + "\n")
-    env = sandbox.env
-    subprocess.run(["git", "add", ".botster"], cwd=sandbox.repo, env=env, check=True)
-    subprocess.run(["git", "commit", "-qm", "agent"], cwd=sandbox.repo, env=env, check=True)
-    env["BOTSTER_WORKTREE_BASE"] = str(sandbox.root / "worktrees")
-    subprocess.run(
-        [*tmux_cmd, "new-session", "-d", "-s", "b", "-x", str(COLS), "-y", str(ROWS), argv],
-        env=env,
-        check=True,
-    )
-    return argv
-
-
 async def _measure(sandbox: Sandbox) -> list[list[float]]:
-    sock = str(sandbox.root / "tmux.sock")
-    tmux_cmd = ["tmux", "-S", sock, "-f", "/dev/null"]
-    await asyncio.to_thread(_prepare, sandbox, tmux_cmd)
+    argv = write_echo(sandbox.root)
     env = sandbox.env
+    tmux = Tmux(sandbox.root, env)
+    await asyncio.to_thread(sandbox.define_agent, argv)
+    await asyncio.to_thread(tmux.new_session, argv)
     hub = HubRun(sandbox)
     await hub.start()
     clients: list[OuterTerminal] = []
@@ -164,7 +59,7 @@ async def _measure(sandbox: Sandbox) -> list[list[float]]:
         for branch in ("bench", "bench2"):
             await conn.request("create_agent", {"agent": "bench", "branch": branch})
         await conn.close()
-        clients.append(OuterTerminal([*tmux_cmd, "attach", "-t", "b"], env))
+        clients.append(OuterTerminal(tmux.attach_argv(), env))
         botster = str(Path(sys.executable).with_name("botster"))
         attach = [botster, "attach", "--socket", str(sandbox.hub_socket())]
         clients.append(OuterTerminal(attach, env))
@@ -180,16 +75,14 @@ async def _measure(sandbox: Sandbox) -> list[list[float]]:
     finally:
         for client in reversed(clients):
             client.close()
-        await asyncio.to_thread(
-            subprocess.run, [*tmux_cmd, "kill-server"], env=env, capture_output=True
-        )
+        await asyncio.to_thread(tmux.kill)
         await hub.stop()
 
 
 def run() -> list[Result]:
     header("tui_tmux: key to drawn echo, botster attach next to tmux attach, on a PTY each")
     goal_p50, goal_p99 = "<= 1.5x tmux", "< 25 ms"
-    if shutil.which("tmux") is None:
+    if not Tmux.installed():
         print("  SKIPPED: tmux is not installed")
         return [Result("tui_tmux", "p50 key to drawn echo", None, None, "ms", skipped="no tmux")]
     with Sandbox() as sandbox:

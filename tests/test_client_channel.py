@@ -17,6 +17,7 @@ from botster.base.framing import (
 )
 from botster.primitives import socket as socket_primitive
 from botster.primitives import tui as tui_primitive
+from botster.sessions.protocol import encode_output
 from botster.transports.client import HubConnection
 from botster.transports.forwarder import PtyForwarder
 from tests.inproc import LogLines, make_repo, running_hubs, socket_of
@@ -172,5 +173,45 @@ async def test_watchers_of_a_session_share_one_encoded_frame(
                 for fwd in fwds:
                     fwd.stop()
                 session.client.write(b"x\n")
+            finally:
+                await conn.close()
+
+
+async def test_output_of_one_read_leaves_as_one_frame_before_the_read_returns(
+    tmp_path: Path, isolated_env: dict[str, str]
+) -> None:
+    """Issue 11: an echo goes out in the loop turn it came in (no call_soon hop), and the
+    chunks of one read still leave as one frame. The read is fed to the session connection's
+    protocol (its transport's entry point) so that where it is cut is the test's choice."""
+    lines = LogLines()
+    repo = make_repo(tmp_path / "repo", {"shared": SHARED})
+    with lines.attached():
+        async with running_hubs([repo], lines) as (hub,):
+            conn = await HubConnection.connect(socket_of(hub), "t")
+            try:
+                sid = await conn.request("test.spawn")  # waits for a line: prints nothing
+                session = hub.sessions.get(sid)
+                frames: list[bytes] = []
+                snapshot = asyncio.Event()
+
+                def sink(frame: bytes) -> bool:
+                    frames.append(frame)
+                    if frame[4] == SNAPSHOT:
+                        snapshot.set()
+                    return True
+
+                fwd = PtyForwarder(session, sink, lambda: 0)
+                await asyncio.wait_for(snapshot.wait(), 20)
+                start = session.client.output_offset
+                protocol = session.client._transport.get_protocol()
+                protocol.data_received(
+                    encode_output(start, b"ab") + encode_output(start + 2, b"cd")
+                )
+                live = [f for f in frames if f[4] == PTY_OUTPUT]
+                assert [split_session(f[5:]) for f in live] == [(sid, b"abcd")]
+                protocol.data_received(encode_output(start + 4, b"e"))
+                live = [f for f in frames if f[4] == PTY_OUTPUT]
+                assert [split_session(f[5:])[1] for f in live] == [b"abcd", b"e"]
+                fwd.stop()
             finally:
                 await conn.close()

@@ -134,6 +134,9 @@ class _ClientProtocol(asyncio.Protocol):
             self.client._error = str(e)
             if self.client._transport is not None:
                 self.client._transport.abort()
+        finally:
+            if self.client._on_read_end_cb is not None:
+                self.client._on_read_end_cb()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.client._on_lost(exc)
@@ -153,10 +156,12 @@ class SessionClient:
         self,
         on_output: Callable[[Output], None] | None,
         on_event: Callable[[SessionEvent], None] | None,
+        on_read_end: Callable[[], None] | None = None,
     ) -> None:
         loop = asyncio.get_running_loop()
         self._on_output_cb = on_output
         self._on_event_cb = on_event
+        self._on_read_end_cb = on_read_end
         self._transport: asyncio.Transport | None = None
         self._metadata_future: asyncio.Future[dict[str, Any]] = loop.create_future()
         self._waiters: dict[int, asyncio.Future[Any]] = {}
@@ -186,6 +191,7 @@ class SessionClient:
         *,
         on_output: Callable[[Output], None] | None = None,
         on_event: Callable[[SessionEvent], None] | None = None,
+        on_read_end: Callable[[], None] | None = None,
         timeout_s: float = 5.0,
         live_only: bool = False,
     ) -> SessionClient:
@@ -197,6 +203,9 @@ class SessionClient:
             seen_event: the last event ``seq`` already seen.
             on_output: called with each Output on the loop; without it, use ``async for``.
             on_event: called with each SessionEvent; without it, use ``async for``.
+            on_read_end: called after the output and events of each read from the socket
+                have been delivered: where what they brought can be sent on at once, as one
+                batch, without waiting for another loop turn.
             timeout_s: seconds for connecting and the metadata.
             live_only: skip the output kept so far (`seen_offset` is ignored): only output
                 produced from now on arrives. A hub that adopts a session needs no replay of
@@ -208,7 +217,7 @@ class SessionClient:
         Raises:
             SessionError: nothing listens there, or the session refused the hello.
         """
-        client = cls(on_output, on_event)
+        client = cls(on_output, on_event, on_read_end)
         client.socket_path = Path(socket_path)
         client.output_offset = seen_offset
         client.event_seq = seen_event

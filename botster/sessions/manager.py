@@ -64,6 +64,8 @@ class HubSession:
     exit_code: int | None = None
     signal: int | None = None
     listeners: list[OutputListener] = field(default_factory=list)
+    # Called once the output of one read from the session has gone to every listener.
+    read_end_listeners: list[Callable[[], None]] = field(default_factory=list)
     exit_listeners: list[Callable[[], None]] = field(default_factory=list)
     title: str | None = None
     cwd: str | None = None
@@ -176,6 +178,13 @@ class SessionManager:
                 except Exception:
                     log.exception("output listener of session %s failed", s.id)
 
+        def on_read_end() -> None:
+            for listener in list(s.read_end_listeners):
+                try:
+                    listener()
+                except Exception:
+                    log.exception("read-end listener of session %s failed", s.id)
+
         def on_event(ev: SessionEvent) -> None:
             seq = ev.data.get("seq")
             if adopting and isinstance(seq, int):
@@ -191,7 +200,11 @@ class SessionManager:
         # Adopting, the ring is not replayed (20 full rings took 650 ms): nobody watches yet,
         # and a client that attaches gets the exact screen as a snapshot from the session.
         s.client = await SessionClient.connect(
-            sock, on_output=on_output, on_event=on_event, live_only=adopting
+            sock,
+            on_output=on_output,
+            on_event=on_event,
+            on_read_end=on_read_end,
+            live_only=adopting,
         )
         meta = s.client.metadata
         if not meta.get("running", True) and s.running:

@@ -15,7 +15,7 @@ from typing import Any
 
 from botster.base.errors import BotsterError, ProtocolError
 from botster.base.framing import JSON, Frame, FrameDecoder, encode_json
-from botster.transports.handshake import connect_unix
+from botster.transports.handshake import BypassStream, connect_unix
 
 __all__ = ["HubConnection", "RequestFailed"]
 
@@ -57,6 +57,12 @@ class HubConnection:
         self._pending: dict[Any, asyncio.Future[dict[str, Any]]] = {}
         self.closed = asyncio.Event()
         self.close_reason = ""
+        # While the read loop waits with nothing buffered, reads are decoded and handled as
+        # they arrive (``_take``): an echo reaches ``on_frame`` without a task wake-up.
+        self._parked = False
+        stream = writer.transport.get_protocol()
+        if isinstance(stream, BypassStream):
+            stream.bypass = self._take
         self._task = asyncio.create_task(self._read_loop())
 
     @classmethod
@@ -94,7 +100,11 @@ class HubConnection:
                     # yielding. Let the rest of the loop (a keystroke, a frame of the UI) have
                     # a turn first.
                     await asyncio.sleep(0)
-                data = await self._reader.read(READ_SIZE)
+                self._parked = True
+                try:
+                    data = await self._reader.read(READ_SIZE)
+                finally:
+                    self._parked = False
                 if not data:
                     self.close_reason = self.close_reason or "hub closed the connection"
                     break
@@ -106,6 +116,20 @@ class HubConnection:
                 if not fut.done():
                     fut.set_exception(ConnectionError(f"connection closed: {self.close_reason}"))
             self._pending.clear()
+
+    def _take(self, data: bytes) -> bytes:
+        """The stream's bypass: handles `data` now if the read loop waits with nothing
+        buffered (each read is a loop callback of its own, so a flood still lets the rest of
+        the loop run between reads); else returns it for the loop, after what it holds."""
+        if not self._parked or self.closed.is_set():
+            return data
+        try:
+            for frame in self._decoder.feed(data):
+                self._on_frame(frame)
+        except ProtocolError as e:
+            self.close_reason = str(e)
+            self._writer.transport.abort()  # the read loop sees the end and fails what waits
+        return b""
 
     def _on_frame(self, frame: Frame) -> None:
         if frame.type != JSON:

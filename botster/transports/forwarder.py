@@ -3,8 +3,9 @@
 A forwarder sends the client, in order: a SNAPSHOT frame of the exact current screen, then
 every byte of output produced after that snapshot (output that arrives while the snapshot is
 being taken is held and trimmed at the snapshot's offset, so nothing is lost or repeated),
-then PROCESS_EXITED when the program ends. Under load, output is batched: chunks that arrive
-in the same loop turn leave as one frame, in order. Forwarders of one session that are level
+then PROCESS_EXITED when the program ends. Output is batched: the chunks one read from the
+session brings leave as one frame, in order, at the end of that read (``read_end_listeners``):
+an echo goes out in the same loop turn it came in. Forwarders of one session that are level
 share that frame: it is encoded once (``HubSession.output_frame``) and the same bytes are
 written to every watcher.
 
@@ -82,9 +83,9 @@ class PtyForwarder:
         # range of the output (a gap: the session dropped bytes), so its frame is not shared.
         self._batch_start: int | None = 0
         self._sid = struct.pack("<H", len(session.id.encode())) + session.id.encode()
-        self._flush_scheduled = False
         self._exit_sent = False
         session.listeners.append(self._on_output)
+        session.read_end_listeners.append(self._flush)
         session.exit_listeners.append(self.process_exited)
         self._task = asyncio.get_running_loop().create_task(self._start())
 
@@ -106,6 +107,7 @@ class PtyForwarder:
         held, self._held = self._held or [], None
         for out in held:
             self._on_output(s, out)
+        self._flush()
         if not s.running:
             self._send_exit()
 
@@ -133,12 +135,9 @@ class PtyForwarder:
             return
         if self._batch_len >= MAX_BATCH:
             self._flush()
-        elif not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+        # else the end of this read flushes (``_flush`` is a read-end listener)
 
     def _flush(self) -> None:
-        self._flush_scheduled = False
         if not self._batch or not self.active or self._waiting is not None:
             return
         if self._queued is not None and self._queued() > HIGH_WATER:
@@ -222,6 +221,8 @@ class PtyForwarder:
         self.active = False
         with contextlib.suppress(ValueError):
             self.session.listeners.remove(self._on_output)
+        with contextlib.suppress(ValueError):
+            self.session.read_end_listeners.remove(self._flush)
         with contextlib.suppress(ValueError):
             self.session.exit_listeners.remove(self.process_exited)
         if not self._task.done():

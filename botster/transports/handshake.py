@@ -4,21 +4,51 @@ A client's first frame is ``{"type": "hello", "protocol": 1, "client": <name>}``
 answers ``{"type": "hello_ack", "protocol": 1, "hub_id", "client_id", "max_frame"}`` or an
 error and closes (``docs/protocol.md``). The hub socket (``socket_server.py``) and any other
 transport use ``check_hello`` and ``hello_ack``; the two Python clients of the hub socket
-(``transports/client.py`` and the ``hub_client`` primitive) use ``connect_unix``.
+(``transports/client.py`` and the ``hub_client`` primitive) use ``connect_unix``. Both ends
+run on ``BypassStream``, a stream whose reads may be handled as they arrive, before its reader.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from botster.base.errors import ProtocolError
 from botster.base.framing import JSON, FrameDecoder, encode_json
 
-__all__ = ["PROTOCOL_VERSION", "check_hello", "connect_unix", "hello", "hello_ack"]
+__all__ = [
+    "PROTOCOL_VERSION",
+    "BypassStream",
+    "check_hello",
+    "connect_unix",
+    "hello",
+    "hello_ack",
+]
 
 PROTOCOL_VERSION = 1
+
+
+class BypassStream(asyncio.StreamReaderProtocol):
+    """A stream protocol whose reads may skip its reader.
+
+    While ``bypass`` is set, every read is handed to it first, in ``data_received``; it
+    returns the bytes the reader must still get (empty: none). A task waiting on the reader
+    costs a loop turn to wake; a keystroke or its echo handled here costs none. The owner
+    decides when bypassing is safe (typically: its task waits on the reader, which holds
+    nothing), so that order is kept.
+    """
+
+    bypass: Callable[[bytes], bytes] | None = None
+
+    def data_received(self, data: bytes) -> None:
+        bypass = self.bypass
+        if bypass is not None:
+            data = bypass(data)
+            if not data:
+                return
+        super().data_received(data)
 
 
 def hello(client: str) -> dict[str, Any]:
@@ -64,7 +94,8 @@ async def connect_unix(
     """Connects to a hub socket and completes the handshake; the caller bounds the time.
 
     Frames the hub sent right behind the hello_ack stay buffered in `decoder`, for the
-    caller's read loop. On any failure the connection is closed.
+    caller's read loop. The stream is a ``BypassStream`` (``writer.transport.get_protocol()``).
+    On any failure the connection is closed.
 
     Returns:
         (reader, writer, the hello_ack message).
@@ -74,7 +105,11 @@ async def connect_unix(
         ProtocolError: the hub refused the hello, closed the connection, or answered with
             something other than a JSON hello_ack.
     """
-    reader, writer = await asyncio.open_unix_connection(str(path), limit=read_size)
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=read_size, loop=loop)
+    stream = BypassStream(reader, loop=loop)
+    transport, _ = await loop.create_unix_connection(lambda: stream, str(path))
+    writer = asyncio.StreamWriter(transport, stream, reader, loop)
     try:
         writer.write(encode_json(hello(client)))
         while True:

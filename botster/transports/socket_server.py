@@ -19,6 +19,7 @@ import logging
 import os
 import secrets
 import socket
+import struct
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -41,7 +42,7 @@ from botster.base.framing import (
     encode_json,
     request_id_of,
 )
-from botster.transports.handshake import check_hello, hello_ack
+from botster.transports.handshake import BypassStream, check_hello, hello_ack
 
 __all__ = ["SocketClient", "SocketLimits", "SocketServer"]
 
@@ -259,10 +260,15 @@ class SocketServer:
                 w.close()
                 raise HubError(f"{self.path} is in use by another process")
         old = os.umask(0o077)
-        try:
-            self._server = await asyncio.start_unix_server(
-                self._serve, path=str(self.path), limit=READ_SIZE
+        loop = asyncio.get_running_loop()
+
+        def stream() -> BypassStream:
+            return BypassStream(
+                asyncio.StreamReader(limit=READ_SIZE, loop=loop), self._serve, loop=loop
             )
+
+        try:
+            self._server = await loop.create_unix_server(stream, path=str(self.path))
         finally:
             os.umask(old)
         self.path.chmod(0o600)
@@ -308,6 +314,7 @@ class SocketServer:
         decoder = FrameDecoder(self.max_frame, self.limits.max_message)
         held = 0  # this client's share of self.pending
         registered = False
+        fast: _FastPath | None = None
         try:
             hello = await asyncio.wait_for(self._read_hello(reader, decoder), HELLO_TIMEOUT_S)
             client.name = str(hello.get("client", "unknown"))[:64]
@@ -318,6 +325,10 @@ class SocketServer:
             registered = True
             log.info("client %s (%s) connected", client.id, client.name)
             self.on_connect(client)
+            stream = writer.transport.get_protocol()
+            if isinstance(stream, BypassStream):
+                fast = _FastPath(self, client)
+                stream.bypass = fast.take
             data = b""  # frames sent right behind the hello are already buffered
             frame_started = time.monotonic()
             while not client.closed:
@@ -359,7 +370,13 @@ class SocketServer:
                             f"({held} bytes of it arrived)"
                         ) from None
                 else:
+                    # Between frames, with nothing buffered: whole frames that can be handled
+                    # at once are, as they arrive (``_FastPath``), without waking this task.
+                    if fast is not None:
+                        fast.parked = True
                     data = await reader.read(READ_SIZE)
+                    if fast is not None:
+                        fast.parked = False
                 if not data:
                     client.close("client closed the connection", notify=False)
                     break
@@ -377,6 +394,9 @@ class SocketServer:
         except asyncio.CancelledError:
             client.close("hub is shutting down", code="shutdown")
         finally:
+            if fast is not None:
+                fast.parked = False
+                fast.client = None
             self.pending -= held
             self._tasks.discard(task)
             if registered:
@@ -416,6 +436,28 @@ class SocketServer:
                 return check_hello(msg)
 
     async def _dispatch(self, client: SocketClient, ftype: int, payload: bytes) -> None:
+        if ftype == JSON and INLINE_DECODE < len(payload) <= self.limits.max_message:
+            if self._decode_pool is None:
+                self._decode_pool = ThreadPoolExecutor(1, thread_name_prefix="botster-json")
+            try:
+                message = await asyncio.get_running_loop().run_in_executor(
+                    self._decode_pool, decode_message, payload, self.limits.max_depth
+                )
+            except BadMessage as e:
+                client.reject(str(e), payload)
+                return
+            if not client.closed:
+                self._on_json(client, message)
+        else:
+            self._dispatch_now(client, ftype, payload)
+
+    def _dispatch_now(self, client: SocketClient, ftype: int, payload: bytes) -> None:
+        """Handles a frame that needs no waiting: PTY input, a JSON message decoded here.
+
+        Raises:
+            ProtocolError: a frame type clients may not send, or malformed PTY input; raised
+                before anything of the frame has taken effect.
+        """
         if ftype == JSON:
             if len(payload) > self.limits.max_message:
                 client.reject(
@@ -425,33 +467,77 @@ class SocketServer:
                 )
                 return
             try:
-                if len(payload) <= INLINE_DECODE:
-                    message = decode_message(payload, self.limits.max_depth)
-                else:
-                    if self._decode_pool is None:
-                        self._decode_pool = ThreadPoolExecutor(1, thread_name_prefix="botster-json")
-                    message = await asyncio.get_running_loop().run_in_executor(
-                        self._decode_pool, decode_message, payload, self.limits.max_depth
-                    )
+                message = decode_message(payload, self.limits.max_depth)
             except BadMessage as e:
                 client.reject(str(e), payload)
                 return
-            if client.closed:
-                return
-            if message.get("type") == "ping":
-                # Protocol-level: answered here, never seen by plugins (docs/protocol.md).
-                pong = {"type": "pong", "id": message["id"]} if "id" in message else _PONG
-                client.send_json(pong)
-                return
-            try:
-                self.on_message(client, message)
-            except Exception as e:
-                # e.g. a value Lua cannot hold: the client hears why, the log gets one line.
-                client.reject(f"message could not be handled: {_short(e)}")
+            self._on_json(client, message)
         elif ftype == PTY_INPUT and self.on_pty_input is not None:
             self.on_pty_input(client, payload)
         else:
             raise ProtocolError(f"a client may not send frame type 0x{ftype:02x}")
+
+    def _on_json(self, client: SocketClient, message: dict[str, Any]) -> None:
+        if message.get("type") == "ping":
+            # Protocol-level: answered here, never seen by plugins (docs/protocol.md).
+            pong = {"type": "pong", "id": message["id"]} if "id" in message else _PONG
+            client.send_json(pong)
+            return
+        try:
+            self.on_message(client, message)
+        except Exception as e:
+            # e.g. a value Lua cannot hold: the client hears why, the log gets one line.
+            client.reject(f"message could not be handled: {_short(e)}")
+
+
+class _FastPath:
+    """Handles whole frames as they arrive, in ``data_received``, while the client's task
+    waits between frames with nothing buffered (``parked``).
+
+    A keystroke is one small frame in one read: handled here, it reaches its session without
+    waking the client's task (a loop turn, tens of microseconds). Order is kept: at the first
+    frame that is unfinished, large, or of another type, that frame and everything after it
+    go to the reader, and the task (the one place limits, timeouts and errors are handled)
+    takes over until it parks again.
+    """
+
+    __slots__ = ("client", "json_limit", "parked", "server")
+
+    def __init__(self, server: SocketServer, client: SocketClient) -> None:
+        self.server = server
+        self.client: SocketClient | None = client
+        self.parked = False
+        self.json_limit = min(INLINE_DECODE, server.limits.max_message)
+
+    def take(self, data: bytes) -> bytes:
+        """Handles the whole small frames at the start of `data` if parked; returns the rest."""
+        client, server = self.client, self.server
+        if not self.parked or client is None or client.closed:
+            return data
+        pos, size, header = 0, len(data), _FRAME_HEADER
+        while size - pos >= header.size:
+            length, ftype = header.unpack_from(data, pos)
+            end = pos + 4 + length
+            if length == 0 or end > size:
+                break
+            if ftype == PTY_INPUT:
+                if server.on_pty_input is None:
+                    break
+            elif ftype != JSON or length - 1 > self.json_limit:
+                break
+            try:
+                server._dispatch_now(client, ftype, data[pos + 5 : end])
+            except ProtocolError:
+                break  # raised before the frame took effect: the task reports it
+            pos = end
+            if client.closed:
+                return b""
+        if pos < size:
+            self.parked = False  # the rest is the task's, and so is what follows it
+        return data[pos:] if pos else data
+
+
+_FRAME_HEADER = struct.Struct("<IB")
 
 
 class _Overloaded(Exception):
