@@ -252,6 +252,12 @@ class HubRun(HubProcess):
 
     def __init__(self, sandbox: Sandbox) -> None:
         super().__init__(sandbox.repo, sandbox.env, command=[str(bin_path("botster"))])
+        # HubProcess lays the sandbox over this process's environment, which may hold
+        # PYTHONDONTWRITEBYTECODE: the hub and its sessions would then compile from source
+        # whatever no earlier child cached (``child_env`` leaves it out on purpose).
+        for key in set(self.env) - set(sandbox.env):
+            if key == "PYTHONDONTWRITEBYTECODE":
+                del self.env[key]
         self.sandbox = sandbox
 
     async def connect(self, name: str = "bench", **kwargs: Any) -> HubConnection:

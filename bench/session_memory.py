@@ -61,20 +61,17 @@ def _describe(label: str, rows: list[dict[str, float]]) -> str:
 
 async def _measure(sandbox: Sandbox) -> dict[str, list[dict[str, float]]]:
     sandbox.write_plugin("spawner", SPAWNER)
-    # Warm-up: the session's modules compiled into the sandbox's bytecode cache, as an install
-    # has them. (The hub imports none of them, and 20 sessions starting at once would each
-    # compile them from source: ~3 MB more heap per session, which no installed user pays.)
-    warm = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", SESSION_IMPORTS, env=sandbox.env
-    )
-    if await warm.wait() != 0:
-        raise RuntimeError("importing the session's modules failed")
     hub = HubRun(sandbox)
     await hub.start()
     bare = imported = None
     try:
         await hub.wait_for(r"hub ready:")
         conn = await hub.connect()
+        # Warm-up: one session started and ended, so the session's modules are in the
+        # bytecode cache as an install has them. (The hub imports none of them; 20 sessions
+        # starting at once would each compile them from source: ~3 MB more heap per session.)
+        warm = await conn.request("bench.spawn", {"cmd": SHELL[0], "args": SHELL[1:]})
+        await conn.request("bench.close", {"id": warm})
         ids = await asyncio.gather(
             *(
                 conn.request("bench.spawn", {"cmd": SHELL[0], "args": SHELL[1:]})
@@ -91,7 +88,7 @@ async def _measure(sandbox: Sandbox) -> dict[str, list[dict[str, float]]]:
             sys.executable, "-c", IMPORTED, env=sandbox.env
         )
         await asyncio.sleep(SETTLE_S)
-        records = sandbox.session_records()
+        records = [r for r in sandbox.session_records() if r["id"] in ids]
         if len(records) != SESSIONS:
             raise RuntimeError(f"{len(records)} session records, expected {SESSIONS}")
         out = {
