@@ -4,6 +4,7 @@
     client.py    the hub side: SessionClient, spawn_session, discover_sessions
     terminal.py  the screen model (pyavt, pyte fallback) and the OSC/BEL scanner
     ring.py      the bounded output buffer, addressed by offset
+    heap.py      gives the heap a flood freed back to the kernel once output is quiet
     protocol.py  frame payloads and the spawn config
     files.py     where sessions live on disk
 
