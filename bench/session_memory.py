@@ -1,6 +1,8 @@
 """Session memory: what one session process costs, with 20 of them running ``bash``.
 
-A real hub starts 20 sessions (``bash --norc --noprofile``, through a plugin command); each
+A real hub starts one session and ends it (unmeasured: the session's modules land in the
+bytecode cache, as an install has them), then 20 (``bash --norc --noprofile``, through a
+plugin command); each
 gets a little work (``ls -la /; echo ...``) and a second to settle. Then, from
 ``/proc/<pid>/smaps_rollup`` of every session process (the pids are in the discovery records,
 ``$BOTSTER_RUNTIME_DIR/sessions/*.json``), RSS, PSS (shared pages divided among the processes
