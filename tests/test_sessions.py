@@ -10,6 +10,8 @@ session process or child survived.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -47,6 +49,7 @@ from botster.sessions.protocol import (
     encode_input,
     encode_message,
 )
+from botster.sessions.pty_input import take_pty_fd
 from botster.sessions.ring import OutputRing
 from botster.sessions.terminal import BACKENDS, EscapeScanner, make_terminal
 from harness.sockets import raw_connection
@@ -998,3 +1001,117 @@ async def test_lazy_model_snapshots_are_exact_during_and_after_a_flood(sessions)
         assert replay.cells() == reference.cells(), f"snapshot at {snap.output_offset}"
         assert (snap.cursor_row, snap.cursor_col) == (reference.cursor.row, reference.cursor.col)
         assert snap.alt_screen == reference.alt_screen
+
+
+# -- the hub writes input to the PTY itself (sessions/pty_input.py) -----------------------------
+
+
+def ptmx_fds() -> dict[int, bool]:
+    """This process's PTY masters: fd -> close-on-exec."""
+    found = {}
+    for name in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/self/fd/{name}") == "/dev/ptmx":
+                found[int(name)] = bool(fcntl.fcntl(int(name), fcntl.F_GETFD) & fcntl.FD_CLOEXEC)
+    return found
+
+
+async def test_the_hub_writes_keys_to_the_pty_and_lets_it_go_with_the_child(sessions):
+    cmd, args = python_child(
+        """
+        import sys, tty
+        tty.setraw(0)
+        print("raw", flush=True)
+        while (b := sys.stdin.buffer.read(1)) != b"q":
+            sys.stdout.buffer.write(b"<" + b + b">"); sys.stdout.flush()
+        """
+    )
+    _, sock, _ = await sessions(cmd, args)
+    before = ptmx_fds()
+    client, rec = await attach(sock)
+    await rec.wait_output(b"raw")
+    assert client.writes_pty
+    held = set(ptmx_fds()) - set(before)
+    assert len(held) == 1 and all(ptmx_fds()[fd] for fd in held), "one copy, close-on-exec"
+    for key in b"hello":
+        client.write(bytes([key]))
+    await rec.wait_output(b"<h><e><l><l><o>")
+    client.write(b"q")
+    await rec.wait_event("exit")
+    assert ptmx_fds() == before  # released at the exit, not at the disconnect
+    assert not client.writes_pty
+
+
+async def test_a_hub_that_disconnects_closes_its_copy_of_the_pty(sessions):
+    _, sock, _ = await sessions("bash", ["--norc", "--noprofile"])
+    before = ptmx_fds()
+    client, rec = await attach(sock)
+    assert len(ptmx_fds()) == len(before) + 1
+    await client.disconnect()
+    assert ptmx_fds() == before
+    again, rec2 = await attach(sock)
+    again.write(b"echo back-$((40+2))\r")
+    await rec2.wait_output(b"back-42")
+
+
+async def test_a_hub_never_takes_the_pty_while_input_waits_in_the_session(sessions, tmp_path):
+    # A raw hub sends 200 KB the program does not read yet: the session queues most of it. A
+    # hub connecting now must not write keys itself (they would overtake the queue): it gets
+    # the session's refusal and sends frames, which come after the queued input.
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    cmd, args = python_child(
+        f"""
+        import sys, tty
+        tty.setraw(0)
+        print("raw", flush=True)
+        open({str(gate)!r}).read()
+        data = b""
+        while not data.endswith(b"!"):
+            data += sys.stdin.buffer.read1(1 << 16)
+        first_b = data.index(b"B")
+        print("A", data.count(b"A"), "first B at", first_b, "B", data.count(b"B"), flush=True)
+        """
+    )
+    _, sock, _ = await sessions(cmd, args)
+    first, rec = await attach(sock)
+    await rec.wait_output(b"raw")
+    await first.disconnect()
+    async with raw_connection(sock) as (reader, writer):
+        writer.write(encode_message({"type": "hello", "version": 1}))
+        for _ in range(4):
+            writer.write(encode_input(b"A" * 50_000))
+        writer.write(encode_message({"type": "ping", "id": 1}))
+        decoder, seen = FrameDecoder(), []
+        while not any(m.get("type") == "pong" for m in seen):
+            chunk = await asyncio.wait_for(reader.read(1 << 16), 10)
+            assert chunk, seen
+            seen += [f.json() for f in decoder.feed(chunk) if f.type == JSON]
+        with pytest.raises(SessionError, match="input is still waiting to be written"):
+            await take_pty_fd(sock, 5)
+        second, rec2 = await attach(sock)
+    assert not second.writes_pty
+    second.write(b"BBB!")
+    opener = await asyncio.to_thread(os.open, gate, os.O_WRONLY)
+    os.close(opener)
+    await rec2.wait_output(b"A 200000 first B at 200000 B 3")
+
+
+async def test_input_fd_is_refused_clearly(sessions):
+    cmd, args = python_child("print('bye')")
+    _, sock, info = await sessions(cmd, args)
+    replies = await raw_exchange(
+        sock, encode_message({"type": "input_fd", "version": 2}), hello=False
+    )
+    assert replies == [
+        {"type": "error", "message": "protocol version 2 is not supported (use 1)"}
+    ], replies
+    await wait_pid_gone(info.child_pid)
+    with pytest.raises(SessionError, match="the session refused: input_fd: the child has exited"):
+        await take_pty_fd(sock, 5)
+    # A hub connecting now reads the exit and writes (nowhere) through frames, without error.
+    client, rec = await attach(sock)
+    assert not client.writes_pty
+    await rec.wait_output(b"bye")
+    client.write(b"ignored")
+    await client.ping()

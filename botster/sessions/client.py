@@ -60,6 +60,7 @@ from botster.sessions.protocol import (
     encode_message,
     new_session_id,
 )
+from botster.sessions.pty_input import InputQueue, take_pty_fd
 
 __all__ = [
     "Output",
@@ -172,6 +173,7 @@ class SessionClient:
         self._wakeup = asyncio.Event()
         self._lost = asyncio.Event()
         self._error: str | None = None
+        self._pty: InputQueue | None = None  # the session's PTY, when this hub writes input
         self.metadata: dict[str, Any] = {}
         self.output_offset = 0
         self.event_seq = 0
@@ -229,6 +231,9 @@ class SessionClient:
             )
         except (OSError, TimeoutError) as e:
             raise SessionError(f"cannot connect to the session at {socket_path}: {e}") from None
+        # Asked for at the same time as the metadata: no input can be written before
+        # ``connect`` returns, so none can be overtaken (``pty_input``).
+        pty = asyncio.ensure_future(_take_pty_quietly(client.socket_path, timeout_s))
         client._send(
             encode_message(
                 {
@@ -245,10 +250,17 @@ class SessionClient:
         except TimeoutError:
             client._metadata_future.cancel()
             client._abort()
+            _close_quietly(await pty)
             raise SessionError(f"the session at {socket_path} sent no metadata") from None
         except SessionError:
             client._abort()
+            _close_quietly(await pty)
             raise
+        fd = await pty
+        if fd is not None and client.running and client.connected:
+            client._pty = InputQueue(fd, client._input_dropped)
+        else:
+            _close_quietly(fd)
         return client
 
     # -- state ------------------------------------------------------------------------------
@@ -276,16 +288,24 @@ class SessionClient:
     def connected(self) -> bool:
         return not self._lost.is_set()
 
+    @property
+    def writes_pty(self) -> bool:
+        """Whether input goes straight to the session's PTY (else as INPUT frames)."""
+        return self._pty is not None
+
     # -- requests ---------------------------------------------------------------------------
 
     @loop_only
     def write(self, data: bytes) -> None:
-        """Sends input to the child (never blocks; the session queues it).
+        """Sends input to the child (never blocks; what it has not read yet is queued).
 
         Raises:
             SessionError: the connection is closed.
         """
         self._check_open("write")
+        if self._pty is not None:
+            self._pty.write(data)
+            return
         view = memoryview(data)
         for i in range(0, len(view), OUTPUT_CHUNK):
             self._send(encode_input(bytes(view[i : i + OUTPUT_CHUNK])))
@@ -410,6 +430,15 @@ class SessionClient:
         if self._transport is not None:
             self._transport.abort()
 
+    def _input_dropped(self, size: int) -> None:
+        self._deliver(SessionEvent("input_dropped", {"type": "input_dropped", "bytes": size}))
+
+    def _release_pty(self) -> None:
+        pty, self._pty = self._pty, None
+        if pty is not None:
+            pty.close()
+            _close_quietly(pty.fd)
+
     async def _request(self, kind: str, timeout_s: float) -> Any:
         self._check_open(kind)
         self._next_id += 1
@@ -478,6 +507,7 @@ class SessionClient:
             self.cwd = message.get("cwd")
         elif kind == "exit":
             self.exit = {"exit_code": message.get("exit_code"), "signal": message.get("signal")}
+            self._release_pty()
         self._deliver(SessionEvent(str(kind), message))
 
     def _resolve(self, rid: Any, value: Any) -> None:
@@ -503,6 +533,7 @@ class SessionClient:
                 self._transport.pause_reading()
 
     def _on_lost(self, exc: Exception | None) -> None:
+        self._release_pty()
         error = self._error or (str(exc) if exc else None)
         if not self._metadata_future.done():
             self._metadata_future.set_exception(
@@ -515,6 +546,20 @@ class SessionClient:
             self._deliver(SessionEvent("disconnected", {"type": "disconnected", "error": error}))
         self._lost.set()
         self._wakeup.set()
+
+
+async def _take_pty_quietly(socket_path: Path, timeout_s: float) -> int | None:
+    try:
+        return await take_pty_fd(socket_path, timeout_s)
+    except SessionError as e:  # e.g. a session of an older version: INPUT frames it is
+        log.debug("session at %s: %s; input goes as frames", socket_path, e)
+        return None
+
+
+def _close_quietly(fd: int | None) -> None:
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 async def spawn_session(

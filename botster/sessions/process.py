@@ -134,6 +134,7 @@ from botster.sessions.protocol import (
     encode_snapshot,
     new_session_id,
 )
+from botster.sessions.pty_input import InputQueue, send_pty_fd
 from botster.sessions.ring import OutputRing
 from botster.sessions.terminal import make_terminal
 
@@ -147,7 +148,6 @@ READ_SIZE = 64 << 10
 # (``Terminal.render`` skips what scrolls out of sight within the batch).
 MODEL_LAG_S = 0.05
 MODEL_LAG_BYTES = 1 << 20
-INPUT_LIMIT = 1 << 20
 EVENT_LIMIT = 1000
 HELLO_TIMEOUT = 10.0
 EXIT_DRAIN = 1.0  # how long to wait for the PTY's last bytes after the child is reaped
@@ -331,8 +331,7 @@ class Session:
         self._child: subprocess.Popen[bytes] | None = None
         self._status: tuple[int, int | None] | None = None
         self._master_eof = False
-        self._input = bytearray()
-        self._writing = False
+        self._input: InputQueue | None = None  # once the child runs
         self._tasks: set[asyncio.Task[Any]] = set()
         self._orphan: asyncio.TimerHandle | None = None
         self._drain: asyncio.TimerHandle | None = None
@@ -460,6 +459,7 @@ class Session:
             os.close(slave)
         os.set_blocking(master, False)
         self._master = master
+        self._input = InputQueue(master, self._input_dropped)
         self._loop.add_reader(master, self._on_readable)
 
     # -- the PTY ----------------------------------------------------------------------------
@@ -534,32 +534,30 @@ class Session:
             self._report_exit()
 
     def _write_input(self, data: bytes) -> None:
-        if self._master < 0 or self._master_eof or self._status is not None:
+        if self._input is None or self._master_eof or self._status is not None:
             return
-        if len(self._input) + len(data) > INPUT_LIMIT:
-            if self._conn is not None:
-                self._conn.send_message({"type": "input_dropped", "bytes": len(data)})
-            return
-        self._input += data
-        if not self._writing:
-            self._flush_input()
+        self._input.write(data)
 
-    def _flush_input(self) -> None:
-        while self._input:
-            try:
-                n = os.write(self._master, self._input)
-            except BlockingIOError:
-                if not self._writing:
-                    self._writing = True
-                    self._loop.add_writer(self._master, self._flush_input)
-                return
-            except OSError:  # the child is gone
-                self._input.clear()
-                break
-            del self._input[:n]
-        if self._writing:
-            self._writing = False
-            self._loop.remove_writer(self._master)
+    def _input_dropped(self, size: int) -> None:
+        if self._conn is not None:
+            self._conn.send_message({"type": "input_dropped", "bytes": size})
+
+    def _on_input_fd(self, conn: _HubConnection, message: dict[str, Any]) -> None:
+        # A hub takes over writing the input (``pty_input``).
+        version = message.get("version")
+        if version != PROTOCOL_VERSION:
+            raise ProtocolError(f"protocol version {version!r} is not supported (use 1)")
+        if self._input is None or self._master_eof or self._status is not None:
+            raise ProtocolError("input_fd: the child has exited")
+        if not self._input.empty:  # the hub's keys would overtake these
+            raise ProtocolError("input_fd: input is still waiting to be written")
+        self._pending.discard(conn)
+        conn.activate(0, 0)  # no hello timeout; never the session's hub (self._conn)
+        try:
+            send_pty_fd(conn.transport.get_extra_info("socket"), self._master)  # type: ignore[union-attr]
+        except OSError as e:
+            log.warning("input_fd: could not hand over the PTY: %s", e)
+        conn.close()
 
     # -- the child --------------------------------------------------------------------------
 
@@ -667,6 +665,9 @@ class Session:
             if frame.type != JSON:
                 raise ProtocolError("the first frame must be a JSON hello")
             message = frame.json()
+            if message.get("type") == "input_fd":
+                self._on_input_fd(conn, message)
+                return
             if message.get("type") != "hello":
                 raise ProtocolError(f"the first message must be hello, got {message.get('type')!r}")
             self._on_hello(conn, message)
@@ -840,7 +841,8 @@ class Session:
         self._remove_files()
         if self._master >= 0:
             self._loop.remove_reader(self._master)
-            self._loop.remove_writer(self._master)
+            if self._input is not None:
+                self._input.close()
             os.close(self._master)
             self._master = -1
         if not self._done.done():
