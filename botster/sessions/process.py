@@ -74,6 +74,11 @@ Hub -> session, after the hello:
 * ``{"type": "ack_exit"}``: after the exit event, the session sends ``{"type": "closed",
   "reason": "exit acknowledged"}`` and exits. Before it, ``{"type": "error"}`` and nothing else.
 
+A connection whose first frame is ``{"type": "input_fd", "version": 1}`` is not a hub's: the
+session answers ``{"type": "input_fd"}`` with its PTY master attached (SCM_RIGHTS) and closes it,
+and the hub writes input itself from then on (``pty_input.py``). Refused with an error while
+input sent earlier still waits to be written, or once the child has exited.
+
 A frame the protocol does not allow (bad header, unknown type, bad JSON, a wrong field, no
 hello first) gets ``{"type": "error", "message"}`` and the connection is closed; the session and
 its child carry on.
