@@ -51,6 +51,24 @@ class BypassStream(asyncio.StreamReaderProtocol):
         super().data_received(data)
 
 
+class _ReadIntoStream(BypassStream, asyncio.BufferedProtocol):
+    """A client's ``BypassStream`` that reads into one buffer of its own.
+
+    asyncio's own reads allocate 256 KiB each, which glibc maps and unmaps: three system calls
+    and a page fault for every echo of a keystroke. Here a read costs one copy of what came.
+    """
+
+    def __init__(self, reader: asyncio.StreamReader, size: int) -> None:
+        super().__init__(reader)
+        self._view = memoryview(bytearray(size))
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(bytes(self._view[:nbytes]))
+
+
 def hello(client: str) -> dict[str, Any]:
     """The hello a client sends first; `client` names it (``"tui"`` makes it a TUI)."""
     return {"type": "hello", "protocol": PROTOCOL_VERSION, "client": client}
@@ -107,7 +125,7 @@ async def connect_unix(
     """
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=read_size, loop=loop)
-    stream = BypassStream(reader, loop=loop)
+    stream = _ReadIntoStream(reader, read_size)
     transport, _ = await loop.create_unix_connection(lambda: stream, str(path))
     writer = asyncio.StreamWriter(transport, stream, reader, loop)
     try:
