@@ -148,6 +148,7 @@ __all__ = ["Session", "main"]
 log = logging.getLogger("botster.sessions")
 
 READ_SIZE = 64 << 10
+SHORT_READ = 512  # a PTY read under this found it drained (a flood's return KiBs)
 # The terminal model catches up this long after output, in one go, or at once when this much
 # waits for it: the larger the batch, the more of a flood of plain lines it never has to draw
 # (``Terminal.render`` skips what scrolls out of sight within the batch).
@@ -473,7 +474,8 @@ class Session:
         # One preallocated buffer: a flood of reads allocates nothing per read. A PTY read
         # returns at most ~4 KiB, so while the program keeps writing, reads continue into the
         # same buffer (up to READ_SIZE) and the batch is forwarded as one frame: fewer frames
-        # for the session and the hub to handle. An idle program's echo costs one extra read.
+        # for the session and the hub to handle. A short read (an echo, a prompt) found the
+        # PTY empty: it goes at once, without a read that would only say so.
         buf, master = self._read_view, self._master
         got = 0
         while got < READ_SIZE:
@@ -489,6 +491,8 @@ class Session:
                 self._on_master_eof()
                 return
             got += n
+            if n < SHORT_READ:
+                break
         if got:
             self._on_output(buf[:got])
 
