@@ -25,6 +25,7 @@ and appear in no log line.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -281,6 +282,7 @@ class Connection:
         "addr",
         "bucket",
         "closing",
+        "flusher",
         "flushing",
         "id",
         "out",
@@ -311,6 +313,7 @@ class Connection:
         self.out: deque[Any] = deque()
         self.out_bytes = 0
         self.flushing = False
+        self.flusher: asyncio.Task[Any] | None = None
         self.closing = False
         self.bucket = TokenBucket(relay.settings.limits.cable_per_connection)
 
@@ -332,7 +335,17 @@ class Connection:
     def _kick(self) -> None:
         if not self.flushing:
             self.flushing = True
-            self.relay.spawn(self._flush(), name="relay-send")
+            self.flusher = self.relay.spawn(self._flush(), name="relay-send")
+
+    async def closed(self) -> None:
+        """Waits for the close this client's own frame caused (the socket's reader calls it).
+
+        While the reader waits here, aiohttp's close reads on, dropping what the client still
+        sends, until the client's close frame: a socket closed with unread input is reset,
+        and the client may never read the ``disconnect`` frame that says why.
+        """
+        if self.flusher is not None:
+            await asyncio.wait([self.flusher])
 
     async def _flush(self) -> None:
         try:

@@ -95,10 +95,11 @@ class Relay:
 
     # -- tasks
 
-    def spawn(self, coro: Coroutine[Any, Any, Any], *, name: str) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, Any], *, name: str) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
+        return task
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
@@ -246,6 +247,9 @@ class Relay:
                     conn.invalid("binary frames are not part of the protocol")
                 elif msg.type == WSMsgType.ERROR:
                     log.info("relay: connection %s: %s", conn.id, ws.exception())
+                    break
+                if conn.closing:
+                    await conn.closed()
                     break
         finally:
             self.connections.discard(conn)
