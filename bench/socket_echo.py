@@ -4,9 +4,9 @@ Botster: a ``HubConnection`` (the Python client of the hub socket, as the UI use
 process, subscribed to the terminal of an agent of a real ``botster hub`` whose program is
 ``bench._tmux.ECHO`` (raw mode; each byte answered with its own count). A key is one
 PTY_INPUT frame; it is timed from the write to the socket until the PTY_OUTPUT frame holding
-the program's token for it is handed to the client's ``on_frame`` (client socket, hub, session
-process, PTY, program, and back). Nothing is drawn: this is the transport's share of what a
-user of any client waits for.
+the program's token for it is handed to the client's ``on_frame`` (client socket, hub, which
+writes the key to the PTY itself, program, session process, hub, client). Nothing is drawn:
+this is the transport's share of what a user of any client waits for.
 
 Anchor, same run: the same program in a private tmux server, through ``tmux attach`` on a
 pseudo-terminal this process reads (``bench._tmux``, shared with ``tui_tmux``), timed from
