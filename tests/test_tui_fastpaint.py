@@ -17,6 +17,7 @@ from textual.app import App, ComposeResult
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Header, Label
 
+from botster.sessions.terminal import BACKENDS, cell_runs, make_terminal
 from botster.tui import terminal as terminal_module
 from botster.tui.terminal import TerminalView, _RowsUpdate
 
@@ -51,8 +52,8 @@ class Dialog(ModalScreen[None]):
 class RecordingApp(App[None]):
     """The pane between a header and a footer; keeps what the app writes to its terminal."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, ansi_color: bool = False) -> None:
+        super().__init__(ansi_color=ansi_color)
         self.writes: list[str] = []
 
     def compose(self) -> ComposeResult:
@@ -97,19 +98,33 @@ async def settle(pilot, view: TerminalView) -> None:
     raise AssertionError("the pane never settled")
 
 
-async def test_rows_drawn_at_once_make_textuals_own_frame(monkeypatch: pytest.MonkeyPatch):
+@pytest.mark.parametrize(
+    "ansi_color, focused",
+    [(True, True), (True, False), (False, True)],
+    ids=["ansi-colours-focused", "ansi-colours-blurred", "textual-colours"],
+)
+async def test_rows_drawn_at_once_make_textuals_own_frame(
+    monkeypatch: pytest.MonkeyPatch, ansi_color: bool, focused: bool
+):
+    """With ANSI colours (as the UI runs) rows are the pane's strips inside the border
+    Textual drew (``_Frame``); Textual's colour filter on, they go through its line cache."""
     monkeypatch.setattr(TerminalView, "fast_paint", True)
     monkeypatch.setattr(terminal_module, "FAST_PAINT_GAP_S", 0.0)  # every output at once
-    app = RecordingApp()
+    app = RecordingApp(ansi_color=ansi_color)
     async with app.run_test(size=SIZE, notifications=True, tooltips=True) as pilot:
         view = app.query_one(TerminalView)
+        if not focused:
+            view.blur()
         view.load_snapshot("s1", *INNER, FIRST)
         await settle(pilot, view)
+        assert view.has_focus == focused
+        assert (view._frame is not None) == ansi_color
         before = app.full_frame()
         for n, output in enumerate(OUTPUTS, 1):
             view.feed(output)
             assert view.fast_paints == n and not view._repaint_required, output
             assert len(app.writes) == n
+            assert (view._frame is not None) == ansi_color
         drawn = replay(before, *app.writes)
         view.refresh()  # Textual's own frame of the same state
         await settle(pilot, view)
@@ -163,3 +178,22 @@ async def test_normal_refresh_when_the_pane_is_covered_scrolled_or_flooded(
         assert view.fast_paints == 2 and view._lines is None
         await settle(pilot, view)
         assert "abcdef" in view.screen_text()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_row_runs_are_the_rows_cells(backend: str):
+    """What the pane draws a row from (``row_runs``) is the row's cells, run by run."""
+    term = make_terminal(*INNER, 100, backend=backend)
+    term.feed(FIRST + b"".join(OUTPUTS[:8]) + b"\x1b[3;1H\x1b[41m  \x1b[0m\x1b[44m \x1b[0m")
+    rows, cells = term.screen_rows(), term.cells()
+    assert len(rows) == len(cells) == INNER[0]
+    for row, row_cells in zip(rows, cells, strict=True):
+        runs = term.row_runs(row)
+        assert "".join(text for text, _look in runs) == "".join(c[0] or " " for c in row_cells)
+        assert [look for text, look in runs for _ in text] == [c[1:] for c in row_cells]
+        assert all(a[1] != b[1] for a, b in zip(runs[:-1], runs[1:], strict=True))  # differ
+    # The third row: two cells on red, one on blue, then the rest as they were.
+    assert [(text, look[1]) for text, look in cell_runs(cells[2])[:2]] == [
+        ("  ", "i1"),
+        (" ", "i4"),
+    ]

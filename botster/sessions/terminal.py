@@ -53,6 +53,7 @@ __all__ = [
     "Cursor",
     "EscapeScanner",
     "Terminal",
+    "cell_runs",
     "make_terminal",
 ]
 
@@ -264,6 +265,20 @@ class EscapeScanner:
         return "".join(f"\x1b[?{m}h" for m in sorted(self.modes))
 
 
+def cell_runs(cells: list[tuple[Any, ...]]) -> list[tuple[str, tuple[Any, ...]]]:
+    """Cells (as ``Terminal.cells()`` gives them) as runs of neighbours that look alike:
+    ``(characters, attributes)``, one character per cell (a wide character's right half
+    too), the attributes as in a cell after its character."""
+    runs: list[tuple[list[str], tuple[Any, ...]]] = []
+    for cell in cells:
+        look = cell[1:]
+        if runs and runs[-1][1] == look:
+            runs[-1][0].append(cell[0] or " ")
+        else:
+            runs.append(([cell[0] or " "], look))
+    return [("".join(chars), look) for chars, look in runs]
+
+
 def _nth_feed_before(data: bytes, end: int, n: int, start: int) -> int:
     """Where the ``n``-th LF before ``end`` is, counting back; -1 when it is before ``start``."""
     pos = end
@@ -467,14 +482,13 @@ class Terminal(ABC):
 
     def screen_rows(self) -> list[Any]:
         """The visible rows as opaque values that compare equal while a row's characters and
-        attributes are unchanged; ``row_cells`` expands one into cells as ``cells()`` gives
-        them. Cheaper than ``cells()`` where the emulator allows (a client redrawing only
-        the rows that changed compares these)."""
+        attributes are unchanged; ``row_runs`` expands one. Cheaper than ``cells()`` where
+        the emulator allows (a client redrawing only the rows that changed compares these)."""
         return self.cells()
 
-    def row_cells(self, row: Any) -> list[tuple[Any, ...]]:
-        """The cells of one row from ``screen_rows``."""
-        return list(row)
+    def row_runs(self, row: Any) -> list[tuple[str, tuple[Any, ...]]]:
+        """One row from ``screen_rows`` as runs of cells that look alike (``cell_runs``)."""
+        return cell_runs(row)
 
     @property
     def app_cursor(self) -> bool:
@@ -536,17 +550,33 @@ class _AvtTerminal(Terminal):
         # tuples are built for rows that did not change.
         return list(self._vt.view())
 
-    def row_cells(self, row: Any) -> list[tuple[Any, ...]]:
-        return [self._cell(c) for c in row.cells]
+    def row_runs(self, row: Any) -> list[tuple[str, tuple[Any, ...]]]:
+        # Cells are compared by their pens, in Rust; attribute tuples are built per run
+        # only (this is on the path from a program's echo to the screen).
+        runs: list[tuple[str, tuple[Any, ...]]] = []
+        chars: list[str] = []
+        pen = None
+        for cell in row.cells:
+            p = cell.pen
+            if p != pen:
+                if chars:
+                    runs.append(("".join(chars), self._look(pen)))
+                chars = []
+                pen = p
+            chars.append(cell.char)
+        if chars:
+            runs.append(("".join(chars), self._look(pen)))
+        return runs
 
     @property
     def app_cursor(self) -> bool:
         return bool(self._vt.cursor_key_app_mode)
 
     def _cell(self, cell: Any) -> tuple[Any, ...]:
-        p = cell.pen
+        return (cell.char, *self._look(cell.pen))
+
+    def _look(self, p: Any) -> tuple[Any, ...]:
         return (
-            cell.char,
             self._colour(p.foreground),
             self._colour(p.background),
             p.bold,

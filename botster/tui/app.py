@@ -677,6 +677,18 @@ class BotsterApp(App[int], inherit_bindings=False):
             return
         await super().on_event(event)
 
+    def _display(self, screen: Screen, renderable: Any) -> None:
+        # One write per frame, at once when the terminal has nothing queued
+        # (RawInputDriver.begin_frame); Textual would queue its pieces for its writer thread.
+        driver = self._driver
+        if not isinstance(driver, RawInputDriver) or not driver.begin_frame():
+            super()._display(screen, renderable)
+            return
+        try:
+            super()._display(screen, renderable)
+        finally:
+            driver.end_frame()
+
     # Raw keys (RawInputDriver) -----------------------------------------------------------
 
     def raw_keys(self) -> bool:
@@ -695,7 +707,8 @@ class BotsterApp(App[int], inherit_bindings=False):
 
     def raw_input(self, data: bytes) -> None:
         """Keys for the program, as the terminal sent them."""
-        self.app_focus = True
+        if not self.app_focus:
+            self.app_focus = True
         self._pane.raw_input(data)
 
     def raw_paste(self, text: bytes) -> None:

@@ -15,19 +15,33 @@ The prefix key leaves raw mode: the router gives it, and everything after it, to
 until the app says the UI key was handled (``release``), so keys typed into a dialog that
 the UI key opened land in the dialog.
 
-Pure splitting (``InputRouter``) is separate from the thread that reads the terminal, so it
-is testable byte by byte.
+Pure splitting (``InputRouter``) is separate from reading the terminal, so it is testable
+byte by byte.
+
+The driver also takes two hops out of the way of a key and its echo: it reads the terminal
+on the app's loop instead of in Textual's input thread (which handed every read to the loop
+with ``call_soon_threadsafe``), and writes each frame in one piece, from the loop itself
+while Textual's writer thread has nothing queued (``_Writer``), instead of queueing its
+pieces for that thread. Where either cannot work (a terminal the loop cannot poll, output
+that is not a terminal) Textual's threads do it as before.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import re
 import selectors
+import threading
 from codecs import getincrementaldecoder
 from collections.abc import Callable
+from typing import IO
 
 from textual import constants
+from textual._time import get_time
+from textual._xterm_parser import XTermParser
+from textual.drivers._writer_thread import WriterThread
 from textual.drivers.linux_driver import LinuxDriver
 
 __all__ = ["InputRouter", "RawInputDriver", "PANE", "PASTE", "UI"]
@@ -41,6 +55,12 @@ _PASTE_START, _PASTE_END = b"\x1b[200~", b"\x1b[201~"
 # OSC, DCS, APC, PM, SOS: strings the terminal sends only as replies.
 _STRING_INTRO = frozenset(b"]P_^X")
 PENDING_FLUSH_S = 0.05  # an unfinished sequence this old was typed, not sent at once
+TICK_MARGIN_S = 0.005  # a timer may fire this early
+# BOTSTER_TUI_FAST_PAINT=0 leaves output to Textual's writer thread (for comparison).
+DIRECT_OUTPUT = os.environ.get("BOTSTER_TUI_FAST_PAINT", "1") != "0"
+LOOP_INPUT = True  # False: Textual's input thread reads the terminal (tests compare both)
+
+log = logging.getLogger("tui")
 
 
 class InputRouter:
@@ -172,13 +192,42 @@ class RawInputDriver(LinuxDriver):
 
     The app provides ``raw_keys() -> bool`` (the pane has the keyboard), ``raw_input(data)``
     and ``raw_paste(text)`` (run on the app's loop), and ``raw_prefix() -> list[bytes]``.
+
+    Two changes for latency, each falling back to Textual's own way where it cannot work:
+    the terminal is read on the app's loop (``loop.add_reader``), not by Textual's input
+    thread, whose every key then waited for a hop to the loop; and output leaves in one
+    write per frame, straight from the loop when nothing is queued (``_Writer``), instead of
+    a queue the writer thread is woken for once per piece.
     """
+
+    _writer: _Writer | None = None
+    _reading_on_loop = False
+    _batch: list[str] | None = None
+    _batch_thread = 0
+    _flush_timer: asyncio.TimerHandle | None = None
+    _tick_timer: asyncio.TimerHandle | None = None
+
+    @property  # type: ignore[override]
+    def _writer_thread(self) -> WriterThread | None:
+        return self._writer
+
+    @_writer_thread.setter
+    def _writer_thread(self, thread: WriterThread | None) -> None:
+        # Textual makes a WriterThread in start_application_mode and starts it right away:
+        # ours takes its place (the same thread, plus the loop's direct writes).
+        if thread is not None and not isinstance(thread, _Writer):
+            thread = _Writer(thread._file, direct=DIRECT_OUTPUT)
+        self._writer = thread
 
     def start_application_mode(self) -> None:
         # Legacy key encoding, as a program inside tmux gets it (the kitty protocol would
         # make the terminal send CSI u for Esc, alt+b ...).
         constants.DISABLE_KITTY_KEY = True  # type: ignore[misc]
         self.router = InputRouter(self._app.raw_prefix())  # type: ignore[attr-defined]
+        self._parser = XTermParser(self._debug)
+        self._decode = getincrementaldecoder("utf-8")(errors="replace").decode
+        # Decided before Textual starts its input thread, which then has nothing to do.
+        self._reading_on_loop = self._read_on_loop()
         super().start_application_mode()
 
     def release_raw(self) -> None:
@@ -187,13 +236,134 @@ class RawInputDriver(LinuxDriver):
         if router is not None:
             router.release()
 
-    def run_input_thread(self) -> None:
-        from textual._xterm_parser import XTermParser
+    # Output ------------------------------------------------------------------------------
 
+    def write(self, data: str) -> None:
+        if self._batch is not None and threading.get_ident() == self._batch_thread:
+            self._batch.append(data)
+            return
+        super().write(data)
+
+    def begin_frame(self) -> bool:
+        """Until ``end_frame``, what the loop writes leaves as one write, at once if it can.
+
+        Returns False (and nothing changes) when a frame is begun already or there is no
+        writer; only a True needs its ``end_frame``.
+        """
+        if self._batch is not None or self._writer is None:
+            return False
+        self._batch, self._batch_thread = [], threading.get_ident()
+        return True
+
+    def end_frame(self) -> None:
+        """Writes what the loop wrote since ``begin_frame``."""
+        batch, self._batch = self._batch, None
+        if batch and self._writer is not None:
+            text = "".join(batch)
+            if not self._writer.write_now(text):
+                self._writer.write(text)
+
+    # Input on the loop -------------------------------------------------------------------
+
+    def _read_on_loop(self) -> bool:
+        if not LOOP_INPUT:
+            return False
+        try:
+            self._loop.add_reader(self.fileno, self._readable)
+        except (OSError, ValueError, NotImplementedError):
+            return False  # not pollable (a regular file): Textual's thread reads it
+        return True
+
+    def _stop_reading(self) -> None:
+        if not self._reading_on_loop:
+            return
+        self._reading_on_loop = False
+        for timer in (self._flush_timer, self._tick_timer):
+            if timer is not None:
+                timer.cancel()
+        self._flush_timer = self._tick_timer = None
+        try:
+            in_loop = asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            in_loop = False
+        if in_loop:
+            self._loop.remove_reader(self.fileno)
+        elif not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._loop.remove_reader, self.fileno)
+
+    def disable_input(self) -> None:
+        self._stop_reading()
+        super().disable_input()
+
+    def _readable(self) -> None:
+        try:
+            data = os.read(self.fileno, 4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:  # the terminal is gone: as Textual's thread, stop reading
+            self._stop_reading()
+            return
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        router = self.router
+        self._deliver(router.feed(data, _safe(self._app.raw_keys)))  # type: ignore[attr-defined]
+        if router.pending:
+            self._flush_timer = self._loop.call_later(PENDING_FLUSH_S, self._flush_pending)
+
+    def _flush_pending(self) -> None:
+        self._flush_timer = None
+        self._deliver(self.router.flush(_safe(self._app.raw_keys)))  # type: ignore[attr-defined]
+
+    def _deliver(self, items: list[tuple[str, bytes]]) -> None:
+        """Hands each part to its reader, in order; one that fails does not stop the rest."""
+        app = self._app
+        for kind, data in items:
+            try:
+                if kind == PANE:
+                    app.raw_input(data)  # type: ignore[attr-defined]
+                elif kind == PASTE:
+                    app.raw_paste(data)  # type: ignore[attr-defined]
+                else:
+                    for event in self._parser.feed(self._decode(data)):
+                        self.process_message(event)
+                    self._schedule_tick()
+            except Exception:
+                log.exception("handling %s input failed", kind)
+
+    def _schedule_tick(self) -> None:
+        # A lone Esc (in a dialog) becomes the escape key once Textual's parser has waited
+        # ESCAPE_DELAY for more; the thread ticked it every read and every 0.1 s.
+        if self._tick_timer is not None:
+            self._tick_timer.cancel()
+            self._tick_timer = None
+        due = getattr(self._parser, "_timeout_time", 0.0)
+        if due is None:
+            return
+        delay = constants.ESCAPE_DELAY if not due else max(0.0, due - get_time())
+        self._tick_timer = self._loop.call_later(delay + TICK_MARGIN_S, self._tick)
+
+    def _tick(self) -> None:
+        self._tick_timer = None
+        try:
+            for event in self._parser.tick():
+                self.process_message(event)
+        except Exception:
+            log.exception("handling input failed")
+        if getattr(self._parser, "_timeout_time", None) is not None:
+            self._schedule_tick()  # woken a little early: not yet due
+
+    # Input on Textual's thread (when the loop cannot poll the terminal) ------------------
+
+    def run_input_thread(self) -> None:
+        if self._reading_on_loop:
+            return  # the loop reads the terminal
         app = self._app
         raw_keys: Callable[[], bool] = app.raw_keys  # type: ignore[attr-defined]
-        parser = XTermParser(self._debug)
-        decode = getincrementaldecoder("utf-8")(errors="replace").decode
+        parser = self._parser
+        decode = self._decode
         selector = selectors.SelectSelector()
         selector.register(self.fileno, selectors.EVENT_READ)
         router: InputRouter = self.router
@@ -224,6 +394,97 @@ class RawInputDriver(LinuxDriver):
                     self.process_message(event)
         finally:
             selector.close()
+
+
+class _Writer(WriterThread):
+    """Textual's writer thread, which also lets the loop write at once while it is idle.
+
+    Textual queues every write for this thread: output waits for a thread switch. The
+    loop's ``write_now`` writes to the terminal itself instead, through a non-blocking
+    descriptor of its own, but only when nothing is queued or being written, so output
+    keeps its order; whatever the terminal does not take at once is queued, and then
+    everything queues behind it until the thread has written it.
+
+    Args:
+        file: the terminal (Textual writes to stderr).
+        direct: whether the loop may write itself (False: Textual's queue only).
+    """
+
+    def __init__(self, file: IO[str], direct: bool = True) -> None:
+        super().__init__(file)
+        self._lock = threading.Lock()
+        self._unwritten = 0  # queued writes not yet flushed to the terminal
+        self._fd = _nonblocking_twin(file) if direct else None
+        self._encoding = getattr(file, "encoding", None) or "utf-8"
+        self._errors = getattr(file, "errors", None) or "strict"
+
+    def write(self, text: str | bytes) -> None:  # type: ignore[override]
+        with self._lock:
+            self._unwritten += 1
+        self._queue.put(text)  # type: ignore[arg-type]
+
+    def write_now(self, text: str) -> bool:
+        """Writes at once if nothing is queued; False: not written (queue it)."""
+        with self._lock:
+            if self._fd is None or self._unwritten:
+                return False
+            data = text.encode(self._encoding, self._errors)
+            try:
+                n = os.write(self._fd, data)
+            except BlockingIOError:
+                n = 0
+            except OSError:
+                return False
+            if n < len(data):
+                self._unwritten += 1
+                self._queue.put(data[n:])  # type: ignore[arg-type]
+        return True
+
+    def run(self) -> None:
+        file = self._file
+        get, qsize = self._queue.get, self._queue.qsize
+        done = 0
+        while True:
+            item = get()
+            if item is None:
+                break
+            if isinstance(item, bytes):  # what a direct write left over
+                file.flush()
+                _write_all(file.fileno(), item)
+            else:
+                file.write(item)
+            done += 1
+            if qsize() == 0:
+                file.flush()
+                with self._lock:
+                    self._unwritten -= done
+                done = 0
+        file.flush()
+
+    def stop(self) -> None:
+        super().stop()
+        with self._lock:
+            fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+
+def _nonblocking_twin(file: IO[str]) -> int | None:
+    """The terminal `file` writes to, opened again non-blocking (a description of its own:
+    the writer thread's stays blocking). None when it is not a terminal."""
+    try:
+        fd = file.fileno()
+        if not os.isatty(fd):
+            return None
+        return os.open(os.ttyname(fd), os.O_WRONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _safe(check: Callable[[], bool]) -> bool:

@@ -10,7 +10,9 @@ following the pane's size.
 
 Output for the pane on screen is drawn at once: the rows it changed are written through the
 app's own display call as soon as the model has them, instead of at Textual's next frame
-(see "Drawing output at once" below); anything unusual takes Textual's normal refresh.
+(see "Drawing output at once" below); anything unusual takes Textual's normal refresh. Only
+the rows that changed are rendered again, from runs of cells that look alike
+(``Terminal.row_runs``), not cell by cell.
 
 Typed bytes go straight to the ``send`` callable the app gives (no message hop: each hop
 waits a turn of a loop that may be busy drawing a flood, and key-to-echo latency is what a
@@ -42,7 +44,7 @@ from textual.message import Message
 from textual.strip import Strip
 from textual.widget import Widget
 
-from botster.sessions.terminal import Terminal, make_terminal
+from botster.sessions.terminal import Terminal, cell_runs, make_terminal
 from botster.tui.keys import key_bytes, mouse_bytes, paste_bytes
 
 __all__ = ["TerminalView"]
@@ -126,10 +128,14 @@ class TerminalView(Widget, can_focus=True):
         self._buttons: set[int] = set()  # mouse buttons down that the program was told of
         self._lines: list[Strip] | None = None
         self._styles: dict[tuple[Any, ...], Style] = {}
+        self._cursor_styles: dict[tuple[Any, ...], Style] = {}
         # The live screen's rows as last rendered: (the model's row, cursor column) and its
         # strip; a row whose key is unchanged keeps its strip (and is not painted again).
         self._row_keys: list[tuple[Any, int] | None] = []
         self._row_strips: list[Strip] = []
+        self._changed_rows: list[int] = []  # rows the last ``_live_lines`` rendered afresh
+        self._frame: _Frame | None = None  # the border around a row, as Textual draws it
+        self._cover: tuple[Any, Region | None, list[Widget]] | None = None  # ``_uncovered``
         self.fast_paints = 0  # output drawn at once (``_paint_now``), for tests and benches
         self._painted_at = 0.0
         self._placeholder = "Connecting to the hub…"
@@ -210,6 +216,7 @@ class TerminalView(Widget, can_focus=True):
         return size.height, size.width
 
     def on_resize(self, event: events.Resize) -> None:
+        self._frame = None  # the border is learnt again at the new size
         size = self._inner_size()
         if size is None:
             return
@@ -217,6 +224,12 @@ class TerminalView(Widget, can_focus=True):
             self.term.resize(*size)
             self._changed()
         self.post_message(self.Resized(self, *size))
+
+    def on_focus(self) -> None:
+        self._frame = None  # the border takes the focused colour
+
+    def on_blur(self) -> None:
+        self._frame = None
 
     # Keys, paste, mouse ------------------------------------------------------------------
 
@@ -396,11 +409,11 @@ class TerminalView(Widget, can_focus=True):
             return []
         return term.history() if self.scroll or full else term.cells()
 
-    def _style(self, cell: Cell) -> Style:
-        key = cell[1:]
-        style = self._styles.get(key)
+    def _style(self, look: tuple[Any, ...]) -> Style:
+        """The style of cells that look like `look` (a cell's attributes, after its char)."""
+        style = self._styles.get(look)
         if style is None:
-            fg, bg, bold, italic, underline, blink, inverse, strike, faint = key
+            fg, bg, bold, italic, underline, blink, inverse, strike, faint = look
             style = Style(
                 color=_colour(fg),
                 bgcolor=_colour(bg),
@@ -414,23 +427,33 @@ class TerminalView(Widget, can_focus=True):
             )
             if len(self._styles) > 4096:
                 self._styles.clear()
-            self._styles[key] = style
+            self._styles[look] = style
+        return style
+
+    def _cursor_style(self, look: tuple[Any, ...]) -> Style:
+        """The cursor's cell: its look, reversed."""
+        style = self._cursor_styles.get(look)
+        if style is None:
+            style = self._style(look) + Style(reverse=not look[6])
+            if len(self._cursor_styles) > 256:
+                self._cursor_styles.clear()
+            self._cursor_styles[look] = style
         return style
 
     def _render_lines(self) -> list[Strip]:
-        width = self.size.width
         term = self.term
         if term is None:
-            text = self._placeholder[:width]
+            text = self._placeholder[: self.size.width]
             return [Strip([Segment(text, Style(dim=True))], cell_len(text))]
         if not self.scroll:
             return self._live_lines(term)
         history = self._history()
         end = len(history) - self.scroll
-        return [self._strip(row, -1) for row in history[max(0, end - term.rows) : end]]
+        return [self._strip(cell_runs(row), -1) for row in history[max(0, end - term.rows) : end]]
 
     def _live_lines(self, term: Terminal) -> list[Strip]:
-        """The live screen's strips; rows unchanged since the last render keep theirs."""
+        """The live screen's strips; rows unchanged since the last render keep theirs (the
+        others are listed in ``_changed_rows``)."""
         rows = term.screen_rows()
         cursor = term.cursor
         cur_row = cursor.row if cursor.visible else -1
@@ -439,65 +462,83 @@ class TerminalView(Widget, can_focus=True):
         if len(keys) != len(rows):
             keys[:] = [None] * len(rows)
             strips[:] = [Strip.blank(0)] * len(rows)
+        changed = self._changed_rows = []
         for y, row in enumerate(rows):
             cur_x = cur_col if y == cur_row else -1
             key = keys[y]
             if key is None or key[1] != cur_x or key[0] != row:
                 keys[y] = (row, cur_x)
-                strips[y] = self._strip(term.row_cells(row), cur_x)
+                runs = term.row_runs(row)
+                strips[y] = self._strip(runs, cur_x)
+                changed.append(y)
         return list(strips)
 
-    def _strip(self, row: list[Cell], cur_x: int) -> Strip:
-        """One row of cells as a strip; `cur_x`: the cursor's column in it (-1: none)."""
-        # Runs of cells with one look become one segment each (built once per changed row:
-        # this is on the path from output to the screen).
+    def _strip(self, runs: list[tuple[str, tuple[Any, ...]]], cur_x: int) -> Strip:
+        """One row, as runs of cells that look alike, as a strip; `cur_x`: the cursor's
+        column in it (-1: none)."""
         segments: list[Segment] = []
+        append = segments.append
+        style = self._style
         length = 0
-        skip = False
-        run: list[str] = []
-        run_key: Any = None
-        run_cell: Cell = ()
-        for x, cell in enumerate(row):
-            if skip:  # the right half of a wide character
-                skip = False
+        x = 0
+        skip = False  # the next cell is the right half of a wide character
+        for text, look in runs:
+            end = x + len(text)
+            if not skip and text.isascii() and text.isprintable():
+                # Printable ASCII: one cell per character (most runs of most rows).
+                if x <= cur_x < end:
+                    at = cur_x - x
+                    if at:
+                        append(Segment(text[:at], style(look)))
+                    append(Segment(text[at], self._cursor_style(look)))
+                    if at + 1 < len(text):
+                        append(Segment(text[at + 1 :], style(look)))
+                else:
+                    append(Segment(text, style(look)))
+                length += end - x
+                x = end
                 continue
-            char = cell[0] or " "
-            if not char.isascii() or not char.isprintable():
-                w = cell_len(char)
-                if w == 2:
-                    skip = True
-                elif w != 1:
-                    char, w = " ", 1
-                length += w
-            else:
-                length += 1
-            key = cell[1:] if x != cur_x else None
-            if key != run_key or x == cur_x or not run:
-                if run:
-                    segments.append(Segment("".join(run), self._run_style(run_cell, run_key)))
-                run, run_key, run_cell = [], key, cell
-            run.append(char)
-        if run:
-            segments.append(Segment("".join(run), self._run_style(run_cell, run_key)))
+            run: list[str] = []  # the careful way, cell by cell
+            for char in text:
+                if skip:  # drawn by the wide character before it
+                    skip = False
+                    x += 1
+                    continue
+                if not char.isascii() or not char.isprintable():
+                    w = cell_len(char)
+                    if w == 2:
+                        skip = True
+                    elif w != 1:
+                        char, w = " ", 1
+                    length += w
+                else:
+                    length += 1
+                if x == cur_x:
+                    if run:
+                        append(Segment("".join(run), style(look)))
+                        run = []
+                    append(Segment(char, self._cursor_style(look)))
+                else:
+                    run.append(char)
+                x += 1
+            if run:
+                append(Segment("".join(run), style(look)))
         return Strip(segments, length)
-
-    def _run_style(self, cell: Cell, key: Any) -> Style:
-        style = self._style(cell)
-        if key is None:  # the cursor's cell
-            style = style + Style(reverse=not cell[7])
-        return style
 
     # Drawing output at once --------------------------------------------------------------
     #
     # Textual draws a refreshed widget at its next frame: a timer of up to 1/60 s started
     # when the app goes idle, after two message hops. For the pane on screen that wait is
     # most of what a user feels between a key and its echo. So when output changes the
-    # live screen and nothing covers the pane, the rows that changed are rendered through
-    # the widget's own line cache (the same strips, filters and border Textual would draw,
-    # which the next full repaint reuses) and written at once, through the app's own
-    # display call: its synchronized-output brackets, its driver, its cursor position.
-    # Anything else (scrolled back, a dialog or panel, a notification over the pane, a
-    # layout pending) takes the normal path, a refresh.
+    # live screen and nothing covers the pane, the rows that changed are drawn at once,
+    # through the app's own display call (its synchronized-output brackets, its driver, its
+    # cursor position). A row is the pane's strip for it between the border's two cells as
+    # Textual last drew them (``_Frame``: learnt from Textual's own rendering of the pane,
+    # and only when Textual adds nothing else: no filter, tint, opacity, padding); without
+    # one, the row goes through the widget's line cache as Textual would render it. Either
+    # way the line cache is told the row changed, so Textual's next repaint of it renders
+    # it afresh. Anything else (scrolled back, a dialog or panel, a notification over the
+    # pane, a layout pending) takes the normal path, a refresh.
 
     def _paint_now(self) -> bool:
         """Draws the rows the last output changed, now. False: refresh the normal way."""
@@ -505,52 +546,119 @@ class TerminalView(Widget, can_focus=True):
         if old is None or self.scroll or self.term is None:
             return False
         now = time.monotonic()
-        if now - self._painted_at < FAST_PAINT_GAP_S or not self._uncovered():
+        if now - self._painted_at < FAST_PAINT_GAP_S:
             return False  # a flood: Textual's frames (60/s) coalesce it
+        place = self._uncovered()
+        if place is None:
+            return False
         self._painted_at = now
         new = self._render_lines()
-        if len(new) != len(old) or len(new) > self.size.height:
+        if len(new) != len(old):
             return False
         self._lines = new
-        changed = [y for y, (a, b) in enumerate(zip(old, new, strict=True)) if a is not b]
+        changed = self._changed_rows
         if not changed:
             return True
-        top = self.content_offset.y
-        width = self.outer_size.width
+        frame = self._frame
+        if frame is not None and frame.fits(place, len(new)):
+            top, width = frame.top, frame.outer_width
+            rows = [(place.x, place.y + top + y, frame.row(new[y])) for y in changed]
+        else:
+            top, width = self.content_offset.y, self.outer_size.width
+            if len(new) > self.size.height:
+                return False
+            rows = []
+        set_dirty = self._styles_cache.set_dirty
         for y in changed:
-            self._styles_cache.set_dirty(Region(0, top + y, width, 1))
-        x0, y0 = self.region.offset
-        rows = [
-            (x0, y0 + top + y, self.render_lines(Region(0, top + y, width, 1))[0]) for y in changed
-        ]
+            set_dirty(Region(0, top + y, width, 1))
+        if not rows or any(strip is None for _x, _y, strip in rows):
+            rows = [
+                (place.x, place.y + top + y, self.render_lines(Region(0, top + y, width, 1))[0])
+                for y in changed
+            ]
         self.fast_paints += 1
         self.app._display(self.screen, _RowsUpdate(rows))
         return True
 
-    def _uncovered(self) -> bool:
-        """Whether the pane is on screen, whole, with nothing over it and no layout pending."""
-        if not self.fast_paint or not self.is_mounted or self.app._batch_count:
-            return False
+    def _uncovered(self) -> Region | None:
+        """The pane's region if it is on screen, whole, with nothing over it and no layout
+        pending; else None."""
+        if not self.fast_paint or not self.is_mounted:
+            return None
+        app = self.app
+        if app._batch_count:
+            return None
         try:
             screen = self.screen
-            if self.app.screen is not screen:
-                return False
+            if app.screen is not screen:
+                return None
         except (NoScreen, ScreenStackError):  # between screens, or the app is ending
-            return False
+            return None
         if screen._layout_required or self._layout_required:
-            return False
-        compositor = screen._compositor
+            return None
+        # What covers the pane changes only with the layout, which gives the compositor a
+        # new map of visible widgets: the answer is kept per map.
+        visible = screen._compositor.visible_widgets
+        cover = self._cover
+        if cover is None or cover[0] is not visible:
+            cover = self._cover = (visible, *self._covered_by(visible))
+        _visible, region, hidden = cover
+        if region is None or any(widget.visible for widget in hidden):
+            return None
+        return region
+
+    def _covered_by(self, visible: dict[Widget, Any]) -> tuple[Region | None, list[Widget]]:
+        """The pane's region (None: clipped, or something over it) and the widgets over it
+        that are hidden now (they may show without a new layout)."""
         try:
-            mine = compositor.visible_widgets[self][0]
+            mine = visible[self][0]
         except KeyError:
-            return False
+            return None, []
         if mine != self.region:
-            return False  # clipped
+            return None, []  # clipped
         below = set(self.ancestors_with_self)
-        return not any(
-            widget not in below and region.overlaps(mine) and widget.visible
-            for widget, (region, _clip) in compositor.visible_widgets.items()
-        )
+        over = [
+            widget
+            for widget, (region, _clip) in visible.items()
+            if widget not in below and region.overlaps(mine)
+        ]
+        if any(widget.visible for widget in over):
+            return None, []
+        return mine, over
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        strips = super().render_lines(crop)
+        self._learn_frame(crop, strips)
+        return strips
+
+    def _learn_frame(self, crop: Region, strips: list[Strip]) -> None:
+        """Learns the pane's border cells from a content row Textual rendered (``_Frame``)."""
+        lines = self._lines
+        outer = self.outer_size
+        if lines is None or crop.x != 0 or crop.width != outer.width:
+            return
+        top = self.content_offset.y
+        y = max(0, top - crop.y)  # the first content row in the crop
+        if y >= len(strips) or crop.y + y - top >= len(lines):
+            return  # no content row in it: what was learnt stays
+        strip = strips[y]
+        y += crop.y - top
+        self._frame = None
+        styles = self.styles
+        if (
+            self.app.get_line_filters()
+            or styles.tint.a
+            or self.opacity != 1.0
+            or styles.text_opacity != 1.0
+            or styles.padding != (0, 0, 0, 0)
+        ):
+            return
+        segments = list(strip)
+        if len(segments) < 2:
+            return
+        frame = _Frame(segments[0], segments[-1], top, self.size.width, outer)
+        if frame.row(lines[y]) == strip:
+            self._frame = frame
 
     # False: every frame waits for Textual's timer (BOTSTER_TUI_FAST_PAINT=0; tests and
     # benchmarks compare both).
@@ -563,6 +671,31 @@ class TerminalView(Widget, can_focus=True):
         if y < len(self._lines):
             return self._lines[y].crop_extend(0, width, None)
         return Strip.blank(width)
+
+
+class _Frame:
+    """What Textual draws around a content row of the pane: the border's left and right cells
+    (a row is ``left + the pane's strip + right`` when Textual adds nothing else)."""
+
+    def __init__(self, left: Segment, right: Segment, top: int, width: int, outer: Any) -> None:
+        self.left, self.right = left, right
+        self.top = top  # rows above the content (the border)
+        self.width = width  # content width
+        self.outer_width, self.outer_height = outer.width, outer.height
+
+    def fits(self, region: Region, rows: int) -> bool:
+        """Whether it was learnt at the size the pane has now (`rows` lines shown)."""
+        return (
+            region.width == self.outer_width
+            and region.height == self.outer_height
+            and self.top + rows <= region.height
+        )
+
+    def row(self, strip: Strip) -> Strip | None:
+        """The row for one of the pane's strips; None: not its width (Textual pads it)."""
+        if strip.cell_length != self.width:
+            return None
+        return Strip([self.left, *strip, self.right], self.outer_width)
 
 
 class _RowsUpdate(CompositorUpdate):
