@@ -40,6 +40,7 @@ from botster.sessions.client import (
     spawn_session,
 )
 from botster.sessions.files import read_info
+from botster.sessions.process import PROGRAM_NICE
 from botster.sessions.protocol import (
     OUTPUT,
     FrameDecoder,
@@ -50,6 +51,7 @@ from botster.sessions.protocol import (
 from botster.sessions.ring import OutputRing
 from botster.sessions.terminal import BACKENDS, EscapeScanner, make_terminal
 from harness.sockets import raw_connection
+from harness.wait import wait_until
 
 PY = sys.executable
 
@@ -895,6 +897,38 @@ async def test_spawn_failures_are_clear(runtime, sessions):
         await spawn_session({"cmd": cmd, "args": args, "session_id": "twin"}, runtime)
     assert [p.name for p in sorted((runtime / "sessions").iterdir())] == ["twin.json", "twin.sock"]
     assert session_processes(runtime) == [read_info(runtime / "sessions" / "twin.json").pid]
+
+
+def _nice(pid: int) -> int:
+    # Field 19 of /proc/<pid>/stat; the command name before it may hold spaces.
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+def _autogroup_nice(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/autogroup").read_text().split()[-1])
+
+
+def _autogroups_on() -> bool:
+    flag = Path("/proc/sys/kernel/sched_autogroup_enabled")
+    return flag.exists() and flag.read_text().strip() == "1"
+
+
+async def test_the_program_runs_nice_and_its_session_process_does_not_issue_11(sessions):
+    # Five at once: an unprivileged user may renice one autogroup per 100 ms, system-wide, so
+    # agents started together must each get there.
+    started = await asyncio.gather(*(sessions("sleep", ["100"]) for _ in range(5)))
+    own = os.nice(0)
+    for _, _, info in started:
+        assert _nice(info.child_pid) == max(own, PROGRAM_NICE)
+        assert _nice(info.pid) == own  # the session process forwards at its starter's priority
+    if not _autogroups_on():
+        return
+    children = [info.child_pid for _, _, info in started]
+    await wait_until(
+        lambda: all(_autogroup_nice(pid) == PROGRAM_NICE for pid in children),
+        f"the programs' autogroups at nice {PROGRAM_NICE}",
+    )
+    assert [_autogroup_nice(info.pid) for _, _, info in started] == [0] * 5
 
 
 async def test_discovery_cleans_stale_records(runtime, sessions):
