@@ -274,29 +274,32 @@ def _set_winsize(fd: int, rows: int, cols: int) -> None:
 
 # Agents may print as fast as they like; the hub that routes their output must stay
 # responsive. With Linux autogroups every new session (setsid) gets its own CPU share, so 20
-# flooding programs at nice 0 took ~95% of the CPU from the hub (measured: p99 timer jitter
-# 36 ms). The CPU hog in a flood is the program (with the kernel's terminal work its writes pay
-# for), not the session process, whose work is bounded by what the program writes. So only the
-# program runs nice: its autogroup, and the process itself for where autogroups are off. The
-# session process keeps its starter's priority, so draining and forwarding the PTY never waits
-# behind the programs (issue 11: with the session processes niced too, `yes` reached a socket
-# client at 0.72x a raw reader's speed; with only the programs niced 0.95x, and the flood's
-# p99 jitter stayed at 3 ms).
-PROGRAM_NICE = 10
+# flooding agents took ~95% of the CPU from the hub (measured: p99 timer jitter 36 ms). A
+# nice autogroup (plus a nice process, where autogroups are off) gives the hub its share: for
+# the program, and for the session process too, which under load also reads the PTY in larger
+# batches (with it at nice 0, 20 agents flooding base64 lines cost their session processes 1.5x
+# the CPU and the hub's timers a p99 jitter of 38 ms). What keeps one agent's output fast is the
+# hub's short CPU slice (``botster.hub.run``), not a higher priority here.
+BACKGROUND_NICE = 10
 # An unprivileged user may change an autogroup's nice once per 100 ms, system-wide (EAGAIN
-# otherwise): when agents start together, each session retries until its program's lands.
+# otherwise): when agents start together, each session retries until both of its land.
 AUTOGROUP_RETRY_S = 0.15
 AUTOGROUP_TRIES = 100
 
 
 def _take_controlling_tty() -> None:  # runs in the child between fork and exec
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    _yield_to_the_hub()
+
+
+def _yield_to_the_hub() -> None:
+    """Nices this process (its autogroup is ``Session._nice_autogroups``'s)."""
     with contextlib.suppress(OSError):
-        os.nice(max(0, PROGRAM_NICE - os.nice(0)))
+        os.nice(max(0, BACKGROUND_NICE - os.nice(0)))
 
 
 def _nice_autogroup(pid: int) -> bool:
-    """Sets the autogroup nice of `pid`, a session leader, to PROGRAM_NICE.
+    """Sets the autogroup nice of `pid`, a session leader, to BACKGROUND_NICE.
 
     Returns:
         False when the kernel asks to try again later (EAGAIN), True otherwise: done, or not
@@ -304,7 +307,7 @@ def _nice_autogroup(pid: int) -> bool:
     """
     try:
         with open(f"/proc/{pid}/autogroup", "w") as f:
-            f.write(str(PROGRAM_NICE))
+            f.write(str(BACKGROUND_NICE))
     except OSError as e:
         return e.errno != errno.EAGAIN
     return True
@@ -347,6 +350,9 @@ class Session:
         self._master = -1
         self._child: subprocess.Popen[bytes] | None = None
         self._status: tuple[int, int | None] | None = None
+        # Whether this process's autogroup is its own to renice (``main``); the child's always
+        # is (start_new_session).
+        self.own_autogroup = False
         self._master_eof = False
         self._input = bytearray()
         self._writing = False
@@ -478,14 +484,14 @@ class Session:
         os.set_blocking(master, False)
         self._master = master
         self._loop.add_reader(master, self._on_readable)
-        self._nice_program(AUTOGROUP_TRIES)
+        own = [os.getpid()] if self.own_autogroup else []
+        self._nice_autogroups([*own, self._child.pid], AUTOGROUP_TRIES)
 
-    def _nice_program(self, tries: int) -> None:
-        # The program leads its own session, so the autogroup is its own (see PROGRAM_NICE).
-        child = self._child
-        if child is None or self._status is not None or _nice_autogroup(child.pid) or tries <= 1:
-            return
-        self._loop.call_later(AUTOGROUP_RETRY_S, self._nice_program, tries - 1)
+    def _nice_autogroups(self, pids: list[int], tries: int) -> None:
+        child = self._child.pid if self._child is not None and self._status is None else None
+        pending = [p for p in pids if (p == os.getpid() or p == child) and not _nice_autogroup(p)]
+        if pending and tries > 1:
+            self._loop.call_later(AUTOGROUP_RETRY_S, self._nice_autogroups, pending, tries - 1)
 
     # -- the PTY ----------------------------------------------------------------------------
 
@@ -970,6 +976,10 @@ def main(argv: list[str] | None = None) -> int:
         ready.send({"event": "error", "error": str(e)})
         print(f"botster session: {e}", file=sys.stderr)
         return 2
+    _yield_to_the_hub()
+    # Only a session leader's autogroup is its own (the daemonized process keeps it):
+    # otherwise renicing it would renice whoever started us (the hub, a shell).
+    session.own_autogroup = os.getsid(0) == os.getpid()
     if args.daemonize and os.fork() != 0:
         os._exit(0)
     ready.send({"event": "started", "pid": os.getpid()})
