@@ -228,7 +228,7 @@ async def _hub_side(sandbox: Sandbox) -> tuple[dict[str, object], list[str]]:
         d = [b - a for a, b in zip(cpu0, cpu(), strict=True)]
         notes.append(
             f"during the flood: CPU of the hub {d[0]:.1f} s (and {d[1]:.1f} s waiting for a "
-            f"CPU), the WebRTC process {d[2]:.1f} s, the session processes {d[3]:.1f} "
+            f"CPU), the WebRTC process {d[2]:.1f} s, the session processes (niced) {d[3]:.1f} "
             f"s, the browser (this process) {d[4]:.1f} s; load average "
             f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
         )
