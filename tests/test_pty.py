@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import struct
 from pathlib import Path
 
 import avt
-import pytest
 
 from botster.base.framing import (
     PROCESS_EXITED,
@@ -21,7 +19,6 @@ from botster.base.framing import (
     encode_session,
     split_session,
 )
-from botster.hub.run import HUB_SLICE_NS
 from botster.transports.client import HubConnection
 from botster.transports.handshake import hello
 from harness import HubProcess
@@ -168,37 +165,6 @@ async def test_input_to_a_session_not_attached_is_refused(hub):
     await conn.request("ping")
     assert messages[-1]["message"] == f"pty input for {sid}: not attached to that session"
     await conn.close()
-
-
-def _slice_ns(pid: int) -> int | None:
-    """The CPU slice of a process's main thread, from /proc (EEVDF kernels only)."""
-    for line in Path(f"/proc/{pid}/sched").read_text().splitlines():
-        if line.startswith("se.slice"):
-            return int(line.split(":")[1])
-    return None
-
-
-async def test_the_hub_asks_for_short_slices_and_its_sessions_do_not_issue_11(hub):
-    major, minor = (int(x) for x in os.uname().release.split(".")[:2])
-    if (major, minor) < (6, 12):
-        pytest.skip("custom CPU slices need Linux 6.12")
-    proc = await hub(
-        plugins={
-            "p": """
-        require("lib.commands").register("test.spawn", function()
-          return assert(pty.spawn({cmd = "cat"})):id()
-        end)
-    """
-        }
-    )
-    conn = await HubConnection.connect(socket_of(proc), "t")
-    sid = await conn.request("test.spawn")
-    await conn.close()
-    record = Path(proc.env["BOTSTER_RUNTIME_DIR"]) / "sessions" / f"{sid}.json"
-    info = json.loads(record.read_text())
-    assert _slice_ns(proc.pid) == HUB_SLICE_NS
-    # Not inherited (SCHED_FLAG_RESET_ON_FORK): the session and its program get the default.
-    assert HUB_SLICE_NS not in (_slice_ns(info["pid"]), _slice_ns(info["child_pid"]))
 
 
 async def test_sessions_survive_kill_9_of_the_hub_and_are_adopted(

@@ -277,9 +277,9 @@ def _set_winsize(fd: int, rows: int, cols: int) -> None:
 # flooding agents took ~95% of the CPU from the hub (measured: p99 timer jitter 36 ms). A
 # nice autogroup (plus a nice process, where autogroups are off) gives the hub its share: for
 # the program, and for the session process too, which under load also reads the PTY in larger
-# batches (with it at nice 0, 20 agents flooding base64 lines cost their session processes 1.5x
-# the CPU and the hub's timers a p99 jitter of 38 ms). What keeps one agent's output fast is the
-# hub's short CPU slice (``botster.hub.run``), not a higher priority here.
+# batches (issue 11: with it at nice 0, 20 agents flooding base64 lines cost their session
+# processes 1.5x the CPU and the hub's timers a p99 jitter of 38-53 ms; nice 5, 17 ms). The
+# price: on a loaded machine one agent's output is slower than a nice-0 program's would be.
 BACKGROUND_NICE = 10
 # An unprivileged user may change an autogroup's nice once per 100 ms, system-wide (EAGAIN
 # otherwise): when agents start together, each session retries until both of its land.
