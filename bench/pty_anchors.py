@@ -15,8 +15,9 @@ lines: the per-line cost). Paths, interleaved per round, median of ROUNDS:
   attached over the hub socket; holders: the session process and the hub.
 
 For each path: MB/s as a ratio of raw, and the CPU seconds per 100 MB of each holder process
-(``/proc/<pid>/stat``). On a loaded machine read the CPU column: the session process runs
-niced (it yields to the hub), so its wall-clock speed says more about the load than about it.
+(``/proc/<pid>/stat``). On a loaded machine read the CPU column too: Botster runs the program
+and the session process niced (they yield to the hub), so its wall-clock speed also says how
+much CPU the load leaves nice processes.
 Sizes: ``BOTSTER_BENCH_B64_MB`` (default 100) and ``BOTSTER_BENCH_YES_MB`` (default 20).
 Goals (issue 11): to a socket client >= 0.75x raw (base64) and >= 0.9x raw (yes); session +
 hub CPU per 100 MB below the tmux server's.
