@@ -591,10 +591,13 @@ class Session:
             raise ProtocolError("input_fd: the child has exited")
         if not self._input.empty:  # the hub's keys would overtake these
             raise ProtocolError("input_fd: input is still waiting to be written")
+        sock = conn.transport.get_extra_info("socket") if conn.transport is not None else None
+        if sock is None:
+            raise ProtocolError("input_fd: this connection has no socket to pass it on")
         self._pending.discard(conn)
         conn.activate(0, 0)  # no hello timeout; never the session's hub (self._conn)
         try:
-            send_pty_fd(conn.transport.get_extra_info("socket"), self._master)  # type: ignore[union-attr]
+            send_pty_fd(sock, self._master)
         except OSError as e:
             log.warning("input_fd: could not hand over the PTY: %s", e)
         conn.close()
