@@ -11,8 +11,11 @@ this is the transport's share of what a user of any client waits for.
 Anchor, same run: the same program in a private tmux server, through ``tmux attach`` on a
 pseudo-terminal this process reads (``bench._tmux``, shared with ``tui_tmux``), timed from
 the key written to the terminal's master until tmux's output shows the token. Information:
-the program on a bare PTY (``bench._tui.BarePty``), the floor of both. Blocks of keys, 20 ms
-apart, alternate between the three.
+the program on a bare PTY (``bench._tui.BarePty``), the floor of both; and the program in a
+session process of its own that this process talks to as its hub (``SessionClient``: keys
+written to the PTY through the handed-over master, echo read from the session): what a
+client reading a session's output without the hub in between would see. Blocks of keys,
+20 ms apart, alternate between the four.
 
 Goal (issue 11): socket client p50 within 1.5x of tmux attach's.
 """
@@ -38,6 +41,7 @@ from botster.base.framing import (
     encode_session,
     split_session,
 )
+from botster.sessions.client import Output, SessionClient, spawn_session
 from botster.transports.client import HubConnection
 
 __all__ = ["run"]
@@ -89,6 +93,49 @@ class _EchoClient:
         return (t1 - t0) * 1000
 
 
+class _SessionEcho:
+    """A session process of its own, this process its hub: the hub-less floor of the path."""
+
+    def __init__(self) -> None:
+        self.client: SessionClient | None = None
+        self.keys = 0
+        self.tail = b""
+        self.expected = b"READY"
+        self.arrived: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+
+    async def start(self, argv: list[str], runtime: str) -> None:
+        _, sock = await spawn_session(
+            {"cmd": argv[0], "args": argv[1:], "rows": 36, "cols": 120}, runtime
+        )
+        self.client = await SessionClient.connect(
+            sock, on_output=self._on_output, on_event=lambda _event: None
+        )
+        await asyncio.wait_for(self.arrived, 30)
+
+    def _on_output(self, item: Output) -> None:
+        seen = self.tail + item.data
+        if self.expected in seen and not self.arrived.done():
+            self.arrived.set_result(time.perf_counter())
+        self.tail = seen[-16:]
+
+    async def keystroke(self) -> float:
+        assert self.client is not None
+        self.keys += 1
+        self.expected, self.tail = token(self.keys), b""
+        self.arrived = asyncio.get_running_loop().create_future()
+        t0 = time.perf_counter()
+        self.client.write(b"x")
+        try:
+            t1 = await asyncio.wait_for(self.arrived, WITHIN_S)
+        except TimeoutError:
+            raise RuntimeError(f"session token {self.keys} never arrived") from None
+        return (t1 - t0) * 1000
+
+    async def close(self) -> None:
+        if self.client is not None and self.client.connected:
+            await self.client.close()
+
+
 async def _agent_session(conn: HubConnection) -> str:
     """Creates the agent and returns its session id once it runs (setup, not timed)."""
     await conn.request("create_agent", {"agent": "bench", "branch": "bench"})
@@ -137,7 +184,8 @@ async def _measure(sandbox: Sandbox) -> dict[str, list[float]]:
     await hub.start()
     term: OuterTerminal | None = None
     bare: BarePty | None = None
-    samples: dict[str, list[float]] = {"tmux": [], "socket": [], "bare": []}
+    own = _SessionEcho()
+    samples: dict[str, list[float]] = {"tmux": [], "socket": [], "bare": [], "session": []}
     try:
         await hub.wait_for(r"hub ready:")
         conn = await hub.connect()
@@ -149,6 +197,7 @@ async def _measure(sandbox: Sandbox) -> dict[str, list[float]]:
         await asyncio.to_thread(term.wait_for, b"READY")
         bare = BarePty(argv)
         await asyncio.to_thread(_bare_ready, bare)
+        await own.start(argv, str(sandbox.root / "own-sessions"))
         await asyncio.sleep(0.5)  # first frames and the resize settle (not timed)
         for _ in range(BLOCKS):
             samples["tmux"] += await asyncio.to_thread(_tmux_block, term, len(samples["tmux"]))
@@ -156,8 +205,12 @@ async def _measure(sandbox: Sandbox) -> dict[str, list[float]]:
                 samples["socket"].append(await client.keystroke())
                 await asyncio.sleep(GAP_S)
             samples["bare"] += await asyncio.to_thread(_bare_block, bare, len(samples["bare"]))
+            for _ in range(PER_BLOCK):
+                samples["session"].append(await own.keystroke())
+                await asyncio.sleep(GAP_S)
         await conn.close()
     finally:
+        await own.close()
         if bare is not None:
             bare.close()
         if term is not None:
@@ -179,6 +232,7 @@ def run() -> list[Result]:
     print(latency_line("tmux attach (anchor)", anchor))
     print(latency_line("socket client (HubConnection)", ours))
     print(latency_line("bare PTY (information)", bare))
+    print(latency_line("session process without the hub (information)", s["session"]))
     print(
         f"  socket client / tmux: p50 {median(ours) / median(anchor):.2f}x, "
         f"p99 {p99(ours) / p99(anchor):.2f}x"
@@ -188,6 +242,9 @@ def run() -> list[Result]:
     return [
         Result("socket_echo", "p50 key to echo", median(ours), median(anchor), "ms", goal, ok),
         Result("socket_echo", "p99 key to echo", p99(ours), p99(anchor), "ms"),
+        Result(
+            "socket_echo", "p50 session without the hub", median(s["session"]), median(anchor), "ms"
+        ),
     ]
 
 
