@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
+
+from botster.base.framing import Frame, FrameDecoder
 
 
 @contextlib.asynccontextmanager
@@ -21,3 +24,14 @@ async def raw_connection(
         writer.close()
         with contextlib.suppress(OSError):
             await writer.wait_closed()
+
+
+def first_frame(sock: socket.socket, timeout_s: float = 10.0) -> Frame:
+    """The first whole frame a blocking socket receives (fails if it closes before one)."""
+    decoder = FrameDecoder()
+    sock.settimeout(timeout_s)
+    while True:
+        data = sock.recv(1 << 16)
+        assert data, "the peer closed the connection before a whole frame"
+        for frame in decoder.feed(data):
+            return frame

@@ -31,7 +31,15 @@ from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
 from botster.base.errors import SessionError
-from botster.base.framing import JSON, encode_frame
+from botster.base.framing import (
+    JSON,
+    PROCESS_EXITED,
+    PTY_OUTPUT,
+    SNAPSHOT,
+    encode_frame,
+    encode_json,
+    split_session,
+)
 from botster.base.pids import pid_alive
 from botster.sessions.client import (
     Output,
@@ -53,7 +61,7 @@ from botster.sessions.protocol import (
 from botster.sessions.pty_input import take_pty_fd
 from botster.sessions.ring import OutputRing
 from botster.sessions.terminal import BACKENDS, EscapeScanner, make_terminal
-from harness.sockets import raw_connection
+from harness.sockets import first_frame, raw_connection
 from harness.wait import wait_until
 
 PY = sys.executable
@@ -1150,3 +1158,106 @@ async def test_input_fd_is_refused_clearly(sessions):
     await rec.wait_output(b"bye")
     client.write(b"ignored")
     await client.ping()
+
+
+# -- watchers: the terminal straight to a local client (watchers.py) ------------------------
+
+
+async def test_tickets_are_one_time_and_watchers_only_watch(sessions):
+    sid, sock, _ = await sessions("cat")
+    hub, _ = await attach(sock)
+    assert hub.serves_watchers
+
+    def watch(ticket: object, version: object = 1) -> socket.socket:
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(str(sock))
+        s.sendall(encode_json({"type": "watch", "version": version, "ticket": ticket}))
+        return s
+
+    ticket, path = await hub.watch_ticket()
+    assert path == str(sock)
+    with watch(ticket) as first:
+        frame = first_frame(first)
+        assert frame.type == SNAPSHOT and split_session(frame.payload)[0] == sid
+        with watch(ticket) as second:  # used
+            assert "unknown, used or expired" in first_frame(second).json()["message"]
+        # A watcher may not type: its frame is refused and it is closed.
+        first.sendall(encode_input(b"sneaky\n"))
+        first.settimeout(10)
+        rest = b""
+        while chunk := first.recv(1 << 16):
+            rest += chunk
+        assert b"a watcher sends nothing after its watch" in rest
+    for bad, why in (("forged", "unknown, used"), (None, "unknown, used"), (7, "unknown, used")):
+        with watch(bad) as s:
+            assert why in first_frame(s).json()["message"]
+    ticket, _ = await hub.watch_ticket()
+    with watch(ticket, version=2) as s:
+        assert "version 2 is not supported" in first_frame(s).json()["message"]
+    # Unused tickets can be revoked; the session and its hub carry on.
+    ticket, _ = await hub.watch_ticket()
+    hub.unwatch(ticket)
+    await hub.ping()
+    with watch(ticket) as s:
+        assert "unknown, used" in first_frame(s).json()["message"]
+    hub.write(b"still-typing\n")
+    await hub.ping()
+    assert "still-typing" in await hub.text()
+    await hub.disconnect()
+
+
+async def test_a_watcher_sees_the_exit_after_all_output(sessions):
+    sid, sock, _ = await sessions("sh", ["-c", "read x; seq 1 2000; exit 3"])
+    hub, _ = await attach(sock)
+    ticket, _ = await hub.watch_ticket()
+    async with raw_connection(sock) as (reader, writer):
+        writer.write(encode_json({"type": "watch", "version": 1, "ticket": ticket}))
+        decoder, frames = FrameDecoder(), []
+        async with asyncio.timeout(10):
+            while not frames or frames[-1].type != PROCESS_EXITED:
+                data = await reader.read(1 << 16)
+                assert data, "closed before PROCESS_EXITED"
+                frames.extend(decoder.feed(data))
+                if len(frames) == 1 and frames[0].type == SNAPSHOT:
+                    hub.write(b"\n")  # watching: now the program may run
+        assert frames[0].type == SNAPSHOT
+        out = b"".join(split_session(f.payload)[1] for f in frames if f.type == PTY_OUTPUT)
+        expected = "".join(f"{i}\n" for i in range(1, 2001)).encode()
+        assert out.replace(b"\r\n", b"\n") == b"\n" + expected
+        assert split_session(frames[-1].payload) == (sid, struct.pack("<i", 3))
+    # A hub that is replaced takes its watchers with it.
+    ticket, _ = await hub.watch_ticket()
+    async with raw_connection(sock) as (reader, writer):
+        writer.write(encode_json({"type": "watch", "version": 1, "ticket": ticket}))
+        await reader.readexactly(4)
+        newer = await SessionClient.connect(sock)
+        async with asyncio.timeout(10):
+            while await reader.read(1 << 16):
+                pass
+    await newer.disconnect()
+    await hub.wait_closed()
+
+
+async def test_a_hub_may_take_events_without_the_output(sessions):
+    """A hub whose clients all read the terminal from the session asks for events only; it
+    gets output again, from the offset the session names, when a relaying client attaches."""
+    _, sock, _ = await sessions("cat")
+    hub, rec = await attach(sock)
+    hub.send_output(False)
+    hub.write(b"unseen\n\x1b]0;a title\x07\n")  # cat prints the OSC back: a title event
+    assert (await rec.wait_event("title"))["title"] == "a title"
+    assert "unseen" in await hub.text()
+    assert b"unseen" not in rec.output
+    hub.send_output(True)
+    hub.write(b"seen again\n")
+    await rec.wait_output(b"seen again\r\nseen again\r\n")
+    assert b"unseen" not in rec.output
+    resumed = rec.of("output_from")[0]["offset"]
+    assert rec.offsets[-1] >= resumed == hub.output_offset - len(rec.output)
+    replies = await raw_exchange(
+        sock, encode_message({"type": "output", "send": "yes"}), hello=True
+    )
+    assert replies[-1] == {
+        "type": "error",
+        "message": "output: send: expected true or false, got 'yes'",
+    }, replies

@@ -353,6 +353,34 @@ class SessionClient:
         message = await self._request("get_text", timeout_s)
         return str(message.get("text", ""))
 
+    @property
+    def serves_watchers(self) -> bool:
+        """Whether the session streams its terminal to local clients itself (``watchers.py``);
+        sessions started before watchers existed do not."""
+        return self.metadata.get("watch") == 1
+
+    async def watch_ticket(self, timeout_s: float = 5.0) -> tuple[str, str]:
+        """A one-time ticket with which a local client may watch the terminal straight from
+        the session; returns (ticket, the session's socket path).
+
+        Raises:
+            SessionError: the session did not answer, or the connection is closed.
+        """
+        message = await self._request("watch_ticket", timeout_s)
+        return str(message["ticket"]), str(message["socket"])
+
+    @loop_only
+    def send_output(self, send: bool) -> None:
+        """Asks the session for OUTPUT frames (true, from now on) or for events only."""
+        self._check_open("output")
+        self._send(encode_message({"type": "output", "send": send}))
+
+    @loop_only
+    def unwatch(self, ticket: str) -> None:
+        """Ends the watcher that used `ticket` (or voids it if unused); quiet once closed."""
+        if self.connected:
+            self._send(encode_message({"type": "unwatch", "ticket": ticket}))
+
     async def ping(self, timeout_s: float = 5.0) -> None:
         """A round trip: once it returns, everything the session sent before has arrived."""
         await self._request("ping", timeout_s)
@@ -491,7 +519,7 @@ class SessionClient:
             if not self._metadata_future.done():
                 self._metadata_future.set_result(message)
             return
-        if kind in ("pong", "text"):
+        if kind in ("pong", "text", "watch_ticket"):
             self._resolve(message.get("id"), message)
             return
         if kind == "error" and not self._metadata_future.done():
@@ -499,7 +527,7 @@ class SessionClient:
             return
         if isinstance(message.get("seq"), int):
             self.event_seq = message["seq"]
-        if kind == "dropped":
+        if kind in ("dropped", "output_from"):
             self.output_offset = int(message["offset"])
         elif kind == "title":
             self.title = str(message.get("title", ""))

@@ -79,6 +79,19 @@ session answers ``{"type": "input_fd"}`` with its PTY master attached (SCM_RIGHT
 and the hub writes input itself from then on (``pty_input.py``). Refused with an error while
 input sent earlier still waits to be written, or once the child has exited.
 
+* ``{"type": "output", "send": false | true}``: with false, the session stops sending this
+  hub OUTPUT frames (events still come, in order); with true, it sends ``{"type":
+  "output_from", "offset"}`` and output from that offset on. A hub whose clients all read
+  terminals straight from the session has no use for the bytes.
+* ``{"type": "watch_ticket", "id"}``: ``{"type": "watch_ticket", "id", "ticket", "socket"}``, a
+  one-time ticket a local client may watch the terminal with (``watchers.py``);
+  ``{"type": "unwatch", "ticket"}`` voids it or closes the watcher that used it. Watchers go
+  when the hub that took their tickets goes. (``metadata`` has ``"watch": 1``.)
+
+A connection whose first frame is ``{"type": "watch", "version": 1, "ticket"}`` is a watcher:
+it gets the terminal in the client protocol's frames (SNAPSHOT, PTY_OUTPUT, PROCESS_EXITED) and
+may send nothing more (``watchers.py``).
+
 A frame the protocol does not allow (bad header, unknown type, bad JSON, a wrong field, no
 hello first) gets ``{"type": "error", "message"}`` and the connection is closed; the session and
 its child carry on.
@@ -143,6 +156,7 @@ from botster.sessions.protocol import (
 from botster.sessions.pty_input import InputQueue, send_pty_fd
 from botster.sessions.ring import OutputRing
 from botster.sessions.terminal import make_terminal
+from botster.sessions.watchers import Watchers
 
 __all__ = ["Session", "main"]
 
@@ -170,6 +184,8 @@ class _HubConnection(asyncio.Protocol):
         self.transport: asyncio.WriteTransport | None = None
         self.decoder = FrameDecoder(MAX_FRAME)
         self.active = False
+        self.watching = False  # a read-only watcher (``watchers.py``), not a hub
+        self.wants_output = True  # a hub may ask for events only (``output``)
         self.paused = False
         self.closing = False
         self.offset = 0
@@ -210,7 +226,10 @@ class _HubConnection(asyncio.Protocol):
     def resume_writing(self) -> None:
         self.paused = False
         self.resumed.set()
-        self.session._pump()
+        if self.watching:
+            self.session._watchers.pump()
+        else:
+            self.session._pump()
 
     def activate(self, offset: int, event_seq: int) -> None:
         self.active = True
@@ -368,7 +387,11 @@ class Session:
         self._reaped = asyncio.Event()
         self._exit_reported = asyncio.Event()
         self._socket_ino = 0
+        self._watchers = Watchers(self.id, self._ring, self._screen)
         self._handlers: dict[str, Callable[[_HubConnection, dict[str, Any]], None]] = {
+            "watch_ticket": self._on_watch_ticket,
+            "output": self._on_output_wanted,
+            "unwatch": self._on_unwatch,
             "resize": self._on_resize,
             "get_snapshot": self._on_get_snapshot,
             "get_text": self._on_get_text,
@@ -542,6 +565,7 @@ class Session:
             events = []
         for event in events:
             self._emit(event)
+        self._watchers.pump()  # first: the client's echo is the latency that shows
         self._pump()
         if ring.end - self._model_at >= MODEL_LAG_BYTES:
             self._feed_model()
@@ -631,6 +655,7 @@ class Session:
         code, sig = self._status
         self._emit({"type": "exit", "exit_code": code, "signal": sig})
         self._pump()
+        self._watchers.exited(code, sig)
 
     def _signal_child(self, sig: int) -> None:
         if self._child is None or self._status is not None:
@@ -685,6 +710,8 @@ class Session:
                 )
                 conn.offset = ring.start
             limit = ring.end if event is None else max(event["offset"], conn.offset)
+            if not conn.wants_output:
+                conn.offset = max(conn.offset, limit)  # events only: the output is skipped
             while conn.offset < limit:
                 data = ring.read(conn.offset, min(limit - conn.offset, OUTPUT_CHUNK))
                 conn.send(encode_output(conn.offset, data))
@@ -711,10 +738,15 @@ class Session:
             if message.get("type") == "input_fd":
                 self._on_input_fd(conn, message)
                 return
+            if message.get("type") == "watch":
+                self._on_watch(conn, message)
+                return
             if message.get("type") != "hello":
                 raise ProtocolError(f"the first message must be hello, got {message.get('type')!r}")
             self._on_hello(conn, message)
             return
+        if conn.watching:
+            raise ProtocolError("a watcher sends nothing after its watch (it types via the hub)")
         if conn is not self._conn:
             return  # replaced while its last frames were being read
         if frame.type == INPUT:
@@ -748,6 +780,7 @@ class Session:
         old = self._conn
         if old is not None:
             self._hub_seq = max(self._hub_seq, old.event_seq)
+            self._watchers.revoke_hub(old)
             old.send_message({"type": "replaced"})
             old.close()
         self._conn = conn
@@ -760,7 +793,11 @@ class Session:
 
     def _on_connection_lost(self, conn: _HubConnection) -> None:
         self._pending.discard(conn)
+        if conn.watching:
+            self._watchers.lost(conn)
+            return
         if conn is self._conn:
+            self._watchers.revoke_hub(conn)
             self._hub_seq = max(self._hub_seq, conn.event_seq)
             self._conn = None
             if not self._stopping:
@@ -788,6 +825,7 @@ class Session:
             "started_at": self.started_at,
             "cmd": [self.config.cmd, *self.config.args],
             "labels": self.config.labels,
+            "watch": 1,  # serves watchers (``watchers.py``), protocol version 1
         }
 
     def _on_resize(self, conn: _HubConnection, message: dict[str, Any]) -> None:
@@ -815,6 +853,45 @@ class Session:
             "cwd": term.cwd,
         }
         conn.send(encode_snapshot(header, term.snapshot()))
+
+    def _screen(self) -> tuple[int, int, bytes]:
+        return self.rows, self.cols, self._model().snapshot()
+
+    def _on_watch_ticket(self, conn: _HubConnection, message: dict[str, Any]) -> None:
+        ticket = self._watchers.issue(conn)
+        conn.send_message(
+            {
+                "type": "watch_ticket",
+                "id": message.get("id"),
+                "ticket": ticket,
+                "socket": str(self.socket_path),
+            }
+        )
+
+    def _on_output_wanted(self, conn: _HubConnection, message: dict[str, Any]) -> None:
+        send = message.get("send")
+        if not isinstance(send, bool):
+            raise ProtocolError(f"output: send: expected true or false, got {send!r}")
+        if send and not conn.wants_output:
+            # Output resumes here: what was skipped meanwhile is not sent.
+            conn.offset = max(conn.offset, self._ring.end)
+            conn.send_message({"type": "output_from", "offset": conn.offset})
+        conn.wants_output = send
+        self._pump()
+
+    def _on_unwatch(self, conn: _HubConnection, message: dict[str, Any]) -> None:
+        ticket = message.get("ticket")
+        if not isinstance(ticket, str):
+            raise ProtocolError(f"unwatch: ticket: expected a string, got {ticket!r}")
+        self._watchers.revoke(ticket)
+
+    def _on_watch(self, conn: _HubConnection, message: dict[str, Any]) -> None:
+        if self._stopping:
+            raise ProtocolError("the session is closing")
+        self._pending.discard(conn)
+        conn.activate(self._ring.end, 0)  # no hello timeout; never the session's hub
+        conn.watching = True
+        self._watchers.watch(conn, message)
 
     def _on_get_text(self, conn: _HubConnection, message: dict[str, Any]) -> None:
         text = self._model().text()
@@ -880,6 +957,7 @@ class Session:
             await conn.close_and_wait(FLUSH_TIMEOUT)
         for pending in list(self._pending):
             pending.close()
+        self._watchers.close()
         self._server.close()
         self._remove_files()
         if self._master >= 0:
