@@ -26,8 +26,7 @@ from botster.lua.api import LuaFunction, lua_api
 from botster.lua.listeners import ListenerSet
 from botster.primitives.context import HubContext
 from botster.sessions.manager import HubSession
-from botster.transports.channel import ChannelClient
-from botster.transports.forwarder import PtyForwarder
+from botster.transports.channel import ChannelClient, Forwarder
 
 __all__ = ["LUA", "TUI_CLIENT_NAME", "lua_extras"]
 
@@ -54,7 +53,7 @@ class _Forward:
         self.id = fid
         self.session = session
         self.owner = ""
-        self.per_client: dict[str, PtyForwarder] = {}
+        self.per_client: dict[str, Forwarder] = {}
 
     def attach(self, client: ChannelClient) -> None:
         self.per_client[client.id] = self.hub.clients.attach(client, self.session)

@@ -167,6 +167,7 @@ class Peer:
     """One browser's peer connection and data channel; a ``ChannelClient`` of the hub."""
 
     transport = "webrtc"
+    direct_terminal = False  # a remote peer: terminals are relayed by the hub
 
     def __init__(self, manager: PeerManager, key: str, identity: str, generation: int) -> None:
         self.manager = manager

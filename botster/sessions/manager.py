@@ -76,11 +76,35 @@ class HubSession:
     # The last output frame built for this session's watchers, (start, end, bytes): the
     # forwarders (transports/forwarder.py) encode a chunk once and all send the same bytes.
     output_frame: tuple[int, int, bytes] | None = None
+    # Whether the session sends this hub its output: only while an output listener needs it
+    # (a relaying forwarder); clients that read the session directly do not.
+    output_on: bool = True
 
     @property
     def pid(self) -> int:
         """The child program's pid."""
         return self.client.child_pid
+
+    def add_output_listener(self, listener: OutputListener) -> None:
+        """Gets `listener` every output chunk from now on (the session is asked for them)."""
+        self.listeners.append(listener)
+        self.sync_output()
+
+    def remove_output_listener(self, listener: OutputListener) -> None:
+        """Stops `listener` (no error if it is not there)."""
+        with contextlib.suppress(ValueError):
+            self.listeners.remove(listener)
+        self.sync_output()
+
+    def sync_output(self) -> None:
+        """Asks the session for output only while some listener wants it."""
+        want = bool(self.listeners)
+        client = self.client
+        if want == self.output_on or not client.serves_watchers or not client.connected:
+            return
+        self.output_on = want
+        with contextlib.suppress(SessionError):
+            client.send_output(want)
 
     def info(self) -> dict[str, Any]:
         """What Lua sees of the session (``pty.list()``)."""
@@ -214,6 +238,7 @@ class SessionManager:
             seen.append(int(meta.get("hub_event_seq", 0)))
             for ev in replayed:
                 on_event(ev)
+        s.sync_output()  # no listener yet: events only
         self.sessions[sid] = s
         return s
 

@@ -24,16 +24,17 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from botster.base.framing import split_session
-from botster.transports.forwarder import PtyForwarder
+from botster.transports.forwarder import DirectForwarder, PtyForwarder
 
 if TYPE_CHECKING:
     from botster.sessions.manager import HubSession
 
-__all__ = ["ChannelClient", "ClientChannel", "ClientObserver"]
+__all__ = ["ChannelClient", "ClientChannel", "ClientObserver", "Forwarder"]
 
 _log = logging.getLogger("socket")
 
 _OnStop = Callable[[], object] | None
+Forwarder = PtyForwarder | DirectForwarder
 
 
 class ChannelClient(Protocol):
@@ -42,6 +43,9 @@ class ChannelClient(Protocol):
     id: str  # unique in the hub; by convention "<transport>:<n>"
     name: str  # the hello's `client` field: "tui", "browser", "python"...
     transport: str  # "socket", "webrtc"...
+    # The client asked to read terminals straight from session processes (a local client:
+    # ``DirectForwarder``)
+    direct_terminal: bool
     closed: bool
     close_reason: str | None
 
@@ -86,7 +90,7 @@ class ClientChannel:
         self.clients: dict[str, ChannelClient] = {}
         # client id -> session id -> (forwarder, on_stop): what each client watches (and may
         # type into)
-        self._forwarders: dict[str, dict[str, tuple[PtyForwarder, _OnStop]]] = {}
+        self._forwarders: dict[str, dict[str, tuple[Forwarder, _OnStop]]] = {}
         self._observers: list[ClientObserver] = []
 
     # What a transport calls ---------------------------------------------------------------
@@ -98,6 +102,9 @@ class ClientChannel:
 
     def message(self, client: ChannelClient, message: dict[str, Any]) -> None:
         """A JSON message arrived from a client."""
+        if message.get("type") == "terminal_direct_failed":
+            self._direct_failed(client, message)
+            return
         self._notify("message", client, message)
 
     def pty_input(self, client: ChannelClient, payload: bytes) -> None:
@@ -154,20 +161,25 @@ class ClientChannel:
 
     def attach(
         self, client: ChannelClient, session: HubSession, *, on_stop: _OnStop = None
-    ) -> PtyForwarder:
+    ) -> Forwarder:
         """Routes a session's terminal to a client (SNAPSHOT, live output, exit) and lets the
         client type into it. One forwarder per client and session: a new one replaces the
         old. It stops when the client disconnects, when replaced, or on ``detach``; each
-        of those calls `on_stop` (e.g. to forget its owner entry)."""
+        of those calls `on_stop` (e.g. to forget its owner entry). A client that asked for
+        ``direct_terminal`` reads from the session itself (``DirectForwarder``)."""
         by_session = self._forwarders.setdefault(client.id, {})
         old = by_session.pop(session.id, None)
         if old is not None:
             _stop(*old)
-        fwd = PtyForwarder(session, client.send_frame, client.queued, client.drained)
+        fwd: Forwarder
+        if client.direct_terminal:
+            fwd = DirectForwarder(session, client)
+        else:
+            fwd = PtyForwarder(session, client.send_frame, client.queued, client.drained)
         by_session[session.id] = (fwd, on_stop)
         return fwd
 
-    def detach(self, client_id: str, session_id: str, fwd: PtyForwarder | None = None) -> bool:
+    def detach(self, client_id: str, session_id: str, fwd: Forwarder | None = None) -> bool:
         """Stops the client's forwarder of that session (only if it is `fwd`, when given).
         False if there was none."""
         by_session = self._forwarders.get(client_id, {})
@@ -184,6 +196,15 @@ class ClientChannel:
         """How many forwarders run (for leak checks)."""
         return sum(len(by_session) for by_session in self._forwarders.values())
 
+    def _direct_failed(self, client: ChannelClient, message: dict[str, Any]) -> None:
+        """The client could not reach a session it was sent to: relay through the hub."""
+        sid, ticket = message.get("session_id"), message.get("ticket")
+        attached = self._forwarders.get(client.id, {}).get(sid) if isinstance(sid, str) else None
+        fwd = attached[0] if attached is not None else None
+        if isinstance(fwd, DirectForwarder) and ticket is not None and fwd.ticket == ticket:
+            fwd.fall_back(f"the client could not connect: {str(message.get('error'))[:200]}")
+        # else: a stale report (detached, or attached again since): nothing to do
+
     def _notify(self, method: str, *args: Any) -> None:
         for observer in list(self._observers):
             try:
@@ -192,7 +213,7 @@ class ClientChannel:
                 _log.exception("client observer %r failed in %s", observer, method)
 
 
-def _stop(fwd: PtyForwarder, on_stop: _OnStop) -> None:
+def _stop(fwd: Forwarder, on_stop: _OnStop) -> None:
     fwd.stop()
     if on_stop is not None:
         on_stop()

@@ -1,5 +1,11 @@
 """PTY forwarders: the Python route from a session's output to one client (never via Lua).
 
+Two kinds, one interface (``id``, ``session``, ``active``, ``stop``): ``PtyForwarder`` relays
+the session's output through the hub; ``DirectForwarder`` lets a local client that asked for
+it (hello ``"direct_terminal": true``) read the terminal straight from the session process
+(``sessions/watchers.py``), one process hop fewer per byte, and falls back to a
+``PtyForwarder`` when the client cannot reach the session. What follows is the relay.
+
 A forwarder sends the client, in order: a SNAPSHOT frame of the exact current screen, then
 every byte of output produced after that snapshot (output that arrives while the snapshot is
 being taken is held and trimmed at the snapshot's offset, so nothing is lost or repeated),
@@ -25,6 +31,7 @@ import itertools
 import logging
 import struct
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from botster.base.errors import SessionError
 from botster.base.framing import (
@@ -37,7 +44,7 @@ from botster.base.framing import (
 from botster.sessions.client import Output
 from botster.sessions.manager import HubSession
 
-__all__ = ["PtyForwarder"]
+__all__ = ["DirectForwarder", "PtyForwarder"]
 
 log = logging.getLogger("sessions")
 
@@ -84,7 +91,7 @@ class PtyForwarder:
         self._batch_start: int | None = 0
         self._sid = struct.pack("<H", len(session.id.encode())) + session.id.encode()
         self._exit_sent = False
-        session.listeners.append(self._on_output)
+        session.add_output_listener(self._on_output)
         session.read_end_listeners.append(self._flush)
         session.exit_listeners.append(self.process_exited)
         self._task = asyncio.get_running_loop().create_task(self._start())
@@ -219,8 +226,7 @@ class PtyForwarder:
         if not self.active:
             return
         self.active = False
-        with contextlib.suppress(ValueError):
-            self.session.listeners.remove(self._on_output)
+        self.session.remove_output_listener(self._on_output)
         with contextlib.suppress(ValueError):
             self.session.read_end_listeners.remove(self._flush)
         with contextlib.suppress(ValueError):
@@ -229,3 +235,90 @@ class PtyForwarder:
             self._task.cancel()
         if self._waiting is not None and not self._waiting.done():
             self._waiting.cancel()
+
+
+class DirectForwarder:
+    """Routes a session's terminal to a local client through the session's own socket.
+
+    The hub takes a one-time ticket from the session and sends the client ``{"type":
+    "terminal_direct", "session_id", "socket", "ticket"}``; the client connects there and gets
+    SNAPSHOT, PTY_OUTPUT and PROCESS_EXITED frames exactly as a ``PtyForwarder`` would send
+    them. Stopping revokes the ticket, which closes the client's stream. When the session
+    cannot serve watchers, or the client reports it could not connect (``fall_back``), the
+    forwarder relays through the hub instead; its id stays the same.
+
+    Args:
+        session: the session.
+        client: the client (a ``ChannelClient``: ``send_json``, ``send_frame``, ``queued``,
+            ``drained``).
+    """
+
+    def __init__(self, session: HubSession, client: Any) -> None:
+        self.id = f"fwd_{next(_ids)}"
+        self.session = session
+        self.client = client
+        self.active = True
+        self.ticket: str | None = None
+        self.relay: PtyForwarder | None = None
+        session.exit_listeners.append(self._on_exit)
+        self._task = asyncio.get_running_loop().create_task(self._start())
+
+    async def _start(self) -> None:
+        s = self.session
+        if not s.client.serves_watchers:
+            self.fall_back("the session does not serve watchers")
+            return
+        try:
+            ticket, path = await s.client.watch_ticket()
+        except (SessionError, ConnectionError, TimeoutError) as e:
+            self.fall_back(f"no watch ticket: {e}")
+            return
+        if not self.active:
+            s.client.unwatch(ticket)
+            return
+        self.ticket = ticket
+        message = {"type": "terminal_direct", "session_id": s.id, "socket": path, "ticket": ticket}
+        if not self.client.send_json(message):
+            self.stop()
+
+    def fall_back(self, why: str) -> None:
+        """Relays through the hub from now on (idempotent)."""
+        if not self.active or self.relay is not None:
+            return
+        log.info(
+            "forwarder %s of %s to %s relays through the hub: %s",
+            self.id,
+            self.session.id,
+            self.client.id,
+            why,
+        )
+        self._revoke()
+        c = self.client
+        self.relay = PtyForwarder(self.session, c.send_frame, c.queued, c.drained)
+
+    def _on_exit(self) -> None:
+        # A session process that died (kill -9) sends nothing more: the hub says it instead.
+        s = self.session
+        lost = s.exit_code is None and s.signal is None
+        if lost and self.relay is None and self.active:
+            exited = encode_session(s.id, struct.pack("<i", -1))
+            self.client.send_frame(encode_frame(PROCESS_EXITED, exited))
+
+    def _revoke(self) -> None:
+        if self.ticket is not None:
+            with contextlib.suppress(SessionError, ConnectionError):
+                self.session.client.unwatch(self.ticket)
+            self.ticket = None
+
+    def stop(self) -> None:
+        """Stops forwarding (idempotent): the client's stream from the session is closed."""
+        if not self.active:
+            return
+        self.active = False
+        with contextlib.suppress(ValueError):
+            self.session.exit_listeners.remove(self._on_exit)
+        if not self._task.done():
+            self._task.cancel()
+        self._revoke()
+        if self.relay is not None:
+            self.relay.stop()

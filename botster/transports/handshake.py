@@ -69,9 +69,13 @@ class _ReadIntoStream(BypassStream, asyncio.BufferedProtocol):
         self.data_received(bytes(self._view[:nbytes]))
 
 
-def hello(client: str) -> dict[str, Any]:
-    """The hello a client sends first; `client` names it (``"tui"`` makes it a TUI)."""
-    return {"type": "hello", "protocol": PROTOCOL_VERSION, "client": client}
+def hello(client: str, *, direct_terminal: bool = False) -> dict[str, Any]:
+    """The hello a client sends first; `client` names it (``"tui"`` makes it a TUI). With
+    `direct_terminal` the client reads terminals from session processes (``terminal_direct``)."""
+    msg: dict[str, Any] = {"type": "hello", "protocol": PROTOCOL_VERSION, "client": client}
+    if direct_terminal:
+        msg["direct_terminal"] = True
+    return msg
 
 
 def check_hello(msg: dict[str, Any]) -> dict[str, Any]:
@@ -107,7 +111,12 @@ def hello_ack(
 
 
 async def connect_unix(
-    path: Path | str, client: str, decoder: FrameDecoder, *, read_size: int
+    path: Path | str,
+    client: str,
+    decoder: FrameDecoder,
+    *,
+    read_size: int,
+    direct_terminal: bool = False,
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, dict[str, Any]]:
     """Connects to a hub socket and completes the handshake; the caller bounds the time.
 
@@ -129,7 +138,7 @@ async def connect_unix(
     transport, _ = await loop.create_unix_connection(lambda: stream, str(path))
     writer = asyncio.StreamWriter(transport, stream, reader, loop)
     try:
-        writer.write(encode_json(hello(client)))
+        writer.write(encode_json(hello(client, direct_terminal=direct_terminal)))
         while True:
             data = await reader.read(read_size)
             if not data:

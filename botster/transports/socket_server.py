@@ -114,6 +114,7 @@ class SocketClient:
         self.id = client_id
         self.writer = writer
         self.name = "unknown"
+        self.direct_terminal = False
         self.closed = False
         self.close_reason: str | None = None
         self._enqueued = 0  # bytes ever queued
@@ -318,6 +319,7 @@ class SocketServer:
         try:
             hello = await asyncio.wait_for(self._read_hello(reader, decoder), HELLO_TIMEOUT_S)
             client.name = str(hello.get("client", "unknown"))[:64]
+            client.direct_terminal = hello.get("direct_terminal") is True
             client.send_json(
                 hello_ack(self.hub_id, client.id, self.max_frame, self.limits.max_message)
             )

@@ -30,12 +30,9 @@ from typing import Any, Protocol
 from botster.base.framing import (
     BINARY,
     PROCESS_EXITED,
-    PTY_INPUT,
     PTY_OUTPUT,
     SNAPSHOT,
     Frame,
-    encode_frame,
-    encode_session,
     split_session,
 )
 from botster.transports.client import HubConnection, RequestFailed
@@ -275,7 +272,7 @@ class HubLink:
         if not data or self.attached is None or not self.connected:
             return False
         assert self.conn is not None
-        self.conn.send_raw(encode_frame(PTY_INPUT, encode_session(self.attached, data)))
+        self.conn.send_input(self.attached, data)
         return True
 
     def resize(self, rows: int, cols: int, *, force: bool = False) -> None:
