@@ -3,10 +3,14 @@
 Botster: a ``HubConnection`` (the Python client of the hub socket, as the UI uses it) in this
 process, subscribed to the terminal of an agent of a real ``botster hub`` whose program is
 ``bench._tmux.ECHO`` (raw mode; each byte answered with its own count). A key is one
-PTY_INPUT frame; it is timed from the write to the socket until the PTY_OUTPUT frame holding
-the program's token for it is handed to the client's ``on_frame`` (client socket, hub, which
-writes the key to the PTY itself, program, session process, hub, client). Nothing is drawn:
-this is the transport's share of what a user of any client waits for.
+``send_input``; it is timed from there until the PTY_OUTPUT frame holding the program's token
+for it is handed to the client's ``on_frame``. The hub lets the client read the terminal
+straight from the session process and write keys to its PTY (``terminal_direct``,
+``sessions/watchers.py``), as the UI does: client, program, session process, client. Nothing
+is drawn: this is the transport's share of what a user of any client waits for. The row
+"through the hub" is the same with a client that did not ask for direct terminals (PTY_INPUT
+to the hub, which writes the key itself; output relayed by the hub): what remote-like clients
+get.
 
 Anchor, same run: the same program in a private tmux server, through ``tmux attach`` on a
 pseudo-terminal this process reads (``bench._tmux``, shared with ``tui_tmux``), timed from
@@ -33,12 +37,9 @@ from bench._hub import HubRun, Sandbox
 from bench._tmux import OuterTerminal, Tmux, token, write_echo
 from bench._tui import BarePty, latency_line
 from botster.base.framing import (
-    PTY_INPUT,
     PTY_OUTPUT,
     SNAPSHOT,
     Frame,
-    encode_frame,
-    encode_session,
     split_session,
 )
 from botster.sessions.client import Output, SessionClient, spawn_session
@@ -52,12 +53,15 @@ WITHIN_S = 5.0
 
 
 class _EchoClient:
-    """A HubConnection attached to one session's terminal, typing one key at a time."""
+    """A HubConnection attached to one session's terminal, typing one key at a time.
 
-    def __init__(self, conn: HubConnection, sid: str) -> None:
+    `typed` counts the keys the program got from every client (its token is that count).
+    """
+
+    def __init__(self, conn: HubConnection, sid: str, typed: list[int]) -> None:
         self.conn, self.sid = conn, sid
         self.ready = asyncio.get_running_loop().create_future()  # the program said READY
-        self.keys = 0
+        self.typed = typed
         self.expected = b""
         self.tail = b""
         self.arrived: asyncio.Future[float] | None = None
@@ -80,16 +84,15 @@ class _EchoClient:
 
     async def keystroke(self) -> float:
         """Types a key; ms until the program's token for it reaches ``on_frame``."""
-        self.keys += 1
-        self.expected, self.tail = token(self.keys), b""
+        self.typed[0] += 1
+        self.expected, self.tail = token(self.typed[0]), b""
         self.arrived = asyncio.get_running_loop().create_future()
-        data = encode_frame(PTY_INPUT, encode_session(self.sid, b"x"))
         t0 = time.perf_counter()
-        self.conn.send_raw(data)
+        self.conn.send_input(self.sid, b"x")
         try:
             t1 = await asyncio.wait_for(self.arrived, WITHIN_S)
         except TimeoutError:
-            raise RuntimeError(f"token {self.keys} never arrived") from None
+            raise RuntimeError(f"token {self.typed[0]} never arrived") from None
         return (t1 - t0) * 1000
 
 
@@ -185,14 +188,25 @@ async def _measure(sandbox: Sandbox) -> dict[str, list[float]]:
     term: OuterTerminal | None = None
     bare: BarePty | None = None
     own = _SessionEcho()
-    samples: dict[str, list[float]] = {"tmux": [], "socket": [], "bare": [], "session": []}
+    samples: dict[str, list[float]] = {
+        "tmux": [],
+        "socket": [],
+        "relayed": [],
+        "bare": [],
+        "session": [],
+    }
     try:
         await hub.wait_for(r"hub ready:")
         conn = await hub.connect()
         sid = await _agent_session(conn)
-        client = _EchoClient(conn, sid)
+        typed = [0]
+        client = _EchoClient(conn, sid, typed)
         conn.subscribe("terminal", {"session_id": sid, "rows": 36, "cols": 120})
         await asyncio.wait_for(client.ready, 30)
+        relayed_conn = await hub.connect("bench-relayed", direct_terminal=False)
+        relayed = _EchoClient(relayed_conn, sid, typed)
+        relayed_conn.subscribe("terminal", {"session_id": sid, "rows": 36, "cols": 120})
+        await asyncio.wait_for(relayed.ready, 30)
         term = OuterTerminal(tmux.attach_argv(), env)
         await asyncio.to_thread(term.wait_for, b"READY")
         bare = BarePty(argv)
@@ -204,11 +218,15 @@ async def _measure(sandbox: Sandbox) -> dict[str, list[float]]:
             for _ in range(PER_BLOCK):
                 samples["socket"].append(await client.keystroke())
                 await asyncio.sleep(GAP_S)
+            for _ in range(PER_BLOCK):
+                samples["relayed"].append(await relayed.keystroke())
+                await asyncio.sleep(GAP_S)
             samples["bare"] += await asyncio.to_thread(_bare_block, bare, len(samples["bare"]))
             for _ in range(PER_BLOCK):
                 samples["session"].append(await own.keystroke())
                 await asyncio.sleep(GAP_S)
         await conn.close()
+        await relayed_conn.close()
     finally:
         await own.close()
         if bare is not None:
@@ -231,6 +249,7 @@ def run() -> list[Result]:
     ours, anchor, bare = s["socket"], s["tmux"], s["bare"]
     print(latency_line("tmux attach (anchor)", anchor))
     print(latency_line("socket client (HubConnection)", ours))
+    print(latency_line("socket client through the hub (information)", s["relayed"]))
     print(latency_line("bare PTY (information)", bare))
     print(latency_line("session process without the hub (information)", s["session"]))
     print(
@@ -242,6 +261,7 @@ def run() -> list[Result]:
     return [
         Result("socket_echo", "p50 key to echo", median(ours), median(anchor), "ms", goal, ok),
         Result("socket_echo", "p99 key to echo", p99(ours), p99(anchor), "ms"),
+        Result("socket_echo", "p50 relayed by the hub", median(s["relayed"]), median(anchor), "ms"),
         Result(
             "socket_echo", "p50 session without the hub", median(s["session"]), median(anchor), "ms"
         ),
