@@ -51,10 +51,6 @@ async def _attached(conn: HubConnection, sid: str) -> Terminal:
     return term
 
 
-def _type(conn: HubConnection, sid: str, data: bytes) -> None:
-    conn.send_raw(encode_frame(PTY_INPUT, encode_session(sid, data)))
-
-
 async def test_output_skips_the_hub_and_equals_what_it_relays(hub, tmp_path: Path):
     go = tmp_path / "go"
     script = (
@@ -78,8 +74,17 @@ async def test_output_skips_the_hub_and_equals_what_it_relays(hub, tmp_path: Pat
     finally:
         os.kill(proc.pid, signal.SIGCONT)
     await seen_relayed.wait_for(b"went-direct")
-    # Keys go through the hub, echoes come back straight: both clients see the same bytes.
-    _type(direct, sid, b"typed through the hub\n")
+    # Keys go straight into the PTY too: typed while the hub is stopped, echoed at once.
+    await wait_until(lambda: direct.writes_pty(sid), "the client holds the PTY")
+    assert not relayed.writes_pty(sid)
+    os.kill(proc.pid, signal.SIGSTOP)
+    try:
+        direct.send_input(sid, b"typed past the hub\n")
+        await seen_direct.wait_for(b"typed past the hub\r\ntyped past the hub\r\n")
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+    # Keys from a relayed client go through the hub: both clients see the same bytes.
+    relayed.send_input(sid, b"typed through the hub\n")
     await seen_direct.wait_for(b"typed through the hub\r\n" * 2)
     await seen_relayed.wait_for(b"typed through the hub\r\n" * 2)
     # The relayed client attached later: its bytes are the end of the direct client's.
@@ -89,7 +94,7 @@ async def test_output_skips_the_hub_and_equals_what_it_relays(hub, tmp_path: Pat
         40, 10, snap_r[4:] + seen_relayed.output()
     )
 
-    _type(direct, sid, b"\x04")  # cat ends: PROCESS_EXITED comes from the session
+    direct.send_input(sid, b"\x04")  # cat ends: PROCESS_EXITED comes from the session
     assert await seen_direct.wait_exit() == 0 and await seen_relayed.wait_exit() == 0
     await direct.close()
     await relayed.close()
@@ -105,7 +110,7 @@ async def test_detaching_and_the_hubs_end_close_the_stream(hub):
     await wait_until(lambda: not conn.direct_terminals, "the session closed the stream")
     term = await _attached(conn, sid)  # again: a fresh ticket, a fresh screen
     assert conn.direct_terminals == {sid}
-    _type(conn, sid, b"again\n")
+    conn.send_input(sid, b"again\n")
     await term.wait_for(b"again\r\nagain\r\n")
     # The hub that let the client in is gone: so is the stream (the session lives on).
     proc.allow_nonzero_exit = proc.allow_registry_left = True
@@ -198,7 +203,7 @@ async def test_a_watcher_that_does_not_read_gets_a_fresh_screen(hub, tmp_path: P
         laggard.connect(offer["socket"])
         laggard.sendall(encode_json({"type": "watch", "version": 1, "ticket": offer["ticket"]}))
         assert first_frame(laggard).type == SNAPSHOT  # watching before the flood starts
-        _type(control, sid, b"go\n")
+        control.send_input(sid, b"go\n")
         async with asyncio.timeout(30):
             while not marker.exists():
                 await control.request("ping")
@@ -224,3 +229,31 @@ async def test_a_watcher_that_does_not_read_gets_a_fresh_screen(hub, tmp_path: P
         assert received < 6_000_000, "instead of the whole backlog"
         lag_writer.close()
     await control.close()
+
+
+async def test_keys_keep_their_order_while_the_client_takes_the_pty(hub, tmp_path: Path):
+    """Keys typed from the moment of attaching go through the hub until the client holds the
+    PTY, then straight in: the program gets every one, in order."""
+    got = tmp_path / "got"
+    proc = await hub(plugins={"p": SPAWN})
+    conn = await HubConnection.connect(socket_of(proc), "typist")
+    sid = await conn.request("test.spawn", {"script": f"stty -echo; exec cat > {got}"})
+    term = Terminal()
+    conn.on_frame = term.on_frame
+    subscribed = asyncio.get_running_loop().create_future()
+    conn.on_message = lambda m: m.get("type") == "subscribed" and subscribed.set_result(m)
+    conn.subscribe("terminal", {"session_id": sid})
+    await asyncio.wait_for(subscribed, 10)  # attached: typing starts before the stream has
+    sent, through_hub = 0, 0
+    while not conn.writes_pty(sid) or sent < through_hub + 50:
+        conn.send_input(sid, b"k%04d\n" % sent)
+        through_hub += not conn.writes_pty(sid)
+        sent += 1
+        await asyncio.sleep(0.0005)
+        assert sent < 5000, "the client never took the PTY"
+    conn.send_input(sid, b"\x04")
+    assert await term.wait_exit() == 0
+    assert through_hub > 0
+    lines = got.read_bytes().split()
+    assert lines == [b"k%04d" % n for n in range(sent)], f"{through_hub} went through the hub"
+    await conn.close()

@@ -182,6 +182,11 @@ class HubConnection:
         process (their stream has started), rather than relayed by the hub."""
         return {sid for sid, watch in self._watches.items() if watch.started}
 
+    def writes_pty(self, session_id: str) -> bool:
+        """Whether keys for that session go straight into its PTY (else through the hub)."""
+        watch = self._watches.get(session_id)
+        return watch is not None and watch.input is not None
+
     def _watch(self, msg: dict[str, Any]) -> None:
         """The hub lets this client read a terminal from its session: connect there. The
         stream it replaces stops at once (nothing more of it reaches ``on_frame``)."""
