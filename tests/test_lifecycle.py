@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import HubProcess
+from botster.base.cpu import HUB_SLICE_NS
+from harness import HubProcess, wait_until
 
 
 async def test_ready_line_names_hub_id_and_registry_entry(hub, git_repo: Path, isolated_env):
@@ -186,3 +187,39 @@ def test_botster_list_cleans_entries_of_dead_hubs(isolated_env):
     )
     assert r.stdout.strip() == "no hubs running"
     assert not stale.exists()
+
+
+def _slice_ns(pid: int) -> int | None:
+    """The scheduler slice of a process's main thread, from /proc (None: not shown)."""
+    for line in Path(f"/proc/{pid}/task/{pid}/sched").read_text().splitlines():
+        if line.startswith("se.slice"):
+            return int(line.split(":")[1])
+    return None
+
+
+def _kernel_takes_custom_slices() -> bool:
+    # EEVDF custom slices (sched_attr.sched_runtime under SCHED_OTHER): Linux 6.12 and later.
+    release = tuple(int(p) for p in os.uname().release.split("-")[0].split(".")[:2])
+    return sys.platform == "linux" and release >= (6, 12) and _slice_ns(os.getpid()) is not None
+
+
+async def test_the_hub_loop_takes_a_short_slice_and_its_sessions_do_not_issue_11(hub, isolated_env):
+    # The hub wakes often and does little each time; agents run long. Its loop thread asks
+    # for the shortest slice so that it runs as soon as it wakes; what it starts does not
+    # inherit that.
+    if not _kernel_takes_custom_slices():
+        pytest.skip("this kernel has no custom scheduler slices (Linux 6.12+)")
+    proc = await hub({"spawner": 'pty.spawn{cmd="sleep", args={"100"}}'})
+    assert _slice_ns(proc.proc.pid) == HUB_SLICE_NS
+    sessions = Path(isolated_env["BOTSTER_RUNTIME_DIR"]) / "sessions"
+
+    def session_pids() -> list[int]:
+        found = []
+        for record in sessions.glob("*.json"):
+            info = json.loads(record.read_text())
+            found += [info["pid"], info["child_pid"]]
+        return found
+
+    pids = await wait_until(session_pids, "the plugin's session process and its program")
+    for pid in pids:
+        assert (_slice_ns(pid) or 0) > HUB_SLICE_NS, f"pid {pid} inherited the hub's slice"

@@ -50,7 +50,7 @@ from botster.sessions.client import (
     spawn_session,
 )
 from botster.sessions.files import read_info
-from botster.sessions.process import BACKGROUND_NICE
+from botster.sessions.process import PROGRAM_NICE, SESSION_NICE
 from botster.sessions.protocol import (
     OUTPUT,
     FrameDecoder,
@@ -925,17 +925,23 @@ def _autogroups_on() -> bool:
 
 
 async def test_the_session_and_its_program_run_nice_issue_11(sessions):
-    # Five at once: an unprivileged user may renice one autogroup per 100 ms, system-wide, so
-    # agents started together must each get there.
+    # The hub ahead of its sessions, each session ahead of its program. Five at once: an
+    # unprivileged user may renice one autogroup per 100 ms, system-wide, so agents started
+    # together must each get there.
     started = await asyncio.gather(*(sessions("sleep", ["100"]) for _ in range(5)))
-    want = max(os.nice(0), BACKGROUND_NICE)
-    pids = [pid for _, _, info in started for pid in (info.pid, info.child_pid)]
-    assert [_nice(pid) for pid in pids] == [want] * 10
+    levels = [
+        (pid, nice)
+        for _, _, info in started
+        for pid, nice in ((info.pid, SESSION_NICE), (info.child_pid, PROGRAM_NICE))
+    ]
+    pids = [pid for pid, _ in levels]
+    assert [_nice(pid) for pid in pids] == [max(os.nice(0), nice) for _, nice in levels]
     if not _autogroups_on():
         return
     await wait_until(
-        lambda: all(_autogroup_nice(pid) == BACKGROUND_NICE for pid in pids),
-        f"the autogroups of the session processes and their programs at nice {BACKGROUND_NICE}",
+        lambda: all(_autogroup_nice(pid) == nice for pid, nice in levels),
+        f"the autogroups of the session processes at nice {SESSION_NICE} and of their programs"
+        f" at {PROGRAM_NICE}",
     )
     # Empty when this process is in the root autogroup (never under a setsid, as in some CI
     # containers): every session leader's own group then differs from it by construction.

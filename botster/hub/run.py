@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from pathlib import Path
 
 from botster.base.config import Config
+from botster.base.cpu import request_short_slice
 from botster.base.identity import find_repo_root, hub_id_for
 from botster.base.paths import Paths, ensure_private_dir
 from botster.hub.daemon import Hub
@@ -40,6 +42,9 @@ def run_hub(start: Path) -> int:
     config = Config.load_blocking(paths.config_file)
     hub = Hub(paths, config, hub_id_for(repo))
     hub.lock.acquire()
+    why = request_short_slice()  # this thread runs the loop (see botster/base/cpu.py)
+    if why is not None:
+        logging.getLogger("hub").debug("the hub keeps the default scheduler slice: %s", why)
     try:
         import uvloop  # optional speed-up
     except ImportError:

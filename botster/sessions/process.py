@@ -299,13 +299,17 @@ def _set_winsize(fd: int, rows: int, cols: int) -> None:
 
 # Agents may print as fast as they like; the hub that routes their output must stay
 # responsive. With Linux autogroups every new session (setsid) gets its own CPU share, so 20
-# flooding agents took ~95% of the CPU from the hub (measured: p99 timer jitter 36 ms). A
-# nice autogroup (plus a nice process, where autogroups are off) gives the hub its share: for
-# the program, and for the session process too, which under load also reads the PTY in larger
-# batches (issue 11: with it at nice 0, 20 agents flooding base64 lines cost their session
-# processes 1.5x the CPU and the hub's timers a p99 jitter of 38-53 ms; nice 5, 17 ms). The
-# price: on a loaded machine one agent's output is slower than a nice-0 program's would be.
-BACKGROUND_NICE = 10
+# flooding agents took ~95% of the CPU from the hub (measured: p99 timer jitter 36 ms). So
+# each layer runs ahead of the one that feeds it: the hub at nice 0 (with a short scheduler
+# slice, ``botster/base/cpu.py``), session processes at SESSION_NICE, their programs at
+# PROGRAM_NICE (the process, plus its autogroup where there are autogroups). Issue 11, on 2
+# cores, with the hub's short slice: sessions at nice 5 keep up with a program printing
+# `yes` (0.97-1.03x a plain PTY reader's speed to a client; at nice 7, 0.82-0.87x; at 10,
+# 0.75-0.88x), and 20 agents flooding leave the hub's timers a p99 jitter of 5 ms (`yes`)
+# and 10-11 ms (base64 lines; sessions at nice 0 without the short slice: 38-53 ms). The
+# price: on a loaded machine an agent's work gets a smaller share than a nice-0 program's.
+SESSION_NICE = 5
+PROGRAM_NICE = 10
 # An unprivileged user may change an autogroup's nice once per 100 ms, system-wide (EAGAIN
 # otherwise): when agents start together, each session retries until both of its land.
 AUTOGROUP_RETRY_S = 0.15
@@ -314,17 +318,18 @@ AUTOGROUP_TRIES = 100
 
 def _take_controlling_tty() -> None:  # runs in the child between fork and exec
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-    _yield_to_the_hub()
+    _nice_at_least(PROGRAM_NICE)
 
 
-def _yield_to_the_hub() -> None:
-    """Nices this process (its autogroup is ``Session._nice_autogroups``'s)."""
+def _nice_at_least(nice: int) -> None:
+    """Nices this process to `nice` unless it is nicer already (its autogroup is
+    ``Session._nice_autogroups``'s)."""
     with contextlib.suppress(OSError):
-        os.nice(max(0, BACKGROUND_NICE - os.nice(0)))
+        os.nice(max(0, nice - os.nice(0)))
 
 
-def _nice_autogroup(pid: int) -> bool:
-    """Sets the autogroup nice of `pid`, a session leader, to BACKGROUND_NICE.
+def _nice_autogroup(pid: int, nice: int) -> bool:
+    """Sets the autogroup nice of `pid`, a session leader, to `nice`.
 
     Returns:
         False when the kernel asks to try again later (EAGAIN), True otherwise: done, or not
@@ -332,7 +337,7 @@ def _nice_autogroup(pid: int) -> bool:
     """
     try:
         with open(f"/proc/{pid}/autogroup", "w") as f:
-            f.write(str(BACKGROUND_NICE))
+            f.write(str(nice))
     except OSError as e:
         return e.errno != errno.EAGAIN
     return True
@@ -518,7 +523,12 @@ class Session:
 
     def _nice_autogroups(self, pids: list[int], tries: int) -> None:
         child = self._child.pid if self._child is not None and self._status is None else None
-        pending = [p for p in pids if (p == os.getpid() or p == child) and not _nice_autogroup(p)]
+        pending = [
+            p
+            for p in pids
+            if (p == os.getpid() or p == child)
+            and not _nice_autogroup(p, PROGRAM_NICE if p == child else SESSION_NICE)
+        ]
         if pending and tries > 1:
             self._loop.call_later(AUTOGROUP_RETRY_S, self._nice_autogroups, pending, tries - 1)
 
@@ -1068,7 +1078,7 @@ def main(argv: list[str] | None = None) -> int:
         ready.send({"event": "error", "error": str(e)})
         print(f"botster session: {e}", file=sys.stderr)
         return 2
-    _yield_to_the_hub()
+    _nice_at_least(SESSION_NICE)
     # Only a session leader's autogroup is its own (the daemonized process keeps it):
     # otherwise renicing it would renice whoever started us (the hub, a shell).
     session.own_autogroup = os.getsid(0) == os.getpid()
