@@ -15,7 +15,6 @@ Measured with 20 agents flooding base64 lines and their session processes at nic
 from __future__ import annotations
 
 import os
-import platform
 
 __all__ = ["HUB_SLICE_NS", "request_short_slice"]
 
@@ -31,9 +30,10 @@ def request_short_slice(ns: int = HUB_SLICE_NS) -> str | None:
         None when the kernel took it, else why not (an old kernel, another OS or machine);
         the hub runs on either way.
     """
-    number = _SYS_SCHED_SETATTR.get(platform.machine())
-    if number is None or not os.path.exists("/proc/self/sched"):
-        return f"no sched_setattr here ({platform.system()} {platform.machine()})"
+    system = os.uname()
+    number = _SYS_SCHED_SETATTR.get(system.machine)
+    if number is None or system.sysname != "Linux":
+        return f"no sched_setattr here ({system.sysname} {system.machine})"
     import ctypes  # only here: hub start pays for it once, the CLI never
 
     class SchedAttr(ctypes.Structure):
