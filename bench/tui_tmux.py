@@ -23,8 +23,9 @@ import time
 from pathlib import Path
 
 from bench._common import Result, header, median, p99, verdict
+from bench._floor import Floor
 from bench._hub import HubRun, Sandbox
-from bench._tmux import OuterTerminal, Tmux, write_echo
+from bench._tmux import COLS, ROWS, OuterTerminal, Tmux, write_echo
 from bench._tui import latency_line
 
 __all__ = ["run"]
@@ -51,6 +52,7 @@ async def _measure(sandbox: Sandbox) -> list[list[float]]:
     await asyncio.to_thread(tmux.new_session, argv)
     hub = HubRun(sandbox)
     await hub.start()
+    floor = Floor(sandbox.root, argv, ROWS, COLS)
     clients: list[OuterTerminal] = []
     try:
         await hub.wait_for(r"hub ready:")
@@ -65,6 +67,7 @@ async def _measure(sandbox: Sandbox) -> list[list[float]]:
         clients.append(OuterTerminal(attach, env))
         # The same UI drawing only at Textual's frames (the output fast path off).
         clients.append(OuterTerminal(attach, {**env, "BOTSTER_TUI_FAST_PAINT": "0"}))
+        clients.append(OuterTerminal(floor.ui_argv(), env))
         for client in clients:
             await asyncio.to_thread(client.wait_for, b"READY")
         # The frame-timer UI shows the second agent (prefix, j), so the two UIs never
@@ -75,6 +78,7 @@ async def _measure(sandbox: Sandbox) -> list[list[float]]:
     finally:
         for client in reversed(clients):
             client.close()
+        floor.close()
         await asyncio.to_thread(tmux.kill)
         await hub.stop()
 
@@ -86,14 +90,19 @@ def run() -> list[Result]:
         print("  SKIPPED: tmux is not installed")
         return [Result("tui_tmux", "p50 key to drawn echo", None, None, "ms", skipped="no tmux")]
     with Sandbox() as sandbox:
-        anchor, ours, frames = asyncio.run(_measure(sandbox))
+        anchor, ours, frames, floor = asyncio.run(_measure(sandbox))
     print(latency_line("tmux attach (anchor)", anchor))
     print(latency_line("botster attach", ours))
     print(latency_line("botster attach, drawing at Textual's frames only", frames))
+    print(latency_line("floor: bare Python session + UI passing bytes on", floor))
     print(
         f"  botster / tmux: p50 {median(ours) / median(anchor):.1f}x, "
         f"p99 {p99(ours) / p99(anchor):.1f}x; output drawn at once / at frames: "
         f"p50 {median(ours) / median(frames):.2f}x, p99 {p99(ours) / p99(frames):.2f}x"
+    )
+    print(
+        f"  floor / tmux: p50 {median(floor) / median(anchor):.2f}x (what two Python processes"
+        f" cost before any work); botster - floor: p50 {median(ours) - median(floor):.2f} ms"
     )
     p50_ok = median(ours) <= 1.5 * median(anchor)
     p99_ok = p99(ours) < 25.0
@@ -112,6 +121,7 @@ def run() -> list[Result]:
         Result("tui_tmux", "p99 key to drawn echo", p99(ours), p99(anchor), "ms", goal_p99, p99_ok),
         Result("tui_tmux", "p50, baseline: frames only", median(ours), median(frames), "ms"),
         Result("tui_tmux", "p99, baseline: frames only", p99(ours), p99(frames), "ms"),
+        Result("tui_tmux", "p50 bare Python floor", median(floor), median(anchor), "ms"),
     ]
 
 
