@@ -6,7 +6,7 @@ since 6.12) lets a thread ask for a shorter slice (``sched_attr.sched_runtime`` 
 ``SCHED_OTHER``, 0.1-100 ms, no privilege needed). A thread with a shorter slice gets an
 earlier deadline, so when it wakes it runs at once instead of after a busy session's slice.
 Measured with 20 agents flooding base64 lines and their session processes at nice 5 (issue
-11): the hub's timer jitter p99 went from 15-22 ms to 10-11 ms.
+11): the hub's timer jitter p99 went from 15-22 ms to 10-14 ms.
 
 ``SCHED_FLAG_RESET_ON_FORK`` keeps the slice to the calling thread: processes the hub starts
 (sessions, git) and threads it starts later get the default slice again.
