@@ -303,9 +303,9 @@ def _set_winsize(fd: int, rows: int, cols: int) -> None:
 # each layer runs ahead of the one that feeds it: the hub at nice 0 (with a short scheduler
 # slice, ``botster/base/cpu.py``), session processes at SESSION_NICE, their programs at
 # PROGRAM_NICE (the process, plus its autogroup where there are autogroups). Issue 11, on 2
-# cores, with the hub's short slice: sessions at nice 5 keep up with a program printing
-# `yes` (0.97-1.03x a plain PTY reader's speed to a client; at nice 7, 0.82-0.87x; at 10,
-# 0.75-0.88x), and 20 agents flooding leave the hub's timers a p99 jitter of 5 ms (`yes`)
+# cores, with the hub's short slice: sessions at nice 5 keep up better with a program
+# printing `yes` (0.84-1.03x a plain PTY reader's speed to a client; at nice 7, 0.82-0.87x;
+# at 10, 0.72-0.88x), and 20 agents flooding leave the hub's timers a p99 jitter of 5 ms (`yes`)
 # and 10-14 ms (base64 lines; sessions at nice 0 without the short slice: 38-53 ms). The
 # price: on a loaded machine an agent's work gets a smaller share than a nice-0 program's.
 SESSION_NICE = 5
