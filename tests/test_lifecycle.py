@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -223,3 +224,19 @@ async def test_the_hub_loop_takes_a_short_slice_and_its_sessions_do_not_issue_11
     pids = await wait_until(session_pids, "the plugin's session process and its program")
     for pid in pids:
         assert (_slice_ns(pid) or 0) > HUB_SLICE_NS, f"pid {pid} inherited the hub's slice"
+
+
+def test_a_thread_under_another_policy_keeps_it_and_is_told_why():
+    # A user who started the hub under `chrt --batch` (or idle) chose that policy: asking
+    # for a slice would put the thread back under SCHED_OTHER, so the request declines.
+    if shutil.which("chrt") is None or sys.platform != "linux":
+        pytest.skip("needs Linux and chrt")
+    probe = (
+        "import os; from botster.base.cpu import request_short_slice as r; "
+        "print(r()); print(os.sched_getscheduler(0) == os.SCHED_BATCH)"
+    )
+    out = subprocess.run(
+        ["chrt", "--batch", "0", sys.executable, "-c", probe],
+        capture_output=True, text=True, check=True,
+    ).stdout.splitlines()  # fmt: skip
+    assert out == ["the thread is not under SCHED_OTHER", "True"]
