@@ -250,6 +250,10 @@ async def test_encode_failures_raise_with_the_path(hub):
             -- The error is raised at the caller's line (level 2), so it names this file.
             local ok, err = pcall(function() local s = json.encode({f = print}); return s end)
             report("where", err)
+            -- A failed encode leaves nothing behind for the next one, and a key that failed
+            -- is checked again (keys are quoted once and remembered).
+            report("after", {json.encode({b = 1, a = {"x", {c = "d"}}}),
+              raised(json.encode, {["\255"] = 1})})
             -- Shared (non-cyclic) subtables are fine.
             local shared = {1}
             report("shared", json.encode({a = shared, b = shared}))
@@ -284,6 +288,9 @@ async def test_encode_failures_raise_with_the_path(hub):
         "json.encode: $.f: cannot encode a function"
     )
     assert await proc.result("shared") == '{"a":[1],"b":[1]}'
+    after = await proc.result("after")
+    assert after[0] == '{"a":["x",{"c":"d"}],"b":1}'
+    assert after[1].endswith("json.encode: $ (a key): string is not valid UTF-8")
 
 
 async def test_wrong_argument_types_raise(hub):
