@@ -2,7 +2,7 @@
 
 Two workloads, each started by one line of input so every reader is in place first, to an end
 marker: (1) base64 lines (76 columns, a build log) from ``cat FILE``, (2) ``yes`` (2-byte
-lines: the per-line cost). Paths, interleaved per round, median of ROUNDS:
+lines: the per-line cost). Paths, interleaved per round in rotating order, median of ROUNDS:
 
 * raw (baseline): ``os.openpty`` in this process, read with ``loop.add_reader`` + ``os.read``;
 * dtach attached: ``dtach -c SOCK -E -z PROGRAM`` on a PTY of this process (the attached
@@ -54,7 +54,10 @@ from botster.transports.client import HubConnection
 
 __all__ = ["run"]
 
-ROUNDS = 3  # the raw baseline alone swings 30% between rounds on a shared machine
+# The raw baseline alone swings 30% between rounds on a shared machine; with 5 rounds in
+# rotating order every path runs once in each place of a round, so load that drifts over a
+# round favours none of them.
+ROUNDS = 5
 ROWS, COLS = 50, 200
 SETTLE_S = 0.3
 TIMEOUT_S = 180
@@ -282,7 +285,7 @@ async def _measure(sandbox: Sandbox) -> dict[str, dict[str, list[tuple]]]:
         await _raw(workloads["b64"])  # warm-up: page cache
         for rnd in range(ROUNDS):
             for w, argv in workloads.items():
-                for path in PATHS:
+                for path in PATHS[rnd % len(PATHS) :] + PATHS[: rnd % len(PATHS)]:
                     if path in ("dtach", "tmux") and shutil.which(path) is None:
                         continue
                     try:
@@ -301,7 +304,7 @@ async def _measure(sandbox: Sandbox) -> dict[str, dict[str, list[tuple]]]:
                 print(
                     f"  round {rnd + 1} {w}: "
                     + "  ".join(
-                        f"{p} {rs[-1][0]:.2f} s" for p, rs in runs[w].items() if rs
+                        f"{p} {rs[-1][0]:.2f} s" for p, rs in runs[w].items() if len(rs) > rnd
                     )
                 )  # fmt: skip
         await conn.close()
