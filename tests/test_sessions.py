@@ -1171,7 +1171,7 @@ async def test_input_fd_is_refused_clearly(sessions):
 
 async def test_tickets_are_one_time_and_watchers_only_watch(sessions):
     sid, sock, _ = await sessions("cat")
-    hub, _ = await attach(sock)
+    hub, hub_rec = await attach(sock)
     assert hub.serves_watchers
 
     def watch(ticket: object, version: object = 1) -> socket.socket:
@@ -1207,7 +1207,7 @@ async def test_tickets_are_one_time_and_watchers_only_watch(sessions):
     with watch(ticket) as s:
         assert "unknown, used" in first_frame(s).json()["message"]
     hub.write(b"still-typing\n")
-    await hub.ping()
+    await hub_rec.wait_output(b"still-typing")  # the echo comes back when the tty gets to it
     assert "still-typing" in await hub.text()
     await hub.disconnect()
 
