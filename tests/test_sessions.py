@@ -60,7 +60,12 @@ from botster.sessions.protocol import (
 )
 from botster.sessions.pty_input import take_pty_fd
 from botster.sessions.ring import OutputRing
-from botster.sessions.terminal import BACKENDS, EscapeScanner, make_terminal
+from botster.sessions.terminal import (
+    BACKENDS,
+    EscapeScanner,
+    _quiet_prefix,
+    make_terminal,
+)
 from harness.sockets import first_frame, raw_connection
 from harness.wait import wait_until
 
@@ -286,11 +291,19 @@ STREAM_PIECES = st.sampled_from(
 )
 
 
-@given(st.lists(STREAM_PIECES, max_size=40), st.lists(st.integers(0, 400), max_size=6))
-def test_scanner_agrees_with_itself_fed_byte_by_byte(pieces, cuts):
+# What coloured output is made of: text and CSI sequences that report nothing. The scanner
+# skips a chunk of these up to its last ESC without stepping through them (``_quiet_prefix``).
+QUIET_PIECES = st.sampled_from(
+    [b"text ", b"ok\r\n", b"\x1b[31m", b"\x1b[0m", b"\x1b[38;5;208m", b"\x1b[12;4H", b"\x1b[K",
+     b"\x1b[3J", b"\x1b[>1;2c", b"\xc3\xa9"]
+)  # fmt: skip
+CUTS = st.lists(st.integers(0, 400), max_size=6)
+
+
+def assert_scanner_agrees_with_itself_fed_byte_by_byte(stream: bytes, cuts: list[int]) -> None:
     # Fed one byte at a time every escape goes through the state machine; fed in chunks most
-    # are skipped by the ground-state regex. Both must see the same events and modes.
-    stream = b"".join(pieces)
+    # are skipped by the ground-state regex or the quiet-prefix search. Both must see the
+    # same events and modes.
     slow = EscapeScanner()
     want = [e for i in range(len(stream)) for e in slow.feed(stream[i : i + 1])]
     fast = EscapeScanner()
@@ -300,6 +313,23 @@ def test_scanner_agrees_with_itself_fed_byte_by_byte(pieces, cuts):
         start = cut
     assert got == want
     assert fast.modes == slow.modes
+
+
+@given(st.lists(STREAM_PIECES, max_size=40), CUTS)
+def test_scanner_agrees_with_itself_fed_byte_by_byte(pieces, cuts):
+    assert_scanner_agrees_with_itself_fed_byte_by_byte(b"".join(pieces), cuts)
+
+
+@given(
+    st.lists(QUIET_PIECES, max_size=30),
+    st.lists(STREAM_PIECES, max_size=2),
+    st.lists(QUIET_PIECES, max_size=30),
+    CUTS,
+)
+def test_scanner_skips_coloured_text_and_still_sees_what_follows(before, tricky, after, cuts):
+    stream = b"".join(before + tricky + after)
+    event(f"quiet prefix skipped: {_quiet_prefix(stream) > 0}")
+    assert_scanner_agrees_with_itself_fed_byte_by_byte(stream, cuts)
 
 
 def test_scanner_drops_an_overlong_osc_and_recovers():
