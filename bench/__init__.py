@@ -14,6 +14,7 @@ module also runs alone: ``python -m bench.call_rate``.
 | ``pty_throughput`` | PTY output MB/s into the hub and to an attached client | a raw PTY read |
 | ``readoption`` | new hub to ``adopted 20 sessions`` after a kill -9 | hub start, no sessions |
 | ``session_memory`` | PSS/RSS per session process, 20 running ``bash`` | a sleeping ``python`` |
+| ``flood_echo`` | key to echo while the terminal floods colour | a PTY reader drawing in line |
 | ``flood_jitter`` | timer tick jitter while 20 sessions flood attached clients | the same, idle |
 | ``socket_rtt`` | ``ping`` round trip over the hub socket | a bare asyncio echo |
 | ``socket_echo`` | key to echo through a socket client of the hub | ``tmux attach`` on a PTY |
@@ -45,6 +46,7 @@ BENCHMARKS: tuple[str, ...] = (
     "readoption",
     "session_memory",
     "flood_jitter",
+    "flood_echo",
     "socket_rtt",
     "socket_echo",
     "mcp_call",

@@ -62,6 +62,7 @@ from botster.sessions.pty_input import take_pty_fd
 from botster.sessions.ring import OutputRing
 from botster.sessions.terminal import (
     BACKENDS,
+    FEED_CHUNK,
     EscapeScanner,
     _quiet_prefix,
     make_terminal,
@@ -473,6 +474,28 @@ def test_a_flood_drawn_at_once_matches_every_byte_drawn(backend, size, pieces, s
     assert at_once.history() == every_byte.history()
     assert at_once.snapshot() == every_byte.snapshot()
     assert (at_once.cursor, at_once.alt_screen) == (every_byte.cursor, every_byte.alt_screen)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_batch_drawn_in_steps_lets_the_caller_in_between_and_ends_exact(backend):
+    # The session draws a batch a few chunks per turn of its loop and reads the PTY in between
+    # (``Session._model_step``): nothing is drawn before the first step, every step draws at
+    # most a chunk, and the screen at the end is the one drawing all at once gives.
+    coloured = b"".join(
+        b"\x1b[3%dmword%d \x1b[0m" % (i % 8, i) + (b"\r\n" if i % 9 == 0 else b"")
+        for i in range(3000)
+    )
+    at_once = make_terminal(24, 80, 100, backend=backend)
+    at_once.render(coloured)
+    stepped = make_terminal(24, 80, 100, backend=backend)
+    steps = stepped.render_steps(coloured)
+    assert stepped.text() == make_terminal(24, 80, 100, backend=backend).text()
+    drawn = [stepped.text()]
+    for _ in steps:
+        drawn.append(stepped.text())
+    assert len(drawn) > len(coloured) // FEED_CHUNK
+    assert len(set(drawn)) > len(drawn) // 2  # the screen moves step by step
+    assert (stepped.history(), stepped.snapshot()) == (at_once.history(), at_once.snapshot())
 
 
 def test_make_terminal_refuses_unknown_backends():

@@ -125,7 +125,7 @@ import sys
 import termios
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -155,7 +155,7 @@ from botster.sessions.protocol import (
 )
 from botster.sessions.pty_input import InputQueue, send_pty_fd
 from botster.sessions.ring import OutputRing
-from botster.sessions.terminal import make_terminal
+from botster.sessions.terminal import FEED_CHUNK, make_terminal
 from botster.sessions.watchers import Watchers
 
 __all__ = ["Session", "main"]
@@ -164,9 +164,12 @@ log = logging.getLogger("botster.sessions")
 
 READ_SIZE = 64 << 10
 SHORT_READ = 512  # a PTY read under this found it drained (a flood's return KiBs)
-# The terminal model catches up this long after output, in one go, or at once when this much
-# waits for it: the larger the batch, the more of a flood of plain lines it never has to draw
-# (``Terminal.render`` skips what scrolls out of sight within the batch).
+# The terminal model takes the output in batches: this long after output, or as soon as this
+# much waits for it. The larger the batch, the more of a flood of plain lines it never has to
+# draw (``Terminal.render_steps`` skips what scrolls out of sight within the batch). It draws a
+# batch a FEED_CHUNK per turn of the loop, plus what was read since its last turn (so a flood
+# faster than the model cannot leave it behind), and the session reads in between. Drawn at
+# once, 1 MiB of coloured output kept the PTY unread for 15 ms (``bench/flood_echo.py``).
 MODEL_LAG_S = 0.05
 MODEL_LAG_BYTES = 1 << 20
 EVENT_LIMIT = 1000
@@ -175,6 +178,7 @@ EXIT_DRAIN = 1.0  # how long to wait for the PTY's last bytes after the child is
 FLUSH_TIMEOUT = 2.0
 WRITE_HIGH, WRITE_LOW = 1 << 20, 256 << 10
 
+MODEL_STEP_CHUNKS = 1
 
 class _HubConnection(asyncio.Protocol):
     """One socket connection: a candidate until its hello, then (maybe) the session's hub."""
@@ -367,10 +371,14 @@ class Session:
         )
         self._ring = OutputRing(config.buffer_size)
         self._term = make_terminal(config.rows, config.cols, config.scrollback)
-        # The model lags the output (it is fed after forwarding, in batches) and catches up
-        # before anyone looks at it (``_model``): bytes never wait for the model.
-        self._model_at = 0  # output offset the model has been fed up to
-        self._model_timer: asyncio.TimerHandle | None = None
+        # The model lags the output (it draws after forwarding, in batches, a few KiB per turn
+        # of the loop) and catches up before anyone looks at it (``_model``): bytes never wait
+        # for the model.
+        self._model_at = 0  # output offset handed to the model
+        self._model_steps: Iterator[None] | None = None  # the batch it is drawing
+        self._model_owed = 0  # output read since the model's last step, during a batch
+        self._model_next: asyncio.Handle | None = None  # its next step
+        self._model_timer: asyncio.TimerHandle | None = None  # the batch after MODEL_LAG_S
         self._read_view = memoryview(bytearray(READ_SIZE))
         self._events: deque[dict[str, Any]] = deque()
         self._seq = 0
@@ -568,7 +576,7 @@ class Session:
         ring.append(data)
         try:
             # The scanner is cheap and cuts events at their exact offsets; the emulator is
-            # what costs, and it runs later (``_feed_model``).
+            # what costs, and it runs later (``_model_step``).
             events = self._term.scan(data)
         except Exception:  # a model bug must not lose output or the session
             log.exception("terminal scanner failed on %d bytes", len(data))
@@ -577,24 +585,67 @@ class Session:
             self._emit(event)
         self._watchers.pump()  # first: the client's echo is the latency that shows
         self._pump()
-        if ring.end - self._model_at >= MODEL_LAG_BYTES:
-            self._feed_model()
-        elif self._model_timer is None:
-            self._model_timer = self._loop.call_later(MODEL_LAG_S, self._feed_model)
+        if self._model_steps is not None:
+            self._model_owed += len(data)
+        if self._model_next is None:  # not drawing a batch
+            if ring.end - self._model_at >= MODEL_LAG_BYTES:
+                self._model_next = self._loop.call_soon(self._model_step)
+            elif self._model_timer is None:
+                self._model_timer = self._loop.call_later(MODEL_LAG_S, self._model_step)
+
+    def _model_step(self) -> None:
+        """Draws the next few KiB of the model's batch, taking a new batch if it has none."""
+        self._cancel_model_calls()
+        steps = self._model_steps or self._model_batch()
+        if steps is None:
+            return
+        chunks = MODEL_STEP_CHUNKS + self._model_owed // FEED_CHUNK
+        self._model_owed = 0
+        try:
+            for _ in range(chunks):
+                next(steps)
+        except StopIteration:
+            self._model_steps = None
+        except Exception:  # a model bug must not lose output or the session
+            log.exception("terminal model failed on output before offset %d", self._model_at)
+            self._model_steps = None
+        else:
+            self._model_next = self._loop.call_soon(self._model_step)
+            return
+        lag = self._ring.end - self._model_at
+        if lag >= MODEL_LAG_BYTES:
+            self._model_next = self._loop.call_soon(self._model_step)
+        elif lag:
+            self._model_timer = self._loop.call_later(MODEL_LAG_S, self._model_step)
+
+    def _model_batch(self) -> Iterator[None] | None:
+        """Hands the model the output it has not had, as a copy: the ring may wrap over it
+        while the model draws."""
+        ring = self._ring
+        if self._model_at >= ring.end:
+            return None
+        data = ring.read(self._model_at, ring.end - self._model_at)
+        self._model_at += len(data)
+        self._model_owed = 0
+        self._model_steps = self._term.render_steps(data)
+        return self._model_steps
+
+    def _cancel_model_calls(self) -> None:
+        for call in (self._model_next, self._model_timer):
+            if call is not None:
+                call.cancel()
+        self._model_next = self._model_timer = None
 
     def _feed_model(self) -> None:
-        """Brings the terminal model up to the end of the output."""
-        if self._model_timer is not None:
-            self._model_timer.cancel()
-            self._model_timer = None
-        ring = self._ring
-        while self._model_at < ring.end:
-            data = ring.read(self._model_at, ring.end - self._model_at)
+        """Brings the terminal model up to the end of the output, at once."""
+        self._cancel_model_calls()
+        while (steps := self._model_steps or self._model_batch()) is not None:
             try:
-                self._term.render(data)
+                for _ in steps:
+                    pass
             except Exception:  # a model bug must not lose output or the session
-                log.exception("terminal model failed on %d bytes", len(data))
-            self._model_at += len(data)
+                log.exception("terminal model failed on output before offset %d", self._model_at)
+            self._model_steps = None
 
     def _model(self) -> Any:
         """The terminal model, caught up with every byte of output so far."""
