@@ -6,8 +6,8 @@ reader is in place first, and the clock runs from that input to the end marker a
 readers of the same program, interleaved, 3 rounds, median:
 
 * raw (baseline): ``os.openpty`` in this process, the program on the slave side, the master
-  read with ``loop.add_reader`` and ``os.read(fd, 64 KiB)`` (what the session process does,
-  without anything else);
+  read with ``loop.add_reader`` and ``os.read(fd, 64 KiB)`` (one read per wake-up: a PTY read
+  returns at most ~4 KiB);
 * raw + model (information): the same reader feeding every chunk to the session's terminal
   model (``make_terminal``), as the session process does before forwarding: the ceiling of
   any session that keeps its screen model in the read path;
@@ -53,7 +53,7 @@ __all__ = ["run"]
 
 SIZE_MB = 32
 ROUNDS = 3
-READ_SIZE = 64 << 10  # the session process reads its PTY in 64 KiB chunks too
+READ_SIZE = 64 << 10  # more than a PTY read ever returns
 ROWS, COLS = 24, 80
 END = b"BENCH-END"  # not in the base64 alphabet, so it cannot occur in the data
 SETTLE_S = 0.2  # after a reader is in place, before the go
