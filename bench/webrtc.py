@@ -174,23 +174,35 @@ async def _hub_side(sandbox: Sandbox) -> tuple[dict[str, object], list[str]]:
             await asyncio.sleep(0.005)
         out["rtts"] = rtts
         # The same keys over the hub socket (information: what the WebRTC carrier adds).
-        from botster.base.framing import PTY_INPUT, PTY_OUTPUT, encode_frame, encode_session
+        from botster.base.framing import (
+            PTY_INPUT,
+            PTY_OUTPUT,
+            SNAPSHOT,
+            Frame,
+            encode_frame,
+            encode_session,
+        )
         from botster.transports.client import HubConnection
 
-        echoed = asyncio.Event()
-        sock = await HubConnection.connect(
-            sandbox.hub_socket(),
-            "bench",
-            on_frame=lambda f: echoed.set() if f.type == PTY_OUTPUT else None,
-        )
+        echoed, screen = asyncio.Event(), asyncio.Event()
+
+        def on_frame(frame: Frame) -> None:
+            if frame.type == PTY_OUTPUT:
+                echoed.set()
+            elif frame.type == SNAPSHOT:
+                screen.set()
+
+        sock = await HubConnection.connect(sandbox.hub_socket(), "bench", on_frame=on_frame)
         sock.subscribe("terminal", {"session_id": cat})
-        await sock.request("ping")
+        # Keys only once the screen is here: the client reads the terminal straight from the
+        # session, and an echo that came before that stream began is in its snapshot.
+        await asyncio.wait_for(screen.wait(), 30)
         socket_rtts = []
         for i in range(KEYS):
             echoed.clear()
             t = time.perf_counter()
             sock.send_raw(encode_frame(PTY_INPUT, encode_session(cat, bytes([97 + i % 26]))))
-            await echoed.wait()
+            await asyncio.wait_for(echoed.wait(), 30)
             socket_rtts.append((time.perf_counter() - t) * 1000)
             await asyncio.sleep(0.005)
         await sock.close()
