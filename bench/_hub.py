@@ -14,7 +14,8 @@ Sessions (``pty.spawn``) outlive their hub by design: ``Sandbox.kill_sessions()`
 ``SPAWNER`` is a plugin whose commands start (``bench.spawn``) and end (``bench.close``) a
 session and write a line to the hub log (``bench.mark``) on a client's request.
 ``ByteCounter.attach(socket, session_id)`` is an attached client that only counts bytes.
-``rss_mb``, ``cpu_seconds``, ``runqueue_wait_s`` and ``autogroup`` read ``/proc`` for a pid.
+``rss_mb``, ``cpu_seconds``, ``runqueue_wait_s`` and ``autogroup`` read ``/proc`` for a pid;
+``pin_cpus`` keeps every thread of one on given CPUs.
 
 Built on ``harness/`` like ``tests/conftest.py`` (isolation, a real repo, the hub process),
 without the tests' checks: a benchmark reports, it does not assert. ``BOTSTER_DEBUG`` is left
@@ -56,6 +57,7 @@ __all__ = [
     "autogroup",
     "cpu_seconds",
     "log_time",
+    "pin_cpus",
     "process_alive",
     "rss_mb",
     "runqueue_wait_s",
@@ -186,6 +188,15 @@ def autogroup(pid: int) -> str:
         return Path(f"/proc/{pid}/autogroup").read_text().split()[0]
     except (OSError, IndexError):
         return ""
+
+
+def pin_cpus(pid: int, cpus: set[int]) -> None:
+    """Keeps every thread of a process on `cpus` (threads it starts later inherit it)."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            os.sched_setaffinity(int(tid), cpus)
+        except ProcessLookupError:
+            pass  # the thread ended meanwhile
 
 
 def rss_mb(pid: int) -> float:
