@@ -167,7 +167,12 @@ log = logging.getLogger("botster.sessions")
 # at 0.72-0.83x. A 64 KiB frame fills a watcher's socket at once, so the client worked in bursts
 # and fell behind into resyncs (8% of the bytes came as snapshots), and an echo waited for the
 # whole batch behind it. Per frame the hub's and clients' costs barely show: `yes` went at the
-# same speed, 20 flooding agents left the hub the same jitter.
+# same speed, 20 flooding agents left the hub the same jitter. Reading on to 64 KiB a wake-up
+# while still forwarding every 16 KiB took base64 into the hub from 0.75x to 0.82x (fewer loop
+# turns while the PTY's ~12 KiB fills), but a UI typing into a flooding agent
+# (``bench/tui_flood_input.py``, interleaved runs) saw the echo reach its model at p99 16-23 ms
+# against 8-19 ms, also when reading on only while every reader had taken all it was sent: kept
+# at 16 KiB.
 READ_SIZE = 16 << 10
 SHORT_READ = 512  # a PTY read under this found it drained (a flood's return KiBs)
 # The terminal model takes the output in batches: this long after output, or as soon as this
@@ -317,7 +322,11 @@ def _set_winsize(fd: int, rows: int, cols: int) -> None:
 # printing `yes` (0.84-1.03x a plain PTY reader's speed to a client; at nice 7, 0.82-0.87x;
 # at 10, 0.72-0.88x), and 20 agents flooding leave the hub's timers a p99 jitter of 5 ms (`yes`)
 # and 10-14 ms (base64 lines; sessions at nice 0 without the short slice: 38-53 ms). The
-# price: on a loaded machine an agent's work gets a smaller share than a nice-0 program's.
+# price: on a loaded machine an agent's work gets a smaller share than a nice-0 program's,
+# and one flooding agent is read a little slower: base64 lines into the hub went at 0.74x a
+# bare reader's speed against 0.80x with sessions at nice 0, `yes` to a client 0.84-0.91x
+# against 0.93-1.00x; but with sessions at nice 0, 20 agents flooding base64 lines left the
+# hub's timers a p99 jitter of 21-24 ms against 10-11 ms (`yes`: 2-3 ms either way).
 SESSION_NICE = 5
 PROGRAM_NICE = 10
 # An unprivileged user may change an autogroup's nice once per 100 ms, system-wide (EAGAIN
