@@ -2,8 +2,10 @@
 
 The program is ``sh -c 'read _; cat FILE; echo; echo BENCH-END'`` with FILE 32 MB of base64
 lines (76 columns, like a build log scrolling by): it waits for one line of input so that every
-reader is in place first, and the clock runs from that input to the end marker arriving. Three
-readers of the same program, interleaved, 3 rounds, median:
+reader is in place first, and the clock runs from that input to the end marker arriving. Four
+readers of the same program, interleaved in rotating order, 5 rounds, median (as in
+``bench/pty_anchors.py``: every reader runs once in each place of a round, so load that drifts
+over a round favours none of them):
 
 * raw (baseline): ``os.openpty`` in this process, the program on the slave side, the master
   read with ``loop.add_reader`` and ``os.read(fd, 64 KiB)`` (one read per wake-up: a PTY read
@@ -19,7 +21,7 @@ readers of the same program, interleaved, 3 rounds, median:
 
 Every reader must see every byte (the counts are compared; a session whose hub falls more than
 its 4 MiB ring behind drops output, which would show; a socket client that falls behind gets
-a fresh snapshot instead of the held bytes, by design: ``forwarder.RESYNC_BYTES``). Goals
+a fresh snapshot instead of the held bytes, by design: ``watchers.RESYNC_BYTES``). Goals
 (from the issue): into the hub at least 0.8x the raw read, to an attached client at least 0.7x.
 """
 
@@ -52,7 +54,8 @@ from botster.transports.client import HubConnection
 __all__ = ["run"]
 
 SIZE_MB = 32
-ROUNDS = 3
+ROUNDS = 5
+PATHS = ("raw", "model", "hub", "client")
 READ_SIZE = 64 << 10  # more than a PTY read ever returns
 ROWS, COLS = 24, 80
 END = b"BENCH-END"  # not in the base64 alphabet, so it cannot occur in the data
@@ -215,20 +218,26 @@ async def _measure(sandbox: Sandbox) -> dict[str, list[tuple[float, int]]]:
     sandbox.write_plugin("spawner", SPAWNER)
     hub = HubRun(sandbox)
     await hub.start()
-    runs: dict[str, list[tuple[float, int]]] = {"raw": [], "model": [], "hub": [], "client": []}
+    runs: dict[str, list[tuple[float, int]]] = {name: [] for name in PATHS}
     try:
         await hub.wait_for(r"hub ready:")
         conn = await hub.connect()
         await _raw(argv)  # warm-up: page cache for the file and the programs
         for i in range(ROUNDS):
-            secs, nbytes = await _raw(argv)
-            runs["raw"].append((secs, nbytes))
-            runs["model"].append(await _raw(argv, model=True))
-            secs, nbytes, dropped = await _into_hub(sandbox, argv)
-            runs["hub"].append((secs, nbytes))
-            if dropped:
-                print(f"  round {i + 1}: the session dropped {dropped} bytes (its hub lagged)")
-            runs["client"].append(await _to_client(conn, argv))
+            for path in PATHS[i % len(PATHS) :] + PATHS[: i % len(PATHS)]:
+                if path == "raw":
+                    runs["raw"].append(await _raw(argv))
+                elif path == "model":
+                    runs["model"].append(await _raw(argv, model=True))
+                elif path == "hub":
+                    secs, nbytes, dropped = await _into_hub(sandbox, argv)
+                    runs["hub"].append((secs, nbytes))
+                    if dropped:
+                        print(
+                            f"  round {i + 1}: the session dropped {dropped} bytes (its hub lagged)"
+                        )
+                else:
+                    runs["client"].append(await _to_client(conn, argv))
             print(
                 f"  round {i + 1}: "
                 + "   ".join(
